@@ -1,0 +1,63 @@
+"""Load and validate the workflow configuration; the JSON schema is the one home of every default."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import best_match
+
+from r3lm.errors import InputError
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+
+
+def _with_defaults(validator_class: type) -> type:
+    """A validator that fills `default` values while it validates (nested objects too)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):  # type: ignore[no-untyped-def]
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(name, copy.deepcopy(subschema["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return validators.extend(validator_class, {"properties": set_defaults})
+
+
+_DefaultingValidator = _with_defaults(Draft202012Validator)
+
+
+def load_schema() -> dict[str, Any]:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def validate_config(config: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
+    """Return a validated copy of `config` with defaults filled; raise InputError naming the bad key."""
+    filled = copy.deepcopy(dict(config))
+    error = best_match(_DefaultingValidator(load_schema()).iter_errors(filled))
+    if error is not None:
+        key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+        raise InputError(f"invalid value at key '{key}': {error.message}", path=source)
+    return filled
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file, or a JSON string when `path` starts with '{'."""
+    text = str(path)
+    if text.lstrip().startswith("{"):
+        return validate_config(json.loads(text), source="settings")
+    file = Path(path)
+    if not file.is_file():
+        raise InputError("config file not found", path=file)
+    try:
+        raw = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise InputError(f"not valid YAML: {error}".splitlines()[0], path=file) from error
+    return validate_config(raw, source=str(file))

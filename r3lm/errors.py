@@ -1,0 +1,37 @@
+"""One error type for bad user input, so every entry point can report it the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InputError(Exception):
+    """Bad input (a file, a row, a field or a config key) reported as one line with exit code 2.
+
+    `row` is the 1-based data row (the header is not counted), so users can find it in a
+    spreadsheet or with `sed -n "$((row + 1))p"` on a file with a header line.
+    """
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | Path | None = None,
+        row: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        self.message = message
+        self.path = None if path is None else str(path)
+        self.row = row
+        self.column = column
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = [part for part in (
+            self.path,
+            None if self.row is None else f"row {self.row}",
+            None if self.column is None else f"column '{self.column}'",
+        ) if part]
+        return f"{', '.join(where)}: {self.message}" if where else self.message
