@@ -1,0 +1,21 @@
+# r3lm: reasoning-informed regression for regulatory DNA activity (R3LM, Duan et al., KDD 2026).
+# Stages, one rule file each: data -> motifs -> rcc -> reasoning -> stage1 -> stage2 -> evaluate.
+# Run: snakemake --cores 2   (config/config.yaml, the simulated demo)
+#      snakemake --cores 8 --configfile config/gosai2024.yaml   (the paper's data)
+
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        dataset_tables(),

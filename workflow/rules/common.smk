@@ -1,0 +1,56 @@
+# Shared helpers: config validation, result paths, and how steps call r3lm.
+
+import json
+import sys
+from pathlib import Path
+
+# Rules and this file use the r3lm package of this checkout (a conda env needs only the dependencies).
+sys.path.insert(0, workflow.basedir)
+# (snakemake formats the prefix too, hence the doubled braces)
+shell.prefix(
+    'set -euo pipefail; export PYTHONPATH="'
+    + workflow.basedir
+    + '${{PYTHONPATH:+:$PYTHONPATH}}"; '
+)
+
+from r3lm.config import validate_config
+
+# workflow/schemas/config.schema.yaml fills every default; an invalid key or value stops the
+# workflow here with one line naming the key.
+config.update(validate_config(config, source="config"))
+
+DATASET = config["dataset"]
+RESULTS = f"results/{DATASET['name']}"
+DATA_DIR = f"{RESULTS}/data"
+LOG_DIR = f"{RESULTS}/logs"
+TABLES = ["train", "val", "test", "test_subset"]
+ENV = "../../envs/r3lm.yaml"
+
+
+def settings(*sections):
+    """The config sections a step depends on, as JSON: changing them reruns the step."""
+    return json.dumps({section: config[section] for section in sections}, sort_keys=True)
+
+
+def dataset_tables():
+    return [f"{DATA_DIR}/{table}.parquet" for table in TABLES] + [f"{DATA_DIR}/summary.json"]
+
+
+def gosai_table():
+    return f"resources/gosai2024/{DATASET['gosai2024']['filename']}"
+
+
+def source_files(wildcards):
+    """What prepare_data reads: the downloaded table, the simulation, or the user's files."""
+    if DATASET["source"] == "gosai2024":
+        return {"source": gosai_table()}
+    if DATASET["source"] == "demo":
+        return {"source": f"{DATA_DIR}/simulated.parquet"}
+    table = DATASET["table"]
+    files = {"table": table["path"]}
+    files.update({key: table[key] for key in ("test_path", "genome") if table[key]})
+    return files
+
+
+def source_argument(wildcards, input):
+    return f"--input {input.source}" if "source" in input.keys() else ""
