@@ -84,7 +84,7 @@ def _at_random(units: pd.DataFrame, split: dict[str, Any]) -> pd.Series:
     if split["val_fraction"] + split["test_fraction"] >= 1:
         raise InputError("split: val_fraction + test_fraction must be below 1", path="config")
     ids = units["id"].astype(str)
-    groups = ids.str.replace(re.compile(split["group_regex"]), "", regex=True) if split["group_regex"] else ids
+    groups = ids.str.replace(_compile_group_regex(split["group_regex"]), "", regex=True) if split["group_regex"] else ids
     unique = np.sort(groups.unique())
     order = np.random.default_rng(split["seed"]).permutation(len(unique))
     n_test = int(round(split["test_fraction"] * len(unique)))
@@ -93,3 +93,11 @@ def _at_random(units: pd.DataFrame, split: dict[str, Any]) -> pd.Series:
     labels[order[:n_test]] = "test"
     labels[order[n_test:n_test + n_val]] = "val"
     return pd.Series(groups.map(dict(zip(unique, labels))).to_numpy(), index=units.index, dtype=object)
+
+
+def _compile_group_regex(pattern: str) -> re.Pattern:
+    try:
+        return re.compile(pattern)
+    except re.error as error:
+        raise InputError(f"split.group_regex {pattern!r} is not a valid regular expression: {error}",
+                         path="config") from error

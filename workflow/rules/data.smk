@@ -26,6 +26,8 @@ rule download_gosai:
 
 
 rule simulate_demo:
+    input:
+        catalogue=workflow.source_path("../../r3lm/data/demo_tfs.yaml"),
     output:
         measurements=f"{DATA_DIR}/simulated.parquet",
         ground_truth=f"{DATA_DIR}/ground_truth.parquet",
