@@ -40,6 +40,8 @@ def load_schema() -> dict[str, Any]:
 
 def validate_config(config: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
     """Return a validated copy of `config` with defaults filled; raise InputError naming the bad key."""
+    if not isinstance(config, Mapping):
+        raise InputError(f"the config must be a mapping of keys to values, not a {type(config).__name__}", path=source)
     filled = copy.deepcopy(dict(config))
     error = best_match(_DefaultingValidator(load_schema()).iter_errors(filled))
     if error is not None:
@@ -52,7 +54,10 @@ def load_config(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file, or a JSON string when `path` starts with '{'."""
     text = str(path)
     if text.lstrip().startswith("{"):
-        return validate_config(json.loads(text), source="settings")
+        try:
+            return validate_config(json.loads(text), source="settings")
+        except json.JSONDecodeError as error:
+            raise InputError(f"the config string is not valid JSON: {error}", path="settings") from error
     file = Path(path)
     if not file.is_file():
         raise InputError("config file not found", path=file)

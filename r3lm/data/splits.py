@@ -67,14 +67,27 @@ def _by_chromosome(units: pd.DataFrame, split: dict[str, Any], *, config_key: st
     return assigned
 
 
+def fold_key(value: object) -> str:
+    """'1', 1, 1.0 and ' 1 ' are the same fold (a parquet int column with gaps reads as float)."""
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return str(int(number)) if number.is_integer() else text
+
+
 def _by_fold(units: pd.DataFrame, split: dict[str, Any], *, config_key: str) -> pd.Series:
-    val = {str(fold) for fold in split["val_folds"]}
-    test = {str(fold) for fold in split["test_folds"]}
+    if not split["fold_column"]:
+        raise InputError(f"{config_key}.split.method is 'fold' but {config_key}.split.fold_column is not set",
+                         path="config")
+    val = {fold_key(fold) for fold in split["val_folds"]}
+    test = {fold_key(fold) for fold in split["test_folds"]}
     if not val and not test:
         raise InputError(f"{config_key}.split: fold splitting needs val_folds and/or test_folds", path="config")
     if val & test:
         raise InputError(f"{config_key}.split: folds {sorted(val & test)} are in both val and test", path="config")
-    fold = units["fold"].astype(str)
+    fold = units["fold"].map(fold_key)
     return pd.Series(np.where(fold.isin(test), "test", np.where(fold.isin(val), "val", "train")),
                      index=units.index, dtype=object)
 

@@ -167,7 +167,11 @@ def standardize(frame: pd.DataFrame, *, path: str | Path, table: dict[str, Any],
         if missing.any():
             drops[f"missing_activity:{cell_type}"] += int(missing.sum())
         long_parts.append(part[~missing])
-    return pd.concat(long_parts, ignore_index=True)
+    long = pd.concat(long_parts, ignore_index=True)
+    if long.empty:
+        raise InputError(f"no usable rows: every one of the {len(frame)} rows was dropped "
+                         f"({', '.join(f'{reason}: {count}' for reason, count in drops.items() if count)})", path=path)
+    return long
 
 
 def load_table(dataset: dict[str, Any]) -> tuple[pd.DataFrame, Counter, dict[str, Any]]:
@@ -177,13 +181,15 @@ def load_table(dataset: dict[str, Any]) -> tuple[pd.DataFrame, Counter, dict[str
         raise InputError("dataset.table.path is not set", path="config")
     drops: Counter = Counter()
     fold_column = table["split"]["fold_column"] if table["split"]["method"] == "fold" else None
-    main = standardize(read_table(table["path"]), path=table["path"], table=table, dataset=dataset, drops=drops,
+    main_frame = read_table(table["path"])
+    main = standardize(main_frame, path=table["path"], table=table, dataset=dataset, drops=drops,
                        id_prefix="row", fold_column=fold_column)
     main["from_test_file"] = False
-    inputs = {"path": str(table["path"]), "rows": int(main["source_row"].max())}
+    inputs = {"path": str(table["path"]), "rows": len(main_frame)}
     parts = [main]
     if table["test_path"]:
-        test = standardize(read_table(table["test_path"]), path=table["test_path"], table=table, dataset=dataset,
+        test_frame = read_table(table["test_path"])
+        test = standardize(test_frame, path=table["test_path"], table=table, dataset=dataset,
                            drops=drops, id_prefix="test_row", fold_column=fold_column)
         test["from_test_file"] = True
         clash = test["id"].isin(set(main["id"]))
@@ -192,7 +198,7 @@ def load_table(dataset: dict[str, Any]) -> tuple[pd.DataFrame, Counter, dict[str
             raise InputError(f"id {test['id'].iloc[position]!r} is also in {table['path']}", path=table["test_path"],
                              row=int(test["source_row"].iloc[position]), column=table["id_column"] or "id")
         inputs["test_path"] = str(table["test_path"])
-        inputs["test_rows"] = int(test["source_row"].max())
+        inputs["test_rows"] = len(test_frame)
         parts.append(test)
     frame = pd.concat(parts, ignore_index=True)
     log.info("read %d rows (%d cell-type measurements) from %s", inputs["rows"], len(frame), table["path"])

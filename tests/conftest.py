@@ -1,0 +1,140 @@
+"""Shared fixtures: the real data beside the checkout, and small helpers for data-preparation tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+GOSAI_ROWS = "gosai2024/table_s2_rows.tsv"
+HEPG2 = "agarwal2025/hepg2_lentimpra.tsv"
+WTC11 = "agarwal2025/wtc11_lentimpra.tsv"
+JOINT = "agarwal2025/joint_library_3cell.tsv"
+
+LEFT_ADAPTOR = "AGGACCGGATCAACT"
+RIGHT_ADAPTOR = "CATTGCGTGAACCGA"
+OUTPUT_FILES = ("train.parquet", "val.parquet", "test.parquet", "test_subset.parquet", "summary.json")
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """The real measured data folder (`../shared/data` beside the checkout), or skip."""
+    if not SHARED.is_dir():
+        pytest.skip(f"real shared data not found at {SHARED} (CI puts ../shared beside the checkout)")
+    return SHARED
+
+
+def _real(shared: Path, relative: str) -> Path:
+    path = shared / relative
+    if not path.is_file():
+        pytest.skip(f"real data file not found: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def gosai_rows(shared: Path) -> Path:
+    return _real(shared, GOSAI_ROWS)
+
+
+@pytest.fixture(scope="session")
+def hepg2_path(shared: Path) -> Path:
+    return _real(shared, HEPG2)
+
+
+@pytest.fixture(scope="session")
+def wtc11_path(shared: Path) -> Path:
+    return _real(shared, WTC11)
+
+
+@pytest.fixture(scope="session")
+def joint_path(shared: Path) -> Path:
+    return _real(shared, JOINT)
+
+
+def read_text_table(path: Path, sep: str = "\t") -> pd.DataFrame:
+    """A table exactly as text, the way r3lm reads tsv/csv (so edits round-trip unchanged)."""
+    return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+
+
+def write_text_table(frame: pd.DataFrame, path: Path, sep: str = "\t") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, sep=sep, index=False)
+    return path
+
+
+def table_config(table: dict[str, Any], *, name: str = "t", **dataset: Any) -> dict[str, Any]:
+    """A validated config for the `table` source; extra keyword arguments go into `dataset`."""
+    from r3lm.config import validate_config
+
+    return validate_config({"dataset": {"name": name, "source": "table", "table": table, **dataset}})
+
+
+def hepg2_table(path: Path, **overrides: Any) -> dict[str, Any]:
+    """`dataset.table` for an Agarwal single-cell-type file (seq_id, seq, mean_value), adaptors trimmed."""
+    table = {"path": str(path), "id_column": "seq_id", "sequence_column": "seq",
+             "activity_columns": {"HepG2": "mean_value"},
+             "trim": {"left": LEFT_ADAPTOR, "right": RIGHT_ADAPTOR}, "sequence_length": 200,
+             "split": {"method": "random", "group_regex": "(_Reversed:?)$"}}
+    table.update(overrides)
+    return table
+
+
+def random_sequences(n: int, length: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return ["".join(rng.choice(list("ACGT"), length)) for _ in range(n)]
+
+
+def read_outputs(out: Path) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    tables = {name: pd.read_parquet(out / f"{name}.parquet") for name in ("train", "val", "test", "test_subset")}
+    return tables, json.loads((out / "summary.json").read_text())
+
+
+def written_files(out: Path) -> list[Path]:
+    """Every file under `out` (none when the folder was never made)."""
+    return sorted(path for path in out.rglob("*") if path.is_file()) if out.exists() else []
+
+
+def assert_input_error(error: Exception, *, path: Path | str | None, row: int | None, column: str | None) -> str:
+    """The one-line message names the file, the 1-based data row and the column it is about."""
+    from r3lm.errors import InputError
+
+    assert isinstance(error, InputError)
+    message = str(error)
+    assert "\n" not in message
+    if path is not None:
+        assert error.path == str(path)
+        assert message.startswith(str(path))
+    if row is not None:
+        assert error.row == row
+        assert f"row {row}," in message or f"row {row}:" in message
+    if column is not None:
+        assert error.column == column
+        assert f"column '{column}'" in message
+    return message
+
+
+@pytest.fixture
+def expect_input_error(tmp_path: Path) -> Callable[..., str]:
+    """Run prepare_dataset on a config that must fail: check where the error points, and that nothing was written."""
+    from r3lm.data.prepare import prepare_dataset
+    from r3lm.errors import InputError
+
+    def run(config: dict[str, Any], *, path: Path | str | None, row: int | None, column: str | None,
+            source_path: Path | None = None, contains: str | None = None) -> str:
+        out = tmp_path / "out_error"
+        with pytest.raises(InputError) as caught:
+            prepare_dataset(config, out, source_path=source_path)
+        message = assert_input_error(caught.value, path=path, row=row, column=column)
+        if contains is not None:
+            assert contains in message
+        assert written_files(out) == []
+        return message
+
+    return run
