@@ -87,6 +87,13 @@ def test_parse_numbers_missing_is_nan_and_text_is_an_error() -> None:
     assert parse_numbers(numeric, path="t.tsv", column="a", row_numbers=rows_for(numeric)).dtype == float
 
 
+@pytest.mark.parametrize("values", [pd.Series(["1", "inf"]), pd.Series([1.0, float("-inf")])])
+def test_parse_numbers_rejects_infinities_in_text_and_numeric_columns(values: pd.Series) -> None:
+    with pytest.raises(InputError) as caught:
+        parse_numbers(values, path="t.tsv", column="a", row_numbers=rows_for(values))
+    assert "not a finite number" in assert_input_error(caught.value, path="t.tsv", row=2, column="a")
+
+
 def test_require_columns_names_the_missing_one_and_what_exists() -> None:
     with pytest.raises(InputError) as caught:
         require_columns(pd.Index(["seq_id", "seq"]), ["seq", "mean_value"], path="t.tsv")

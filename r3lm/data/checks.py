@@ -86,18 +86,20 @@ def check_unique_ids(ids: pd.Series, *, path: str | Path, column: str, policy: s
 
 
 def parse_numbers(values: pd.Series, *, path: str | Path, column: str, row_numbers: pd.Series) -> pd.Series:
-    """Floats with missing values as NaN; any other non-numeric text is an error."""
+    """Floats with missing values as NaN; other non-numeric text and infinities are errors."""
     if pd.api.types.is_numeric_dtype(values):
-        return values.astype(float)
-    text = values.astype("string").str.strip()
-    missing = text.isna() | text.str.lower().isin(_MISSING_TEXT)
-    numbers = pd.to_numeric(text.where(~missing), errors="coerce")
-    bad = numbers.isna() & ~missing
-    if bad.any():
-        position = first_row(bad)
-        raise InputError(f"not a number: {values.iloc[position]!r}", path=path,
-                         row=int(row_numbers.iloc[position]), column=column)
-    return numbers.astype(float)
+        numbers, unparsable = values.astype(float), pd.Series(False, index=values.index)
+    else:
+        text = values.astype("string").str.strip()
+        missing = text.isna() | text.str.lower().isin(_MISSING_TEXT)
+        numbers = pd.to_numeric(text.where(~missing), errors="coerce").astype(float)
+        unparsable = numbers.isna() & ~missing
+    for bad, problem in ((unparsable, "not a number"), (pd.Series(np.isinf(numbers), index=values.index), "not a finite number")):
+        if bad.any():
+            position = first_row(bad)
+            raise InputError(f"{problem}: {values.iloc[position]!r}", path=path,
+                             row=int(row_numbers.iloc[position]), column=column)
+    return numbers
 
 
 def normalize_chromosome(value: object) -> str | None:
