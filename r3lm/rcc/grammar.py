@@ -1,0 +1,89 @@
+"""Grammar tags: short, rule-based statements about a card's motif arrangement.
+
+Rules (thresholds are `rcc.grammar` config keys):
+* GC prior: `GC-rich` when GC >= gc_rich, `AT-rich` when GC <= at_rich (nothing in between).
+* Motif cluster: at least `cluster_min_motifs` hits inside `cluster_window` bp (greedy, left to
+  right, non-overlapping clusters), a hallmark of enhancer-like modules.
+* Repeated family: a TF family hit at least `repeat_min` times (homotypic sites).
+* Pair arrangement: two hits of different families whose gap is at most `pair_max_gap` bp, with
+  their orientation (`tandem` on the same strand; `convergent` +/-; `divergent` -/+) and spacing;
+  the `max_pairs` closest pairs are listed. Overlapping hits have a negative gap ("overlapping").
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from r3lm.rcc.card import MotifHit
+
+
+@dataclass(frozen=True)
+class GrammarSettings:
+    """The `rcc.grammar` config block (its defaults live in the config schema)."""
+
+    gc_rich: float
+    at_rich: float
+    cluster_window: int
+    cluster_min_motifs: int
+    repeat_min: int
+    pair_max_gap: int
+    max_pairs: int
+
+    @classmethod
+    def from_config(cls, settings: Mapping[str, Any]) -> GrammarSettings:
+        return cls(**{key: settings[key] for key in cls.__dataclass_fields__})
+
+
+def _gc_tags(gc: float, settings: GrammarSettings) -> list[str]:
+    if gc >= settings.gc_rich:
+        return [f"GC-rich ({gc:.2f})"]
+    if gc <= settings.at_rich:
+        return [f"AT-rich ({gc:.2f})"]
+    return []
+
+
+def _cluster_tags(motifs: Sequence[MotifHit], settings: GrammarSettings) -> list[str]:
+    tags, first = [], 0
+    while first < len(motifs):
+        last = first
+        while last + 1 < len(motifs) and motifs[last + 1].end - motifs[first].start < settings.cluster_window:
+            last += 1
+        if last - first + 1 >= settings.cluster_min_motifs:
+            tags.append(f"motif cluster: {last - first + 1} motifs in {motifs[first].start}-"
+                        f"{max(hit.end for hit in motifs[first:last + 1])}")
+            first = last + 1
+        else:
+            first += 1
+    return tags
+
+
+def _repeat_tags(motifs: Sequence[MotifHit], settings: GrammarSettings) -> list[str]:
+    counts = Counter(family for hit in motifs for family in sorted(hit.families))
+    return [f"repeated family: {family} x{count}" for family, count in sorted(counts.items())
+            if count >= settings.repeat_min]
+
+
+def _pair_tags(motifs: Sequence[MotifHit], settings: GrammarSettings) -> list[str]:
+    pairs = []
+    for i, left in enumerate(motifs):
+        for right in motifs[i + 1:]:
+            gap = right.start - left.end - 1
+            if gap > settings.pair_max_gap:
+                break
+            if left.families & right.families:
+                continue
+            orientation = ("tandem" if left.strand == right.strand
+                           else "convergent" if left.strand == "+" else "divergent")
+            spacing = f"{gap} bp apart" if gap >= 0 else "overlapping"
+            pairs.append((gap, left.start, f"{left.name} + {right.name}: {orientation}, {spacing}"))
+    return [text for _, _, text in sorted(pairs)[: settings.max_pairs]]
+
+
+def grammar_tags(motifs: Sequence[MotifHit], gc: float, settings: GrammarSettings) -> tuple[str, ...]:
+    """Tags in a fixed order (GC, clusters, repeats, pairs); `motifs` must be sorted by start."""
+    return tuple(_gc_tags(gc, settings) + _cluster_tags(motifs, settings) + _repeat_tags(motifs, settings)
+                 + _pair_tags(motifs, settings))
