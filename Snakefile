@@ -13,9 +13,12 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/motifs.smk"
+include: "workflow/rules/rcc.smk"
 
 
 rule all:
     default_target: True
     input:
         dataset_tables(),
+        card_tables(),

@@ -32,6 +32,87 @@ def _prepare_data(args: argparse.Namespace) -> None:
     prepare_dataset(load_config(args.config), args.out_dir, source_path=args.input)
 
 
+def _motif_settings(args: argparse.Namespace) -> dict:
+    """The config's `motifs` block (schema defaults) with the command-line overrides."""
+    from r3lm.config import validate_config
+
+    overrides = {key: value for key, value in (("jaspar_release", args.jaspar_release), ("pvalue", args.pvalue),
+                                               ("background", args.background)) if value is not None}
+    return validate_config({"motifs": overrides}, source="command line")
+
+
+def _scan_file(args: argparse.Namespace) -> tuple:
+    from r3lm.data.sequences import read_sequences
+    from r3lm.io import table_kind
+    from r3lm.motifs.scan import background_for, build_motif_set, scan_sequences
+
+    table_kind(args.out)
+    config = _motif_settings(args)
+    sequences = read_sequences(args.sequences, id_column=args.id_column, sequence_column=args.sequence_column)
+    settings = config["motifs"]
+    motif_set = build_motif_set(settings, background_for(settings, sequences["sequence"].tolist()))
+    hits = scan_sequences(sequences["id"].tolist(), sequences["sequence"].tolist(), motif_set, threads=args.threads)
+    return config, sequences, hits
+
+
+def _scan(args: argparse.Namespace) -> None:
+    from r3lm.io import write_table
+
+    _, _, hits = _scan_file(args)
+    write_table(hits, args.out)
+
+
+def _rcc(args: argparse.Namespace) -> None:
+    from r3lm.io import write_table
+    from r3lm.rcc.build import cards_for_table
+    from r3lm.rcc.grammar import GrammarSettings
+
+    config, sequences, hits = _scan_file(args)
+    cards = cards_for_table(sequences.assign(cell_type=args.cell_type), hits,
+                            GrammarSettings.from_config(config["rcc"]["grammar"]), with_grammar=args.grammar_tags)
+    write_table(cards, args.out)
+
+
+def _scan_shard(args: argparse.Namespace) -> None:
+    from r3lm.config import load_config
+    from r3lm.motifs.shards import scan_shard
+
+    scan_shard(load_config(args.config), args.data_dir, args.shard, args.out, threads=args.threads)
+
+
+def _gather_hits(args: argparse.Namespace) -> None:
+    from r3lm.motifs.shards import gather_hits
+
+    gather_hits(args.shard_files, args.out)
+
+
+def _motif_database(args: argparse.Namespace) -> None:
+    from r3lm.config import load_config
+    from r3lm.motifs.shards import write_motif_database
+
+    write_motif_database(load_config(args.config), args.data_dir, args.table, args.meme)
+
+
+def _build_cards(args: argparse.Namespace) -> None:
+    from r3lm.config import load_config
+    from r3lm.rcc.build import write_cards
+
+    write_cards(load_config(args.config), args.table, args.hits, args.out)
+
+
+def _add_sequence_input(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sequences", required=True,
+                        help="FASTA (.fa/.fasta/.fna, optionally .gz) or a table (.tsv/.csv/.parquet)")
+    parser.add_argument("--out", required=True, help="output: .parquet, .tsv, .csv (optionally .gz) or .jsonl")
+    parser.add_argument("--id-column", default="id", help="table input: the id column (default: id)")
+    parser.add_argument("--sequence-column", default="sequence", help="table input: the sequence column")
+    parser.add_argument("--jaspar-release", default=None, help="JASPAR2026 (default) or JASPAR2024")
+    parser.add_argument("--pvalue", type=float, default=None, help="FIMO p-value threshold (default 5e-5)")
+    parser.add_argument("--background", choices=["uniform", "input"], default=None,
+                        help="uniform (default) or estimated from the input sequences")
+    parser.add_argument("--threads", type=int, default=2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="r3lm", description=__doc__)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -56,6 +137,43 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--out-dir", required=True, help="folder for {train,val,test,test_subset}.parquet")
     prepare.add_argument("--input", default=None, help="the source file (Gosai table or simulated demo)")
     prepare.set_defaults(handler=_prepare_data)
+
+    scan = commands.add_parser("scan", help="FIMO-exact motif scan of sequences against JASPAR")
+    _add_sequence_input(scan)
+    scan.set_defaults(handler=_scan)
+
+    rcc = commands.add_parser("rcc", help="Regulatory Context Cards for sequences in one cell type")
+    _add_sequence_input(rcc)
+    rcc.add_argument("--cell-type", required=True, help="cell type named on every card")
+    rcc.add_argument("--grammar-tags", action="store_true", help="add the Grammar Tags line to the card text")
+    rcc.set_defaults(handler=_rcc)
+
+    shard = commands.add_parser("scan-shard", help="workflow step: scan one shard of a prepared dataset")
+    shard.add_argument("--config", required=True, help=config_help)
+    shard.add_argument("--data-dir", required=True, help="the prepared dataset's folder")
+    shard.add_argument("--shard", type=int, required=True, help="0-based shard index (of motifs.shards)")
+    shard.add_argument("--out", required=True, help="hits parquet")
+    shard.add_argument("--threads", type=int, default=1)
+    shard.set_defaults(handler=_scan_shard)
+
+    gather = commands.add_parser("gather-hits", help="workflow step: concatenate shard hits")
+    gather.add_argument("--out", required=True, help="hits parquet")
+    gather.add_argument("shard_files", nargs="+", help="shard hit tables")
+    gather.set_defaults(handler=_gather_hits)
+
+    database = commands.add_parser("motif-database", help="workflow step: the motif table and MEME file")
+    database.add_argument("--config", required=True, help=config_help)
+    database.add_argument("--data-dir", required=True, help="the prepared dataset's folder (input background)")
+    database.add_argument("--table", required=True, help="motif table parquet (scanned and skipped)")
+    database.add_argument("--meme", required=True, help="MEME-format motif file")
+    database.set_defaults(handler=_motif_database)
+
+    cards = commands.add_parser("build-cards", help="workflow step: cards for one split table")
+    cards.add_argument("--config", required=True, help=config_help)
+    cards.add_argument("--table", required=True, help="a split table of the prepared dataset")
+    cards.add_argument("--hits", required=True, help="the dataset's gathered hits")
+    cards.add_argument("--out", required=True, help="cards parquet")
+    cards.set_defaults(handler=_build_cards)
     return parser
 
 

@@ -45,3 +45,31 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
+
+
+TABLE_KINDS = (".parquet", ".tsv", ".txt", ".csv", ".jsonl")
+
+
+def table_kind(path: str | Path) -> tuple[str, str | None]:
+    """(extension, compression) of an output table; unknown kinds are input errors, caught before any work."""
+    from r3lm.errors import InputError
+
+    suffixes = [suffix.lower() for suffix in Path(path).suffixes]
+    compressed = bool(suffixes) and suffixes[-1] == ".gz"
+    kind = suffixes[-2] if compressed and len(suffixes) > 1 else (suffixes[-1] if suffixes else "")
+    if kind not in TABLE_KINDS or (compressed and kind == ".parquet"):
+        raise InputError(f"unknown output type {''.join(suffixes[-2:]) or '(no extension)'!r}; use "
+                         ".parquet, .tsv, .csv or .jsonl (text kinds optionally .gz)", path=path)
+    return kind, "gzip" if compressed else None
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> None:
+    """A table by its extension (see `table_kind`)."""
+    kind, compression = table_kind(path)
+    with atomic_path(path) as tmp:
+        if kind == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        elif kind == ".jsonl":
+            frame.to_json(tmp, orient="records", lines=True, compression=compression)
+        else:
+            frame.to_csv(tmp, sep="," if kind == ".csv" else "\t", index=False, compression=compression)

@@ -24,6 +24,20 @@ RESULTS = f"results/{DATASET['name']}"
 DATA_DIR = f"{RESULTS}/data"
 LOG_DIR = f"{RESULTS}/logs"
 TABLES = ["train", "val", "test", "test_subset"]
+SCAN_TABLES = ["train", "val", "test"]  # test_subset is part of test
+
+# Outputs depend on the settings that make them, so ablations never overwrite each other.
+MOTIFS = config["motifs"]
+MOTIF_SETTING = (
+    f"{MOTIFS['jaspar_release']}_{MOTIFS['collection']}_{MOTIFS['tax_group']}"
+    f"_p{MOTIFS['pvalue']:g}_{MOTIFS['background']}_pc{MOTIFS['pseudocount']:g}"
+)
+MOTIF_DIR = f"{RESULTS}/motifs/{MOTIF_SETTING}"
+RCC_DIR = (
+    f"{RESULTS}/rcc/{MOTIF_SETTING}_"
+    + ("grammar" if config["rcc"]["grammar_tags"] else "nogrammar")
+)
+SHARDS = [f"{shard:04d}" for shard in range(MOTIFS["shards"])]
 ENV = "../../envs/r3lm.yaml"
 
 
@@ -34,6 +48,10 @@ def settings(*sections):
 
 def dataset_tables():
     return [f"{DATA_DIR}/{table}.parquet" for table in TABLES] + [f"{DATA_DIR}/summary.json"]
+
+
+def card_tables():
+    return [f"{RCC_DIR}/{table}.parquet" for table in TABLES]
 
 
 def gosai_table():

@@ -1,0 +1,66 @@
+"""Scatter/gather scanning for the workflow: each shard scans a fixed slice of the dataset's sequences.
+
+Scanning does not depend on the cell type, so every sequence is scanned once. Shards slice the
+sorted unique sequence ids, so a shard's content does not depend on how the tables are ordered;
+with `background: input`, every shard estimates the background from all sequences, so shards agree.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from r3lm.io import write_parquet
+from r3lm.motifs.jaspar import load_motifs
+from r3lm.motifs.meme_format import write_meme
+from r3lm.motifs.scan import HIT_COLUMNS, background_for, build_motif_set, scan_sequences
+
+log = logging.getLogger(__name__)
+
+SPLIT_TABLES = ("train", "val", "test")  # test_subset is part of test
+
+
+def dataset_sequences(data_dir: str | Path) -> pd.DataFrame:
+    """Unique (id, sequence) pairs of a prepared dataset, sorted by id."""
+    frames = [pd.read_parquet(Path(data_dir) / f"{name}.parquet", columns=["id", "sequence"]) for name in SPLIT_TABLES]
+    return pd.concat(frames).drop_duplicates("id").sort_values("id", ignore_index=True)
+
+
+def shard_rows(n_rows: int, shard: int, shards: int) -> slice:
+    """Contiguous, near-equal slices that cover every row exactly once."""
+    edges = np.linspace(0, n_rows, shards + 1).round().astype(int)
+    return slice(int(edges[shard]), int(edges[shard + 1]))
+
+
+def scan_shard(config: dict[str, Any], data_dir: str | Path, shard: int, out: str | Path, *, threads: int) -> None:
+    settings = config["motifs"]
+    sequences = dataset_sequences(data_dir)
+    motif_set = build_motif_set(settings, background_for(settings, sequences["sequence"].tolist()))
+    part = sequences.iloc[shard_rows(len(sequences), shard, settings["shards"])]
+    log.info("shard %d of %d: sequences %d of %d", shard + 1, settings["shards"], len(part), len(sequences))
+    hits = scan_sequences(part["id"].tolist(), part["sequence"].tolist(), motif_set, threads=threads)
+    write_parquet(hits, out)
+
+
+def gather_hits(shard_files: Sequence[str | Path], out: str | Path) -> None:
+    frames = [pd.read_parquet(path) for path in shard_files]
+    hits = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=HIT_COLUMNS)
+    log.info("gathered %d hits from %d shards (%d sequences with at least one hit)", len(hits), len(frames),
+             hits["seq_id"].nunique())
+    write_parquet(hits, out)
+
+
+def write_motif_database(config: dict[str, Any], data_dir: str | Path, table_out: str | Path,
+                         meme_out: str | Path) -> None:
+    """The scanned and skipped motifs as a table, and the whole set as a MEME file for other tools."""
+    settings = config["motifs"]
+    sequences = dataset_sequences(data_dir)["sequence"].tolist()
+    motif_set = build_motif_set(settings, background_for(settings, sequences))
+    write_parquet(motif_set.table(), table_out)
+    write_meme(load_motifs(settings["jaspar_release"], settings["collection"], settings["tax_group"]), meme_out,
+               background=motif_set.background)
