@@ -36,6 +36,7 @@ def test_dry_run_plans_the_data_stage(configfile: str) -> None:
     assert result.returncode == 0, result.stderr
     planned = result.stdout + result.stderr
     assert "prepare_data" in planned
+    assert "scan_shard" in planned and "build_cards" in planned
     assert ("download_gosai" in planned) == configfile.endswith("gosai2024.yaml")
     assert ("simulate_demo" in planned) == configfile.endswith("config.yaml")
 
@@ -85,6 +86,17 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path) -> None:
     assert set(tables["train"]["cell_type"]) == {"K562", "HepG2", "SKNSH"}
     assert tables["test_subset"].groupby("cell_type").size().eq(10).all()
     assert (data / "ground_truth.parquet").is_file()
+    setting = "JASPAR2026_CORE_vertebrates_p5e-05_uniform_pc0.1"
+    motif_table = pd.read_parquet(tmp_path / f"results/tiny/motifs/{setting}/motifs.parquet")
+    assert (~motif_table["scanned"]).sum() == 222
+    hits = pd.read_parquet(tmp_path / f"results/tiny/motifs/{setting}/hits.parquet")
+    assert set(hits["seq_id"]) <= set(pd.concat(tables.values())["id"])
+    assert not (tmp_path / f"results/tiny/motifs/{setting}/shards").exists() or not any(
+        (tmp_path / f"results/tiny/motifs/{setting}/shards").iterdir())  # shard files are temporary
+    cards = pd.read_parquet(tmp_path / f"results/tiny/rcc/{setting}_nogrammar/test.parquet")
+    assert len(cards) == len(tables["test"])
+    assert cards["card_text"].str.startswith("Context:\n- Cell Type: ").all()
+    assert (cards["n_motifs"] > 0).mean() > 0.9
 
 
 def _schema_keys(schema: dict, prefix: str = "") -> list[str]:
