@@ -31,8 +31,8 @@ def snakemake(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("configfile", ["config/config.yaml", "config/gosai2024.yaml"])
-def test_dry_run_plans_the_data_stage(configfile: str) -> None:
-    result = snakemake("-n", "--configfile", configfile)
+def test_dry_run_plans_the_whole_chain(configfile: str, tmp_path: Path) -> None:
+    result = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(REPO / configfile))
     assert result.returncode == 0, result.stderr
     planned = result.stdout + result.stderr
     assert "prepare_data" in planned
