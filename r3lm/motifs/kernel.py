@@ -22,34 +22,37 @@ API
 Method ("index", the CPU default)
 ---------------------------------
 1. Once per call: a private copy of the codes with N outside the sequences and max(W, 8) N of
-   padding at both ends (sequences that touch, overlap or are unsorted are copied apart), the
-   8-mer code at every position (``4**8`` = sentinel for a k-mer with an N), and a CSR index
-   k-mer -> positions (bincount + stable radix argsort of uint16 codes). No valid k-mer crosses a
-   sequence boundary, and a window's k-mers all lie inside the window, so none is ever dropped.
+   padding at both ends (sequences that touch, overlap or are unsorted are copied apart), the run
+   of N-free bases starting at every position, the uint16 8-mer code at every position, and a CSR
+   index k-mer -> positions of the N-free 8-mers (bincount + stable radix argsort of uint16).
+   A window's k-mers all lie inside the window, so none is ever dropped at a sequence end.
 2. Per matrix: the seed is the block of 8 contiguous columns with the largest sum of
-   (column max - column mean). ``T[kmer]``, its score on all 65,536 k-mers (two 256-entry half
-   tables and one outer sum), plus ``rest_max`` (the other columns' maxima) bounds every window
-   seeded by that k-mer, so only k-mers with ``T + rest_max >= threshold`` can seed hits. Their
-   positions minus the block offset (a ragged gather from the CSR index: repeat + arange + take)
-   are the candidate window starts, with score ``T[kmer]``. Where the seeded positions exceed
-   ``DENSE_FRACTION`` of all positions (wide motifs, weak seed), the seed block is instead scored
-   at every window start (one contiguous table gather).
+   (column max - column mean). Its score T[kmer] plus ``rest_max`` (the other columns' maxima)
+   bounds every window seeded by that k-mer, so only the k-mers with ``T + rest_max >= threshold``
+   can seed hits; they are enumerated from two 256-entry half tables (sorted low half, searchsorted
+   per high half), at a cost proportional to their number. Their positions minus the block offset
+   (a ragged gather from the CSR index: repeat + arange + take) are the candidate window starts,
+   with score T. Where they exceed ``DENSE_FRACTION`` of all positions (wide motifs, weak seed),
+   the seed block is instead scored at every window start (one contiguous 65,536-table gather).
 3. The other columns are covered by further 8-column blocks (greedy from the left; zero weight on
    columns already counted), verified strongest first. A block adds either ``table[kmer at start +
-   offset]`` (a 65,536-entry table built on demand, whose sentinel entry is very negative) or, when
-   few candidates remain, its columns one by one (``column[code at start + j]``, N very negative),
-   whichever is cheaper. After each block, candidates with ``score + max(columns still to come) <
-   threshold`` are dropped, so a window with an N never survives its block; after the last block
-   ``score >= threshold`` exactly. Scores are int32 (int64 for huge matrices), so all is exact.
-4. Matrices narrower than 8 use an index with k = their width (built lazily); the seed table is
-   then their whole score.
-5. ``threads`` worker threads pull matrices (widest first) from a shared counter; numpy releases
-   the GIL in the gathers, sorts and reductions. Tables are built per matrix and dropped, so
-   memory stays at the index (~70 MiB peak for 2M positions) plus a few tables.
+   offset]`` (a 65,536-entry table, two half tables and one outer sum, built on demand) or, when
+   few candidates remain, its columns one by one (``column[code at start + j]``), whichever is
+   cheaper. After each block the candidates with ``score + max(columns still to come) < threshold``
+   are dropped; after the last, ``score >= threshold`` exactly. An N reads as some base here, so
+   windows with an N get arbitrary scores; the final check ``run[start] >= W`` removes exactly them
+   (a window inside the layout is inside one sequence iff it is N-free). Scores are int32 (int64
+   for huge matrices), so everything is exact.
+4. Matrices narrower than 8 use an index with k = their width (built lazily); the seed is then
+   their whole score.
+5. ``threads`` workers take matrices from a list sorted by width: even workers from the wide end
+   (large numpy calls that release the GIL), odd ones from the narrow end (many small calls that
+   hold it), so the two overlap; a single shared queue gained nothing on 2 cores. Tables exist only
+   while their matrix runs: ~70 MiB peak for 2M positions.
 
-Measured (``benchmarks/scan_kernel.py``: 797 JASPAR2026 matrices x 2 strands, widths 8..33, p < 5e-5,
-10,000 x 200 bp): ~0.75 s for 147k hits on one core (k = 8 beat k = 7, 9 and 10); the same hit set
-as the dense conv and as a numpy brute force.
+Measured (``benchmarks/scan_kernel.py``, 2-core VM shared with other jobs: 797 JASPAR2026 matrices x
+2 strands, widths 8..33, p < 5e-5, 10,000 x 200 bp): 147k hits in ~0.6 s on one thread, ~0.45 s on
+two (k = 8 beat k = 7, 9 and 10); the same hit set as the dense conv and a numpy brute force.
 
 Method "dense" (torch, any device, e.g. ``device="cuda"``): one-hot float32 conv1d of all matrices
 of one width at a time, keeping windows whose float score is within a margin of the threshold
@@ -59,7 +62,7 @@ N, then rescoring those exactly with integer gathers. Correct on CPU too (tested
 
 from __future__ import annotations
 
-import itertools
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -219,14 +222,14 @@ class _Index:
         self._csr: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def kmers(self, k: int) -> np.ndarray:
-        """uint16 code of the k-mer starting at every position (base 4, first base most significant);
+        """uint16 (k <= 8) code of the k-mer starting at every position (base 4, first base most significant);
         only meaningful where ``run >= k`` (elsewhere N counts as T, and the last k - 1 are 0)."""
         if k not in self._kmers:
             work = self.work
             m = work.size - k + 1
-            kmers = np.zeros(work.size, dtype=np.uint16)
+            kmers = np.zeros(work.size, dtype=np.uint16 if k <= 8 else np.uint32)
             if m > 0:
-                values = work & np.uint8(3)
+                values = (work & np.uint8(3)).astype(kmers.dtype)
                 code = kmers[:m]
                 code[:] = values[:m]
                 for j in range(1, k):
@@ -241,7 +244,7 @@ class _Index:
             kmers = self.kmers(k)
             valid = np.flatnonzero(self.run >= k).astype(np.int32 if kmers.size < 2**31 else np.int64)
             values = np.take(kmers, valid)
-            order = np.argsort(values, kind="stable")  # radix sort for uint16
+            order = np.argsort(values, kind="stable")  # a radix sort for uint16
             positions = np.take(valid, order)
             counts = np.bincount(values, minlength=4**k)
             offsets = np.zeros(4**k + 1, dtype=np.int64)
@@ -288,7 +291,8 @@ class _Plan:
     job: _Job
     k: int
     offset: int  # first column of the seed block
-    seed_table: np.ndarray  # (4**k,) seed block score of every k-mer
+    seed_high: np.ndarray  # seed block score of the first k // 2 columns on every (k // 2)-mer
+    seed_low: np.ndarray  # ... and of the other columns on every (k - k // 2)-mer
     seed_need: int  # a candidate survives the seed iff its seed score >= seed_need
     stages: list  # (offset, columns, need): add the block's columns, keep score >= need
     dtype: type
@@ -305,7 +309,9 @@ def _plan(job: _Job) -> _Plan | None:
     column_max = weights.max(axis=1)
     if job.threshold > column_max.sum():
         return None
-    threshold = job.threshold
+    # A threshold below the lowest score admits every N-free window; clamping keeps the arithmetic
+    # inside the score range.
+    threshold = max(job.threshold, int(weights.min(axis=1).sum()))
     bound = int(np.abs(weights).max(axis=1).sum())
     dtype = np.int32 if bound < 2**30 else np.int64
     k = min(INDEX_K, width)
@@ -314,7 +320,8 @@ def _plan(job: _Job) -> _Plan | None:
     offset = int(np.argmax(window_power))
     covered = np.zeros(width, dtype=bool)
     covered[offset:offset + k] = True
-    seed_table = _block_table(weights, offset, k, np.ones(k, dtype=bool), dtype)
+    seed_high = _small_table(weights[offset:offset + k // 2]).astype(dtype)
+    seed_low = _small_table(weights[offset + k // 2:offset + k]).astype(dtype)
     # Cover the other columns with k-wide blocks (greedy from the left; zero weight on columns
     # already counted); verify the most discriminating first.
     blocks = []
@@ -333,7 +340,24 @@ def _plan(job: _Job) -> _Plan | None:
         stages.append((start, columns, threshold - remaining))
     with_n = np.zeros((width, 5), dtype=dtype)
     with_n[:, :4] = weights
-    return _Plan(job, k, offset, seed_table, seed_need, stages, dtype, with_n)
+    return _Plan(job, k, offset, seed_high, seed_low, seed_need, stages, dtype, with_n)
+
+
+def _seeds(plan: _Plan) -> tuple[np.ndarray, np.ndarray]:
+    """The k-mers whose seed score reaches ``seed_need``, and their scores, from the two half
+    tables (sorted low half + searchsorted per high half): cost ~ the number of seeds."""
+    high, low = plan.seed_high, plan.seed_low
+    order = np.argsort(low, kind="stable")
+    low_sorted = low[order]
+    first = np.searchsorted(low_sorted, plan.seed_need - high, side="left")
+    count = low.size - first
+    total = int(count.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=plan.dtype)
+    high_part = np.repeat(np.arange(high.size), count)
+    low_part = order[np.arange(total) + np.repeat(first - np.cumsum(count) + count, count)]
+    kmers = (high_part << (2 * (plan.k - plan.k // 2))) | low_part
+    return kmers, high[high_part] + low[low_part]
 
 
 # A block stage costs about one table build (~25 us, 65,536 adds) plus one k-mer and one table gather
@@ -351,7 +375,7 @@ def _run_plan(plan: _Plan, index: _Index) -> tuple[np.ndarray, np.ndarray]:
     positions, counts, offsets = index.csr(k)
     index_type = positions.dtype.type
     nothing = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
-    seeds = np.flatnonzero(plan.seed_table >= plan.seed_need)
+    seeds, seed_scores = _seeds(plan)
     if seeds.size == 0:
         return nothing
     seed_counts = counts[seeds]
@@ -361,13 +385,14 @@ def _run_plan(plan: _Plan, index: _Index) -> tuple[np.ndarray, np.ndarray]:
     if total > DENSE_FRACTION * positions.size:
         # Weak seed: score its block at every window start (contiguous, so cache friendly).
         n_windows = kmers.size - width + 1
-        score = np.take(plan.seed_table, kmers[plan.offset:plan.offset + n_windows])
+        seed_table = _block_table(plan.job.weights, plan.offset, k, np.ones(k, dtype=bool), plan.dtype)
+        score = np.take(seed_table, kmers[plan.offset:plan.offset + n_windows])
         starts = np.flatnonzero(score >= plan.seed_need).astype(positions.dtype)
         score = np.take(score, starts)
     elif seeds.size == 1:
         first = int(offsets[seeds[0]])
         starts = positions[first:first + total] - index_type(plan.offset)
-        score = np.full(total, plan.seed_table[seeds[0]], dtype=plan.dtype)
+        score = np.full(total, seed_scores[0], dtype=plan.dtype)
     else:
         # Ragged gather of the seed k-mers' position lists from the CSR index.
         shift = (offsets[seeds] - np.cumsum(seed_counts) + seed_counts).astype(positions.dtype)
@@ -375,7 +400,7 @@ def _run_plan(plan: _Plan, index: _Index) -> tuple[np.ndarray, np.ndarray]:
         take += np.arange(total, dtype=positions.dtype)
         starts = np.take(positions, take)
         starts -= index_type(plan.offset)
-        score = np.repeat(plan.seed_table[seeds], seed_counts)
+        score = np.repeat(seed_scores, seed_counts)
     for offset, columns, need in plan.stages:
         if starts.size == 0:
             break
@@ -431,23 +456,36 @@ def _scan_index(work: np.ndarray, jobs: list[_Job], threads: int) -> list[tuple[
         index.csr(k)  # build before the threads start
     empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     results: list[tuple[np.ndarray, np.ndarray]] = [empty] * len(jobs)
-    # Widest (most expensive) first, pulled one at a time by each worker: even load.
+    # Wide matrices spend their time in large numpy calls that release the GIL; narrow ones in many
+    # small calls that hold it. With the jobs sorted by width, even workers pull from the wide end
+    # and odd ones from the narrow end, so the GIL-bound work overlaps the GIL-free work (1.5x on 2
+    # cores, where a single shared queue gained nothing: two threads of narrow jobs just queue on
+    # the GIL).
     order = sorted(range(len(jobs)), key=lambda number: -jobs[number].weights.shape[0])
-    counter = itertools.count()  # next() on it is atomic under the GIL
+    lock = threading.Lock()
+    bounds = [0, len(order)]  # next from the wide end, one past the next from the narrow end
 
-    def worker() -> None:
-        while (position := next(counter)) < len(order):
-            number = order[position]
+    def worker(from_wide_end: bool) -> None:
+        while True:
+            with lock:
+                if bounds[0] >= bounds[1]:
+                    return
+                if from_wide_end:
+                    number = order[bounds[0]]
+                    bounds[0] += 1
+                else:
+                    bounds[1] -= 1
+                    number = order[bounds[1]]
             plan = _plan(jobs[number])  # built here, so only a few plans' tables exist at once
             if plan is not None:
                 results[number] = _run_plan(plan, index)
 
     threads = max(1, min(int(threads), len(jobs)))
     if threads == 1:
-        worker()
+        worker(True)
     else:
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            for future in [pool.submit(worker) for _ in range(threads)]:
+            for future in [pool.submit(worker, number % 2 == 0) for number in range(threads)]:
                 future.result()
     return results
 
