@@ -20,41 +20,17 @@ import time
 import numpy as np
 
 from r3lm.motifs import kernel
-from r3lm.motifs.jaspar import load_motifs
-
-
-def integer_matrix(counts: np.ndarray, pseudocount: float = 0.1, top: int = 1000) -> np.ndarray:
-    """JASPAR counts (4 x W) -> log2-odds vs uniform, shifted to 0 per column, scaled to ints 0..top (W x 4)."""
-    probabilities = (counts + pseudocount / 4) / (counts + pseudocount / 4).sum(axis=0, keepdims=True)
-    log_odds = np.log2(probabilities / 0.25).T
-    log_odds -= log_odds.min(axis=1, keepdims=True)
-    return np.rint(log_odds * top / log_odds.max()).astype(np.int32)
-
-
-def threshold_for_pvalue(matrix: np.ndarray, pvalue: float) -> int | None:
-    """Smallest integer t with P(score >= t) <= pvalue under a uniform background (exact DP)."""
-    distribution = np.ones(1)
-    for row in matrix:
-        longer = np.zeros(distribution.size + int(row.max()))
-        for value in row:
-            longer[value:value + distribution.size] += 0.25 * distribution
-        distribution = longer
-    tail = np.cumsum(distribution[::-1])[::-1]
-    reachable = np.flatnonzero(tail <= pvalue * (1 + 1e-9))
-    return None if reachable.size == 0 else int(reachable[0])
+from r3lm.config import validate_config
+from r3lm.motifs.pssm import uniform_background
+from r3lm.motifs.scan import build_motif_set
 
 
 def workload(pvalue: float) -> tuple[list[np.ndarray], list[int], int]:
-    pairs, thresholds, skipped = [], [], 0
-    for motif in load_motifs():
-        forward = integer_matrix(motif.counts)
-        threshold = threshold_for_pvalue(forward, pvalue)
-        if threshold is None:
-            skipped += 1
-            continue
-        pairs.append(np.stack([forward, np.ascontiguousarray(forward[::-1, ::-1])]))
-        thresholds.append(threshold)
-    return pairs, thresholds, skipped
+    """FIMO's integer matrices (both strands) and thresholds for every reachable JASPAR2026 matrix."""
+    settings = {**validate_config({})["motifs"], "pvalue": pvalue}
+    motif_set = build_motif_set(settings, uniform_background())
+    pairs = [np.stack([m.forward, m.reverse]) for m in motif_set.scored]
+    return pairs, [m.threshold for m in motif_set.scored], len(motif_set.skipped)
 
 
 def brute_force(codes_2d: np.ndarray, pairs: list[np.ndarray], thresholds: list[int]) -> set[tuple]:

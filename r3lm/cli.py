@@ -51,7 +51,8 @@ def _scan_file(args: argparse.Namespace) -> tuple:
     sequences = read_sequences(args.sequences, id_column=args.id_column, sequence_column=args.sequence_column)
     settings = config["motifs"]
     motif_set = build_motif_set(settings, background_for(settings, sequences["sequence"].tolist()))
-    hits = scan_sequences(sequences["id"].tolist(), sequences["sequence"].tolist(), motif_set, threads=args.threads)
+    hits = scan_sequences(sequences["id"].tolist(), sequences["sequence"].tolist(), motif_set, threads=args.threads,
+                          device=args.device)
     return config, sequences, hits
 
 
@@ -86,11 +87,18 @@ def _gather_hits(args: argparse.Namespace) -> None:
     gather_hits(args.shard_files, args.out)
 
 
-def _motif_database(args: argparse.Namespace) -> None:
+def _motif_table(args: argparse.Namespace) -> None:
     from r3lm.config import load_config
-    from r3lm.motifs.shards import write_motif_database
+    from r3lm.motifs.shards import write_motif_table
 
-    write_motif_database(load_config(args.config), args.data_dir, args.table, args.meme)
+    write_motif_table(load_config(args.config), args.data_dir, args.out)
+
+
+def _motif_file(args: argparse.Namespace) -> None:
+    from r3lm.config import load_config
+    from r3lm.motifs.shards import write_motif_file
+
+    write_motif_file(load_config(args.config), args.out)
 
 
 def _build_cards(args: argparse.Namespace) -> None:
@@ -111,6 +119,8 @@ def _add_sequence_input(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--background", choices=["uniform", "input"], default=None,
                         help="uniform (default) or estimated from the input sequences")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu",
+                        help="cpu (exact k-mer index kernel), or a torch device such as cuda (exact dense kernel)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,12 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
     gather.add_argument("shard_files", nargs="+", help="shard hit tables")
     gather.set_defaults(handler=_gather_hits)
 
-    database = commands.add_parser("motif-database", help="workflow step: the motif table and MEME file")
-    database.add_argument("--config", required=True, help=config_help)
-    database.add_argument("--data-dir", required=True, help="the prepared dataset's folder (input background)")
-    database.add_argument("--table", required=True, help="motif table parquet (scanned and skipped)")
-    database.add_argument("--meme", required=True, help="MEME-format motif file")
-    database.set_defaults(handler=_motif_database)
+    motif_table = commands.add_parser("motif-table", help="workflow step: scanned and skipped motifs")
+    motif_table.add_argument("--config", required=True, help=config_help)
+    motif_table.add_argument("--data-dir", required=True, help="the prepared dataset's folder (input background)")
+    motif_table.add_argument("--out", required=True, help="motif table parquet")
+    motif_table.set_defaults(handler=_motif_table)
+
+    motif_file = commands.add_parser("motif-file", help="the configured JASPAR set as a MEME-format file")
+    motif_file.add_argument("--config", required=True, help=config_help)
+    motif_file.add_argument("--out", required=True, help="MEME-format motif file")
+    motif_file.set_defaults(handler=_motif_file)
 
     cards = commands.add_parser("build-cards", help="workflow step: cards for one split table")
     cards.add_argument("--config", required=True, help=config_help)

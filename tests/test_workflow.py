@@ -87,6 +87,8 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path) -> None:
     assert tables["test_subset"].groupby("cell_type").size().eq(10).all()
     assert (data / "ground_truth.parquet").is_file()
     setting = "JASPAR2026_CORE_vertebrates_p5e-05_uniform_pc0.1"
+    meme = (tmp_path / "resources/motifs/JASPAR2026_CORE_vertebrates.meme").read_text()
+    assert meme.startswith("MEME version 5") and meme.count("\nMOTIF ") == 1019
     motif_table = pd.read_parquet(tmp_path / f"results/tiny/motifs/{setting}/motifs.parquet")
     assert (~motif_table["scanned"]).sum() == 222
     hits = pd.read_parquet(tmp_path / f"results/tiny/motifs/{setting}/hits.parquet")

@@ -18,6 +18,7 @@ import pandas as pd
 from r3lm.io import write_parquet
 from r3lm.motifs.jaspar import load_motifs
 from r3lm.motifs.meme_format import write_meme
+from r3lm.motifs.pssm import uniform_background
 from r3lm.motifs.scan import HIT_COLUMNS, background_for, build_motif_set, scan_sequences
 
 log = logging.getLogger(__name__)
@@ -55,12 +56,15 @@ def gather_hits(shard_files: Sequence[str | Path], out: str | Path) -> None:
     write_parquet(hits, out)
 
 
-def write_motif_database(config: dict[str, Any], data_dir: str | Path, table_out: str | Path,
-                         meme_out: str | Path) -> None:
-    """The scanned and skipped motifs as a table, and the whole set as a MEME file for other tools."""
+def write_motif_table(config: dict[str, Any], data_dir: str | Path, out: str | Path) -> None:
+    """The scanned and skipped motifs, with each one's integer score threshold, for the record."""
     settings = config["motifs"]
     sequences = dataset_sequences(data_dir)["sequence"].tolist()
-    motif_set = build_motif_set(settings, background_for(settings, sequences))
-    write_parquet(motif_set.table(), table_out)
-    write_meme(load_motifs(settings["jaspar_release"], settings["collection"], settings["tax_group"]), meme_out,
-               background=motif_set.background)
+    write_parquet(build_motif_set(settings, background_for(settings, sequences)).table(), out)
+
+
+def write_motif_file(config: dict[str, Any], out: str | Path) -> None:
+    """The whole release as a MEME-format file (uniform background), so other tools use the same motifs."""
+    settings = config["motifs"]
+    write_meme(load_motifs(settings["jaspar_release"], settings["collection"], settings["tax_group"]), out,
+               background=uniform_background())

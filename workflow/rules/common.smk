@@ -33,6 +33,9 @@ MOTIF_SETTING = (
     f"_p{MOTIFS['pvalue']:g}_{MOTIFS['background']}_pc{MOTIFS['pseudocount']:g}"
 )
 MOTIF_DIR = f"{RESULTS}/motifs/{MOTIF_SETTING}"
+MOTIF_FILE = (
+    f"resources/motifs/{MOTIFS['jaspar_release']}_{MOTIFS['collection']}_{MOTIFS['tax_group']}.meme"
+)
 RCC_DIR = (
     f"{RESULTS}/rcc/{MOTIF_SETTING}_"
     + ("grammar" if config["rcc"]["grammar_tags"] else "nogrammar")

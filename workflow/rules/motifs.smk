@@ -2,17 +2,34 @@
 # JASPAR, scattered over `motifs.shards` jobs and gathered into one hits table.
 
 
-rule motif_database:
+rule motif_file:
+    output:
+        MOTIF_FILE,
+    params:
+        settings=settings("motifs"),
+    log:
+        f"{MOTIF_FILE}.log",
+    threads: 1
+    resources:
+        mem_mb=1024,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "python -m r3lm motif-file --config {params.settings:q} --out {output} > {log} 2>&1"
+
+
+rule motif_table:
     input:
         tables=expand(f"{DATA_DIR}/{{table}}.parquet", table=SCAN_TABLES),
+        meme=MOTIF_FILE,
     output:
-        table=f"{MOTIF_DIR}/motifs.parquet",
-        meme=f"{MOTIF_DIR}/motifs.meme",
+        f"{MOTIF_DIR}/motifs.parquet",
     params:
         settings=settings("motifs"),
         data_dir=lambda wildcards, input: Path(input.tables[0]).parent,
     log:
-        f"{LOG_DIR}/motifs/{MOTIF_SETTING}/motif_database.log",
+        f"{LOG_DIR}/motifs/{MOTIF_SETTING}/motif_table.log",
     threads: 1
     resources:
         mem_mb=2048,
@@ -20,8 +37,8 @@ rule motif_database:
     conda:
         ENV
     shell:
-        "python -m r3lm motif-database --config {params.settings:q} --data-dir {params.data_dir}"
-        " --table {output.table} --meme {output.meme} > {log} 2>&1"
+        "python -m r3lm motif-table --config {params.settings:q} --data-dir {params.data_dir}"
+        " --out {output} > {log} 2>&1"
 
 
 rule scan_shard:
