@@ -34,6 +34,43 @@ def _with_defaults(validator_class: type) -> type:
 _DefaultingValidator = _with_defaults(Draft202012Validator)
 
 
+def _coerce_text(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> Any:
+    """Turn text into the schema's number/boolean/null where unambiguous.
+
+    `snakemake --config 'rcc={grammar_tags: true}'` parses nested values with YAML's BaseLoader,
+    so every scalar arrives as text; ablation overrides must still validate.
+    """
+    if "$ref" in schema:
+        referenced = root["$defs"][schema["$ref"].rsplit("/", 1)[-1]]
+        schema = {**referenced, **schema,
+                  "properties": {**referenced.get("properties", {}), **schema.get("properties", {})}}
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        return {key: _coerce_text(item, properties.get(key, extra if isinstance(extra, dict) else {}), root)
+                for key, item in value.items()}
+    if isinstance(value, list):
+        return [_coerce_text(item, schema.get("items", {}), root) for item in value]
+    if not isinstance(value, str):
+        return value
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    if "string" in types or not types:
+        return value
+    text = value.strip()
+    if "null" in types and text.lower() in {"null", "none", "~"}:
+        return None
+    if "boolean" in types and text.lower() in {"true", "false"}:
+        return text.lower() == "true"
+    for kind, parse in (("integer", int), ("number", float)):
+        if kind in types:
+            try:
+                return parse(text)
+            except ValueError:
+                pass
+    return value
+
+
 def load_schema() -> dict[str, Any]:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
@@ -42,8 +79,9 @@ def validate_config(config: Mapping[str, Any], source: str = "config") -> dict[s
     """Return a validated copy of `config` with defaults filled; raise InputError naming the bad key."""
     if not isinstance(config, Mapping):
         raise InputError(f"the config must be a mapping of keys to values, not a {type(config).__name__}", path=source)
-    filled = copy.deepcopy(dict(config))
-    error = best_match(_DefaultingValidator(load_schema()).iter_errors(filled))
+    schema = load_schema()
+    filled = _coerce_text(copy.deepcopy(dict(config)), schema, schema)
+    error = best_match(_DefaultingValidator(schema).iter_errors(filled))
     if error is not None:
         key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
         raise InputError(f"invalid value at key '{key}': {error.message}", path=source)

@@ -41,6 +41,18 @@ def test_dry_run_plans_the_whole_chain(configfile: str, tmp_path: Path) -> None:
     assert ("simulate_demo" in planned) == configfile.endswith("config.yaml")
 
 
+def test_ablation_overrides_get_their_own_outputs(tmp_path: Path) -> None:
+    result = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(REPO / "config/config.yaml"),
+                       "--config", 'motifs={"pvalue": 1e-4, "jaspar_release": "JASPAR2024", "shards": 3}',
+                       'rcc={"grammar_tags": true}')
+    assert result.returncode == 0, result.stdout + result.stderr
+    planned = result.stdout + result.stderr
+    setting = "JASPAR2024_CORE_vertebrates_p0.0001_uniform_pc0.1"
+    assert f"results/demo/motifs/{setting}/shards/0002.parquet" in planned
+    assert f"results/demo/rcc/{setting}_grammar/train.parquet" in planned
+    assert "resources/motifs/JASPAR2024_CORE_vertebrates.meme" in planned
+
+
 def test_lint_is_clean() -> None:
     result = snakemake("--lint")
     assert result.returncode == 0, result.stdout + result.stderr
