@@ -123,71 +123,66 @@ def _add_sequence_input(parser: argparse.ArgumentParser) -> None:
                         help="cpu (exact k-mer index kernel), or a torch device such as cuda (exact dense kernel)")
 
 
+CONFIG_HELP = "workflow config: a YAML file, or the config as a JSON string (validated either way)"
+
+
+def _subcommand(commands: argparse._SubParsersAction, name: str, help_text: str,
+                handler: Callable[[argparse.Namespace], None], *, config: bool) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=help_text)
+    if config:
+        parser.add_argument("--config", required=True, help=CONFIG_HELP)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="r3lm", description=__doc__)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    config_help = "workflow config: a YAML file, or the config as a JSON string (validated either way)"
 
-    download = commands.add_parser("download", help="resumable download with a recorded SHA-256")
+    download = _subcommand(commands, "download", "resumable download with a recorded SHA-256", _download, config=False)
     download.add_argument("--url", action="append", required=True, help="URL to try (repeat for mirrors, in order)")
     download.add_argument("--out", required=True, help="destination file")
     download.add_argument("--sha256", default=None, help="expected checksum (optional)")
     download.add_argument("--no-progress", action="store_true", help="no progress bar")
-    download.set_defaults(handler=_download)
 
-    simulate = commands.add_parser("simulate", help="simulate the demo MPRA from JASPAR matrices")
-    simulate.add_argument("--config", required=True, help=config_help)
+    simulate = _subcommand(commands, "simulate", "simulate the demo MPRA from JASPAR matrices", _simulate, config=True)
     simulate.add_argument("--out", required=True, help="measurements parquet")
     simulate.add_argument("--ground-truth", required=True, help="planted sites and their contributions (parquet)")
-    simulate.set_defaults(handler=_simulate)
 
-    prepare = commands.add_parser("prepare-data", help="filter, split, level and sample a dataset")
-    prepare.add_argument("--config", required=True, help=config_help)
+    prepare = _subcommand(commands, "prepare-data", "filter, split, level and sample a dataset", _prepare_data, config=True)
     prepare.add_argument("--out-dir", required=True, help="folder for {train,val,test,test_subset}.parquet")
     prepare.add_argument("--input", default=None, help="the source file (Gosai table or simulated demo)")
-    prepare.set_defaults(handler=_prepare_data)
 
-    scan = commands.add_parser("scan", help="FIMO-exact motif scan of sequences against JASPAR")
+    scan = _subcommand(commands, "scan", "FIMO-exact motif scan of sequences against JASPAR", _scan, config=False)
     _add_sequence_input(scan)
-    scan.set_defaults(handler=_scan)
 
-    rcc = commands.add_parser("rcc", help="Regulatory Context Cards for sequences in one cell type")
+    rcc = _subcommand(commands, "rcc", "Regulatory Context Cards for sequences in one cell type", _rcc, config=False)
     _add_sequence_input(rcc)
     rcc.add_argument("--cell-type", required=True, help="cell type named on every card")
     rcc.add_argument("--grammar-tags", action="store_true", help="add the Grammar Tags line to the card text")
-    rcc.set_defaults(handler=_rcc)
 
-    shard = commands.add_parser("scan-shard", help="workflow step: scan one shard of a prepared dataset")
-    shard.add_argument("--config", required=True, help=config_help)
+    shard = _subcommand(commands, "scan-shard", "workflow step: scan one shard of a prepared dataset", _scan_shard, config=True)
     shard.add_argument("--data-dir", required=True, help="the prepared dataset's folder")
     shard.add_argument("--shard", type=int, required=True, help="0-based shard index (of motifs.shards)")
     shard.add_argument("--out", required=True, help="hits parquet")
     shard.add_argument("--threads", type=int, default=1)
-    shard.set_defaults(handler=_scan_shard)
 
-    gather = commands.add_parser("gather-hits", help="workflow step: concatenate shard hits")
+    gather = _subcommand(commands, "gather-hits", "workflow step: concatenate shard hits", _gather_hits, config=False)
     gather.add_argument("--out", required=True, help="hits parquet")
     gather.add_argument("shard_files", nargs="+", help="shard hit tables")
-    gather.set_defaults(handler=_gather_hits)
 
-    motif_table = commands.add_parser("motif-table", help="workflow step: scanned and skipped motifs")
-    motif_table.add_argument("--config", required=True, help=config_help)
+    motif_table = _subcommand(commands, "motif-table", "workflow step: scanned and skipped motifs", _motif_table, config=True)
     motif_table.add_argument("--data-dir", required=True, help="the prepared dataset's folder (input background)")
     motif_table.add_argument("--out", required=True, help="motif table parquet")
-    motif_table.set_defaults(handler=_motif_table)
 
-    motif_file = commands.add_parser("motif-file", help="the configured JASPAR set as a MEME-format file")
-    motif_file.add_argument("--config", required=True, help=config_help)
+    motif_file = _subcommand(commands, "motif-file", "the configured JASPAR set as a MEME-format file", _motif_file, config=True)
     motif_file.add_argument("--out", required=True, help="MEME-format motif file")
-    motif_file.set_defaults(handler=_motif_file)
 
-    cards = commands.add_parser("build-cards", help="workflow step: cards for one split table")
-    cards.add_argument("--config", required=True, help=config_help)
+    cards = _subcommand(commands, "build-cards", "workflow step: cards for one split table", _build_cards, config=True)
     cards.add_argument("--table", required=True, help="a split table of the prepared dataset")
     cards.add_argument("--hits", required=True, help="the dataset's gathered hits")
     cards.add_argument("--out", required=True, help="cards parquet")
-    cards.set_defaults(handler=_build_cards)
     return parser
 
 
