@@ -29,7 +29,7 @@ def synthetic_gosai_table(path: Path, n_rows: int, seed: int = 0) -> None:
     bases = np.frombuffer(b"ACGT", dtype=np.uint8)
     codes = bases[rng.integers(0, 4, size=(n_rows, 200))]
     codes[rng.random(n_rows) < 0.005, 100] = ord("N")
-    sequences = codes.view(f"S200").ravel().astype(str)
+    sequences = codes.view("S200").ravel().astype(str)
     short = rng.random(n_rows) < 0.03
     sequences[short] = [s[:199] for s in sequences[short]]
     chromosomes = rng.choice([str(c) for c in range(1, 23)] + ["X"], size=n_rows).astype(object)

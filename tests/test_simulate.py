@@ -124,7 +124,7 @@ def test_strength_is_the_rescaled_log_odds_score_on_the_motif_strand(sites: pd.D
     motifs = motifs_by_name("JASPAR2026")
     complement = str.maketrans("ACGT", "TGCA")
     for row in sites.head(300).itertuples():
-        frequencies = motifs[row.tf].probabilities()
+        frequencies = motifs[row.tf].frequencies
         log_odds = np.log2((frequencies + 0.1 / 4) / 1.1 / 0.25)
         on_motif_strand = row.site if row.strand == "+" else row.site.translate(complement)[::-1]
         score = sum(log_odds["ACGT".index(base), position] for position, base in enumerate(on_motif_strand))

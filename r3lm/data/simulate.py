@@ -272,8 +272,7 @@ def _smoothed_probabilities(motif: Motif, pseudocount: float) -> np.ndarray:
     JASPAR columns hold from hundreds to ~10^5 counts, so the pseudocount is taken relative to one
     frequency-normalised column; otherwise it would smooth some matrices and not others.
     """
-    frequencies = motif.probabilities()
-    return (frequencies + pseudocount / 4.0) / (1.0 + pseudocount)
+    return (motif.frequencies + pseudocount / 4.0) / (1.0 + pseudocount)
 
 
 def _cooperative_bonus(sites: _Sites, catalogue: Catalogue) -> np.ndarray:

@@ -83,7 +83,7 @@ def cut_regions(frame: pd.DataFrame, genome: str | Path, *, path: str | Path) ->
     with fasta:
         for position, (chrom, start, end, strand) in enumerate(zip(frame["chrom"], starts, ends, strands)):
             row = position + 1
-            if chrom not in fasta.keys():
+            if chrom not in fasta:
                 raise InputError(f"chromosome {chrom!r} is not in the genome {genome}", path=path, row=row, column="chrom")
             if not (0 <= start < end <= len(fasta[chrom])) or start != int(start) or end != int(end):
                 raise InputError(f"region {chrom}:{start:g}-{end:g} is not within {chrom} (length "

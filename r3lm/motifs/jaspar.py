@@ -25,10 +25,10 @@ class Motif:
     def width(self) -> int:
         return int(self.counts.shape[1])
 
-    def probabilities(self, pseudocount: float = 0.0) -> np.ndarray:
-        """Column-normalised probabilities, pseudocount spread evenly over the four bases."""
-        counts = self.counts + pseudocount / 4.0
-        return counts / counts.sum(axis=0, keepdims=True)
+    @property
+    def frequencies(self) -> np.ndarray:
+        """4 x width letter frequencies: each column's counts over its own sum (columns may differ)."""
+        return self.counts / self.counts.sum(axis=0, keepdims=True)
 
 
 @lru_cache(maxsize=4)

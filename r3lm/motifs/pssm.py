@@ -144,8 +144,7 @@ def site_count(motif: Motif) -> int:
 
 def column_probabilities(motif: Motif) -> np.ndarray:
     """(W, 4) letter probabilities, each column's counts over its own sum (what write_meme writes)."""
-    counts = np.asarray(motif.counts, dtype=np.float64)
-    return np.ascontiguousarray((counts / counts.sum(axis=0, keepdims=True)).T)
+    return np.ascontiguousarray(motif.frequencies.T)
 
 
 def motif_frequencies(motif: Motif, background: np.ndarray,

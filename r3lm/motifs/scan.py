@@ -72,19 +72,24 @@ def _hits_frame(ids: Sequence[str], motif_set: MotifSet, hits) -> pd.DataFrame: 
     """FIMO's reported score and p-value per hit, computed per matrix from the integer score."""
     raw = np.empty(len(hits), dtype=np.float64)
     pvalues = np.empty(len(hits), dtype=np.float64)
+    order = np.argsort(hits.matrix, kind="stable")
+    bounds = np.searchsorted(hits.matrix[order], np.arange(len(motif_set.scored) + 1))
+    for index, motif in enumerate(motif_set.scored):
+        rows = order[bounds[index]:bounds[index + 1]]
+        if rows.size:
+            raw[rows] = motif.raw_score(hits.score[rows])
+            pvalues[rows] = motif.pvalue(hits.score[rows])
+
+    def per_matrix(attribute: str) -> np.ndarray:
+        return np.array([getattr(m.motif, attribute) for m in motif_set.scored], dtype=object)[hits.matrix]
+
     widths = np.array([m.width for m in motif_set.scored], dtype=np.int64)
-    for index in np.unique(hits.matrix):
-        rows = hits.matrix == index
-        motif = motif_set.scored[index]
-        raw[rows] = motif.raw_score(hits.score[rows])
-        pvalues[rows] = motif.pvalue(hits.score[rows])
-    matrix = [motif_set.scored[i].motif for i in hits.matrix]
     return pd.DataFrame({
         "seq_id": np.asarray(ids, dtype=object)[hits.sequence],
-        "matrix_id": [m.matrix_id for m in matrix],
-        "motif_name": [m.name for m in matrix],
-        "family": [m.family for m in matrix],
-        "class": [m.tf_class for m in matrix],
+        "matrix_id": per_matrix("matrix_id"),
+        "motif_name": per_matrix("name"),
+        "family": per_matrix("family"),
+        "class": per_matrix("tf_class"),
         "start": hits.start + 1,
         "end": hits.start + widths[hits.matrix],
         "strand": np.where(hits.strand == 0, "+", "-"),

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from r3lm.data.splits import SPLITS
 from r3lm.io import write_parquet
 from r3lm.motifs.jaspar import load_motifs
 from r3lm.motifs.meme_format import write_meme
@@ -23,12 +24,10 @@ from r3lm.motifs.scan import HIT_COLUMNS, background_for, build_motif_set, scan_
 
 log = logging.getLogger(__name__)
 
-SPLIT_TABLES = ("train", "val", "test")  # test_subset is part of test
-
 
 def dataset_sequences(data_dir: str | Path) -> pd.DataFrame:
-    """Unique (id, sequence) pairs of a prepared dataset, sorted by id."""
-    frames = [pd.read_parquet(Path(data_dir) / f"{name}.parquet", columns=["id", "sequence"]) for name in SPLIT_TABLES]
+    """Unique (id, sequence) pairs of a prepared dataset, sorted by id (test_subset is part of test)."""
+    frames = [pd.read_parquet(Path(data_dir) / f"{name}.parquet", columns=["id", "sequence"]) for name in SPLITS]
     return pd.concat(frames).drop_duplicates("id").sort_values("id", ignore_index=True)
 
 

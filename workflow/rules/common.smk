@@ -14,6 +14,8 @@ shell.prefix(
 )
 
 from r3lm.config import validate_config
+from r3lm.data.prepare import OUTPUT_TABLES
+from r3lm.data.splits import SPLITS
 
 # workflow/schemas/config.schema.yaml fills every default; an invalid key or value stops the
 # workflow here with one line naming the key.
@@ -23,8 +25,8 @@ DATASET = config["dataset"]
 RESULTS = f"results/{DATASET['name']}"
 DATA_DIR = f"{RESULTS}/data"
 LOG_DIR = f"{RESULTS}/logs"
-TABLES = ["train", "val", "test", "test_subset"]
-SCAN_TABLES = ["train", "val", "test"]  # test_subset is part of test
+TABLES = list(OUTPUT_TABLES)
+SCAN_TABLES = list(SPLITS)  # test_subset is part of test
 
 # Outputs depend on the settings that make them, so ablations never overwrite each other.
 MOTIFS = config["motifs"]
