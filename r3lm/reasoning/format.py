@@ -1,0 +1,86 @@
+"""The rationale format every part of r3lm reads and writes.
+
+The reasoning sits inside <think>...</think> as numbered steps; the conclusion follows and states
+the activity level, so Stage II can keep the reasoning and strip the conclusion:
+
+    <think>
+    1. ...
+    2. ...
+    </think>
+    Conclusion: ... Activity level: 2 (moderate).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+_STEP = re.compile(r"^\s*(\d+)[.)]\s+(.*\S)\s*$")
+_LEVEL = re.compile(r"activity level\s*[:=]?\s*(\d+)", re.IGNORECASE)
+
+SYSTEM_PROMPT = (
+    "You are an expert in regulatory genomics. Given a Regulatory Context Card for a DNA sequence "
+    "tested in a massively parallel reporter assay, reason step by step about how its transcription "
+    "factor motifs, their families and arrangement, and its GC content act in the stated cell type. "
+    "Write {min_steps} to {max_steps} numbered steps inside <think></think>, each citing evidence from "
+    "the card, then a conclusion that states the activity level as 'Activity level: N' "
+    "(0 = lowest to {top} = highest)."
+)
+
+
+def level_name(level: int, n_levels: int) -> str:
+    """Words for a level: the paper's four, or generic quantile names for other level counts."""
+    if n_levels == 4:
+        return ("low", "weak", "moderate", "high")[level]
+    return f"quantile {level + 1} of {n_levels}"
+
+
+def system_prompt(min_steps: int, max_steps: int, n_levels: int) -> str:
+    return SYSTEM_PROMPT.format(min_steps=min_steps, max_steps=max_steps, top=n_levels - 1)
+
+
+def student_messages(card_text: str, system: str) -> list[dict[str, str]]:
+    """What the Stage-I model sees: the card alone, never the label."""
+    return [{"role": "system", "content": system},
+            {"role": "user", "content": f"{card_text}\n\nExplain the regulatory activity of this sequence."}]
+
+
+def teacher_messages(card_text: str, level: int, n_levels: int, system: str) -> list[dict[str, str]]:
+    """What the teacher sees: the card and the observed level it must explain."""
+    return [{"role": "system", "content": system},
+            {"role": "user", "content": (
+                f"{card_text}\n\nThe measured activity of this sequence in this cell type is level {level} "
+                f"({level_name(level, n_levels)}) of 0-{n_levels - 1}. Explain mechanistically why, citing only "
+                f"evidence on the card, and end with 'Activity level: {level}'.")}]
+
+
+def compose(steps: list[str], conclusion: str) -> str:
+    body = "\n".join(f"{number}. {step}" for number, step in enumerate(steps, start=1))
+    return f"{THINK_OPEN}\n{body}\n{THINK_CLOSE}\n{conclusion}"
+
+
+@dataclass(frozen=True)
+class ParsedRationale:
+    steps: tuple[str, ...]
+    conclusion: str
+    level: int | None
+    has_think: bool
+
+
+def parse(text: str) -> ParsedRationale:
+    """Steps from inside <think> (or the whole text when the block is missing) and the concluding level."""
+    opened, closed = text.find(THINK_OPEN), text.find(THINK_CLOSE)
+    has_think = 0 <= opened < closed
+    reasoning = text[opened + len(THINK_OPEN):closed] if has_think else text
+    conclusion = text[closed + len(THINK_CLOSE):].strip() if has_think else ""
+    steps = tuple(match.group(2) for line in reasoning.splitlines() if (match := _STEP.match(line)))
+    levels = _LEVEL.findall(conclusion)
+    return ParsedRationale(steps=steps, conclusion=conclusion, level=int(levels[-1]) if levels else None,
+                           has_think=has_think)
+
+
+def strip_conclusion(text: str) -> str:
+    """The reasoning alone (Stage II's oracle input must not carry the answer)."""
+    closed = text.find(THINK_CLOSE)
+    return text[:closed + len(THINK_CLOSE)] if closed >= 0 else text
