@@ -15,6 +15,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/motifs.smk"
 include: "workflow/rules/rcc.smk"
+include: "workflow/rules/reasoning.smk"
+include: "workflow/rules/stage1.smk"
 
 
 rule all:
@@ -22,3 +24,5 @@ rule all:
     input:
         dataset_tables(),
         card_tables(),
+        teacher_outputs(),
+        stage1_outputs(),

@@ -73,7 +73,8 @@ def test_gosai_runs_end_to_end_from_a_file_url(tmp_path: Path, gosai_rows: Path)
     config = tmp_path / "gosai.yaml"
     config.write_text(yaml.safe_dump({"dataset": {
         "name": "gosai_sample", "source": "gosai2024", "gosai2024": {"urls": [gosai_rows.as_uri()]}}}))
-    result = snakemake("--cores", "1", "--directory", str(tmp_path), "--configfile", str(config))
+    result = snakemake("results/gosai_sample/data/summary.json", "--cores", "1", "--directory", str(tmp_path),
+                       "--configfile", str(config))
     assert result.returncode == 0, result.stderr[-3000:]
     downloaded = tmp_path / "resources/gosai2024/DATA-Table_S2__MPRA_dataset.txt"
     assert downloaded.read_bytes() == gosai_rows.read_bytes()
@@ -90,7 +91,10 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path) -> None:
     config = tmp_path / "demo.yaml"
     config.write_text(yaml.safe_dump({"dataset": {"name": "tiny", "demo": {"n_sequences": 300}},
                                       "sampling": {"test_subset_per_cell_type": 10}}))
-    result = snakemake("--cores", "1", "--directory", str(tmp_path), "--configfile", str(config))
+    setting = "JASPAR2026_CORE_vertebrates_p5e-05_uniform_pc0.1"
+    cards_dir = f"results/tiny/rcc/{setting}_nogrammar"
+    cards = [f"{cards_dir}/{table}.parquet" for table in ("train", "val", "test", "test_subset")]
+    result = snakemake(*cards, "--cores", "1", "--directory", str(tmp_path), "--configfile", str(config))
     assert result.returncode == 0, result.stderr[-3000:]
     data = tmp_path / "results/tiny/data"
     tables = {name: pd.read_parquet(data / f"{name}.parquet") for name in ("train", "val", "test", "test_subset")}
@@ -98,7 +102,6 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path) -> None:
     assert set(tables["train"]["cell_type"]) == {"K562", "HepG2", "SKNSH"}
     assert tables["test_subset"].groupby("cell_type").size().eq(10).all()
     assert (data / "ground_truth.parquet").is_file()
-    setting = "JASPAR2026_CORE_vertebrates_p5e-05_uniform_pc0.1"
     meme = (tmp_path / "resources/motifs/JASPAR2026_CORE_vertebrates.meme").read_text()
     assert meme.startswith("MEME version 5") and meme.count("\nMOTIF ") == 1019
     motif_table = pd.read_parquet(tmp_path / f"results/tiny/motifs/{setting}/motifs.parquet")

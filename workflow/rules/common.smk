@@ -77,3 +77,74 @@ def source_files(wildcards):
 
 def source_argument(wildcards, input):
     return f"--input {input.source}" if "source" in input.keys() else ""
+
+
+# The reasoning chain: teacher sets per split, the Stage-I model, its own rationales.
+LLM = config["llm"]
+EMBEDDED_MODEL = "smollm2-135m-instruct"
+TEACHER = config["reasoning"]["teacher"]
+TEACHER_SETS = {
+    "stage1_train": "train",
+    "stage1_val": "val",
+    "stage2_train": "train",
+    "stage2_val": "val",
+    "test": "test",
+}
+STAGE2_SETS = ["stage2_train", "stage2_val", "test"]
+
+
+def slug(name):
+    """A model id or folder as one path component: Qwen/Qwen3-4B -> Qwen3-4B."""
+    return Path(name.rstrip("/")).name
+
+
+def teacher_name():
+    if TEACHER == "openai":
+        return f"openai-{slug(config['reasoning']['openai']['model'])}"
+    if TEACHER == "hf":
+        return f"hf-{slug(config['reasoning']['hf']['model'] or LLM['base'])}"
+    return TEACHER
+
+
+REASONING_DIR = f"{RESULTS}/reasoning/{Path(RCC_DIR).name}_{teacher_name()}"
+STAGE1 = config["stage1"]
+STAGE1_DIR = (
+    f"{RESULTS}/stage1/{Path(REASONING_DIR).name}_{slug(LLM['base'])}_{STAGE1['method']}"
+)
+
+
+def base_model():
+    """The embedded model's prepared folder, or the user's hub id / folder as given."""
+    if LLM["base"] == EMBEDDED_MODEL:
+        return f"{LLM['models_dir']}/{EMBEDDED_MODEL}"
+    return LLM["base"]
+
+
+def base_model_input(wildcards):
+    """Only the embedded model is made by the workflow; hub ids are fetched by transformers."""
+    return {"base": base_model()} if LLM["base"] == EMBEDDED_MODEL else {}
+
+
+def hf_teacher_input(wildcards):
+    if TEACHER == "hf" and not config["reasoning"]["hf"]["model"]:
+        return base_model_input(wildcards)
+    return {}
+
+
+def teacher_outputs():
+    return [f"{REASONING_DIR}/{name}.parquet" for name in TEACHER_SETS] + [
+        f"{REASONING_DIR}/sharegpt/dataset_info.json"
+    ]
+
+
+def stage1_outputs():
+    return [f"{STAGE1_DIR}/summary.json"] + [
+        f"{STAGE1_DIR}/rationales/{name}.parquet" for name in STAGE2_SETS
+    ]
+
+
+def launcher(gpus):
+    """One process, or accelerate's data-parallel launcher when a job holds several GPUs."""
+    if gpus > 1:
+        return f"accelerate launch --multi_gpu --num_processes {gpus} -m r3lm"
+    return "python -m r3lm"

@@ -1,0 +1,223 @@
+"""Training-set evidence the grounded teacher cites: which motif families go with activity, per cell type.
+
+Everything here is computed from the TRAIN cards only, so a rationale for a validation or test
+sequence never leans on that sequence's own label.
+
+* Families: a card "carries" a family when any of its motif hits lists it (multi-family hits such as
+  "Fos-related; Jun-related" count for each family). Cards split into high activity
+  (level >= n_levels / 2) and low activity (the rest). Per cell type and family we keep the 2 x 2
+  counts, the log2 odds ratio with a pseudocount in every cell, a two-sided Fisher exact p-value,
+  and the mean level of carriers and of the other cards. The call is `enriched` / `depleted` when
+  at least `min_count` cards carry the family and |log2 OR| >= `min_log2_ratio`, else `neutral`.
+* GC: the Spearman correlation of GC content with level, and the mean GC of high- and low-activity
+  cards, so the teacher can say whether GC-rich sequences tend to be more active in this cell type.
+
+Both live in one parquet table (`kind` = "family" or "gc"), read back by `Evidence.from_table`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import fisher_exact, spearmanr
+from tqdm import tqdm
+
+from r3lm.errors import InputError
+from r3lm.rcc.card import FAMILY_SEPARATOR, Card
+
+log = logging.getLogger(__name__)
+
+CARD_COLUMNS = ("id", "cell_type", "level", "card_json")
+CALLS = ("enriched", "depleted", "neutral")
+GC_FEATURE = "GC content"
+
+
+@dataclass(frozen=True)
+class FamilyEvidence:
+    """One family in one cell type: how often high- and low-activity training cards carry it."""
+
+    cell_type: str
+    family: str
+    carriers_high: int
+    carriers_low: int
+    n_high: int
+    n_low: int
+    log2_odds_ratio: float
+    fisher_p: float
+    mean_level_carriers: float
+    mean_level_others: float
+    call: str
+
+    @property
+    def carriers(self) -> int:
+        return self.carriers_high + self.carriers_low
+
+
+@dataclass(frozen=True)
+class GcTrend:
+    """How GC content goes with activity level among one cell type's training cards."""
+
+    cell_type: str
+    n_cards: int
+    spearman_rho: float
+    spearman_p: float
+    mean_gc: float
+    sd_gc: float
+    mean_gc_high: float
+    mean_gc_low: float
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The lookup the teacher reads: family evidence by (cell type, family) and the GC trend by cell type."""
+
+    n_levels: int
+    families: Mapping[tuple[str, str], FamilyEvidence]
+    gc: Mapping[str, GcTrend]
+
+    def family(self, cell_type: str, family: str) -> FamilyEvidence | None:
+        return self.families.get((cell_type, family))
+
+    def called(self, cell_type: str, call: str) -> list[FamilyEvidence]:
+        """Families with this call in the cell type, strongest effect first."""
+        rows = [item for (cell, _), item in self.families.items() if cell == cell_type and item.call == call]
+        return sorted(rows, key=lambda item: (-abs(item.log2_odds_ratio), item.family))
+
+    def table(self) -> pd.DataFrame:
+        """The parquet layout: one row per (cell type, family), then one `gc` row per cell type."""
+        family_rows = [{"kind": "family", "feature": item.family, **asdict(item)} for item in self.families.values()]
+        for row in family_rows:
+            row.pop("family")
+        gc_rows = [{"kind": "gc", "feature": GC_FEATURE, **asdict(item)} for item in self.gc.values()]
+        frame = pd.DataFrame(family_rows + gc_rows, columns=TABLE_COLUMNS).assign(n_levels=self.n_levels)
+        for column in INTEGER_COLUMNS:
+            frame[column] = frame[column].astype("Int64")
+        return frame.sort_values(["cell_type", "kind", "feature"], ignore_index=True)
+
+    @classmethod
+    def from_table(cls, frame: pd.DataFrame, path: str | Path | None = None) -> Evidence:
+        missing = [column for column in (*TABLE_COLUMNS, "n_levels") if column not in frame.columns]
+        if missing:
+            raise InputError(f"not an evidence table: missing column(s) {', '.join(missing)}", path=path,
+                             column=missing[0])
+        if frame.empty:
+            raise InputError("the evidence table is empty", path=path)
+        families: dict[tuple[str, str], FamilyEvidence] = {}
+        gc: dict[str, GcTrend] = {}
+        for row_number, row in enumerate(frame.to_dict("records"), start=1):
+            if row["kind"] == "family":
+                item = FamilyEvidence(family=row["feature"], **{name: _plain(row[name]) for name in FAMILY_FIELDS})
+                if item.call not in CALLS:
+                    raise InputError(f"unknown call {item.call!r}; expected one of {', '.join(CALLS)}", path=path,
+                                     row=row_number, column="call")
+                families[(item.cell_type, item.family)] = item
+            elif row["kind"] == "gc":
+                gc[row["cell_type"]] = GcTrend(**{name: _plain(row[name]) for name in GcTrend.__dataclass_fields__})
+            else:
+                raise InputError(f"unknown kind {row['kind']!r}; expected 'family' or 'gc'", path=path,
+                                 row=row_number, column="kind")
+        return cls(n_levels=int(frame["n_levels"].iloc[0]), families=families, gc=gc)
+
+
+FAMILY_FIELDS = [name for name in FamilyEvidence.__dataclass_fields__ if name != "family"]
+TABLE_COLUMNS = list(dict.fromkeys(["cell_type", "kind", "feature", *FAMILY_FIELDS,
+                                    *GcTrend.__dataclass_fields__]))
+INTEGER_COLUMNS = ("carriers_high", "carriers_low", "n_high", "n_low", "n_cards")
+
+
+def _plain(value: object) -> object:
+    """Parquet gives numpy scalars; the dataclasses hold plain Python numbers."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def log2_odds_ratio(carriers_high: int, n_high: int, carriers_low: int, n_low: int, pseudocount: float) -> float:
+    """log2 of (carriers/non-carriers among high) over (carriers/non-carriers among low), pseudocount in each cell."""
+    high = (carriers_high + pseudocount) / (n_high - carriers_high + pseudocount)
+    low = (carriers_low + pseudocount) / (n_low - carriers_low + pseudocount)
+    return math.log2(high / low)
+
+
+def check_cards(cards: pd.DataFrame, n_levels: int, path: str | Path | None = None) -> None:
+    """Columns present, levels known and in range: the evidence and the teacher both need labels."""
+    missing = [column for column in CARD_COLUMNS if column not in cards.columns]
+    if missing:
+        raise InputError(f"not a card table: missing column(s) {', '.join(missing)}", path=path, column=missing[0])
+    levels = pd.to_numeric(cards["level"], errors="coerce")
+    bad = levels.isna() | (levels < 0) | (levels >= n_levels) | (levels != levels.round())
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(f"level {cards['level'].iloc[row]!r} is not an integer in 0..{n_levels - 1}", path=path,
+                         row=row + 1, column="level")
+
+
+def parse_card(card_json: str, path: str | Path | None = None, row: int | None = None) -> Card:
+    try:
+        return Card.from_json(card_json)
+    except (ValueError, KeyError, TypeError) as error:
+        raise InputError(f"unreadable card JSON: {error}", path=path, row=row, column="card_json") from error
+
+
+def compute_evidence(cards: pd.DataFrame, *, n_levels: int, min_count: int, pseudocount: float,
+                     min_log2_ratio: float, path: str | Path | None = None, progress: bool = True) -> Evidence:
+    """Family enrichment and the GC trend per cell type, from training cards."""
+    check_cards(cards, n_levels, path)
+    levels = cards["level"].astype(int).to_numpy()
+    high = levels >= n_levels / 2
+    parsed = [parse_card(text, path, row) for row, text in enumerate(
+        tqdm(cards["card_json"], desc="evidence", unit="card", disable=not progress, mininterval=5), start=1)]
+    carried = [frozenset(family for hit in card.motifs for family in hit.family.split(FAMILY_SEPARATOR))
+               for card in parsed]
+    gc_values = np.array([card.gc_content for card in parsed])
+    families: dict[tuple[str, str], FamilyEvidence] = {}
+    gc: dict[str, GcTrend] = {}
+    for cell_type in sorted(cards["cell_type"].unique()):
+        rows = np.flatnonzero((cards["cell_type"] == cell_type).to_numpy())
+        cell_high, cell_levels = high[rows], levels[rows]
+        n_high, n_low = int(cell_high.sum()), int((~cell_high).sum())
+        for family in sorted({family for row in rows for family in carried[row]}):
+            carrier = np.array([family in carried[row] for row in rows])
+            carriers_high = int((carrier & cell_high).sum())
+            carriers_low = int((carrier & ~cell_high).sum())
+            ratio = log2_odds_ratio(carriers_high, n_high, carriers_low, n_low, pseudocount)
+            _, pvalue = fisher_exact([[carriers_high, n_high - carriers_high], [carriers_low, n_low - carriers_low]])
+            call = "neutral"
+            if carriers_high + carriers_low >= min_count and abs(ratio) >= min_log2_ratio:
+                call = "enriched" if ratio > 0 else "depleted"
+            families[(cell_type, family)] = FamilyEvidence(
+                cell_type=cell_type, family=family, carriers_high=carriers_high, carriers_low=carriers_low,
+                n_high=n_high, n_low=n_low, log2_odds_ratio=ratio, fisher_p=float(pvalue),
+                mean_level_carriers=float(cell_levels[carrier].mean()),
+                mean_level_others=float(cell_levels[~carrier].mean()) if (~carrier).any() else float("nan"),
+                call=call)
+        gc[cell_type] = _gc_trend(cell_type, gc_values[rows], cell_levels, cell_high)
+    evidence = Evidence(n_levels=n_levels, families=families, gc=gc)
+    for cell_type, trend in gc.items():
+        log.info("%s: %d training cards, %d enriched and %d depleted families, GC-level Spearman rho %+.3f",
+                 cell_type, trend.n_cards, len(evidence.called(cell_type, "enriched")),
+                 len(evidence.called(cell_type, "depleted")), trend.spearman_rho)
+    return evidence
+
+
+def _gc_trend(cell_type: str, gc_values: np.ndarray, levels: np.ndarray, high: np.ndarray) -> GcTrend:
+    """Spearman rho is NaN-free: a constant column (one level, or equal GC everywhere) counts as no trend."""
+    if len(gc_values) > 2 and np.ptp(gc_values) > 0 and np.ptp(levels) > 0:
+        rho, pvalue = spearmanr(gc_values, levels)
+    else:
+        rho, pvalue = 0.0, 1.0
+    return GcTrend(cell_type=cell_type, n_cards=len(gc_values), spearman_rho=float(rho), spearman_p=float(pvalue),
+                   mean_gc=float(gc_values.mean()), sd_gc=float(gc_values.std()),
+                   mean_gc_high=float(gc_values[high].mean()) if high.any() else float("nan"),
+                   mean_gc_low=float(gc_values[~high].mean()) if (~high).any() else float("nan"))
+
+
+def read_evidence(path: str | Path) -> Evidence:
+    file = Path(path)
+    if not file.is_file():
+        raise InputError("evidence table not found", path=file)
+    return Evidence.from_table(pd.read_parquet(file), file)
