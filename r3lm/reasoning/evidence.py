@@ -1,18 +1,24 @@
-"""Training-set evidence the grounded teacher cites: which motif families go with activity, per cell type.
+"""Training-set evidence the grounded teacher cites: which motifs go with activity, per cell type.
 
 Everything here is computed from the TRAIN cards only, so a rationale for a validation or test
 sequence never leans on that sequence's own label.
 
-* Families: a card "carries" a family when any of its motif hits lists it (multi-family hits such as
-  "Fos-related; Jun-related" count for each family). Cards split into high activity
-  (level >= n_levels / 2) and low activity (the rest). Per cell type and family we keep the 2 x 2
-  counts, the log2 odds ratio with a pseudocount in every cell, a two-sided Fisher exact p-value,
-  and the mean level of carriers and of the other cards. The call is `enriched` / `depleted` when
-  at least `min_count` cards carry the family and |log2 OR| >= `min_log2_ratio`, else `neutral`.
+* Features: a card "carries" a motif family when any of its hits lists it (multi-family hits such
+  as "Fos-related; Jun-related" count for each family), and a motif when a hit has that name.
+  Families are the unit the paper's card shows; motif names add resolution where a family is too
+  broad to carry a signal (a C2H2 zinc-finger family sits on nearly every card). Cards split into
+  high activity (level >= n_levels / 2) and low activity (the rest). Per cell type and feature we
+  keep the 2 x 2 counts, the log2 odds ratio with a pseudocount in every cell, a two-sided Fisher
+  exact p-value, and the mean level of carriers and of the other cards. The call is `enriched` /
+  `depleted` when at least `min_count` cards carry the feature and |log2 OR| >= `min_log2_ratio`,
+  else `neutral`.
 * GC: the Spearman correlation of GC content with level, and the mean GC of high- and low-activity
   cards, so the teacher can say whether GC-rich sequences tend to be more active in this cell type.
 
-Both live in one parquet table (`kind` = "family" or "gc"), read back by `Evidence.from_table`.
+All of it lives in one parquet table (`kind` = "family", "motif" or "gc"), read back by
+`Evidence.from_table`. The teacher weighs a card with naive-Bayes terms from the same counts
+(`log2_likelihood_ratio`): carrying an enriched family, or lacking it, shifts the odds that the
+card is a high-activity one.
 """
 
 from __future__ import annotations
@@ -35,15 +41,17 @@ log = logging.getLogger(__name__)
 
 CARD_COLUMNS = ("id", "cell_type", "level", "card_json")
 CALLS = ("enriched", "depleted", "neutral")
+FEATURE_KINDS = ("family", "motif")
 GC_FEATURE = "GC content"
 
 
 @dataclass(frozen=True)
-class FamilyEvidence:
-    """One family in one cell type: how often high- and low-activity training cards carry it."""
+class FeatureEvidence:
+    """One family or motif in one cell type: how often high- and low-activity training cards carry it."""
 
     cell_type: str
-    family: str
+    kind: str
+    feature: str
     carriers_high: int
     carriers_low: int
     n_high: int
@@ -75,59 +83,68 @@ class GcTrend:
 
 @dataclass(frozen=True)
 class Evidence:
-    """The lookup the teacher reads: family evidence by (cell type, family) and the GC trend by cell type."""
+    """The lookup the teacher reads: feature evidence by (cell type, kind, feature), the GC trend by cell type."""
 
     n_levels: int
-    families: Mapping[tuple[str, str], FamilyEvidence]
+    pseudocount: float
+    features: Mapping[tuple[str, str, str], FeatureEvidence]
     gc: Mapping[str, GcTrend]
 
-    def family(self, cell_type: str, family: str) -> FamilyEvidence | None:
-        return self.families.get((cell_type, family))
+    def family(self, cell_type: str, family: str) -> FeatureEvidence | None:
+        return self.features.get((cell_type, "family", family))
 
-    def called(self, cell_type: str, call: str) -> list[FamilyEvidence]:
-        """Families with this call in the cell type, strongest effect first."""
-        rows = [item for (cell, _), item in self.families.items() if cell == cell_type and item.call == call]
-        return sorted(rows, key=lambda item: (-abs(item.log2_odds_ratio), item.family))
+    def motif(self, cell_type: str, name: str) -> FeatureEvidence | None:
+        return self.features.get((cell_type, "motif", name))
+
+    def called(self, cell_type: str, kind: str, call: str) -> list[FeatureEvidence]:
+        """Features of this kind with this call in the cell type, strongest effect first."""
+        rows = [item for (cell, item_kind, _), item in self.features.items()
+                if cell == cell_type and item_kind == kind and item.call == call]
+        return sorted(rows, key=lambda item: (-abs(item.log2_odds_ratio), item.feature))
+
+    def log2_likelihood_ratio(self, item: FeatureEvidence, carried: bool) -> float:
+        """log2 P(carries or lacks the feature | high) / P(same | low): a naive-Bayes term for one card."""
+        high = item.carriers_high if carried else item.n_high - item.carriers_high
+        low = item.carriers_low if carried else item.n_low - item.carriers_low
+        return math.log2((high + self.pseudocount) / (item.n_high + 2 * self.pseudocount)) - math.log2(
+            (low + self.pseudocount) / (item.n_low + 2 * self.pseudocount))
 
     def table(self) -> pd.DataFrame:
-        """The parquet layout: one row per (cell type, family), then one `gc` row per cell type."""
-        family_rows = [{"kind": "family", "feature": item.family, **asdict(item)} for item in self.families.values()]
-        for row in family_rows:
-            row.pop("family")
-        gc_rows = [{"kind": "gc", "feature": GC_FEATURE, **asdict(item)} for item in self.gc.values()]
-        frame = pd.DataFrame(family_rows + gc_rows, columns=TABLE_COLUMNS).assign(n_levels=self.n_levels)
+        """The parquet layout: feature rows, then one `gc` row per cell type (unused columns empty)."""
+        rows = [asdict(item) for item in self.features.values()]
+        rows += [{"kind": "gc", "feature": GC_FEATURE, **asdict(item)} for item in self.gc.values()]
+        frame = pd.DataFrame(rows, columns=TABLE_COLUMNS).assign(n_levels=self.n_levels, pseudocount=self.pseudocount)
         for column in INTEGER_COLUMNS:
             frame[column] = frame[column].astype("Int64")
         return frame.sort_values(["cell_type", "kind", "feature"], ignore_index=True)
 
     @classmethod
     def from_table(cls, frame: pd.DataFrame, path: str | Path | None = None) -> Evidence:
-        missing = [column for column in (*TABLE_COLUMNS, "n_levels") if column not in frame.columns]
+        missing = [column for column in (*TABLE_COLUMNS, "n_levels", "pseudocount") if column not in frame.columns]
         if missing:
             raise InputError(f"not an evidence table: missing column(s) {', '.join(missing)}", path=path,
                              column=missing[0])
         if frame.empty:
             raise InputError("the evidence table is empty", path=path)
-        families: dict[tuple[str, str], FamilyEvidence] = {}
+        features: dict[tuple[str, str, str], FeatureEvidence] = {}
         gc: dict[str, GcTrend] = {}
         for row_number, row in enumerate(frame.to_dict("records"), start=1):
-            if row["kind"] == "family":
-                item = FamilyEvidence(family=row["feature"], **{name: _plain(row[name]) for name in FAMILY_FIELDS})
+            if row["kind"] in FEATURE_KINDS:
+                item = FeatureEvidence(**{name: _plain(row[name]) for name in FeatureEvidence.__dataclass_fields__})
                 if item.call not in CALLS:
                     raise InputError(f"unknown call {item.call!r}; expected one of {', '.join(CALLS)}", path=path,
                                      row=row_number, column="call")
-                families[(item.cell_type, item.family)] = item
+                features[(item.cell_type, item.kind, item.feature)] = item
             elif row["kind"] == "gc":
                 gc[row["cell_type"]] = GcTrend(**{name: _plain(row[name]) for name in GcTrend.__dataclass_fields__})
             else:
-                raise InputError(f"unknown kind {row['kind']!r}; expected 'family' or 'gc'", path=path,
+                raise InputError(f"unknown kind {row['kind']!r}; expected family, motif or gc", path=path,
                                  row=row_number, column="kind")
-        return cls(n_levels=int(frame["n_levels"].iloc[0]), families=families, gc=gc)
+        return cls(n_levels=int(frame["n_levels"].iloc[0]), pseudocount=float(frame["pseudocount"].iloc[0]),
+                   features=features, gc=gc)
 
 
-FAMILY_FIELDS = [name for name in FamilyEvidence.__dataclass_fields__ if name != "family"]
-TABLE_COLUMNS = list(dict.fromkeys(["cell_type", "kind", "feature", *FAMILY_FIELDS,
-                                    *GcTrend.__dataclass_fields__]))
+TABLE_COLUMNS = list(dict.fromkeys([*FeatureEvidence.__dataclass_fields__, *GcTrend.__dataclass_fields__]))
 INTEGER_COLUMNS = ("carriers_high", "carriers_low", "n_high", "n_low", "n_cards")
 
 
@@ -163,44 +180,57 @@ def parse_card(card_json: str, path: str | Path | None = None, row: int | None =
         raise InputError(f"unreadable card JSON: {error}", path=path, row=row, column="card_json") from error
 
 
+def card_features(card: Card) -> list[tuple[str, str]]:
+    """The (kind, feature) pairs a card carries, each once."""
+    families = {family for hit in card.motifs for family in hit.family.split(FAMILY_SEPARATOR)}
+    return [("family", family) for family in sorted(families)] + [
+        ("motif", name) for name in sorted({hit.name for hit in card.motifs})]
+
+
 def compute_evidence(cards: pd.DataFrame, *, n_levels: int, min_count: int, pseudocount: float,
                      min_log2_ratio: float, path: str | Path | None = None, progress: bool = True) -> Evidence:
-    """Family enrichment and the GC trend per cell type, from training cards."""
+    """Family and motif enrichment and the GC trend per cell type, from training cards."""
     check_cards(cards, n_levels, path)
     levels = cards["level"].astype(int).to_numpy()
     high = levels >= n_levels / 2
     parsed = [parse_card(text, path, row) for row, text in enumerate(
         tqdm(cards["card_json"], desc="evidence", unit="card", disable=not progress, mininterval=5), start=1)]
-    carried = [frozenset(family for hit in card.motifs for family in hit.family.split(FAMILY_SEPARATOR))
-               for card in parsed]
+    carried = pd.DataFrame([(row, kind, feature) for row, card in enumerate(parsed)
+                            for kind, feature in card_features(card)], columns=["row", "kind", "feature"])
+    carrier_rows = carried["row"].to_numpy(dtype=int)
+    carried = carried.assign(cell_type=cards["cell_type"].to_numpy()[carrier_rows], high=high[carrier_rows],
+                             level=levels[carrier_rows])
     gc_values = np.array([card.gc_content for card in parsed])
-    families: dict[tuple[str, str], FamilyEvidence] = {}
+    features: dict[tuple[str, str, str], FeatureEvidence] = {}
     gc: dict[str, GcTrend] = {}
     for cell_type in sorted(cards["cell_type"].unique()):
-        rows = np.flatnonzero((cards["cell_type"] == cell_type).to_numpy())
-        cell_high, cell_levels = high[rows], levels[rows]
-        n_high, n_low = int(cell_high.sum()), int((~cell_high).sum())
-        for family in sorted({family for row in rows for family in carried[row]}):
-            carrier = np.array([family in carried[row] for row in rows])
-            carriers_high = int((carrier & cell_high).sum())
-            carriers_low = int((carrier & ~cell_high).sum())
+        rows = (cards["cell_type"] == cell_type).to_numpy()
+        n_high, n_low = int(high[rows].sum()), int((~high[rows]).sum())
+        level_sum, n_cards = int(levels[rows].sum()), int(rows.sum())
+        per_feature = carried[carried["cell_type"] == cell_type].groupby(["kind", "feature"]).agg(
+            carriers_high=("high", "sum"), carriers=("high", "size"), level_sum=("level", "sum"))
+        for (kind, feature), counts in per_feature.iterrows():
+            carriers_high = int(counts["carriers_high"])
+            carriers_low = int(counts["carriers"]) - carriers_high
             ratio = log2_odds_ratio(carriers_high, n_high, carriers_low, n_low, pseudocount)
             _, pvalue = fisher_exact([[carriers_high, n_high - carriers_high], [carriers_low, n_low - carriers_low]])
             call = "neutral"
             if carriers_high + carriers_low >= min_count and abs(ratio) >= min_log2_ratio:
                 call = "enriched" if ratio > 0 else "depleted"
-            families[(cell_type, family)] = FamilyEvidence(
-                cell_type=cell_type, family=family, carriers_high=carriers_high, carriers_low=carriers_low,
-                n_high=n_high, n_low=n_low, log2_odds_ratio=ratio, fisher_p=float(pvalue),
-                mean_level_carriers=float(cell_levels[carrier].mean()),
-                mean_level_others=float(cell_levels[~carrier].mean()) if (~carrier).any() else float("nan"),
+            others = n_cards - int(counts["carriers"])
+            features[(cell_type, kind, feature)] = FeatureEvidence(
+                cell_type=cell_type, kind=kind, feature=feature, carriers_high=carriers_high,
+                carriers_low=carriers_low, n_high=n_high, n_low=n_low, log2_odds_ratio=ratio, fisher_p=float(pvalue),
+                mean_level_carriers=float(counts["level_sum"] / counts["carriers"]),
+                mean_level_others=(level_sum - float(counts["level_sum"])) / others if others else float("nan"),
                 call=call)
-        gc[cell_type] = _gc_trend(cell_type, gc_values[rows], cell_levels, cell_high)
-    evidence = Evidence(n_levels=n_levels, families=families, gc=gc)
+        gc[cell_type] = _gc_trend(cell_type, gc_values[rows], levels[rows], high[rows])
+    evidence = Evidence(n_levels=n_levels, pseudocount=pseudocount, features=features, gc=gc)
     for cell_type, trend in gc.items():
-        log.info("%s: %d training cards, %d enriched and %d depleted families, GC-level Spearman rho %+.3f",
-                 cell_type, trend.n_cards, len(evidence.called(cell_type, "enriched")),
-                 len(evidence.called(cell_type, "depleted")), trend.spearman_rho)
+        log.info("%s: %d training cards; %d enriched and %d depleted families, %d enriched and %d depleted motifs; "
+                 "GC-level Spearman rho %+.3f", cell_type, trend.n_cards,
+                 *(len(evidence.called(cell_type, kind, call)) for kind in FEATURE_KINDS
+                   for call in ("enriched", "depleted")), trend.spearman_rho)
     return evidence
 
 

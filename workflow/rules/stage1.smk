@@ -39,11 +39,12 @@ rule self_rationales:
     input:
         model=f"{STAGE1_DIR}/model",
         teacher_set=f"{REASONING_DIR}/{{set}}.parquet",
+        cards=lambda wildcards: f"{RCC_DIR}/{TEACHER_SETS[wildcards.set]}.parquet",
     output:
         table=f"{STAGE1_DIR}/rationales/{{set}}.parquet",
         summary=f"{STAGE1_DIR}/rationales/{{set}}.summary.json",
     params:
-        settings=settings("reasoning", "levels", "llm", "generation"),
+        settings=settings("reasoning", "levels", "llm", "generation", "motifs"),
     log:
         f"{LOG_DIR}/stage1/{Path(STAGE1_DIR).name}/rationales_{{set}}.log",
     wildcard_constraints:
@@ -57,4 +58,4 @@ rule self_rationales:
         ENV
     shell:
         "python -m r3lm self-rationales --config {params.settings:q} --model {input.model}"
-        " --teacher-set {input.teacher_set} --out {output.table} --summary {output.summary} > {log} 2>&1"
+        " --teacher-set {input.teacher_set} --cards {input.cards} --out {output.table} --summary {output.summary} > {log} 2>&1"

@@ -1,0 +1,522 @@
+"""The default teacher: offline, deterministic rationales grounded in the card and the training evidence.
+
+Given a card, its observed level, the training evidence (family enrichment and the GC trend of the
+cell type) and the curated roles table, it writes 5-7 numbered steps the way a biologist would
+argue: what the card lists; which sites favour activity in this cell type (curated activators and
+families enriched among high-activity training sequences, with their counts); which sites work
+against it (repressors, depleted families) or are architectural; how the sites are arranged
+(clusters, spacing, orientation, homotypic repeats); the quality of the key site; the GC content
+against the cell type's trend; and how the evidence balances toward the observed level, saying so
+when it is weak or contradicts the measurement. Then the conclusion with the level.
+
+Grounding rules, enforced by construction and checked by validate.py: every step cites a card
+element (motif name, family, position, score, GC value, length), and the text never names a motif
+that the card does not list: absences are phrased generically ("no curated K562 activator"), and the
+roles table's rationales name no TF.
+
+Phrasing varies by a seeded choice per (seed, card id, cell type), so the set does not read like one
+template, yet a rerun gives identical text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+from r3lm.rcc.card import FAMILY_SEPARATOR, Card, MotifHit
+from r3lm.rcc.grammar import GrammarSettings
+from r3lm.reasoning.evidence import FEATURE_KINDS, Evidence, FeatureEvidence
+from r3lm.reasoning.format import compose, level_name
+from r3lm.reasoning.roles import Role, RoleTable
+
+SIGNIFICANT_P = 0.05
+STRONG_P = 1e-3
+ROLE_PRIOR = 0.5
+MAX_DATA_EFFECT = 2.0
+GC_WEIGHT = 4.0
+# Tiers of the card's net log2 odds of being high-activity (naive-Bayes feature terms + role priors + GC term)
+STRONG_ODDS, POSITIVE_ODDS, NEGATIVE_ODDS = 2.0, 0.5, -1.0
+NO_GC_TREND = 0.05
+SHOWN_SITES = 3
+PLURAL = {"family": "families", "motif": "motifs"}
+FOUR_LEVEL_WORDS = ("barely active", "weakly active", "moderately active", "highly active")
+
+
+@dataclass(frozen=True)
+class CellOdds:
+    """A cell type's naive-Bayes terms: `base` with every informative feature absent; carrying one adds its
+    shift (log2 LR carried minus absent); `totals` counts the informative features by (kind, call)."""
+
+    base: float
+    shifts: dict[tuple[str, str], tuple[float, str]]
+    totals: Counter[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class SiteReading:
+    """One card hit read in the card's cell type: its curated role, its family's training evidence, its pull."""
+
+    hit: MotifHit
+    role: Role | None
+    evidence: FeatureEvidence | None
+    effect: float
+
+    @property
+    def kind(self) -> str:
+        if self.effect > 0:
+            return "pro"
+        if self.effect < 0:
+            return "con"
+        return "architectural" if self.role is not None and self.role.role == "architectural" else "neutral"
+
+
+def _data_effect(evidence: FeatureEvidence | None) -> float:
+    """Only a called and nominally significant family moves the balance, by its clipped log2 odds ratio."""
+    if evidence is None or evidence.call == "neutral" or evidence.fisher_p >= SIGNIFICANT_P:
+        return 0.0
+    return max(-MAX_DATA_EFFECT, min(MAX_DATA_EFFECT, evidence.log2_odds_ratio))
+
+
+def _p_text(pvalue: float) -> str:
+    return f"{pvalue:.1e}" if pvalue < STRONG_P else f"{pvalue:.3f}"
+
+
+def _strength(evidence: FeatureEvidence) -> str:
+    """How far to trust the call: its p-value, and for a neutral call why it stayed neutral."""
+    if evidence.call == "neutral":
+        return "not significant" if evidence.fisher_p >= SIGNIFICANT_P else "significant but below the call's size"
+    if evidence.fisher_p < STRONG_P:
+        return "strong"
+    return "modest" if evidence.fisher_p < SIGNIFICANT_P else "nominal, not significant"
+
+
+def _span(hit: MotifHit) -> str:
+    return f"{hit.start}-{hit.end}"
+
+
+def _names(readings: Sequence[SiteReading], limit: int = SHOWN_SITES) -> str:
+    names = list(dict.fromkeys(reading.hit.name for reading in readings))
+    shown = names[:limit]
+    text = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+    return text + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _counts(evidence: FeatureEvidence, cell_type: str) -> str:
+    return (f"carried by {evidence.carriers_high:,} of {evidence.n_high:,} high-activity vs "
+            f"{evidence.carriers_low:,} of {evidence.n_low:,} low-activity {cell_type} training sequences "
+            f"(log2 OR {evidence.log2_odds_ratio:+.2f}, Fisher p = {_p_text(evidence.fisher_p)})")
+
+
+def level_words(level: int, n_levels: int) -> str:
+    return FOUR_LEVEL_WORDS[level] if n_levels == 4 else f"in activity {level_name(level, n_levels)}"
+
+
+@dataclass(frozen=True)
+class GroundedTeacher:
+    evidence: Evidence
+    roles: RoleTable
+    grammar: GrammarSettings
+    n_levels: int
+    seed: int
+    max_steps: int = 7
+
+    @cached_property
+    def odds(self) -> dict[str, CellOdds]:
+        """Per cell type, the naive-Bayes terms of every significantly enriched or depleted family and motif."""
+        bases: dict[str, float] = defaultdict(float)
+        shifts: dict[str, dict[tuple[str, str], tuple[float, str]]] = defaultdict(dict)
+        totals: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
+        for (cell, kind, feature), item in self.evidence.features.items():
+            if _data_effect(item):
+                absent = self.evidence.log2_likelihood_ratio(item, carried=False)
+                bases[cell] += absent
+                shifts[cell][(kind, feature)] = (self.evidence.log2_likelihood_ratio(item, carried=True) - absent,
+                                                 item.call)
+                totals[cell][(kind, item.call)] += 1
+        return {cell: CellOdds(bases[cell], shifts[cell], totals[cell]) for cell in shifts}
+
+    def read_site(self, hit: MotifHit, cell_type: str) -> SiteReading:
+        """The motif's own evidence when it is significant (families can be too broad to show a signal),
+        else its most informative family's."""
+        role = self.roles.role_for(hit, cell_type)
+        own = self.evidence.motif(cell_type, hit.name)
+        if own is not None and _data_effect(own):
+            evidence: FeatureEvidence | None = own
+        else:
+            found = [item for family in sorted(hit.families)
+                     if (item := self.evidence.family(cell_type, family)) is not None]
+            called = [item for item in found if item.call != "neutral"]
+            evidence = max(called or found, key=lambda item: (abs(item.log2_odds_ratio), item.carriers), default=None)
+        prior = {"activator": ROLE_PRIOR, "repressor": -ROLE_PRIOR}.get(role.role, 0.0) if role else 0.0
+        return SiteReading(hit=hit, role=role, evidence=evidence, effect=prior + _data_effect(evidence))
+
+    def explain(self, card: Card, level: int, card_id: str) -> str:
+        """The rationale for `card` at its observed `level`; `card_id` only seeds the phrasing."""
+        digest = hashlib.sha256(f"{self.seed}\0{card_id}\0{card.cell_type}".encode()).digest()
+        writer = _Writer(self, card, level, random.Random(int.from_bytes(digest[:8], "big")))
+        return compose(writer.steps(), writer.conclusion())
+
+
+class _Writer:
+    """Writes one rationale; holds the card's readings so each step draws on the same facts."""
+
+    def __init__(self, teacher: GroundedTeacher, card: Card, level: int, rng: random.Random) -> None:
+        self.teacher, self.card, self.level, self.rng = teacher, card, level, rng
+        self.cell = card.cell_type
+        self.readings = [teacher.read_site(hit, self.cell) for hit in card.motifs]
+        by_pull = sorted(self.readings, key=lambda reading: (-abs(reading.effect), reading.hit.start))
+        self.pro = [reading for reading in by_pull if reading.kind == "pro"]
+        self.con = [reading for reading in by_pull if reading.kind == "con"]
+        self.architectural = [reading for reading in by_pull if reading.kind == "architectural"]
+        self.neutral = [reading for reading in self.readings if reading.kind == "neutral"]
+        self.trend = teacher.evidence.gc.get(self.cell)
+        self.gc_effect = self._gc_effect()
+        carried = {("family", family) for hit in card.motifs for family in hit.families} | {
+            ("motif", hit.name) for hit in card.motifs}
+        self.odds = teacher.odds.get(self.cell, CellOdds(base=0.0, shifts={}, totals=Counter()))
+        informative = [(feature[0], *self.odds.shifts[feature]) for feature in sorted(carried)
+                       if feature in self.odds.shifts]
+        feature_odds = self.odds.base + sum(shift for _, shift, _ in informative)
+        roles = {id(reading.role): reading.role for reading in self.readings if reading.role is not None}
+        role_prior = sum({"activator": ROLE_PRIOR, "repressor": -ROLE_PRIOR}.get(role.role, 0.0)
+                         for role in roles.values())
+        self.carried = Counter((kind, call) for kind, _, call in informative)
+        self.total = feature_odds + role_prior + self.gc_effect
+
+    def pick(self, *options: str) -> str:
+        return self.rng.choice(options)
+
+    # ----------------------------------------------------------------------------------------- steps
+    def steps(self) -> list[str]:
+        """Core steps always; optional ones (lowest priority first to go) only while max_steps allows."""
+        if not self.card.motifs:
+            return [self.overview(), self.composition(), self.absent_sites(), self.gc_step(), self.balance()]
+        sites = [self.activators(), self.counterweights()] if self.pro or self.con or self.architectural \
+            else [self.uninformative_sites()]
+        optional = {"arrangement": self.arrangement(), "quality": self.site_quality() if self.pro else None}
+        steps = [self.overview(), *sites, optional["arrangement"], optional["quality"], self.gc_step(),
+                 self.balance()]
+        steps = [step for step in steps if step is not None]
+        for dropped in (optional["quality"], sites[-1] if len(sites) > 1 else None, optional["arrangement"]):
+            if len(steps) > self.teacher.max_steps and dropped is not None:
+                steps.remove(dropped)
+        return steps
+
+    def overview(self) -> str:
+        card, length = self.card, self.card.length
+        if not card.motifs:
+            return self.pick(
+                f"The card lists no motif hits anywhere in the {length}-bp sequence, so no transcription-factor "
+                f"site can be invoked and the reading must rest on composition (GC content {card.gc_content:.3f}).",
+                f"No identified motifs: none of the scanned matrices passes the threshold on this {length}-bp "
+                f"sequence, leaving its composition (GC {card.gc_content:.3f}) as the main evidence.")
+        families = Counter(family for hit in card.motifs for family in hit.family.split(FAMILY_SEPARATOR))
+        family, count = min(families.items(), key=lambda item: (-item[1], item[0]))
+        example = next(hit for hit in card.motifs if family in hit.families)
+        top = max(card.motifs, key=lambda hit: (hit.score, -hit.start))
+        first, last = card.motifs[0].start, max(hit.end for hit in card.motifs)
+        hits = f"{len(card.motifs)} motif hit{'s' if len(card.motifs) > 1 else ''}"
+        return self.pick(
+            f"The card lists {hits} from {len(families)} TF famil{'ies' if len(families) > 1 else 'y'} between "
+            f"positions {first}-{last} of the {length}-bp sequence; the most frequent family is {family} "
+            f"({count} hit{'s' if count > 1 else ''}, e.g. {example.name} at {_span(example)}).",
+            f"{hits[0].upper()}{hits[1:]} cover positions {first}-{last} of this {length}-bp sequence, from "
+            f"{len(families)} famil{'ies' if len(families) > 1 else 'y'}; {family} is the most represented "
+            f"({count}), and the highest-scoring hit is {top.name} (Score {top.score:.2f}, Pos {_span(top)}).",
+            f"Inventory: {hits} across {first}-{last} of {length} bp. The best match is {top.name} "
+            f"({top.family}, Score {top.score:.2f}, {top.strand} strand, Pos {_span(top)}); the most common "
+            f"family is {family} with {count} hit{'s' if count > 1 else ''}.")
+
+    def _site(self, reading: SiteReading) -> str:
+        """One site with its curated role and its own or its family's training evidence."""
+        hit, role, evidence = reading.hit, reading.role, reading.evidence
+        text = f"{hit.name} ({hit.family}, {hit.strand} strand, Pos {_span(hit)})"
+        if role is not None:
+            scope = f"a curated {self.cell} {role.role}" if role.cell_type == self.cell else f"a general {role.role}"
+            text += f" is {scope}: {role.rationale}"
+        if evidence is None:
+            return f"{text}; no {self.cell} training evidence covers its family"
+        detail = self.pick(_counts(evidence, self.cell),
+                           f"{_counts(evidence, self.cell)}; carriers average level "
+                           f"{evidence.mean_level_carriers:.2f} vs {evidence.mean_level_others:.2f}")
+        subject = f"{hit.name} itself" if evidence.kind == "motif" else f"its family {evidence.feature}"
+        return f"{text}; {subject} is {evidence.call} in {self.cell} training data ({_strength(evidence)}), {detail}"
+
+    def activators(self) -> str:
+        if not self.pro:
+            reading = self._leading_reading()
+            return self.pick(
+                f"No card motif is a curated {self.cell} activator or is significantly enriched, by itself or through "
+                f"its family, among high-activity {self.cell} training sequences; the closest candidate is "
+                f"{self._site(reading)}.",
+                f"Nothing on the card reads as a {self.cell} activator: {self._site(reading)}.")
+        shown = self.pro[:2]
+        rest = self.pro[2:]
+        text = self.pick(f"Sites favouring activity in {self.cell}: ",
+                         f"Several card motifs point toward {self.cell} activity. ",
+                         f"Activity-associated evidence for {self.cell}: ") if len(self.pro) > 1 else ""
+        text += ". ".join(self._site(reading) for reading in shown)
+        if rest:
+            text += f". Further activity-associated hits: {_names(rest)}"
+        return text + "."
+
+    def counterweights(self) -> str:
+        against = self.con + self.architectural
+        if not against:
+            others = self.neutral or self.pro
+            label = ("carry neutral" if self.neutral
+                     else "are all among the activity-associated sites, with no opposing")
+            return self.pick(
+                f"No card motif is a curated repressor or is depleted, by itself or through its family, among "
+                f"high-activity {self.cell} training sequences; the other hits ({_names(others)}) {label} "
+                f"{self.cell} evidence.",
+                f"Nothing on the card works against activity: there is no repressor site and no depleted family, "
+                f"and {_names(others)} {label} {self.cell} evidence.")
+        parts = [self._site(reading) for reading in against[:2]]
+        text = self.pick("Against activity: ", "Counterweights: ", "Sites that can limit activity: ")
+        text += ". ".join(parts)
+        if len(against) > 2:
+            text += f". Also {_names(against[2:])}"
+        return text + "."
+
+    def uninformative_sites(self) -> str:
+        reading = self._leading_reading()
+        others = [other for other in self.readings if other.hit.name != reading.hit.name]
+        tail = f"; the other hits ({_names(others)}) are equally uninformative" if others else ""
+        return self.pick(
+            f"Neither a curated {self.cell} activator or repressor nor a motif or family with significant "
+            f"{self.cell} training evidence is on the card: {self._site(reading)}{tail}.",
+            f"The listed sites carry little {self.cell} information: {self._site(reading)}{tail}, consistent with "
+            f"chance-level matches.")
+
+    def _leading_reading(self) -> SiteReading:
+        """The hit whose evidence leans furthest toward activity: the closest any uninformative site comes."""
+        return max(self.readings, key=lambda reading: (
+            reading.evidence.log2_odds_ratio if reading.evidence else -math.inf, reading.hit.score,
+            -reading.hit.start))
+
+    def arrangement(self) -> str:
+        motifs, grammar = self.card.motifs, self.teacher.grammar
+        if len(motifs) == 1:
+            hit = motifs[0]
+            return (f"With a single site ({hit.name}, {hit.strand} strand, Pos {_span(hit)}) there is no "
+                    f"combinatorial grammar; any activity must come from that one site or from features the card "
+                    f"does not list.")
+        facts = []
+        cluster = self._densest_window()
+        if len(cluster) >= grammar.cluster_min_motifs:
+            facts.append(self.pick(
+                f"{len(cluster)} motifs crowd into {cluster[0].start}-{max(hit.end for hit in cluster)}, a dense "
+                f"cluster of the kind that marks enhancer modules",
+                f"a cluster of {len(cluster)} hits sits in {cluster[0].start}-{max(hit.end for hit in cluster)}, "
+                f"which favours cooperative occupancy"))
+        else:
+            facts.append(f"the hits are spread over {motifs[0].start}-{max(hit.end for hit in motifs)} with no "
+                         f"dense cluster ({grammar.cluster_min_motifs} or more within {grammar.cluster_window} bp)")
+        pair = self._closest_pair([reading.hit for reading in self.pro])
+        if pair is not None:
+            left, right, gap = pair
+            orientation = ("tandem" if left.strand == right.strand
+                           else "convergent" if left.strand == "+" else "divergent")
+            if gap < 0:
+                facts.append(f"the activity-associated {left.name} ({_span(left)}) and {right.name} "
+                             f"({_span(right)}) overlap, so they compete for one stretch rather than cooperate")
+            else:
+                close = ("close enough for cooperative binding" if gap <= grammar.pair_max_gap
+                         else "too far apart to suggest direct cooperation")
+                distance = "directly adjacent" if gap == 0 else f"{gap} bp apart"
+                facts.append(f"the closest activity-associated pair, {left.name} ({_span(left)}) and {right.name} "
+                             f"({_span(right)}), is {distance} in {orientation} orientation, {close}")
+        repeated = Counter(family for hit in motifs for family in hit.family.split(FAMILY_SEPARATOR))
+        homotypic = [(family, count) for family, count in sorted(repeated.items(), key=lambda item: (-item[1], item[0]))
+                     if count >= grammar.repeat_min]
+        if homotypic:
+            family, count = homotypic[0]
+            spans = ", ".join(_span(hit) for hit in motifs if family in hit.families)
+            facts.append(f"{family} recurs x{count} ({spans}), a homotypic repeat that raises the chance of occupancy")
+        text = "; ".join(facts)
+        return self.pick("Arrangement: ", "Motif grammar: ", "Spatial layout: ") + text + "."
+
+    def _densest_window(self) -> list[MotifHit]:
+        """The most hits inside one cluster window (earliest window on ties)."""
+        motifs, window = self.card.motifs, self.teacher.grammar.cluster_window
+        best: list[MotifHit] = []
+        for first, anchor in enumerate(motifs):
+            inside = [hit for hit in motifs[first:] if hit.end - anchor.start < window]
+            if len(inside) > len(best):
+                best = inside
+        return best
+
+    @staticmethod
+    def _closest_pair(hits: Sequence[MotifHit]) -> tuple[MotifHit, MotifHit, int] | None:
+        ordered = sorted(hits, key=lambda hit: (hit.start, hit.end))
+        pairs = [(right.start - left.end - 1, left, right) for i, left in enumerate(ordered)
+                 for right in ordered[i + 1:] if left.name != right.name or left.start != right.start]
+        if not pairs:
+            return None
+        gap, left, right = min(pairs, key=lambda item: (abs(item[0]) if item[0] < 0 else item[0], item[1].start))
+        return left, right, gap
+
+    def site_quality(self) -> str:
+        lead = max(self.pro, key=lambda reading: (reading.hit.score, -reading.hit.start)).hit
+        median = statistics.median(hit.score for hit in self.card.motifs)
+        strong = lead.score >= median
+        verdict = (self.pick("a comparatively strong match that is likely occupied",
+                             "one of the card's better matches, so occupancy is plausible") if strong
+                   else self.pick("weaker than most hits on the card, so its occupancy is uncertain",
+                                  "a modest match, which tempers how much it can contribute"))
+        return (f"Site quality: the best-scoring activity-associated hit is {lead.name} (Score {lead.score:.2f}, "
+                f"Pos {_span(lead)}), against a card median of {median:.2f}; it is {verdict}.")
+
+    def composition(self) -> str:
+        """For a card without motifs: CpG density and the longest A/T run, the sequence's own features."""
+        sequence = self.card.sequence
+        cpg = sequence.count("CG")
+        expected = sequence.count("C") * sequence.count("G") / max(len(sequence), 1)
+        ratio = cpg / expected if expected else 0.0
+        run, start = _longest_run(sequence, "AT")
+        shown = f" ({sequence[start:start + run]})" if run >= 8 else ""
+        return (f"Composition: at GC {self.card.gc_content:.3f} the sequence carries {cpg} CpG dinucleotide"
+                f"{'s' if cpg != 1 else ''} (observed/expected {ratio:.2f}) and its longest A/T-only stretch is "
+                f"{run} bp{shown}, features a scan for TF motifs does not capture.")
+
+    def _count(self, kind: str, call: str) -> int:
+        return self.odds.totals[(kind, call)]
+
+    def absent_sites(self) -> str:
+        families, motifs = self._count("family", "enriched"), self._count("motif", "enriched")
+        return self.pick(
+            f"With no motifs listed, none of the {families} families and {motifs} motifs significantly enriched "
+            f"among high-activity {self.cell} training sequences has a site here, and no repressor site is "
+            f"present either.",
+            f"Because no sites are identified, the {self.card.length}-bp sequence offers no binding platform for "
+            f"{self.cell} activators ({families} enriched families and {motifs} enriched motifs in training) and "
+            f"no repressor site.")
+
+    def _gc_effect(self) -> float:
+        trend = self.trend
+        if trend is None or trend.sd_gc <= 0 or abs(trend.spearman_rho) < NO_GC_TREND:
+            return 0.0
+        z = max(-2.0, min(2.0, (self.card.gc_content - trend.mean_gc) / trend.sd_gc))
+        return GC_WEIGHT * trend.spearman_rho * z
+
+    def gc_step(self) -> str:
+        gc, trend = self.card.gc_content, self.trend
+        if trend is None:
+            return (f"GC content is {gc:.3f}; no {self.cell} training trend is available, so composition is not "
+                    f"weighed.")
+        place = ("above" if gc > trend.mean_gc + 0.25 * trend.sd_gc
+                 else "below" if gc < trend.mean_gc - 0.25 * trend.sd_gc else "close to")
+        if abs(trend.spearman_rho) < NO_GC_TREND:
+            tracks, effect = "barely tracks", "hardly shifts"
+        else:
+            tracks = "rises with" if trend.spearman_rho > 0 else "falls with"
+            effect = ("favours" if self.gc_effect > 0.1 else "works against" if self.gc_effect < -0.1
+                      else "hardly shifts")
+        stats = (f"Spearman rho {trend.spearman_rho:+.2f}; mean GC {trend.mean_gc_high:.3f} in high- vs "
+                 f"{trend.mean_gc_low:.3f} in low-activity sequences")
+        return self.pick(
+            f"GC content is {gc:.3f}, {place} the {self.cell} training mean of {trend.mean_gc:.3f}; across "
+            f"{self.cell} training sequences activity {tracks} GC ({stats}), so this composition {effect} activity.",
+            f"Composition: the GC fraction of {gc:.3f} is {place} the {self.cell} average ({trend.mean_gc:.3f}). "
+            f"In {self.cell} training data activity {tracks} GC ({stats}); here it {effect} activity.")
+
+    # ----------------------------------------------------------------------------------------- balance
+    def _tier(self) -> str:
+        if self.total >= STRONG_ODDS:
+            return "strongly positive"
+        if self.total >= POSITIVE_ODDS:
+            return "positive"
+        return "mixed" if self.total > NEGATIVE_ODDS else "negative"
+
+    def consistent(self) -> bool:
+        """Does the card's net evidence agree with the observed level (top, upper, lower or bottom)?"""
+        tier, top = self._tier(), self.teacher.n_levels - 1
+        if self.level == top:
+            return tier in ("strongly positive", "positive")
+        if self.level == 0:
+            return tier in ("mixed", "negative")
+        if self.level >= self.teacher.n_levels / 2:
+            return tier in ("strongly positive", "positive", "mixed")
+        return tier in ("positive", "mixed", "negative")
+
+    def _drivers(self) -> str:
+        if not self.card.motifs:
+            return "no identified motif at all"
+        if self.pro and self.con:
+            return f"{_names(self.pro, 2)} offset by {_names(self.con, 2)}"
+        if self.pro:
+            return f"{_names(self.pro, 2)} with no repressive counterweight"
+        if self.con:
+            return f"{_names(self.con, 2)} without an activity-associated site"
+        return f"only uninformative sites such as {_names(self.readings, 2)}"
+
+    def _weighed(self) -> str:
+        gc = self.card.gc_content
+        families = self._feature_tally()
+        if not self.card.motifs:
+            return f"composition alone (GC {gc:.3f}) with no sites, so {families}"
+        pro = f"{_names(self.pro)} for activity" if self.pro else "no activity-associated site"
+        con = f"{_names(self.con)} against it" if self.con else "no opposing site"
+        return f"{pro} and {con} at GC {gc:.3f}, noting that {families}"
+
+    def _carried_parts(self, call: str) -> str:
+        """e.g. "3 of the 11 enriched families and 2 of the 40 enriched motifs" (kinds with none left out)."""
+        return " and ".join(f"{self.carried[(kind, call)]} of the {self._count(kind, call)} {call} "
+                            f"{PLURAL[kind]}" for kind in FEATURE_KINDS if self._count(kind, call))
+
+    def _feature_tally(self) -> str:
+        """How many of the cell type's significant features the card carries, without naming absent ones."""
+        enriched, depleted = self._carried_parts("enriched"), self._carried_parts("depleted")
+        return (f"{f'it carries {enriched}' if enriched else 'no family or motif is significantly enriched'}, "
+                f"{f'and {depleted}' if depleted else 'and none is significantly depleted'} "
+                f"({self.cell} training data)")
+
+    def balance(self) -> str:
+        tier, weighed = self._tier(), self._weighed()
+        observed = f"the measured level {self.level} ({level_name(self.level, self.teacher.n_levels)})"
+        if self.consistent():
+            return self.pick(f"Weighing {weighed}, the card's evidence is {tier} on balance, which fits {observed}.",
+                             f"On balance ({weighed}) the evidence is {tier}, in line with {observed}.")
+        higher = tier in ("strongly positive", "positive")
+        if higher:
+            why = self.pick("the activity-associated sites may be weak matches that are not occupied, or repressive "
+                            "features not on the card may dominate",
+                            "enrichment of a family among training sequences does not guarantee that this particular "
+                            "site is bound, and the card cannot show chromatin state or unlisted repressors")
+        else:
+            why = self.pick("activity likely comes from features the card does not capture, such as sites below "
+                            "the scan threshold or unlisted cofactors",
+                            "sub-threshold sites or sequence context outside the scanned motifs probably contribute")
+        return (f"Weighing {weighed}, the card's evidence is {tier}, which would predict "
+                f"{'higher' if higher else 'lower'} activity than {observed}; the evidence is weak or contradictory "
+                f"here: {why}.")
+
+    def conclusion(self) -> str:
+        words = level_words(self.level, self.teacher.n_levels)
+        verdict = f"Activity level: {self.level} ({level_name(self.level, self.teacher.n_levels)})."
+        if self.consistent():
+            return f"Conclusion: Given {self._drivers()}, this sequence is {words} in {self.cell}. {verdict}"
+        return (f"Conclusion: The card explains this sequence's {self.cell} activity only partly "
+                f"({self._drivers()}); taking the measurement as given, it is {words}. {verdict}")
+
+
+def _longest_run(sequence: str, letters: str) -> tuple[int, int]:
+    """Length and 0-based start of the longest stretch made only of `letters`."""
+    best, best_start, current, start = 0, 0, 0, 0
+    for index, base in enumerate(sequence):
+        if base in letters:
+            if current == 0:
+                start = index
+            current += 1
+            if current > best:
+                best, best_start = current, start
+        else:
+            current = 0
+    return best, best_start

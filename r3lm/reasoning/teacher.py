@@ -1,0 +1,342 @@
+"""CRE-ReasonBench: the teacher's rationales for (card, observed level), validated, as tables and SFT data.
+
+The teacher sees the card AND the measured level (format.teacher_messages) and must explain it; the
+Stage-I training record pairs the rationale with the STUDENT prompt (the card alone), so the model
+learns to reason from the card without the answer. Three teachers share one validation filter:
+
+* grounded (default): offline and deterministic (grounded.py), from the training evidence and roles;
+* openai: any OpenAI-compatible endpoint (openai_backend.py), cached on disk and resumable;
+* hf: a local causal LM sampled with the `generation` settings, retried per card until valid.
+
+A card is tried up to `attempts_per_card` times (grounded: once); the last answer is kept either
+way, with its validation, so rejections can be counted and inspected.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from r3lm.errors import InputError
+from r3lm.io import atomic_path, write_json, write_parquet
+from r3lm.rcc.card import Card
+from r3lm.rcc.grammar import GrammarSettings
+from r3lm.reasoning.evidence import (
+    Evidence,
+    check_cards,
+    compute_evidence,
+    parse_card,
+    read_evidence,
+)
+from r3lm.reasoning.format import student_messages, system_prompt, teacher_messages
+from r3lm.reasoning.grounded import GroundedTeacher
+from r3lm.reasoning.roles import RoleTable, load_roles
+from r3lm.reasoning.validate import (
+    REASONS,
+    Validation,
+    motif_vocabulary,
+    validate_rationale,
+)
+
+log = logging.getLogger(__name__)
+
+SET_NAMES = ("stage1_train", "stage1_val", "stage2_train", "stage2_val", "test")
+TEACHER_COLUMNS = ["id", "cell_type", "split", "activity", "level", "card_text", "system", "prompt", "rationale",
+                   "valid", "reject_reason", "n_steps", "attempts", "backend"]
+SHAREGPT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}
+
+
+@dataclass(frozen=True)
+class TeacherJob:
+    """One card to explain: `messages` is the teacher's prompt (card and observed level)."""
+
+    card_id: str
+    card: Card
+    level: int
+    messages: list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class TeacherAnswer:
+    text: str
+    validation: Validation
+    attempts: int
+
+
+Checker = Callable[[TeacherJob, str], Validation]
+
+
+class TeacherBackend(Protocol):
+    name: str
+
+    def explain(self, jobs: Sequence[TeacherJob], check: Checker, *, progress: bool) -> list[TeacherAnswer]:
+        """One answer per job, in order: the first that `check` accepts, else the last attempt."""
+
+    def stats(self) -> dict[str, Any]:
+        """Backend counters for the summary (requests, cache hits, ...)."""
+
+
+class GroundedBackend:
+    name = "grounded"
+
+    def __init__(self, teacher: GroundedTeacher) -> None:
+        self.teacher = teacher
+
+    def explain(self, jobs: Sequence[TeacherJob], check: Checker, *, progress: bool) -> list[TeacherAnswer]:
+        answers = []
+        for job in tqdm(jobs, desc="teacher", unit="card", disable=not progress, mininterval=5):
+            text = self.teacher.explain(job.card, job.level, job.card_id)
+            answers.append(TeacherAnswer(text, check(job, text), 1))
+        return answers
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+
+class HFBackend:
+    """A local causal LM; each round re-samples only the cards still without a valid answer, with a new seed."""
+
+    name = "hf"
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.config = config
+        self.attempts = config["reasoning"]["hf"]["attempts_per_card"]
+        self.generated = 0
+
+    def explain(self, jobs: Sequence[TeacherJob], check: Checker, *, progress: bool) -> list[TeacherAnswer]:
+        from r3lm.llm.base import load_causal_lm, resolve_base
+        from r3lm.llm.generate import generate_chats
+
+        llm = self.config["llm"]
+        model_path = self.config["reasoning"]["hf"]["model"] or resolve_base(llm)
+        model, tokenizer = load_causal_lm(model_path, dtype=llm["dtype"])
+        answers: list[TeacherAnswer | None] = [None] * len(jobs)
+        pending = list(range(len(jobs)))
+        for attempt in range(self.attempts):
+            settings = {**self.config["generation"], "seed": self.config["generation"]["seed"] + attempt}
+            replies = generate_chats(model, tokenizer, [jobs[index].messages for index in pending], settings,
+                                     progress=progress)
+            self.generated += len(pending)
+            for index, reply in zip(pending, replies, strict=True):
+                answers[index] = TeacherAnswer(reply.text, check(jobs[index], reply.text), attempt + 1)
+            pending = [index for index in pending if not answers[index].validation.valid]
+            log.info("hf teacher attempt %d: %d of %d cards still without a valid rationale", attempt + 1,
+                     len(pending), len(jobs))
+            if not pending:
+                break
+        return answers
+
+    def stats(self) -> dict[str, Any]:
+        return {"generated": self.generated}
+
+
+def make_backend(config: Mapping[str, Any], evidence: Evidence, *, roles: RoleTable | None = None,
+                 cache_dir: str | Path | None = None) -> TeacherBackend:
+    """The configured teacher; `cache_dir` keeps the openai teacher's responses (None = no cache)."""
+    settings = config["reasoning"]
+    if settings["teacher"] == "grounded":
+        return GroundedBackend(GroundedTeacher(
+            evidence=evidence, roles=roles or load_roles(settings["roles_table"]),
+            grammar=GrammarSettings.from_config(config["rcc"]["grammar"]), n_levels=config["levels"]["n_levels"],
+            seed=settings["seed"], max_steps=settings["max_steps"]))
+    if settings["teacher"] == "openai":
+        from r3lm.reasoning.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(settings["openai"], cache_dir=cache_dir, seed=settings["seed"])
+    return HFBackend(config)
+
+
+def select_set(cards: pd.DataFrame, per_cell_type: int | None, seed: int) -> pd.DataFrame:
+    """Up to `per_cell_type` cards per cell type (None = all), in their original order, keeping the index
+    labels (so errors can name the file's row).
+
+    Sampling is stratified by level (quotas proportional to the level counts, largest remainder), so
+    a teacher set keeps the split's level balance exactly rather than by chance; each cell type draws
+    from its own seeded stream, so adding a cell type does not change the others' selection.
+    """
+    if per_cell_type is None:
+        return cards
+    chosen: list[np.ndarray] = []
+    for cell_type, group in cards.groupby("cell_type", sort=True):
+        if len(group) <= per_cell_type:
+            chosen.append(group.index.to_numpy())
+            continue
+        rng = np.random.default_rng([seed, zlib.crc32(str(cell_type).encode())])
+        counts = group["level"].value_counts().sort_index()
+        shares = counts.to_numpy() * per_cell_type / len(group)
+        quotas = np.floor(shares).astype(int)
+        by_remainder = np.argsort(-(shares - quotas), kind="stable")
+        quotas[by_remainder[:per_cell_type - quotas.sum()]] += 1
+        for level, quota in zip(counts.index, quotas, strict=True):
+            rows = group.index[group["level"] == level].to_numpy()
+            chosen.append(rng.choice(rows, size=quota, replace=False))
+    return cards.loc[np.sort(np.concatenate(chosen))]
+
+
+def run_teacher(config: Mapping[str, Any], cards: pd.DataFrame, evidence: Evidence, *,
+                backend: TeacherBackend | None = None, vocabulary: frozenset[str] | None = None,
+                cards_path: str | Path | None = None, progress: bool = True) -> pd.DataFrame:
+    """Rationales for every card, validated against the card and its label (TEACHER_COLUMNS)."""
+    settings, n_levels = config["reasoning"], config["levels"]["n_levels"]
+    check_cards(cards, n_levels, cards_path)
+    backend = backend or make_backend(config, evidence)
+    vocabulary = vocabulary if vocabulary is not None else motif_vocabulary(config["motifs"])
+    system = system_prompt(settings["min_steps"], settings["max_steps"], n_levels)
+    rows = (cards.index + 1 if pd.api.types.is_integer_dtype(cards.index) else range(1, len(cards) + 1))
+    jobs = [TeacherJob(card_id=str(card_id), card=parse_card(card_json, cards_path, int(row)), level=int(level),
+                       messages=teacher_messages(card_text, int(level), n_levels, system))
+            for row, card_id, card_json, card_text, level in zip(
+                rows, cards["id"], cards["card_json"], cards["card_text"], cards["level"])]
+
+    def check(job: TeacherJob, text: str) -> Validation:
+        return validate_rationale(text, job.card, label=job.level, min_steps=settings["min_steps"],
+                                  max_steps=settings["max_steps"], n_levels=n_levels, motif_vocabulary=vocabulary)
+
+    answers = backend.explain(jobs, check, progress=progress)
+    frame = pd.DataFrame({
+        "id": cards["id"].to_numpy(), "cell_type": cards["cell_type"].to_numpy(),
+        "split": cards["split"].to_numpy() if "split" in cards else None,
+        "activity": cards["activity"].to_numpy() if "activity" in cards else np.nan,
+        "level": cards["level"].astype(int).to_numpy(), "card_text": cards["card_text"].to_numpy(),
+        "system": system, "prompt": [job.messages[1]["content"] for job in jobs],
+        "rationale": [answer.text for answer in answers],
+        "valid": [answer.validation.valid for answer in answers],
+        "reject_reason": [answer.validation.reason for answer in answers],
+        "n_steps": [answer.validation.n_steps for answer in answers],
+        "attempts": [answer.attempts for answer in answers], "backend": backend.name})
+    log.info("%s teacher: %d of %d rationales valid", backend.name, int(frame["valid"].sum()), len(frame))
+    return frame[TEACHER_COLUMNS]
+
+
+def teacher_summary(frame: pd.DataFrame, *, seconds: float, backend_stats: Mapping[str, Any],
+                    set_name: str | None = None) -> dict[str, Any]:
+    """Rows, valid rows, rejections by reason, per-cell-type counts and level distribution of valid rows."""
+    counts: dict[str, Any] = {"rows": len(frame), "valid": int(frame["valid"].sum())}
+    reasons = frame["reject_reason"].dropna().value_counts()
+    rejections = {reason: int(reasons.get(reason, 0)) for reason in REASONS}
+    valid = frame[frame["valid"]]
+    return {
+        "set": set_name, "backend": frame["backend"].iloc[0] if len(frame) else None, **counts,
+        "valid_fraction": counts["valid"] / counts["rows"] if counts["rows"] else None,
+        "rejections": rejections,
+        "per_cell_type": {str(cell): {"rows": len(group), "valid": int(group["valid"].sum())}
+                          for cell, group in frame.groupby("cell_type", sort=True)},
+        "level_distribution": {str(cell): {str(level): int(count) for level, count in
+                                           group["level"].value_counts().sort_index().items()}
+                               for cell, group in valid.groupby("cell_type", sort=True)},
+        "mean_attempts": float(frame["attempts"].mean()) if len(frame) else None,
+        "seconds": round(seconds, 3), "backend_stats": dict(backend_stats)}
+
+
+def sharegpt_records(frame: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
+    """Valid rows as LLaMA-Factory ShareGPT records per cell type; the human turn is the STUDENT prompt."""
+    records: dict[str, list[dict[str, Any]]] = {str(cell): [] for cell in sorted(frame["cell_type"].unique())}
+    for row in frame[frame["valid"]].itertuples(index=False):
+        human = student_messages(row.card_text, row.system)[1]["content"]
+        records[str(row.cell_type)].append({
+            "id": str(row.id), "cell_type": str(row.cell_type), "level": int(row.level), "system": row.system,
+            "conversations": [{"from": "human", "value": human}, {"from": "gpt", "value": row.rationale}]})
+    return records
+
+
+def write_sharegpt(frame: pd.DataFrame, directory: str | Path) -> list[Path]:
+    """`<cell_type>.jsonl` per cell type of the set (empty when none is valid); stale .jsonl files go."""
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for cell_type, records in sharegpt_records(frame).items():
+        path = folder / f"{cell_type}.jsonl"
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+        if not records:
+            log.warning("%s: no valid rationale, so %s is empty", cell_type, path)
+        written.append(path)
+    for stale in sorted(set(folder.glob("*.jsonl")) - set(written)):
+        log.info("removing %s, left from an earlier run", stale)
+        stale.unlink()
+    return written
+
+
+def write_dataset_info(sharegpt_dirs: Mapping[str, str | Path], out_path: str | Path) -> dict[str, Any]:
+    """LLaMA-Factory's dataset_info.json: one `<set>_<cell_type>` entry per non-empty ShareGPT file."""
+    base = Path(out_path).resolve().parent
+    info: dict[str, Any] = {}
+    for set_name, directory in sharegpt_dirs.items():
+        files = sorted(Path(directory).glob("*.jsonl"))
+        if not files:
+            raise InputError("no ShareGPT .jsonl files in this folder", path=directory)
+        for file in files:
+            if file.stat().st_size == 0:
+                log.warning("%s is empty; dataset_info.json leaves it out", file)
+                continue
+            info[f"{set_name}_{file.stem}"] = {
+                "file_name": os.path.relpath(file.resolve(), base), "formatting": "sharegpt",
+                "columns": {"messages": "conversations", "system": "system"}, "tags": dict(SHAREGPT_TAGS)}
+    write_json(info, out_path)
+    return info
+
+
+def read_cards(path: str | Path) -> pd.DataFrame:
+    file = Path(path)
+    if not file.is_file():
+        raise InputError("card table not found", path=file)
+    return pd.read_parquet(file)
+
+
+def write_evidence(config: Mapping[str, Any], train_cards_path: str | Path, out_path: str | Path) -> Evidence:
+    """The workflow step: family and GC evidence from the train cards, as a parquet table."""
+    settings = config["reasoning"]["evidence"]
+    evidence = compute_evidence(read_cards(train_cards_path), n_levels=config["levels"]["n_levels"],
+                                min_count=settings["min_count"], pseudocount=settings["pseudocount"],
+                                min_log2_ratio=settings["min_log2_ratio"], path=train_cards_path)
+    write_parquet(evidence.table(), out_path)
+    return evidence
+
+
+def write_teacher_set(config: Mapping[str, Any], cards_path: str | Path, evidence_path: str | Path,
+                      out_parquet: str | Path, sharegpt_dir: str | Path, summary_path: str | Path, *,
+                      set_name: str | None = None, cache_dir: str | Path | None = None,
+                      progress: bool = True) -> dict[str, Any]:
+    """The workflow step for one teacher set: select the cards (`reasoning.sets[set_name]` per cell type,
+    None = all), run the teacher, write the table (all rows), the ShareGPT files (valid rows) and a summary.
+
+    The openai teacher caches responses in `cache_dir` (default: a hidden folder beside `out_parquet`),
+    so a rerun after a kill requests only the cards it has not seen.
+    """
+    settings = config["reasoning"]
+    if set_name is not None and set_name not in SET_NAMES:
+        raise InputError(f"unknown teacher set {set_name!r}; expected one of {', '.join(SET_NAMES)}")
+    per_cell_type = settings["sets"][set_name] if set_name is not None else None
+    evidence = read_evidence(evidence_path)
+    if evidence.n_levels != config["levels"]["n_levels"]:
+        raise InputError(f"the evidence was computed for {evidence.n_levels} levels but levels.n_levels is "
+                         f"{config['levels']['n_levels']}; recompute it", path=evidence_path, column="n_levels")
+    cards = read_cards(cards_path)
+    check_cards(cards, config["levels"]["n_levels"], cards_path)
+    selected = select_set(cards, per_cell_type, settings["seed"])
+    out = Path(out_parquet)
+    backend = make_backend(config, evidence,
+                           cache_dir=cache_dir if cache_dir is not None else out.parent / f".{out.stem}_cache")
+    log.info("teacher set %s: %d of %d cards (%s per cell type), %s teacher", set_name or out.stem, len(selected),
+             len(cards), per_cell_type or "all", backend.name)
+    started = time.perf_counter()
+    frame = run_teacher(config, selected, evidence, backend=backend, cards_path=cards_path, progress=progress)
+    summary = teacher_summary(frame, seconds=time.perf_counter() - started, backend_stats=backend.stats(),
+                              set_name=set_name)
+    write_parquet(frame, out)
+    write_sharegpt(frame, sharegpt_dir)
+    write_json(summary, summary_path)
+    log.info("teacher set %s: %d of %d valid in %.1f s; rejections %s", set_name or out.stem, summary["valid"],
+             summary["rows"], summary["seconds"], {k: v for k, v in summary["rejections"].items() if v})
+    return summary

@@ -1,0 +1,222 @@
+"""Checks a rationale against the format and against its card: the filter for CRE-ReasonBench.
+
+The same checks judge the teacher's rationales (with the label: the stated level must equal it) and
+the Stage-I model's own rationales (label=None; level agreement is counted separately).
+
+Reasons, in the order they are tested (the first failing one is reported):
+  missing_think, too_few_steps, too_many_steps, missing_level, level_out_of_range,
+  motif_not_in_card, step_without_evidence, level_mismatch.
+
+Motif mentions (`motif_not_in_card`): every name of the motif vocabulary (e.g. all JASPAR names of
+the release) is looked for CASE-SENSITIVELY as a whole token: not preceded or followed by a letter or
+digit, longest name first, so "REST" counts but "rest" does not, "SP1" is not found inside "SP140L"
+and "FOSL2::JUN" is one mention. Names shorter than 2 characters are ignored. A name directly
+followed by "-related", "-like", "-type" or "-family" is a family term, not a motif, and the card's
+own family strings are masked first (JASPAR families such as "Jun-related" or "TEF-1-related factors"
+contain motif names). A mention is allowed when it names a card motif or one half of a card dimer,
+ignoring case (a card listing FOS::JUN may say JUN; "HNF4A" may refer to a card's "Hnf4a").
+
+Step evidence (`step_without_evidence`): each step must cite at least one element of the card:
+  * a card motif name or dimer half (names with a digit or "::" ignore case; purely alphabetic
+    names such as REST must keep their case, so ordinary words do not count);
+  * a card family (case-sensitive; the placeholder family "Unknown" does not count);
+  * a position: a span "a-b" whose ends are both hit coordinates, or "position N" of a hit start/end;
+  * a hit score as printed on the card (two decimals);
+  * the GC content (as 0.xx/0.xxx within rounding, or as a percentage within 0.5 points);
+  * the sequence length ("200 bp", "200-bp", "length 200"), or a stretch of 8+ bases of the sequence;
+  * a grammar tag of the card, verbatim (case ignored);
+  * on a card without motifs, its empty motif list ("no motifs", "no sites are listed", ...).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from typing import Any
+
+from r3lm.rcc.card import FAMILY_SEPARATOR, Card
+from r3lm.reasoning.format import parse
+from r3lm.reasoning.roles import name_parts
+
+REASONS = ("missing_think", "too_few_steps", "too_many_steps", "missing_level", "level_out_of_range",
+           "motif_not_in_card", "step_without_evidence", "level_mismatch")
+FAMILY_SUFFIXES = ("related", "like", "type", "family")
+PLACEHOLDER_FAMILY = "Unknown"
+MIN_SEQUENCE_CITATION = 8
+
+_TOKEN_START, _TOKEN_END = r"(?<![A-Za-z0-9])", r"(?![A-Za-z0-9])"
+_COMPOUND = re.compile(r"[A-Za-z0-9]+(?:(?:::|-)[A-Za-z0-9]+)*")
+_JOINER = re.compile(r"(::|-)")
+_SPAN = re.compile(r"(?<![\d.])(\d{1,5})\s*(?:-|–|to)\s*(\d{1,5})(?![\d.])")
+_POSITION = re.compile(r"\bpos(?:ition)?s?\.?:?\s*(\d{1,5})\b", re.IGNORECASE)
+_DECIMAL = re.compile(r"(?<![\d.])-?\d*\.\d+(?![\d.])")
+_PERCENT = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d+)?)\s?%")
+_BASES = re.compile(f"[ACGT]{{{MIN_SEQUENCE_CITATION},}}")
+_NO_MOTIFS = re.compile(r"\b(?:no|zero|without|none of the)\b(?:\s+[\w-]+){0,4}?\s+(?:motifs?|sites?|hits?)\b"
+                        r"|\bmotifs?\s*:\s*none\b|\bno\s+identified\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Validation:
+    valid: bool
+    reason: str | None
+    level: int | None
+    n_steps: int
+    cited: tuple[tuple[str, ...], ...]
+    unlisted_motifs: tuple[str, ...] = ()
+
+
+def _compounds(text: str) -> list[list[str]]:
+    """The parts and separators of each distinct compound word (letters/digits joined by "::" or "-"),
+    e.g. "FOSL2::JUN" -> ["FOSL2", "::", "JUN"]; distinct, because texts repeat most of their words."""
+    return [_JOINER.split(word) for word in dict.fromkeys(_COMPOUND.findall(text))]
+
+
+def _sub_spans(text: str) -> Iterator[str]:
+    """Every run of consecutive parts of every compound: each candidate a motif name could be."""
+    for pieces in _compounds(text):
+        for first in range(0, len(pieces), 2):
+            for last in range(first, len(pieces), 2):
+                yield "".join(pieces[first:last + 1])
+
+
+@lru_cache(maxsize=4)
+def _check_vocabulary(vocabulary: frozenset[str]) -> None:
+    unusual = sorted(name for name in vocabulary if not _COMPOUND.fullmatch(name))
+    if unusual:
+        raise ValueError(f"motif names must be letters/digits joined by '::' or '-': {', '.join(unusual[:5])}")
+
+
+def mentioned_motifs(text: str, vocabulary: frozenset[str]) -> list[str]:
+    """Vocabulary names in `text` (each once), case-sensitive, leftmost-longest, skipping family terms."""
+    _check_vocabulary(vocabulary)
+    found: dict[str, None] = {}
+    for pieces in _compounds(text):
+        first = 0
+        while first < len(pieces):
+            last = next((last for last in range(len(pieces) - 1, first - 1, -2)
+                         if "".join(pieces[first:last + 1]) in vocabulary), None)
+            if last is None:
+                first += 2
+                continue
+            name = "".join(pieces[first:last + 1])
+            family_term = last + 2 < len(pieces) and pieces[last + 1] == "-" and (
+                pieces[last + 2].lower() in FAMILY_SUFFIXES)
+            if len(name) >= 2 and not family_term:
+                found[name] = None
+            first = last + 2
+    return list(found)
+
+
+@cache
+def _phrase_pattern(phrase: str, fold: bool) -> re.Pattern[str]:
+    """One name or family as a whole token; cached, since cards share their vocabulary."""
+    return re.compile(f"{_TOKEN_START}{re.escape(phrase)}{_TOKEN_END}", re.IGNORECASE if fold else 0)
+
+
+@cache
+def _length_pattern(length: int) -> re.Pattern[str]:
+    return re.compile(rf"(?<![\d.]){length}\s*-?\s*(?:bp|nt|bases?|base[- ]pairs?)\b|\blength(?: of)?:?\s*{length}\b",
+                      re.IGNORECASE)
+
+
+def _families(card: Card) -> set[str]:
+    return {family for hit in card.motifs for family in (hit.family, *hit.family.split(FAMILY_SEPARATOR))}
+
+
+def unlisted_motifs(text: str, card: Card, vocabulary: set[str] | frozenset[str]) -> tuple[str, ...]:
+    """Vocabulary names the text mentions that the card does not list (see the module docstring)."""
+    masked, lowered = text, text.lower()
+    for family in sorted(_families(card), key=len, reverse=True):
+        if family.lower() in lowered:
+            masked = _phrase_pattern(family, True).sub(lambda match: " " * len(match.group()), masked)
+    allowed = frozenset().union(*(name_parts(hit.name) for hit in card.motifs))
+    return tuple(dict.fromkeys(name for name in mentioned_motifs(masked, frozenset(vocabulary))
+                               if name.upper() not in allowed))
+
+
+class CardElements:
+    """What a step may cite from one card, compiled once per card."""
+
+    def __init__(self, card: Card) -> None:
+        self.card = card
+        names = {part for hit in card.motifs for part in (hit.name, *hit.name.split("::")) if len(part) >= 2}
+        self.exact_names = {name for name in names if name.isalpha()}
+        self.folded_names = {name.upper() for name in names if not name.isalpha()}
+        self.families = {family: _phrase_pattern(family, False) for family in sorted(_families(card))
+                         if family != PLACEHOLDER_FAMILY}
+        self.coordinates = {coordinate for hit in card.motifs for coordinate in (hit.start, hit.end)}
+        self.scores = {f"{hit.score:.2f}" for hit in card.motifs}
+        self.length = _length_pattern(card.length)
+        self.tags = [tag.lower() for tag in card.grammar_tags]
+
+    def cited(self, step: str) -> tuple[str, ...]:
+        """Labels of the card elements the step cites (empty when it cites none)."""
+        found = [f"motif:{span}" for span in _sub_spans(step)
+                 if span in self.exact_names or span.upper() in self.folded_names]
+        found += [f"family:{family}" for family, pattern in self.families.items()
+                  if family in step and pattern.search(step)]
+        found += [f"position:{a}-{b}" for a, b in _SPAN.findall(step)
+                  if int(a) in self.coordinates and int(b) in self.coordinates]
+        found += [f"position:{value}" for value in _POSITION.findall(step) if int(value) in self.coordinates]
+        decimals = _DECIMAL.findall(step)
+        found += [f"score:{value}" for value in decimals if value in self.scores]
+        if any(abs(float(value) - self.card.gc_content) <= 0.0051 for value in decimals) or any(
+                abs(float(value) - 100 * self.card.gc_content) <= 0.51 for value in _PERCENT.findall(step)):
+            found.append("gc")
+        if self.length.search(step):
+            found.append("length")
+        found += [f"sequence:{bases}" for bases in _BASES.findall(step) if bases in self.card.sequence]
+        lowered = step.lower()
+        found += [f"grammar:{tag}" for tag in self.tags if tag in lowered]
+        if not self.card.motifs and _NO_MOTIFS.search(step):
+            found.append("no_motifs")
+        return tuple(dict.fromkeys(found))
+
+
+def validate_rationale(text: str, card: Card, *, label: int | None, min_steps: int, max_steps: int, n_levels: int,
+                       motif_vocabulary: set[str] | frozenset[str] | None) -> Validation:
+    """The first failing check (module docstring), or valid; `cited` lists each step's card elements."""
+    parsed = parse(text)
+    elements = CardElements(card)
+    cited = tuple(elements.cited(step) for step in parsed.steps)
+    unlisted = unlisted_motifs(text, card, motif_vocabulary) if motif_vocabulary else ()
+    checks = (
+        ("missing_think", not parsed.has_think),
+        ("too_few_steps", len(parsed.steps) < min_steps),
+        ("too_many_steps", len(parsed.steps) > max_steps),
+        ("missing_level", parsed.level is None),
+        ("level_out_of_range", parsed.level is not None and not 0 <= parsed.level < n_levels),
+        ("motif_not_in_card", bool(unlisted)),
+        ("step_without_evidence", not all(cited)),
+        ("level_mismatch", label is not None and parsed.level != label),
+    )
+    reason = next((name for name, failed in checks if failed), None)
+    return Validation(valid=reason is None, reason=reason, level=parsed.level, n_steps=len(parsed.steps),
+                      cited=cited, unlisted_motifs=unlisted)
+
+
+def validation_counts(validations: Sequence[Validation], labels: Sequence[int] | None = None) -> dict:
+    """Counts for summaries: valid rows, rejections by reason (every reason listed), and, given labels,
+    how often a stated level agrees with the label (the Stage-I model's accuracy as a reasoner)."""
+    reasons = Counter(item.reason for item in validations if item.reason is not None)
+    counts: dict = {"rows": len(validations), "valid": sum(item.valid for item in validations),
+                    "rejections": {reason: reasons.get(reason, 0) for reason in REASONS}}
+    if labels is not None:
+        stated = [(item.level, label) for item, label in zip(validations, labels, strict=True)
+                  if item.level is not None]
+        agree = sum(level == label for level, label in stated)
+        counts["level_agreement"] = {"with_level": len(stated), "agree": agree,
+                                     "fraction": agree / len(stated) if stated else None}
+    return counts
+
+
+def motif_vocabulary(motif_settings: Mapping[str, Any]) -> frozenset[str]:
+    """Every motif name of the configured JASPAR release (`config["motifs"]`): what `motif_not_in_card` checks."""
+    from r3lm.motifs.jaspar import load_motifs
+
+    return frozenset(motif.name for motif in load_motifs(motif_settings["jaspar_release"],
+                                                         motif_settings["collection"], motif_settings["tax_group"]))
