@@ -17,8 +17,15 @@ import pytest
 from r3lm.config import validate_config
 from r3lm.errors import InputError
 from r3lm.llm.base import load_causal_lm
-from r3lm.llm.generate import (ChatGenerator, Generation, choose_backend, generate_chats, generate_to_table,
-                               open_generator, prompt_token_ids)
+from r3lm.llm.generate import (
+    ChatGenerator,
+    Generation,
+    choose_backend,
+    generate_chats,
+    generate_to_table,
+    open_generator,
+    prompt_token_ids,
+)
 
 GENERATION = validate_config({})["generation"]
 GREEDY = {**GENERATION, "do_sample": False, "max_new_tokens": 16}

@@ -20,8 +20,14 @@ from conftest import WHEEL_DIR
 from r3lm.config import validate_config
 from r3lm.errors import InputError
 from r3lm.llm import base
-from r3lm.llm.base import (EMBEDDED_NAME, PROVENANCE_FILE, gguf_chat_template, load_causal_lm,
-                           prepare_embedded_model, resolve_base)
+from r3lm.llm.base import (
+    EMBEDDED_NAME,
+    PROVENANCE_FILE,
+    gguf_chat_template,
+    load_causal_lm,
+    prepare_embedded_model,
+    resolve_base,
+)
 
 LLM = validate_config({})["llm"]
 PROMPTS = [

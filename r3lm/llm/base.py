@@ -141,7 +141,11 @@ def find_or_download_wheel(requirement: str, wheel_dir: str | Path) -> Path:
 def find_wheel(requirement: str, folder: str | Path) -> Path | None:
     """The newest wheel in `folder` that satisfies `requirement`, or None."""
     from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+    from packaging.utils import (
+        InvalidWheelFilename,
+        canonicalize_name,
+        parse_wheel_filename,
+    )
 
     try:
         wanted = Requirement(requirement)
@@ -163,7 +167,7 @@ def _pip_download(requirement: str, folder: Path) -> None:
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", requirement,
                "-d", str(folder)]
     log.info("downloading %s into %s", requirement, folder)
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, check=False, capture_output=True, text=True)
     if result.returncode != 0:
         lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
         reason = lines[-1] if lines else f"pip exited with {result.returncode}"

@@ -159,7 +159,7 @@ def _vllm_generate(model_path: str | Path, settings: Mapping[str, Any], dtype: s
     from vllm import LLM, SamplingParams
 
     llm = LLM(model=str(model_path), dtype=str(resolve_dtype(dtype, "cuda")).removeprefix("torch."),
-              tensor_parallel_size=torch.cuda.device_count(), seed=settings["seed"])
+              tensor_parallel_size=_tensor_parallel_size(model_path), seed=settings["seed"])
     sampling = SamplingParams(
         temperature=settings["temperature"] if settings["do_sample"] else 0.0,  # vLLM: 0 means greedy
         top_p=settings["top_p"], top_k=settings["top_k"] or -1,  # vLLM: -1 means no top-k
@@ -172,6 +172,17 @@ def _vllm_generate(model_path: str | Path, settings: Mapping[str, Any], dtype: s
                            truncated=output.outputs[0].finish_reason == "length") for output in outputs]
 
     return generate
+
+
+def _tensor_parallel_size(model_path: str | Path) -> int:
+    """All visible GPUs, less as needed to split the attention heads evenly (SmolLM2 has 9)."""
+    from transformers import AutoConfig
+
+    heads = AutoConfig.from_pretrained(str(model_path)).num_attention_heads
+    size = max(1, torch.cuda.device_count())
+    while heads % size:
+        size -= 1
+    return size
 
 
 def model_fingerprint(model_path: str | Path) -> str:

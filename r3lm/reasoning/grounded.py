@@ -1,13 +1,19 @@
 """The default teacher: offline, deterministic rationales grounded in the card and the training evidence.
 
-Given a card, its observed level, the training evidence (family enrichment and the GC trend of the
-cell type) and the curated roles table, it writes 5-7 numbered steps the way a biologist would
-argue: what the card lists; which sites favour activity in this cell type (curated activators and
-families enriched among high-activity training sequences, with their counts); which sites work
-against it (repressors, depleted families) or are architectural; how the sites are arranged
-(clusters, spacing, orientation, homotypic repeats); the quality of the key site; the GC content
-against the cell type's trend; and how the evidence balances toward the observed level, saying so
-when it is weak or contradicts the measurement. Then the conclusion with the level.
+Given a card, its observed level, the training evidence (motif and family enrichment, the GC trend
+of the cell type) and the curated roles table, it writes 5-7 numbered steps the way a biologist
+would argue: what the card lists; which sites favour activity in this cell type (curated activators,
+motifs or families enriched among high-activity training sequences, with their counts); which work
+against it (repressors, depleted motifs or families) or are architectural; how the sites are
+arranged (clusters, spacing, orientation, homotypic repeats); the quality of the key site; the GC
+content against the cell type's trend; and how the evidence balances toward the observed level,
+saying so when it is weak or contradicts the measurement. Then the conclusion with the level.
+
+The balance is a naive-Bayes log2 odds that the card is high-activity: one term per significantly
+enriched or depleted family and motif of the cell type (carried or lacking), a +/-0.5 prior per
+curated activator or repressor role on the card, and a GC term (Spearman rho times the card's GC
+z-score). Its tiers were set on the demo data so that each tier mostly holds the levels it names;
+the teacher compares the tier with the observed level and says when they disagree.
 
 Grounding rules, enforced by construction and checked by validate.py: every step cites a card
 element (motif name, family, position, score, GC value, length), and the text never names a motif
@@ -60,7 +66,8 @@ class CellOdds:
 
 @dataclass(frozen=True)
 class SiteReading:
-    """One card hit read in the card's cell type: its curated role, its family's training evidence, its pull."""
+    """One card hit read in the card's cell type: its curated role, its own or its family's training evidence,
+    and its pull (role prior plus data effect; > 0 favours activity)."""
 
     hit: MotifHit
     role: Role | None
@@ -77,7 +84,7 @@ class SiteReading:
 
 
 def _data_effect(evidence: FeatureEvidence | None) -> float:
-    """Only a called and nominally significant family moves the balance, by its clipped log2 odds ratio."""
+    """Only a called and nominally significant feature moves a site, by its clipped log2 odds ratio."""
     if evidence is None or evidence.call == "neutral" or evidence.fisher_p >= SIGNIFICANT_P:
         return 0.0
     return max(-MAX_DATA_EFFECT, min(MAX_DATA_EFFECT, evidence.log2_odds_ratio))
@@ -197,15 +204,15 @@ class _Writer:
         """Core steps always; optional ones (lowest priority first to go) only while max_steps allows."""
         if not self.card.motifs:
             return [self.overview(), self.composition(), self.absent_sites(), self.gc_step(), self.balance()]
-        sites = [self.activators(), self.counterweights()] if self.pro or self.con or self.architectural \
-            else [self.uninformative_sites()]
-        optional = {"arrangement": self.arrangement(), "quality": self.site_quality() if self.pro else None}
-        steps = [self.overview(), *sites, optional["arrangement"], optional["quality"], self.gc_step(),
-                 self.balance()]
+        informative = bool(self.pro or self.con or self.architectural)
+        against = self.counterweights() if informative else None
+        arrangement, quality = self.arrangement(), self.site_quality() if self.pro else None
+        steps = [self.overview(), self.activators() if informative else self.uninformative_sites(), against,
+                 arrangement, quality, self.gc_step(), self.balance()]
         steps = [step for step in steps if step is not None]
-        for dropped in (optional["quality"], sites[-1] if len(sites) > 1 else None, optional["arrangement"]):
-            if len(steps) > self.teacher.max_steps and dropped is not None:
-                steps.remove(dropped)
+        for optional in (quality, against, arrangement):
+            if len(steps) > self.teacher.max_steps and optional is not None:
+                steps.remove(optional)
         return steps
 
     def overview(self) -> str:
@@ -355,12 +362,14 @@ class _Writer:
 
     @staticmethod
     def _closest_pair(hits: Sequence[MotifHit]) -> tuple[MotifHit, MotifHit, int] | None:
+        """The two nearest non-overlapping sites (the arrangement that could cooperate), else the least
+        overlapping pair (gap < 0); earliest on ties."""
         ordered = sorted(hits, key=lambda hit: (hit.start, hit.end))
-        pairs = [(right.start - left.end - 1, left, right) for i, left in enumerate(ordered)
-                 for right in ordered[i + 1:] if left.name != right.name or left.start != right.start]
+        pairs = [(right.start - left.end - 1, left, right)
+                 for i, left in enumerate(ordered) for right in ordered[i + 1:]]
         if not pairs:
             return None
-        gap, left, right = min(pairs, key=lambda item: (abs(item[0]) if item[0] < 0 else item[0], item[1].start))
+        gap, left, right = min(pairs, key=lambda item: (item[0] < 0, abs(item[0]), item[1].start, item[2].start))
         return left, right, gap
 
     def site_quality(self) -> str:

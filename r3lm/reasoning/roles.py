@@ -60,9 +60,6 @@ class RoleTable:
                                        if role.cell_type == wanted and role.matches(hit)), None)
         return self._matches[key]
 
-    def citation(self, role: Role) -> str:
-        return "; ".join(self.sources[key] for key in role.sources)
-
 
 def _field(entry: dict[str, Any], name: str, path: Path, row: int) -> Any:
     if name not in entry:

@@ -1,0 +1,450 @@
+"""CRE-ReasonBench with the grounded teacher: evidence, roles, rationales, validation and the SFT files.
+
+The main test builds real cards with r3lm's own scanner from Agarwal et al.'s HepG2 lentiMPRA
+sequences and checks every rationale independently of validate.py: step count, level, each step
+citing the card, and no JASPAR motif name that the card does not list.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import LEFT_ADAPTOR, RIGHT_ADAPTOR
+from scipy.stats import fisher_exact, spearmanr
+
+from r3lm.config import validate_config
+from r3lm.data.levels import assign_levels, level_edges
+from r3lm.errors import InputError
+from r3lm.motifs.jaspar import load_motifs
+from r3lm.motifs.scan import background_for, build_motif_set, scan_sequences
+from r3lm.rcc.build import cards_for_table
+from r3lm.rcc.card import Card, MotifHit, build_card
+from r3lm.rcc.grammar import GrammarSettings
+from r3lm.reasoning.evidence import Evidence, compute_evidence, parse_card
+from r3lm.reasoning.format import (
+    THINK_CLOSE,
+    THINK_OPEN,
+    compose,
+    parse,
+    student_messages,
+)
+from r3lm.reasoning.grounded import GroundedTeacher
+from r3lm.reasoning.roles import load_roles
+from r3lm.reasoning.teacher import (
+    TEACHER_COLUMNS,
+    GroundedBackend,
+    TeacherAnswer,
+    run_teacher,
+    select_set,
+    teacher_summary,
+    write_dataset_info,
+    write_evidence,
+    write_teacher_set,
+)
+from r3lm.reasoning.validate import (
+    REASONS,
+    mentioned_motifs,
+    unlisted_motifs,
+    validate_rationale,
+    validation_counts,
+)
+
+CONFIG = validate_config({})
+GRAMMAR = GrammarSettings.from_config(CONFIG["rcc"]["grammar"])
+N_LEVELS = CONFIG["levels"]["n_levels"]
+VOCABULARY = frozenset(motif.name for motif in load_motifs())
+FAMILIES = frozenset(family for motif in load_motifs() for family in motif.family.split("; "))
+
+
+# ----------------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def real_cards(hepg2_path: Path) -> pd.DataFrame:
+    """300 real HepG2 sequences (adaptors trimmed), quartile levels from the train part, scanned and carded."""
+    table = pd.read_csv(hepg2_path, sep="\t").sample(300, random_state=7).reset_index(drop=True)
+    assert table["seq"].str.startswith(LEFT_ADAPTOR).all() and table["seq"].str.endswith(RIGHT_ADAPTOR).all()
+    sequences = table["seq"].str.slice(len(LEFT_ADAPTOR), -len(RIGHT_ADAPTOR))
+    split = np.where(np.arange(len(table)) < 200, "train", "test")
+    edges = level_edges(table["mean_value"].to_numpy()[split == "train"], N_LEVELS)
+    rows = pd.DataFrame({"id": table["seq_id"], "sequence": sequences, "cell_type": "HepG2", "split": split,
+                         "activity": table["mean_value"], "level": assign_levels(table["mean_value"], edges)})
+    settings = CONFIG["motifs"]
+    motif_set = build_motif_set(settings, background_for(settings, rows["sequence"].tolist()))
+    hits = scan_sequences(rows["id"].tolist(), rows["sequence"].tolist(), motif_set, progress=False)
+    return cards_for_table(rows, hits, GRAMMAR, with_grammar=False, progress=False)
+
+
+@pytest.fixture(scope="module")
+def real_evidence(real_cards: pd.DataFrame) -> Evidence:
+    return compute_evidence(real_cards[real_cards["split"] == "train"], n_levels=N_LEVELS, min_count=5,
+                            pseudocount=1.0, min_log2_ratio=0.5, progress=False)
+
+
+def teacher(evidence: Evidence, seed: int = 0) -> GroundedTeacher:
+    return GroundedTeacher(evidence=evidence, roles=load_roles(), grammar=GRAMMAR, n_levels=N_LEVELS, seed=seed)
+
+
+def hit(name: str, family: str, start: int, end: int, strand: str = "+", score: float = 12.0) -> MotifHit:
+    return MotifHit(matrix_id=f"MA_{name}", name=name, family=family, tf_class="class", start=start, end=end,
+                    strand=strand, score=score, pvalue=1e-5)
+
+
+def card_row(card_id: str, card: Card, level: int, split: str = "train") -> dict[str, Any]:
+    return {"id": card_id, "cell_type": card.cell_type, "split": split, "activity": float(level), "level": level,
+            "n_motifs": len(card.motifs), "card_json": card.to_json(), "card_text": card.to_text()}
+
+
+# ------------------------------------------------------------- independent checks of a rationale
+_NAME_PATTERN = re.compile("(?<![A-Za-z0-9])(?:" + "|".join(
+    re.escape(name) for name in sorted(VOCABULARY, key=len, reverse=True)) + ")(?![A-Za-z0-9])")
+
+
+def jaspar_names_outside_card(text: str, card: Card) -> set[str]:
+    """A second implementation: strip the card's families, regex-search every JASPAR name (case-sensitive)."""
+    for family in sorted({f for h in card.motifs for f in (h.family, *h.family.split("; "))}, key=len, reverse=True):
+        text = text.replace(family, " ")
+    allowed = {part.upper() for h in card.motifs for part in (h.name, *h.name.split("::"))}
+    return {match.group() for match in _NAME_PATTERN.finditer(text) if match.group().upper() not in allowed}
+
+
+def step_cites_card(step: str, card: Card) -> bool:
+    names = {part for h in card.motifs for part in (h.name, *h.name.split("::"))}
+    families = {f for h in card.motifs for f in h.family.split("; ")}
+    coordinates = {c for h in card.motifs for c in (h.start, h.end)}
+    spans = any(int(a) in coordinates and int(b) in coordinates for a, b in re.findall(r"(\d+)-(\d+)", step))
+    return (any(re.search(rf"(?<![A-Za-z0-9]){re.escape(n)}(?![A-Za-z0-9])", step) for n in names)
+            or any(f in step for f in families) or spans or f"{card.gc_content:.3f}" in step
+            or f"{card.length}-bp" in step)
+
+
+# ---------------------------------------------------------------------------------- the main test
+def test_grounded_rationales_on_real_cards_all_validate(real_cards: pd.DataFrame, real_evidence: Evidence) -> None:
+    frame = run_teacher(CONFIG, real_cards, real_evidence, backend=GroundedBackend(teacher(real_evidence)),
+                        vocabulary=VOCABULARY, progress=False)
+    assert list(frame.columns) == TEACHER_COLUMNS
+    assert frame["valid"].all(), frame.loc[~frame["valid"], "reject_reason"].value_counts().to_dict()
+    assert (frame["rationale"] != "").all() and frame["rationale"].nunique() == len(frame)
+    for row, card_json in zip(frame.itertuples(), real_cards["card_json"], strict=True):
+        card = Card.from_json(card_json)
+        parsed = parse(row.rationale)
+        assert parsed.has_think and 5 <= len(parsed.steps) <= 7 and parsed.level == row.level
+        name = ("low", "weak", "moderate", "high")[row.level]
+        assert parsed.conclusion.endswith(f"Activity level: {row.level} ({name}).")
+        assert all(step_cites_card(step, card) for step in parsed.steps), row.rationale
+        assert not jaspar_names_outside_card(row.rationale, card), row.rationale
+    assert set(frame["n_steps"]) <= {5, 6, 7}
+
+
+def test_evidence_counts_hand_checked() -> None:
+    """8 K562 cards, levels 0,0,1,1,2,2,3,3 (high = levels 2-3): family A on 3 high and 1 low card."""
+    seq = "ACGT" * 10
+    a, b = hit("GATA1::TAL1", "C4-GATA-related; Tal-related", 1, 10), hit("REST", "Zinc", 20, 30)
+    motifs_per_card = [[a, b], [b], [b], [], [a], [a], [a, b], []]
+    gc = [0.2, 0.3, 0.35, 0.4, 0.5, 0.6, 0.65, 0.7]
+    levels = [0, 0, 1, 1, 2, 2, 3, 3]
+    rows = [card_row(f"c{i}", Card("K562", gc[i], seq, tuple(motifs)), level)
+            for i, (motifs, level) in enumerate(zip(motifs_per_card, levels, strict=True))]
+    evidence = compute_evidence(pd.DataFrame(rows), n_levels=4, min_count=3, pseudocount=1.0, min_log2_ratio=0.5,
+                                progress=False)
+    gata = evidence.family("K562", "C4-GATA-related")
+    assert (gata.carriers_high, gata.carriers_low, gata.n_high, gata.n_low) == (3, 1, 4, 4)
+    assert gata.log2_odds_ratio == pytest.approx(math.log2((4 / 2) / (2 / 4)))  # (3+1)/(1+1) over (1+1)/(3+1)
+    assert gata.fisher_p == pytest.approx(fisher_exact([[3, 1], [1, 3]])[1])
+    assert gata.mean_level_carriers == pytest.approx((0 + 2 + 2 + 3) / 4)
+    assert gata.mean_level_others == pytest.approx((0 + 1 + 1 + 3) / 4)
+    assert gata.call == "enriched"
+    assert evidence.family("K562", "Tal-related") == Evidence.from_table(evidence.table()).family("K562", "Tal-related")
+    assert evidence.family("K562", "Tal-related").carriers == 4  # the dimer counts for both of its families
+    rest = evidence.family("K562", "Zinc")
+    assert (rest.carriers_high, rest.carriers_low) == (1, 3) and rest.call == "depleted"
+    assert evidence.motif("K562", "REST").carriers == 4
+    trend = evidence.gc["K562"]
+    assert trend.spearman_rho == pytest.approx(spearmanr(gc, levels)[0])
+    assert trend.mean_gc_high == pytest.approx(np.mean(gc[4:])) and trend.mean_gc_low == pytest.approx(np.mean(gc[:4]))
+    strict = compute_evidence(pd.DataFrame(rows), n_levels=4, min_count=5, pseudocount=1.0, min_log2_ratio=0.5,
+                              progress=False)
+    assert strict.family("K562", "C4-GATA-related").call == "neutral"  # only 4 carriers
+    assert Evidence.from_table(evidence.table()) == evidence
+
+
+def test_rationales_follow_the_evidence_and_rerun_identically(real_cards: pd.DataFrame,
+                                                              real_evidence: Evidence) -> None:
+    train = real_cards[real_cards["split"] == "train"]
+    other_evidence = compute_evidence(train.iloc[:120], n_levels=N_LEVELS, min_count=5, pseudocount=1.0,
+                                      min_log2_ratio=0.5, progress=False)
+    card = parse_card(real_cards["card_json"].iloc[0])
+    first = teacher(real_evidence).explain(card, 3, "x")
+    assert first == teacher(real_evidence).explain(card, 3, "x")
+    assert first != teacher(real_evidence).explain(card, 0, "x")
+    assert first != teacher(other_evidence).explain(card, 3, "x")
+    phrasings = {teacher(real_evidence, seed).explain(card, 3, "x") for seed in range(6)}
+    assert len(phrasings) > 1  # the seed varies the wording, not the facts
+
+
+def test_card_without_motifs_gets_five_grounded_steps(real_evidence: Evidence) -> None:
+    card = build_card("ATATATATGCGCAAAAAAAAAAAAGGCCTTAAGG" * 6, "HepG2", [], GRAMMAR)
+    text = teacher(real_evidence).explain(card, 1, "empty")
+    result = validate_rationale(text, card, label=1, min_steps=5, max_steps=7, n_levels=4,
+                                motif_vocabulary=VOCABULARY)
+    assert result.valid and result.n_steps == 5, (result, text)
+    assert "AAAAAAAAAAAA" in text  # the longest A/T run is quoted from the sequence
+
+
+def test_cell_type_without_evidence_still_validates(real_evidence: Evidence) -> None:
+    card = build_card("ACGTTGCA" * 25, "WTC11", [hit("CTCF", "More than 3 adjacent zinc fingers", 20, 38)], GRAMMAR)
+    text = teacher(real_evidence).explain(card, 2, "w")
+    assert "no WTC11 training evidence" in text
+    assert validate_rationale(text, card, label=2, min_steps=5, max_steps=7, n_levels=4,
+                              motif_vocabulary=VOCABULARY).valid
+
+
+# --------------------------------------------------------------------------------------- validation
+GOLDEN_CARD = Card("K562", 0.512, "ACGT" * 50, (
+    hit("GATA1::TAL1", "C4-GATA-related; Tal-related", 10, 26, "+", 15.62),
+    hit("FOS::JUN", "Fos-related; Jun-related", 40, 50, "-", 13.10),
+    hit("Hnf4a", "RXR-related receptors (NR2)", 120, 133)))
+
+
+def golden(steps: list[str], conclusion: str = "Conclusion: Active. Activity level: 3 (high).") -> str:
+    return compose(steps, conclusion)
+
+
+GOOD_STEPS = ["GATA1::TAL1 at 10-26 is an erythroid activator site.", "The JUN half of FOS::JUN binds AP-1 sites.",
+              "GC content of 0.512 is average; the rest is unremarkable.",
+              "Hnf4a (RXR-related receptors (NR2)) is off.",
+              "A Jun-related family site sits at positions 40-50, Score 13.10."]
+
+
+@pytest.mark.parametrize(("text", "label", "reason"), [
+    (golden(GOOD_STEPS), 3, None),
+    (golden(GOOD_STEPS), None, None),
+    ("\n".join(f"{i}. {step}" for i, step in enumerate(GOOD_STEPS, 1)) + "\nActivity level: 3", 3, "missing_think"),
+    (golden(GOOD_STEPS[:4]), 3, "too_few_steps"),
+    (golden(GOOD_STEPS + GOOD_STEPS[:3]), 3, "too_many_steps"),
+    (golden(GOOD_STEPS, "Conclusion: Active."), 3, "missing_level"),
+    (golden(GOOD_STEPS, "Conclusion: Active. Activity level: 4."), 3, "level_out_of_range"),
+    (golden([*GOOD_STEPS[:4], "HNF4A and GATA1::TAL1 co-bind."]), 3, None),  # Hnf4a's other spelling
+    (golden([*GOOD_STEPS[:4], "GATA1::TAL1 recruits REST."]), 3, "motif_not_in_card"),
+    (golden([*GOOD_STEPS[:4], "GATA1::TAL1 near a SP1 box."]), 3, "motif_not_in_card"),
+    (golden([*GOOD_STEPS[:4], "The sequence looks like an enhancer."]), 3, "step_without_evidence"),
+    (golden(GOOD_STEPS), 2, "level_mismatch"),
+])
+def test_validation_reasons_golden(text: str, label: int | None, reason: str | None) -> None:
+    result = validate_rationale(text, GOLDEN_CARD, label=label, min_steps=5, max_steps=7, n_levels=4,
+                                motif_vocabulary=VOCABULARY)
+    assert result.reason == reason and result.valid == (reason is None), result
+    assert reason is None or reason in REASONS
+
+
+def test_motif_mention_rules() -> None:
+    assert mentioned_motifs("REST and rest and Rest", VOCABULARY) == ["REST"]
+    assert mentioned_motifs("SP140L is not SP1", VOCABULARY) == ["SP140L", "SP1"]
+    assert mentioned_motifs("FOSL2::JUN; EWSR1-FLI1; Jun-related; TBX1-related factors", VOCABULARY) == [
+        "FOSL2::JUN", "EWSR1-FLI1"]
+    assert mentioned_motifs("NKX2-5 binds; GATA1-bound sites", VOCABULARY) == ["NKX2-5", "GATA1"]
+    card = Card("K562", 0.5, "ACGT", (hit("FOS::JUN", "Fos-related; Jun-related", 1, 10),
+                                      hit("TEF", "TEF-1-related factors", 12, 20)))
+    assert unlisted_motifs("JUN and FOS::JUN, TEF-1-related factors, TEF", card, VOCABULARY) == ()
+    assert unlisted_motifs("FOSL2::JUN and JUNB", card, VOCABULARY) == ("FOSL2::JUN", "JUNB")
+    for family in sorted(FAMILIES):  # a family term never counts as a motif once the card lists it
+        card = Card("K562", 0.5, "ACGT", (hit("X", family, 1, 5),))
+        assert unlisted_motifs(f"a site of the {family} family", card, VOCABULARY) == (), family
+
+
+def test_validation_counts_level_agreement() -> None:
+    texts = [golden(GOOD_STEPS), golden(GOOD_STEPS, "Conclusion: Weak. Activity level: 1 (weak)."),
+             golden(GOOD_STEPS[:2])]
+    results = [validate_rationale(text, GOLDEN_CARD, label=None, min_steps=5, max_steps=7, n_levels=4,
+                                  motif_vocabulary=VOCABULARY) for text in texts]
+    counts = validation_counts(results, labels=[3, 3, 3])
+    assert counts["rows"] == 3 and counts["valid"] == 2
+    assert counts["rejections"] == {**dict.fromkeys(REASONS, 0), "too_few_steps": 1}
+    assert counts["level_agreement"] == {"with_level": 3, "agree": 2, "fraction": pytest.approx(2 / 3)}
+
+
+# ------------------------------------------------------------------------------------------- roles
+def test_packaged_roles_match_names_dimers_and_families() -> None:
+    roles = load_roles()
+    assert all(key in roles.sources for role in roles.roles for key in role.sources)
+    for role in roles.roles:  # rationales name no TF, so the teacher never cites a motif the card lacks
+        assert mentioned_motifs(role.rationale, VOCABULARY) == [], role.rationale
+
+    def role_of(name: str, family: str, cell_type: str) -> tuple[str, str] | None:
+        role = roles.role_for(hit(name, family, 1, 9), cell_type)
+        return None if role is None else (role.cell_type, role.role)
+
+    assert role_of("FOSL2::JUN", "Fos-related; Jun-related", "HepG2") == ("any", "activator")
+    assert role_of("Hnf4a", "RXR-related receptors (NR2)", "HepG2") == ("HepG2", "activator")
+    assert role_of("Hnf4a", "RXR-related receptors (NR2)", "K562") is None
+    assert role_of("Gata3", "C4-GATA-related", "K562") == ("K562", "activator")  # by family
+    assert role_of("REST", "Factors with multiple dispersed zinc fingers", "SKNSH") == ("SKNSH", "repressor")
+    assert role_of("REST", "Factors with multiple dispersed zinc fingers", "K562") == ("any", "repressor")
+    assert role_of("MAFG::NRF1", "Maf-related; NRF", "K562") is None  # excluded: that NRF1 is NFE2L1
+    assert role_of("CTCF", "More than 3 adjacent zinc fingers", "K562") == ("any", "architectural")
+
+
+@pytest.mark.parametrize(("entry", "column"), [
+    ({"tfs": ["X"], "cell_type": "any", "role": "helper", "rationale": "r", "source": ["s"]}, "role"),
+    ({"tfs": ["X"], "cell_type": "any", "role": "activator", "rationale": "r", "source": ["nope"]}, "source"),
+    ({"cell_type": "any", "role": "activator", "rationale": "r", "source": ["s"]}, "tfs"),
+    ({"tfs": ["X"], "role": "activator", "rationale": "r", "source": ["s"]}, "cell_type"),
+    ({"tfs": ["X"], "cell_type": "any", "role": "activator", "rationale": "r", "source": ["s"], "x": 1}, "x"),
+])
+def test_bad_roles_table_names_entry_and_field(tmp_path: Path, entry: dict, column: str) -> None:
+    good = {"tfs": ["Y"], "cell_type": "any", "role": "activator", "rationale": "r", "source": ["s"]}
+    path = tmp_path / "roles.yaml"
+    path.write_text(json.dumps({"sources": {"s": "A paper."}, "roles": [good, entry]}))
+    with pytest.raises(InputError) as caught:
+        load_roles(path)
+    assert (caught.value.path, caught.value.row, caught.value.column) == (str(path), 2, column)
+
+
+# --------------------------------------------------------------------------------- sets and writers
+def test_select_set_is_stratified_seeded_and_ordered(real_cards: pd.DataFrame) -> None:
+    cards = pd.concat([real_cards, real_cards.assign(cell_type="K562")], ignore_index=True)
+    chosen = select_set(cards, 40, seed=3)
+    assert chosen.groupby("cell_type").size().to_dict() == {"HepG2": 40, "K562": 40}
+    assert list(chosen.index) == sorted(chosen.index)  # original order and row labels kept
+    for cell_type, group in chosen.groupby("cell_type"):
+        expected = cards[cards["cell_type"] == cell_type]["level"].value_counts(normalize=True) * 40
+        assert (group["level"].value_counts().reindex(expected.index) - expected).abs().max() < 1
+    assert chosen.equals(select_set(cards, 40, seed=3))
+    assert not chosen.equals(select_set(cards, 40, seed=4))
+    alone = select_set(cards[cards["cell_type"] == "HepG2"], 40, seed=3)
+    assert alone.equals(chosen[chosen["cell_type"] == "HepG2"])  # each cell type draws from its own stream
+    assert len(select_set(cards, None, seed=3)) == len(cards) and len(select_set(cards, 10_000, seed=3)) == len(cards)
+
+
+class HalfBadBackend:
+    """Every other card gets a rationale without its <think> block; the rest the grounded teacher's."""
+
+    name = "half-bad"
+
+    def __init__(self, grounded: GroundedTeacher) -> None:
+        self.grounded = grounded
+
+    def explain(self, jobs, check, *, progress: bool) -> list[TeacherAnswer]:
+        answers = []
+        for index, job in enumerate(jobs):
+            text = self.grounded.explain(job.card, job.level, job.card_id)
+            if index % 2:
+                text = text.replace(THINK_OPEN, "").replace(THINK_CLOSE, "")
+            answers.append(TeacherAnswer(text, check(job, text), 1))
+        return answers
+
+    def stats(self) -> dict[str, Any]:
+        return {"calls": 1}
+
+
+def test_summary_counts_rejections(real_cards: pd.DataFrame, real_evidence: Evidence) -> None:
+    cards = real_cards.iloc[:20]
+    frame = run_teacher(CONFIG, cards, real_evidence, backend=HalfBadBackend(teacher(real_evidence)),
+                        vocabulary=VOCABULARY, progress=False)
+    summary = teacher_summary(frame, seconds=1.5, backend_stats={"calls": 1}, set_name="test")
+    assert summary["rows"] == 20 and summary["valid"] == 10 and summary["valid_fraction"] == 0.5
+    assert summary["rejections"] == {**dict.fromkeys(REASONS, 0), "missing_think": 10}
+    assert summary["per_cell_type"] == {"HepG2": {"rows": 20, "valid": 10}}
+    assert sum(summary["level_distribution"]["HepG2"].values()) == 10
+    assert summary["backend"] == "half-bad" and summary["backend_stats"] == {"calls": 1}
+
+
+def test_write_teacher_set_sharegpt_and_dataset_info(real_cards: pd.DataFrame, tmp_path: Path) -> None:
+    cards = pd.concat([real_cards, real_cards.assign(cell_type="K562")], ignore_index=True)
+    cards_path, train_path = tmp_path / "cards.parquet", tmp_path / "train.parquet"
+    cards.to_parquet(cards_path)
+    cards[cards["split"] == "train"].to_parquet(train_path)
+    config = validate_config({"reasoning": {"sets": {"stage1_train": 25}}})
+    write_evidence(config, train_path, tmp_path / "evidence.parquet")
+    out = tmp_path / "teacher"
+    (out / "sharegpt").mkdir(parents=True)
+    (out / "sharegpt" / "Stale.jsonl").write_text("{}\n")
+    summary = write_teacher_set(config, cards_path, tmp_path / "evidence.parquet", out / "stage1_train.parquet",
+                                out / "sharegpt", out / "summary.json", set_name="stage1_train", progress=False)
+    frame = pd.read_parquet(out / "stage1_train.parquet")
+    assert list(frame.columns) == TEACHER_COLUMNS and len(frame) == 50 and frame["valid"].all()
+    assert json.loads((out / "summary.json").read_text()) == summary
+    assert summary["set"] == "stage1_train" and summary["rejections"] == dict.fromkeys(REASONS, 0)
+    assert sorted(path.name for path in (out / "sharegpt").iterdir()) == ["HepG2.jsonl", "K562.jsonl"]
+    records = [json.loads(line) for line in (out / "sharegpt" / "K562.jsonl").read_text().splitlines()]
+    assert len(records) == 25
+    first, row = records[0], frame[frame["cell_type"] == "K562"].iloc[0]
+    assert set(first) == {"id", "cell_type", "level", "system", "conversations"}
+    assert first["conversations"] == [
+        {"from": "human", "value": student_messages(row["card_text"], row["system"])[1]["content"]},
+        {"from": "gpt", "value": row["rationale"]}]
+    assert "measured activity" in row["prompt"] and "measured activity" not in first["conversations"][0]["value"]
+    info = write_dataset_info({"stage1_train": out / "sharegpt"}, tmp_path / "llamafactory" / "dataset_info.json")
+    assert json.loads((tmp_path / "llamafactory" / "dataset_info.json").read_text()) == info
+    assert sorted(info) == ["stage1_train_HepG2", "stage1_train_K562"]
+    entry = info["stage1_train_K562"]
+    assert entry == {"file_name": "../teacher/sharegpt/K562.jsonl", "formatting": "sharegpt",
+                     "columns": {"messages": "conversations", "system": "system"},
+                     "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}}
+    assert (tmp_path / "llamafactory" / entry["file_name"]).resolve() == (out / "sharegpt" / "K562.jsonl").resolve()
+
+
+def test_bad_inputs_name_file_row_and_column(real_cards: pd.DataFrame, tmp_path: Path) -> None:
+    cards = real_cards.copy()
+    cards.loc[4, "level"] = 9
+    path = tmp_path / "cards.parquet"
+    cards.to_parquet(path)
+    with pytest.raises(InputError) as caught:
+        write_evidence(CONFIG, path, tmp_path / "evidence.parquet")
+    assert (caught.value.path, caught.value.row, caught.value.column) == (str(path), 5, "level")
+    cards = real_cards.copy()
+    cards.loc[2, "card_json"] = "{not json"
+    cards.to_parquet(path)
+    with pytest.raises(InputError) as caught:
+        write_evidence(CONFIG, path, tmp_path / "evidence.parquet")
+    assert (caught.value.row, caught.value.column) == (3, "card_json")
+    real_cards.drop(columns="card_json").to_parquet(path)
+    with pytest.raises(InputError, match="card_json"):
+        write_evidence(CONFIG, path, tmp_path / "evidence.parquet")
+    assert not (tmp_path / "evidence.parquet").exists()
+    pd.DataFrame({"cell_type": ["K562"]}).to_parquet(tmp_path / "bad_evidence.parquet")
+    with pytest.raises(InputError, match="not an evidence table"):
+        write_teacher_set(CONFIG, path, tmp_path / "bad_evidence.parquet", tmp_path / "o.parquet", tmp_path / "s",
+                          tmp_path / "s.json")
+    with pytest.raises(InputError, match="unknown teacher set"):
+        write_teacher_set(CONFIG, path, tmp_path / "bad_evidence.parquet", tmp_path / "o.parquet", tmp_path / "s",
+                          tmp_path / "s.json", set_name="stage3")
+
+
+def test_hf_backend_resamples_only_invalid_cards(real_cards: pd.DataFrame, real_evidence: Evidence,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hf teacher's retry loop, with the model calls stubbed (the real model is tested with r3lm.llm)."""
+    import r3lm.llm.base
+    import r3lm.llm.generate
+    from r3lm.reasoning.teacher import HFBackend
+
+    grounded, calls = teacher(real_evidence), []
+    by_text = dict(zip(real_cards["card_text"], real_cards["card_json"], strict=True))
+
+    def fake_generate(model, tokenizer, conversations, settings, *, batch_size=None, progress=True):
+        calls.append((len(conversations), settings["seed"]))
+        replies = []
+        for conversation in conversations:
+            prompt = conversation[1]["content"]
+            card = parse_card(by_text[prompt.split("\n\nThe measured activity")[0]])
+            level = int(re.search(r"is level (\d)", prompt).group(1))
+            text = grounded.explain(card, level, "hf")
+            replies.append(SimpleNamespace(text=text if settings["seed"] > 0 or level < 2 else "no think"))
+        return replies
+
+    monkeypatch.setattr(r3lm.llm.base, "load_causal_lm", lambda path, dtype="auto": (None, None))
+    monkeypatch.setattr(r3lm.llm.base, "resolve_base", lambda settings: "model")
+    monkeypatch.setattr(r3lm.llm.generate, "generate_chats", fake_generate)
+    config = validate_config({"reasoning": {"teacher": "hf"}})
+    cards = real_cards.iloc[:12]
+    frame = run_teacher(config, cards, real_evidence, backend=HFBackend(config), vocabulary=VOCABULARY,
+                        progress=False)
+    high = int((cards["level"] >= 2).sum())
+    assert frame["valid"].all() and calls == [(12, 0), (high, 1)]
+    assert (frame["attempts"] == np.where(cards["level"] >= 2, 2, 1)).all()
