@@ -86,7 +86,8 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--batch-sizes", default="16,32")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--model", default=None, help="a model folder (default: the embedded model, prepared if needed)")
+    parser.add_argument("--model", default=None,
+                        help="a model folder (default: the embedded model, prepared if needed)")
     args = parser.parse_args()
 
     if args.threads:

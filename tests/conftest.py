@@ -1,4 +1,4 @@
-"""Shared fixtures: the real data beside the checkout, and small helpers for data-preparation tests."""
+"""Shared fixtures: the real data beside the checkout, helpers for data-preparation tests, and the embedded LLM."""
 
 from __future__ import annotations
 

@@ -42,6 +42,7 @@ from r3lm.reasoning.teacher import (
     TEACHER_COLUMNS,
     GroundedBackend,
     TeacherAnswer,
+    make_backend,
     run_teacher,
     select_set,
     teacher_summary,
@@ -87,8 +88,9 @@ def real_evidence(real_cards: pd.DataFrame) -> Evidence:
                             pseudocount=1.0, min_log2_ratio=0.5, progress=False)
 
 
-def teacher(evidence: Evidence, seed: int = 0) -> GroundedTeacher:
-    return GroundedTeacher(evidence=evidence, roles=load_roles(), grammar=GRAMMAR, n_levels=N_LEVELS, seed=seed)
+def teacher(evidence: Evidence, seed: int = 0, detail: str = "full") -> GroundedTeacher:
+    return GroundedTeacher(evidence=evidence, roles=load_roles(), grammar=GRAMMAR, n_levels=N_LEVELS, seed=seed,
+                           detail=detail)
 
 
 def hit(name: str, family: str, start: int, end: int, strand: str = "+", score: float = 12.0) -> MotifHit:
@@ -112,6 +114,19 @@ def jaspar_names_outside_card(text: str, card: Card) -> set[str]:
         text = text.replace(family, " ")
     allowed = {part.upper() for h in card.motifs for part in (h.name, *h.name.split("::"))}
     return {match.group() for match in _NAME_PATTERN.finditer(text) if match.group().upper() not in allowed}
+
+
+def card_motifs_in_order(text: str, card: Card) -> list[str]:
+    """The card's motif names in order of first mention (card families masked as whole words, so family FOX
+    leaves FOXP2 alone; "FOS::JUN" is not "JUN")."""
+    for family in sorted({f for h in card.motifs for f in (h.family, *h.family.split("; "))}, key=len, reverse=True):
+        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(family)}(?![A-Za-z0-9])", " " * len(family), text)
+    first = {}
+    for name in {h.name for h in card.motifs}:
+        match = re.search(rf"(?<![A-Za-z0-9:-]){re.escape(name)}(?![A-Za-z0-9:-])", text)
+        if match:
+            first[name] = match.start()
+    return sorted(first, key=first.get)
 
 
 def step_cites_card(step: str, card: Card) -> bool:
@@ -139,7 +154,63 @@ def test_grounded_rationales_on_real_cards_all_validate(real_cards: pd.DataFrame
         assert parsed.conclusion.endswith(f"Activity level: {row.level} ({name}).")
         assert all(step_cites_card(step, card) for step in parsed.steps), row.rationale
         assert not jaspar_names_outside_card(row.rationale, card), row.rationale
+        assert "noting that" not in row.rationale  # the balance step's tally is its own sentence
     assert set(frame["n_steps"]) <= {5, 6, 7}
+
+
+@pytest.fixture(scope="module")
+def real_rationales(real_cards: pd.DataFrame, real_evidence: Evidence) -> dict[str, pd.DataFrame]:
+    return {detail: run_teacher(CONFIG, real_cards, real_evidence, backend=GroundedBackend(
+        teacher(real_evidence, detail=detail)), vocabulary=VOCABULARY, progress=False) for detail in ("full", "brief")}
+
+
+def test_brief_rationales_on_real_cards_validate_and_stay_short(real_cards: pd.DataFrame,
+                                                                real_rationales: dict[str, pd.DataFrame]) -> None:
+    frame = real_rationales["brief"]
+    assert frame["valid"].all(), frame.loc[~frame["valid"], "reject_reason"].value_counts().to_dict()
+    assert frame["rationale"].nunique() == len(frame)
+    assert frame["rationale"].str.len().mean() < 700
+    assert frame["rationale"].str.len().mean() < real_rationales["full"]["rationale"].str.len().mean() / 3
+    for row, card_json in zip(frame.itertuples(), real_cards["card_json"], strict=True):
+        card = Card.from_json(card_json)
+        parsed = parse(row.rationale)
+        assert parsed.has_think and 5 <= len(parsed.steps) <= 7 and parsed.level == row.level
+        assert parsed.conclusion.endswith(f"Activity level: {row.level} ({('low', 'weak', 'moderate', 'high')[row.level]}).")
+        assert all(step_cites_card(step, card) for step in parsed.steps), row.rationale
+        assert not jaspar_names_outside_card(row.rationale, card), row.rationale
+        assert all(len(card_motifs_in_order(step, card)) <= 3 for step in parsed.steps), row.rationale
+        assert "Fisher" not in row.rationale and row.rationale.count("log2 OR") <= 1, row.rationale
+
+
+def test_brief_and_full_make_the_same_decisions(real_cards: pd.DataFrame,
+                                                real_rationales: dict[str, pd.DataFrame]) -> None:
+    """Same steps, level, tier and verdict; brief's activator step names the first motifs the full one does."""
+    tier = re.compile(r"\b(strongly positive|positive|mixed|negative)\b")
+    direction = re.compile(r"\b(higher|lower)\b")
+    full, brief = real_rationales["full"], real_rationales["brief"]
+    assert (full["level"] == brief["level"]).all() and (full["n_steps"] == brief["n_steps"]).all()
+    for full_text, brief_text, card_json in zip(full["rationale"], brief["rationale"], real_cards["card_json"],
+                                                strict=True):
+        card = Card.from_json(card_json)
+        full_steps, brief_steps = parse(full_text).steps, parse(brief_text).steps
+        assert parse(full_text).level == parse(brief_text).level
+        assert tier.findall(full_steps[-1])[-1] == tier.findall(brief_steps[-1])[-1], (full_text, brief_text)
+        assert direction.findall(full_steps[-1]) == direction.findall(brief_steps[-1]), (full_text, brief_text)
+        full_sites, brief_sites = card_motifs_in_order(full_steps[1], card), card_motifs_in_order(brief_steps[1], card)
+        assert brief_sites and brief_sites == full_sites[:len(brief_sites)], (full_steps[1], brief_steps[1])
+
+
+def test_brief_style_is_seeded_and_configured(real_cards: pd.DataFrame, real_evidence: Evidence) -> None:
+    card = parse_card(real_cards["card_json"].iloc[0])
+    first = teacher(real_evidence, detail="brief").explain(card, 3, "x")
+    assert first == teacher(real_evidence, detail="brief").explain(card, 3, "x")
+    assert len({teacher(real_evidence, seed, detail="brief").explain(card, 3, "x") for seed in range(6)}) > 1
+    backend = make_backend(validate_config({"reasoning": {"detail": "brief"}}), real_evidence, roles=load_roles())
+    assert backend.explain([SimpleNamespace(card=card, level=3, card_id="x")], lambda job, text: None,
+                           progress=False)[0].text == first
+    assert make_backend(CONFIG, real_evidence, roles=load_roles()).teacher.detail == "full"
+    with pytest.raises(ValueError, match="detail"):
+        teacher(real_evidence, detail="short")
 
 
 def test_evidence_counts_hand_checked() -> None:
@@ -188,19 +259,22 @@ def test_rationales_follow_the_evidence_and_rerun_identically(real_cards: pd.Dat
     assert len(phrasings) > 1  # the seed varies the wording, not the facts
 
 
-def test_card_without_motifs_gets_five_grounded_steps(real_evidence: Evidence) -> None:
+@pytest.mark.parametrize("detail", ["full", "brief"])
+def test_card_without_motifs_gets_five_grounded_steps(real_evidence: Evidence, detail: str) -> None:
     card = build_card("ATATATATGCGCAAAAAAAAAAAAGGCCTTAAGG" * 6, "HepG2", [], GRAMMAR)
-    text = teacher(real_evidence).explain(card, 1, "empty")
+    text = teacher(real_evidence, detail=detail).explain(card, 1, "empty")
     result = validate_rationale(text, card, label=1, min_steps=5, max_steps=7, n_levels=4,
                                 motif_vocabulary=VOCABULARY)
     assert result.valid and result.n_steps == 5, (result, text)
     assert "AAAAAAAAAAAA" in text  # the longest A/T run is quoted from the sequence
 
 
-def test_cell_type_without_evidence_still_validates(real_evidence: Evidence) -> None:
+@pytest.mark.parametrize(("detail", "expected"), [("full", "no WTC11 training evidence"),
+                                                 ("brief", "no WTC11 trend is known")])
+def test_cell_type_without_evidence_still_validates(real_evidence: Evidence, detail: str, expected: str) -> None:
     card = build_card("ACGTTGCA" * 25, "WTC11", [hit("CTCF", "More than 3 adjacent zinc fingers", 20, 38)], GRAMMAR)
-    text = teacher(real_evidence).explain(card, 2, "w")
-    assert "no WTC11 training evidence" in text
+    text = teacher(real_evidence, detail=detail).explain(card, 2, "w")
+    assert expected in text
     assert validate_rationale(text, card, label=2, min_steps=5, max_steps=7, n_levels=4,
                               motif_vocabulary=VOCABULARY).valid
 
@@ -448,3 +522,15 @@ def test_hf_backend_resamples_only_invalid_cards(real_cards: pd.DataFrame, real_
     high = int((cards["level"] >= 2).sum())
     assert frame["valid"].all() and calls == [(12, 0), (high, 1)]
     assert (frame["attempts"] == np.where(cards["level"] >= 2, 2, 1)).all()
+
+
+def test_a_span_or_decimal_ending_a_sentence_still_cites_the_card() -> None:
+    from r3lm.rcc.card import Card, MotifHit
+    from r3lm.reasoning.validate import CardElements
+
+    card = Card("K562", 0.53, "A" * 200, (MotifHit("M1", "GATA1::TAL1", "fam", "c", 29, 179, "+", 12.5, 1e-5),))
+    elements = CardElements(card)
+    assert elements.cited("Hits in 29-179.") == ("position:29-179",)
+    assert elements.cited("GC is 0.530.") == ("gc",)
+    assert elements.cited("Its score is 12.50.") == ("score:12.50",)
+    assert elements.cited("Hits in 29-179.5 and GC 0.5301") == ()

@@ -20,6 +20,12 @@ element (motif name, family, position, score, GC value, length), and the text ne
 that the card does not list: absences are phrased generically ("no curated K562 activator"), and the
 roles table's rationales name no TF.
 
+Two styles (`reasoning.detail`) share every decision (which sites favour or oppose activity, the
+arrangement, the GC reading, the balance and its tier) and differ only in how the steps are written:
+`full` cites every count and statistic (carriers, log2 odds ratios, Fisher p-values, the feature
+tally); `brief` writes each step as one short sentence naming at most three motifs, with a single
+statistic (the lead activator's log2 odds ratio), for small students and CPU demos.
+
 Phrasing varies by a seeded choice per (seed, card id, cell type), so the set does not read like one
 template, yet a rerun gives identical text.
 """
@@ -34,6 +40,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import ClassVar
 
 from r3lm.rcc.card import FAMILY_SEPARATOR, Card, MotifHit
 from r3lm.rcc.grammar import GrammarSettings
@@ -52,6 +59,7 @@ NO_GC_TREND = 0.05
 SHOWN_SITES = 3
 PLURAL = {"family": "families", "motif": "motifs"}
 FOUR_LEVEL_WORDS = ("barely active", "weakly active", "moderately active", "highly active")
+DETAILS = ("full", "brief")
 
 
 @dataclass(frozen=True)
@@ -107,11 +115,19 @@ def _span(hit: MotifHit) -> str:
     return f"{hit.start}-{hit.end}"
 
 
-def _names(readings: Sequence[SiteReading], limit: int = SHOWN_SITES) -> str:
+def _names(readings: Sequence[SiteReading], limit: int = SHOWN_SITES, note: str = "", more: bool = True) -> str:
+    """e.g. "A, B and C (+2 more)" (without the count when not `more`); `note` follows the first name,
+    e.g. "A (log2 OR +1.20) and B"."""
     names = list(dict.fromkeys(reading.hit.name for reading in readings))
     shown = names[:limit]
+    shown[0] += note
     text = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
-    return text + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+    return text + (f" (+{len(names) - limit} more)" if more and len(names) > limit else "")
+
+
+def _verb(readings: Sequence[SiteReading], singular: str, plural: str) -> str:
+    """The verb form agreeing with `_names(readings)`."""
+    return plural if len({reading.hit.name for reading in readings}) > 1 else singular
 
 
 def _counts(evidence: FeatureEvidence, cell_type: str) -> str:
@@ -132,6 +148,11 @@ class GroundedTeacher:
     n_levels: int
     seed: int
     max_steps: int = 7
+    detail: str = "full"
+
+    def __post_init__(self) -> None:
+        if self.detail not in DETAILS:
+            raise ValueError(f"unknown rationale detail {self.detail!r}; expected one of {', '.join(DETAILS)}")
 
     @cached_property
     def odds(self) -> dict[str, CellOdds]:
@@ -166,12 +187,63 @@ class GroundedTeacher:
     def explain(self, card: Card, level: int, card_id: str) -> str:
         """The rationale for `card` at its observed `level`; `card_id` only seeds the phrasing."""
         digest = hashlib.sha256(f"{self.seed}\0{card_id}\0{card.cell_type}".encode()).digest()
-        writer = _Writer(self, card, level, random.Random(int.from_bytes(digest[:8], "big")))
+        writer_class = _BriefWriter if self.detail == "brief" else _FullWriter
+        writer = writer_class(self, card, level, random.Random(int.from_bytes(digest[:8], "big")))
         return compose(writer.steps(), writer.conclusion())
 
 
+@dataclass(frozen=True)
+class _Inventory:
+    """What the card lists: hit and family counts, the most frequent family, the best hit and the covered span."""
+
+    n_hits: int
+    n_families: int
+    family: str
+    count: int
+    example: MotifHit
+    top: MotifHit
+    first: int
+    last: int
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """The closest activity-associated pair: `gap` < 0 when they overlap."""
+
+    left: MotifHit
+    right: MotifHit
+    gap: int
+    orientation: str
+    cooperative: bool
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """The arrangement: the dense cluster (empty when none), the closest activity-associated pair and the
+    most repeated family (with its hits) when it reaches the grammar's repeat threshold."""
+
+    cluster: list[MotifHit]
+    pair: _Pair | None
+    homotypic: tuple[str, int, list[MotifHit]] | None
+
+
+@dataclass(frozen=True)
+class _GCReading:
+    place: str
+    tracks: str
+    effect: str
+
+
 class _Writer:
-    """Writes one rationale; holds the card's readings so each step draws on the same facts."""
+    """Writes one rationale; holds the card's readings and every decision, so both styles (the subclasses,
+    which only render sentences) draw on the same facts."""
+
+    # How the conclusion names its drivers: the phrasing per case and how many names each list shows.
+    drivers: ClassVar[dict[str, str]] = {"empty": "no identified motif at all", "both": "{pro} offset by {con}",
+               "pro": "{pro} with no repressive counterweight", "con": "{con} without an activity-associated site",
+               "none": "only uninformative sites such as {sites}"}
+    drivers_limits: ClassVar[dict[str, int]] = {"pro": 2, "con": 2}
+    drivers_more: ClassVar[bool] = True
 
     def __init__(self, teacher: GroundedTeacher, card: Card, level: int, rng: random.Random) -> None:
         self.teacher, self.card, self.level, self.rng = teacher, card, level, rng
@@ -215,6 +287,178 @@ class _Writer:
                 steps.remove(optional)
         return steps
 
+    # The sentences of each step, per style.
+    def overview(self) -> str:
+        raise NotImplementedError
+
+    def activators(self) -> str:
+        raise NotImplementedError
+
+    def counterweights(self) -> str:
+        raise NotImplementedError
+
+    def uninformative_sites(self) -> str:
+        raise NotImplementedError
+
+    def arrangement(self) -> str:
+        raise NotImplementedError
+
+    def site_quality(self) -> str:
+        raise NotImplementedError
+
+    def composition(self) -> str:
+        raise NotImplementedError
+
+    def absent_sites(self) -> str:
+        raise NotImplementedError
+
+    def gc_step(self) -> str:
+        raise NotImplementedError
+
+    def balance(self) -> str:
+        raise NotImplementedError
+
+    def conclusion(self) -> str:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------- decisions
+    def _inventory(self) -> _Inventory:
+        motifs = self.card.motifs
+        families = Counter(family for hit in motifs for family in hit.family.split(FAMILY_SEPARATOR))
+        family, count = min(families.items(), key=lambda item: (-item[1], item[0]))
+        return _Inventory(n_hits=len(motifs), n_families=len(families), family=family, count=count,
+                          example=next(hit for hit in motifs if family in hit.families),
+                          top=max(motifs, key=lambda hit: (hit.score, -hit.start)),
+                          first=motifs[0].start, last=max(hit.end for hit in motifs))
+
+    def _leading_reading(self) -> SiteReading:
+        """The hit whose evidence leans furthest toward activity: the closest any uninformative site comes."""
+        return max(self.readings, key=lambda reading: (
+            reading.evidence.log2_odds_ratio if reading.evidence else -math.inf, reading.hit.score,
+            -reading.hit.start))
+
+    def _layout(self) -> _Layout:
+        motifs, grammar = self.card.motifs, self.teacher.grammar
+        cluster = self._densest_window()
+        pair = None
+        closest = self._closest_pair([reading.hit for reading in self.pro])
+        if closest is not None:
+            left, right, gap = closest
+            orientation = ("tandem" if left.strand == right.strand
+                           else "convergent" if left.strand == "+" else "divergent")
+            pair = _Pair(left, right, gap, orientation, 0 <= gap <= grammar.pair_max_gap)
+        repeated = Counter(family for hit in motifs for family in hit.family.split(FAMILY_SEPARATOR))
+        homotypic = [(family, count) for family, count in sorted(repeated.items(), key=lambda item: (-item[1], item[0]))
+                     if count >= grammar.repeat_min]
+        repeat = None
+        if homotypic:
+            family, count = homotypic[0]
+            repeat = (family, count, [hit for hit in motifs if family in hit.families])
+        return _Layout(cluster=cluster if len(cluster) >= grammar.cluster_min_motifs else [], pair=pair,
+                       homotypic=repeat)
+
+    def _densest_window(self) -> list[MotifHit]:
+        """The most hits inside one cluster window (earliest window on ties)."""
+        motifs, window = self.card.motifs, self.teacher.grammar.cluster_window
+        best: list[MotifHit] = []
+        for first, anchor in enumerate(motifs):
+            inside = [hit for hit in motifs[first:] if hit.end - anchor.start < window]
+            if len(inside) > len(best):
+                best = inside
+        return best
+
+    @staticmethod
+    def _closest_pair(hits: Sequence[MotifHit]) -> tuple[MotifHit, MotifHit, int] | None:
+        """The two nearest non-overlapping sites (the arrangement that could cooperate), else the least
+        overlapping pair (gap < 0); earliest on ties."""
+        ordered = sorted(hits, key=lambda hit: (hit.start, hit.end))
+        pairs = [(right.start - left.end - 1, left, right)
+                 for i, left in enumerate(ordered) for right in ordered[i + 1:]]
+        if not pairs:
+            return None
+        gap, left, right = min(pairs, key=lambda item: (item[0] < 0, abs(item[0]), item[1].start, item[2].start))
+        return left, right, gap
+
+    def _quality(self) -> tuple[MotifHit, float, bool]:
+        """The best-scoring activity-associated hit, the card's median score, and whether it reaches it."""
+        lead = max(self.pro, key=lambda reading: (reading.hit.score, -reading.hit.start)).hit
+        median = statistics.median(hit.score for hit in self.card.motifs)
+        return lead, median, lead.score >= median
+
+    def _composition(self) -> tuple[int, float, int, int]:
+        """For a card without motifs: CpG count, CpG observed/expected, and the longest A/T run and its start."""
+        sequence = self.card.sequence
+        cpg = sequence.count("CG")
+        expected = sequence.count("C") * sequence.count("G") / max(len(sequence), 1)
+        run, start = _longest_run(sequence, "AT")
+        return cpg, cpg / expected if expected else 0.0, run, start
+
+    def _count(self, kind: str, call: str) -> int:
+        return self.odds.totals[(kind, call)]
+
+    def _gc_effect(self) -> float:
+        trend = self.trend
+        if trend is None or trend.sd_gc <= 0 or abs(trend.spearman_rho) < NO_GC_TREND:
+            return 0.0
+        z = max(-2.0, min(2.0, (self.card.gc_content - trend.mean_gc) / trend.sd_gc))
+        return GC_WEIGHT * trend.spearman_rho * z
+
+    def _gc_reading(self) -> _GCReading | None:
+        """Where the card's GC sits against the cell type's mean, how activity tracks GC, and the net effect."""
+        gc, trend = self.card.gc_content, self.trend
+        if trend is None:
+            return None
+        place = ("above" if gc > trend.mean_gc + 0.25 * trend.sd_gc
+                 else "below" if gc < trend.mean_gc - 0.25 * trend.sd_gc else "close to")
+        if abs(trend.spearman_rho) < NO_GC_TREND:
+            return _GCReading(place, "barely tracks", "hardly shifts")
+        return _GCReading(place, "rises with" if trend.spearman_rho > 0 else "falls with",
+                          "favours" if self.gc_effect > 0.1 else "works against" if self.gc_effect < -0.1
+                          else "hardly shifts")
+
+    def _tier(self) -> str:
+        if self.total >= STRONG_ODDS:
+            return "strongly positive"
+        if self.total >= POSITIVE_ODDS:
+            return "positive"
+        return "mixed" if self.total > NEGATIVE_ODDS else "negative"
+
+    def consistent(self) -> bool:
+        """Does the card's net evidence agree with the observed level (top, upper, lower or bottom)?"""
+        tier, top = self._tier(), self.teacher.n_levels - 1
+        if self.level == top:
+            return tier in ("strongly positive", "positive")
+        if self.level == 0:
+            return tier in ("mixed", "negative")
+        if self.level >= self.teacher.n_levels / 2:
+            return tier in ("strongly positive", "positive", "mixed")
+        return tier in ("positive", "mixed", "negative")
+
+    def _predicts_higher(self) -> bool:
+        """For an inconsistent card: does the evidence point above (True) or below the observed level?"""
+        return self._tier() in ("strongly positive", "positive")
+
+    def _drivers(self) -> str:
+        """What the conclusion rests on: the leading sites for and against activity."""
+        if not self.card.motifs:
+            case = "empty"
+        else:
+            case = "both" if self.pro and self.con else "pro" if self.pro else "con" if self.con else "none"
+        limits, more = self.drivers_limits, self.drivers_more
+        return self.drivers[case].format(pro=_names(self.pro, limits["pro"], more=more) if self.pro else "",
+                                         con=_names(self.con, limits["con"], more=more) if self.con else "",
+                                         sites=_names(self.readings, 2, more=more) if self.readings else "")
+
+    def _verdict(self) -> tuple[str, str]:
+        """The level in words and the closing 'Activity level: N (name).'"""
+        n_levels = self.teacher.n_levels
+        return (level_words(self.level, n_levels),
+                f"Activity level: {self.level} ({level_name(self.level, n_levels)}).")
+
+
+class _FullWriter(_Writer):
+    """Every count and statistic: carriers, odds ratios, Fisher p-values, the feature tally."""
+
     def overview(self) -> str:
         card, length = self.card, self.card.length
         if not card.motifs:
@@ -223,18 +467,16 @@ class _Writer:
                 f"site can be invoked and the reading must rest on composition (GC content {card.gc_content:.3f}).",
                 f"No identified motifs: none of the scanned matrices passes the threshold on this {length}-bp "
                 f"sequence, leaving its composition (GC {card.gc_content:.3f}) as the main evidence.")
-        families = Counter(family for hit in card.motifs for family in hit.family.split(FAMILY_SEPARATOR))
-        family, count = min(families.items(), key=lambda item: (-item[1], item[0]))
-        example = next(hit for hit in card.motifs if family in hit.families)
-        top = max(card.motifs, key=lambda hit: (hit.score, -hit.start))
-        first, last = card.motifs[0].start, max(hit.end for hit in card.motifs)
-        hits = f"{len(card.motifs)} motif hit{'s' if len(card.motifs) > 1 else ''}"
+        inventory = self._inventory()
+        family, count, example, top = inventory.family, inventory.count, inventory.example, inventory.top
+        first, last, n_families = inventory.first, inventory.last, inventory.n_families
+        hits = f"{inventory.n_hits} motif hit{'s' if inventory.n_hits > 1 else ''}"
         return self.pick(
-            f"The card lists {hits} from {len(families)} TF famil{'ies' if len(families) > 1 else 'y'} between "
+            f"The card lists {hits} from {n_families} TF famil{'ies' if n_families > 1 else 'y'} between "
             f"positions {first}-{last} of the {length}-bp sequence; the most frequent family is {family} "
             f"({count} hit{'s' if count > 1 else ''}, e.g. {example.name} at {_span(example)}).",
             f"{hits[0].upper()}{hits[1:]} cover positions {first}-{last} of this {length}-bp sequence, from "
-            f"{len(families)} famil{'ies' if len(families) > 1 else 'y'}; {family} is the most represented "
+            f"{n_families} famil{'ies' if n_families > 1 else 'y'}; {family} is the most represented "
             f"({count}), and the highest-scoring hit is {top.name} (Score {top.score:.2f}, Pos {_span(top)}).",
             f"Inventory: {hits} across {first}-{last} of {length} bp. The best match is {top.name} "
             f"({top.family}, Score {top.score:.2f}, {top.strand} strand, Pos {_span(top)}); the most common "
@@ -302,12 +544,6 @@ class _Writer:
             f"The listed sites carry little {self.cell} information: {self._site(reading)}{tail}, consistent with "
             f"chance-level matches.")
 
-    def _leading_reading(self) -> SiteReading:
-        """The hit whose evidence leans furthest toward activity: the closest any uninformative site comes."""
-        return max(self.readings, key=lambda reading: (
-            reading.evidence.log2_odds_ratio if reading.evidence else -math.inf, reading.hit.score,
-            -reading.hit.start))
-
     def arrangement(self) -> str:
         motifs, grammar = self.card.motifs, self.teacher.grammar
         if len(motifs) == 1:
@@ -315,9 +551,9 @@ class _Writer:
             return (f"With a single site ({hit.name}, {hit.strand} strand, Pos {_span(hit)}) there is no "
                     f"combinatorial grammar; any activity must come from that one site or from features the card "
                     f"does not list.")
-        facts = []
-        cluster = self._densest_window()
-        if len(cluster) >= grammar.cluster_min_motifs:
+        layout, facts = self._layout(), []
+        cluster = layout.cluster
+        if cluster:
             facts.append(self.pick(
                 f"{len(cluster)} motifs crowd into {cluster[0].start}-{max(hit.end for hit in cluster)}, a dense "
                 f"cluster of the kind that marks enhancer modules",
@@ -326,56 +562,27 @@ class _Writer:
         else:
             facts.append(f"the hits are spread over {motifs[0].start}-{max(hit.end for hit in motifs)} with no "
                          f"dense cluster ({grammar.cluster_min_motifs} or more within {grammar.cluster_window} bp)")
-        pair = self._closest_pair([reading.hit for reading in self.pro])
+        pair = layout.pair
         if pair is not None:
-            left, right, gap = pair
-            orientation = ("tandem" if left.strand == right.strand
-                           else "convergent" if left.strand == "+" else "divergent")
+            left, right, gap = pair.left, pair.right, pair.gap
             if gap < 0:
                 facts.append(f"the activity-associated {left.name} ({_span(left)}) and {right.name} "
                              f"({_span(right)}) overlap, so they compete for one stretch rather than cooperate")
             else:
-                close = ("close enough for cooperative binding" if gap <= grammar.pair_max_gap
+                close = ("close enough for cooperative binding" if pair.cooperative
                          else "too far apart to suggest direct cooperation")
                 distance = "directly adjacent" if gap == 0 else f"{gap} bp apart"
                 facts.append(f"the closest activity-associated pair, {left.name} ({_span(left)}) and {right.name} "
-                             f"({_span(right)}), is {distance} in {orientation} orientation, {close}")
-        repeated = Counter(family for hit in motifs for family in hit.family.split(FAMILY_SEPARATOR))
-        homotypic = [(family, count) for family, count in sorted(repeated.items(), key=lambda item: (-item[1], item[0]))
-                     if count >= grammar.repeat_min]
-        if homotypic:
-            family, count = homotypic[0]
-            spans = ", ".join(_span(hit) for hit in motifs if family in hit.families)
+                             f"({_span(right)}), is {distance} in {pair.orientation} orientation, {close}")
+        if layout.homotypic is not None:
+            family, count, hits = layout.homotypic
+            spans = ", ".join(_span(hit) for hit in hits)
             facts.append(f"{family} recurs x{count} ({spans}), a homotypic repeat that raises the chance of occupancy")
         text = "; ".join(facts)
         return self.pick("Arrangement: ", "Motif grammar: ", "Spatial layout: ") + text + "."
 
-    def _densest_window(self) -> list[MotifHit]:
-        """The most hits inside one cluster window (earliest window on ties)."""
-        motifs, window = self.card.motifs, self.teacher.grammar.cluster_window
-        best: list[MotifHit] = []
-        for first, anchor in enumerate(motifs):
-            inside = [hit for hit in motifs[first:] if hit.end - anchor.start < window]
-            if len(inside) > len(best):
-                best = inside
-        return best
-
-    @staticmethod
-    def _closest_pair(hits: Sequence[MotifHit]) -> tuple[MotifHit, MotifHit, int] | None:
-        """The two nearest non-overlapping sites (the arrangement that could cooperate), else the least
-        overlapping pair (gap < 0); earliest on ties."""
-        ordered = sorted(hits, key=lambda hit: (hit.start, hit.end))
-        pairs = [(right.start - left.end - 1, left, right)
-                 for i, left in enumerate(ordered) for right in ordered[i + 1:]]
-        if not pairs:
-            return None
-        gap, left, right = min(pairs, key=lambda item: (item[0] < 0, abs(item[0]), item[1].start, item[2].start))
-        return left, right, gap
-
     def site_quality(self) -> str:
-        lead = max(self.pro, key=lambda reading: (reading.hit.score, -reading.hit.start)).hit
-        median = statistics.median(hit.score for hit in self.card.motifs)
-        strong = lead.score >= median
+        lead, median, strong = self._quality()
         verdict = (self.pick("a comparatively strong match that is likely occupied",
                              "one of the card's better matches, so occupancy is plausible") if strong
                    else self.pick("weaker than most hits on the card, so its occupancy is uncertain",
@@ -385,18 +592,11 @@ class _Writer:
 
     def composition(self) -> str:
         """For a card without motifs: CpG density and the longest A/T run, the sequence's own features."""
-        sequence = self.card.sequence
-        cpg = sequence.count("CG")
-        expected = sequence.count("C") * sequence.count("G") / max(len(sequence), 1)
-        ratio = cpg / expected if expected else 0.0
-        run, start = _longest_run(sequence, "AT")
-        shown = f" ({sequence[start:start + run]})" if run >= 8 else ""
+        cpg, ratio, run, start = self._composition()
+        shown = f" ({self.card.sequence[start:start + run]})" if run >= 8 else ""
         return (f"Composition: at GC {self.card.gc_content:.3f} the sequence carries {cpg} CpG dinucleotide"
                 f"{'s' if cpg != 1 else ''} (observed/expected {ratio:.2f}) and its longest A/T-only stretch is "
                 f"{run} bp{shown}, features a scan for TF motifs does not capture.")
-
-    def _count(self, kind: str, call: str) -> int:
-        return self.odds.totals[(kind, call)]
 
     def absent_sites(self) -> str:
         families, motifs = self._count("family", "enriched"), self._count("motif", "enriched")
@@ -408,26 +608,12 @@ class _Writer:
             f"{self.cell} activators ({families} enriched families and {motifs} enriched motifs in training) and "
             f"no repressor site.")
 
-    def _gc_effect(self) -> float:
-        trend = self.trend
-        if trend is None or trend.sd_gc <= 0 or abs(trend.spearman_rho) < NO_GC_TREND:
-            return 0.0
-        z = max(-2.0, min(2.0, (self.card.gc_content - trend.mean_gc) / trend.sd_gc))
-        return GC_WEIGHT * trend.spearman_rho * z
-
     def gc_step(self) -> str:
-        gc, trend = self.card.gc_content, self.trend
-        if trend is None:
+        gc, trend, reading = self.card.gc_content, self.trend, self._gc_reading()
+        if trend is None or reading is None:
             return (f"GC content is {gc:.3f}; no {self.cell} training trend is available, so composition is not "
                     f"weighed.")
-        place = ("above" if gc > trend.mean_gc + 0.25 * trend.sd_gc
-                 else "below" if gc < trend.mean_gc - 0.25 * trend.sd_gc else "close to")
-        if abs(trend.spearman_rho) < NO_GC_TREND:
-            tracks, effect = "barely tracks", "hardly shifts"
-        else:
-            tracks = "rises with" if trend.spearman_rho > 0 else "falls with"
-            effect = ("favours" if self.gc_effect > 0.1 else "works against" if self.gc_effect < -0.1
-                      else "hardly shifts")
+        place, tracks, effect = reading.place, reading.tracks, reading.effect
         stats = (f"Spearman rho {trend.spearman_rho:+.2f}; mean GC {trend.mean_gc_high:.3f} in high- vs "
                  f"{trend.mean_gc_low:.3f} in low-activity sequences")
         return self.pick(
@@ -436,65 +622,46 @@ class _Writer:
             f"Composition: the GC fraction of {gc:.3f} is {place} the {self.cell} average ({trend.mean_gc:.3f}). "
             f"In {self.cell} training data activity {tracks} GC ({stats}); here it {effect} activity.")
 
-    # ----------------------------------------------------------------------------------------- balance
-    def _tier(self) -> str:
-        if self.total >= STRONG_ODDS:
-            return "strongly positive"
-        if self.total >= POSITIVE_ODDS:
-            return "positive"
-        return "mixed" if self.total > NEGATIVE_ODDS else "negative"
+    def _carried_parts(self, call: str) -> str:
+        """e.g. "3 of the 11 enriched families and 2 of the 40 enriched motifs", or "none of the 2 depleted
+        families or the 23 depleted motifs" (kinds the cell type has none of are left out; "" when none)."""
+        kinds = [kind for kind in FEATURE_KINDS if self._count(kind, call)]
+        if kinds and not any(self.carried[(kind, call)] for kind in kinds):
+            return "none of the " + " or the ".join(f"{self._count(kind, call)} {call} {PLURAL[kind]}"
+                                                    for kind in kinds)
+        return " and ".join(f"{self.carried[(kind, call)]} of the {self._count(kind, call)} {call} {PLURAL[kind]}"
+                            for kind in kinds)
 
-    def consistent(self) -> bool:
-        """Does the card's net evidence agree with the observed level (top, upper, lower or bottom)?"""
-        tier, top = self._tier(), self.teacher.n_levels - 1
-        if self.level == top:
-            return tier in ("strongly positive", "positive")
-        if self.level == 0:
-            return tier in ("mixed", "negative")
-        if self.level >= self.teacher.n_levels / 2:
-            return tier in ("strongly positive", "positive", "mixed")
-        return tier in ("positive", "mixed", "negative")
-
-    def _drivers(self) -> str:
-        if not self.card.motifs:
-            return "no identified motif at all"
-        if self.pro and self.con:
-            return f"{_names(self.pro, 2)} offset by {_names(self.con, 2)}"
-        if self.pro:
-            return f"{_names(self.pro, 2)} with no repressive counterweight"
-        if self.con:
-            return f"{_names(self.con, 2)} without an activity-associated site"
-        return f"only uninformative sites such as {_names(self.readings, 2)}"
+    def _tally(self) -> str:
+        """How many of the cell type's significant features the card carries, without naming absent ones."""
+        enriched, depleted = self._carried_parts("enriched"), self._carried_parts("depleted")
+        if not enriched and not depleted:
+            return f"No family or motif is significantly enriched or depleted in {self.cell} training data."
+        if enriched and depleted:
+            contrast = enriched.startswith("none") != depleted.startswith("none")
+            return (f"Of the {self.cell} training features, the card carries {enriched}, "
+                    f"{'but' if contrast else 'and'} {depleted}.")
+        missing = "depleted" if enriched else "enriched"
+        return (f"Of the {self.cell} training features, the card carries {enriched or depleted}; no family or motif "
+                f"is significantly {missing}.")
 
     def _weighed(self) -> str:
         gc = self.card.gc_content
-        families = self._feature_tally()
         if not self.card.motifs:
-            return f"composition alone (GC {gc:.3f}) with no sites, so {families}"
-        pro = f"{_names(self.pro)} for activity" if self.pro else "no activity-associated site"
-        con = f"{_names(self.con)} against it" if self.con else "no opposing site"
-        return f"{pro} and {con} at GC {gc:.3f}, noting that {families}"
-
-    def _carried_parts(self, call: str) -> str:
-        """e.g. "3 of the 11 enriched families and 2 of the 40 enriched motifs" (kinds with none left out)."""
-        return " and ".join(f"{self.carried[(kind, call)]} of the {self._count(kind, call)} {call} "
-                            f"{PLURAL[kind]}" for kind in FEATURE_KINDS if self._count(kind, call))
-
-    def _feature_tally(self) -> str:
-        """How many of the cell type's significant features the card carries, without naming absent ones."""
-        enriched, depleted = self._carried_parts("enriched"), self._carried_parts("depleted")
-        return (f"{f'it carries {enriched}' if enriched else 'no family or motif is significantly enriched'}, "
-                f"{f'and {depleted}' if depleted else 'and none is significantly depleted'} "
-                f"({self.cell} training data)")
+            return f"No site is listed, so only the composition (GC {gc:.3f}) counts"
+        pro = (f"{_names(self.pro)} {_verb(self.pro, 'favours', 'favour')} activity" if self.pro
+               else "no site favours activity")
+        con = (f"{_names(self.con)} {_verb(self.con, 'works', 'work')} against it" if self.con
+               else "none opposes it")
+        return f"At GC {gc:.3f}, {pro} and {con}"
 
     def balance(self) -> str:
-        tier, weighed = self._tier(), self._weighed()
+        tier, weighed, tally = self._tier(), self._weighed(), self._tally()
         observed = f"the measured level {self.level} ({level_name(self.level, self.teacher.n_levels)})"
         if self.consistent():
-            return self.pick(f"Weighing {weighed}, the card's evidence is {tier} on balance, which fits {observed}.",
-                             f"On balance ({weighed}) the evidence is {tier}, in line with {observed}.")
-        higher = tier in ("strongly positive", "positive")
-        if higher:
+            return f"{weighed}. {tally} " + self.pick(f"On balance the evidence is {tier}, which fits {observed}.",
+                                                      f"The evidence is therefore {tier}, in line with {observed}.")
+        if self._predicts_higher():
             why = self.pick("the activity-associated sites may be weak matches that are not occupied, or repressive "
                             "features not on the card may dominate",
                             "enrichment of a family among training sequences does not guarantee that this particular "
@@ -503,17 +670,156 @@ class _Writer:
             why = self.pick("activity likely comes from features the card does not capture, such as sites below "
                             "the scan threshold or unlisted cofactors",
                             "sub-threshold sites or sequence context outside the scanned motifs probably contribute")
-        return (f"Weighing {weighed}, the card's evidence is {tier}, which would predict "
-                f"{'higher' if higher else 'lower'} activity than {observed}; the evidence is weak or contradictory "
-                f"here: {why}.")
+        return (f"{weighed}. {tally} The evidence is {tier}, which would predict "
+                f"{'higher' if self._predicts_higher() else 'lower'} activity than {observed}; the evidence is weak "
+                f"or contradictory here: {why}.")
 
     def conclusion(self) -> str:
-        words = level_words(self.level, self.teacher.n_levels)
-        verdict = f"Activity level: {self.level} ({level_name(self.level, self.teacher.n_levels)})."
+        words, verdict = self._verdict()
         if self.consistent():
             return f"Conclusion: Given {self._drivers()}, this sequence is {words} in {self.cell}. {verdict}"
         return (f"Conclusion: The card explains this sequence's {self.cell} activity only partly "
                 f"({self._drivers()}); taking the measurement as given, it is {words}. {verdict}")
+
+
+class _BriefWriter(_Writer):
+    """The same decisions in one short sentence per step: at most three motif names a step and a single
+    statistic (the lead activator's log2 odds ratio)."""
+
+    drivers: ClassVar[dict[str, str]] = {
+        "empty": "no identified motif", "both": "{pro} against {con}", "pro": "{pro}, unopposed",
+        "con": "{con} with no activator", "none": "only neutral sites such as {sites}"}
+    drivers_limits: ClassVar[dict[str, int]] = {"pro": 1, "con": 1}
+    drivers_more: ClassVar[bool] = False
+
+    def overview(self) -> str:
+        length = self.card.length
+        if not self.card.motifs:
+            return self.pick(f"No motif hits are listed on this {length}-bp sequence.",
+                             f"No identified motifs on the {length}-bp sequence.")
+        inventory = self._inventory()
+        hits = f"{inventory.n_hits} hit{'s' if inventory.n_hits > 1 else ''}"
+        families = f"{inventory.n_families} famil{'ies' if inventory.n_families > 1 else 'y'}"
+        span = f"{inventory.first}-{inventory.last}"
+        return self.pick(f"Positions {span} hold {hits} from {families}.",
+                         f"The {length}-bp card lists {hits} in {span}.",
+                         f"{hits} in {span}; the best match is {inventory.top.name}.")
+
+    def _lead_note(self, reading: SiteReading) -> str:
+        """The one statistic: the lead's own or its family's log2 odds ratio, else its curated role."""
+        evidence, role = reading.evidence, reading.role
+        if evidence is not None and _data_effect(evidence):
+            scope = "" if evidence.kind == "motif" else "family "
+            return f" ({scope}log2 OR {evidence.log2_odds_ratio:+.2f})"
+        if role is not None:
+            return f" (curated {self.cell} {role.role})" if role.cell_type == self.cell else f" (known {role.role})"
+        return ""
+
+    def activators(self) -> str:
+        if not self.pro:
+            name = self._leading_reading().hit.name
+            return self.pick(f"No site favours {self.cell} activity; {name} comes closest.",
+                             f"Nothing reads as a {self.cell} activator; the closest is {name}.")
+        names = _names(self.pro, 2, note=self._lead_note(self.pro[0]))
+        verb = _verb(self.pro, "s", "")
+        return self.pick(f"{names} favour{verb} {self.cell} activity.",
+                         f"Activity-associated in {self.cell}: {names}.",
+                         f"{names} point{verb} to {self.cell} activity.")
+
+    def counterweights(self) -> str:
+        if not (self.con or self.architectural):
+            if self.neutral:
+                names = _names(self.neutral, 2, more=False)
+                return self.pick(f"No site opposes it; {names} {_verb(self.neutral, 'is', 'are')} neutral.",
+                                 f"No repressor or depleted site; {names} carry no {self.cell} signal.")
+            return f"No site opposes it; all hits, e.g. {_names(self.pro, 2, more=False)}, favour it."
+        parts = []
+        if self.con:
+            parts.append(f"{_names(self.con, 2)} {_verb(self.con, 'works', 'work')} against activity")
+        if self.architectural:
+            parts.append(f"{_names(self.architectural, 1)} {_verb(self.architectural, 'is', 'are')} architectural")
+        return self.pick("", "Counterweights: ") + "; ".join(parts) + "."
+
+    def uninformative_sites(self) -> str:
+        reading = self._leading_reading()
+        sites = [reading] + [other for other in self.readings if other.hit.name != reading.hit.name]
+        names = _names(sites, 2, more=False)
+        return self.pick(f"No site carries {self.cell} evidence; {names} {_verb(sites, 'looks', 'look')} like chance "
+                         f"matches.",
+                         f"{names} {_verb(sites, 'carries', 'carry')} no {self.cell} activator or repressor signal.")
+
+    def arrangement(self) -> str:
+        motifs = self.card.motifs
+        if len(motifs) == 1:
+            hit = motifs[0]
+            return f"A single site ({hit.name}, {_span(hit)}) gives no combinatorial grammar."
+        layout = self._layout()
+        if layout.cluster:
+            cluster = f"{layout.cluster[0].start}-{max(hit.end for hit in layout.cluster)}"
+            facts = [self.pick(f"Positions {cluster} hold a cluster of {len(layout.cluster)} hits",
+                               f"{len(layout.cluster)} hits cluster in {cluster} bp")]
+        else:
+            facts = [f"The hits spread over {motifs[0].start}-{max(hit.end for hit in motifs)} with no dense cluster"]
+        pair = layout.pair
+        if pair is not None:
+            both = f"{pair.left.name} and {pair.right.name}"
+            if pair.gap < 0:
+                facts.append(f"{both} overlap and compete")
+            elif pair.cooperative:
+                distance = "adjacent" if pair.gap == 0 else f"{pair.gap} bp apart"
+                facts.append(f"{both}, {distance} ({pair.orientation}), can cooperate")
+            else:
+                facts.append(f"{both} are too far apart ({pair.gap} bp) to cooperate")
+        elif layout.homotypic is not None:
+            family, count, _ = layout.homotypic
+            facts.append(f"{family} recurs x{count}")
+        return "; ".join(facts) + "."
+
+    def site_quality(self) -> str:
+        lead, _, strong = self._quality()
+        site = f"{lead.name} (Score {lead.score:.2f})"
+        if strong:
+            return self.pick(f"{site} is the best activating match, likely occupied.",
+                             f"{site}, the top activating site, is a strong match.")
+        return self.pick(f"{site} is the best activating match but weak, so occupancy is uncertain.",
+                         f"{site}, the top activating site, scores below the card median.")
+
+    def composition(self) -> str:
+        cpg, _, run, start = self._composition()
+        shown = f" ({self.card.sequence[start:start + run]})" if run >= 8 else ""
+        return (f"At GC {self.card.gc_content:.3f} it has {cpg} CpG{'s' if cpg != 1 else ''} and a longest A/T run "
+                f"of {run} bp{shown}.")
+
+    def absent_sites(self) -> str:
+        return self.pick(f"With no sites, no {self.cell} activator or repressor can bind.",
+                         f"No sites means no binding platform for {self.cell} activators.")
+
+    def gc_step(self) -> str:
+        gc, reading = f"{self.card.gc_content:.3f}", self._gc_reading()
+        if reading is None:
+            return f"GC is {gc}; no {self.cell} trend is known, so it is not weighed."
+        return self.pick(f"GC {gc} is {reading.place} the {self.cell} mean and {reading.effect} activity.",
+                         f"GC {gc}, {reading.place} the {self.cell} mean, {reading.effect} activity.")
+
+    def balance(self) -> str:
+        tier, gc = self._tier(), f"{self.card.gc_content:.3f}"
+        weighed = f"GC {gc}" if self.card.motifs else f"GC {gc} alone"
+        if self.consistent():
+            return self.pick(f"Net evidence with {weighed}: {tier}, fitting level {self.level}.",
+                             f"On balance, with {weighed}, the evidence is {tier}, consistent with level {self.level}.")
+        if self._predicts_higher():
+            direction = "higher"
+            why = self.pick("its sites may be unoccupied", "unlisted repressors may dominate")
+        else:
+            direction = "lower"
+            why = self.pick("unlisted weak sites may help", "context outside the motifs may help")
+        return f"Net evidence with {weighed}: {tier}, pointing {direction} than level {self.level}; {why}."
+
+    def conclusion(self) -> str:
+        words, verdict = self._verdict()
+        if self.consistent():
+            return f"Conclusion: Given {self._drivers()}, it is {words} in {self.cell}. {verdict}"
+        return f"Conclusion: With {self._drivers()}, the card explains it only partly; it is {words}. {verdict}"
 
 
 def _longest_run(sequence: str, letters: str) -> tuple[int, int]:

@@ -4,7 +4,8 @@ The teacher sees the card AND the measured level (format.teacher_messages) and m
 Stage-I training record pairs the rationale with the STUDENT prompt (the card alone), so the model
 learns to reason from the card without the answer. Three teachers share one validation filter:
 
-* grounded (default): offline and deterministic (grounded.py), from the training evidence and roles;
+* grounded (default): offline and deterministic (grounded.py), from the training evidence and roles,
+  in the `reasoning.detail` style (full: every statistic; brief: short steps for small models);
 * openai: any OpenAI-compatible endpoint (openai_backend.py), cached on disk and resumable;
 * hf: a local causal LM sampled with the `generation` settings, retried per card until valid.
 
@@ -149,7 +150,7 @@ def make_backend(config: Mapping[str, Any], evidence: Evidence, *, roles: RoleTa
         return GroundedBackend(GroundedTeacher(
             evidence=evidence, roles=roles or load_roles(settings["roles_table"]),
             grammar=GrammarSettings.from_config(config["rcc"]["grammar"]), n_levels=config["levels"]["n_levels"],
-            seed=settings["seed"], max_steps=settings["max_steps"]))
+            seed=settings["seed"], max_steps=settings["max_steps"], detail=settings["detail"]))
     if settings["teacher"] == "openai":
         from r3lm.reasoning.openai_backend import OpenAIBackend
 

@@ -251,11 +251,11 @@ def _load_model(model_path: str | Path, settings: dict[str, Any], compute_dtype:
 
 # ---- Checkpoints and outputs ----
 
-def last_complete_checkpoint(folder: Path) -> Path | None:
+def last_complete_checkpoint(folder: Path, *, prune_incomplete: bool) -> Path | None:
     """The newest checkpoint that Trainer finished writing (trainer_state.json is written last).
 
-    A run killed while saving leaves a partial folder; it is removed so it can neither be resumed from
-    nor confuse checkpoint rotation.
+    A run killed while saving leaves a partial folder; with `prune_incomplete` (the main process only)
+    it is removed so it can neither be resumed from nor confuse checkpoint rotation.
     """
     if not folder.is_dir():
         return None
@@ -266,7 +266,7 @@ def last_complete_checkpoint(folder: Path) -> Path | None:
             continue
         if (candidate / TRAINER_STATE_NAME).is_file():
             complete[int(step)] = candidate
-        elif int(os.environ.get("RANK", "0")) == 0:
+        elif prune_incomplete:
             log.warning("removing incomplete checkpoint %s (the run was killed while saving it)", candidate)
             shutil.rmtree(candidate, ignore_errors=True)
     return complete[max(complete)] if complete else None
@@ -306,6 +306,9 @@ def _save_models(model: Any, tokenizer: PreTrainedTokenizerBase, out_dir: Path, 
 
 class _ProgressLog(TrainerCallback):
     """Logs held-out loss and training throughput at every evaluation (Trainer's tqdm shows the steps)."""
+
+    def __init__(self) -> None:
+        self.started, self.tokens_at_start = time.perf_counter(), 0
 
     def on_train_begin(self, args: TrainingArguments, state: Any, control: Any, **kwargs: Any) -> None:
         self.started, self.tokens_at_start = time.perf_counter(), state.num_input_tokens_seen
@@ -388,7 +391,7 @@ def train_stage1(config: dict[str, Any], model_path: str | Path, train_files: li
         data_collator=PaddingCollator(pad_token_id, pad_to_multiple_of=8 if torch.cuda.is_available() else None),
         callbacks=[progress])
 
-    checkpoint = last_complete_checkpoint(checkpoints)
+    checkpoint = last_complete_checkpoint(checkpoints, prune_incomplete=trainer.is_world_process_zero())
     resumed_from = int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else None
     if checkpoint:
         log.info("resuming from %s (step %d)", checkpoint, resumed_from)

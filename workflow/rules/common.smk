@@ -103,7 +103,7 @@ def teacher_name():
         return f"openai-{slug(config['reasoning']['openai']['model'])}"
     if TEACHER == "hf":
         return f"hf-{slug(config['reasoning']['hf']['model'] or LLM['base'])}"
-    return TEACHER
+    return f"{TEACHER}-{config['reasoning']['detail']}"
 
 
 REASONING_DIR = f"{RESULTS}/reasoning/{Path(RCC_DIR).name}_{teacher_name()}"
