@@ -188,3 +188,11 @@ def test_auto_uses_transformers_without_a_gpu():
     if torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None:
         pytest.skip("a GPU and vLLM are present")
     assert choose_backend("auto") == "hf"
+
+
+@pytest.mark.parametrize(("gpus", "expected"), [(0, 1), (1, 1), (2, 1), (3, 3), (4, 3), (8, 3)])
+def test_vllm_splits_smollm2s_nine_heads_evenly(smollm2_dir, monkeypatch, gpus, expected):
+    from r3lm.llm import generate
+
+    monkeypatch.setattr(generate.torch.cuda, "device_count", lambda: gpus)
+    assert generate._tensor_parallel_size(smollm2_dir) == expected

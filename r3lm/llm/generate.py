@@ -167,7 +167,7 @@ def _vllm_generate(model_path: str | Path, settings: Mapping[str, Any], dtype: s
         stop_token_ids=stop_token_ids(llm.get_tokenizer()))
 
     def generate(conversations: Sequence[Conversation], *, progress: bool = True) -> list[Generation]:
-        outputs = llm.chat(list(conversations), sampling, use_tqdm=progress)
+        outputs = llm.chat(list(conversations), sampling_params=sampling, use_tqdm=progress)
         return [Generation(text=output.outputs[0].text, n_new_tokens=len(output.outputs[0].token_ids),
                            truncated=output.outputs[0].finish_reason == "length") for output in outputs]
 

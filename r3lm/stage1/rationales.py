@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -19,7 +20,11 @@ from r3lm.io import write_json, write_parquet
 from r3lm.llm.generate import generate_to_table, open_generator
 from r3lm.reasoning.evidence import parse_card
 from r3lm.reasoning.format import student_messages
-from r3lm.reasoning.validate import motif_vocabulary, validate_rationale, validation_counts
+from r3lm.reasoning.validate import (
+    motif_vocabulary,
+    validate_rationale,
+    validation_counts,
+)
 
 log = logging.getLogger(__name__)
 

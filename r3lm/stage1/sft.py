@@ -12,13 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +35,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from r3lm.errors import InputError
-from r3lm.io import write_json
+from r3lm.io import atomic_dir, write_json
 from r3lm.llm.base import resolve_dtype
 from r3lm.stage1.curves import loss_frame, write_loss_curves
 
@@ -272,34 +269,17 @@ def last_complete_checkpoint(folder: Path, *, prune_incomplete: bool) -> Path | 
     return complete[max(complete)] if complete else None
 
 
-@contextmanager
-def _atomic_dir(target: Path) -> Iterator[Path]:
-    """A temporary folder beside `target` that replaces it only once the block succeeds."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        yield tmp
-        tmp.chmod(0o755)
-        if target.exists():
-            stale = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-            os.replace(target, stale / target.name)
-            shutil.rmtree(stale)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _save_models(model: Any, tokenizer: PreTrainedTokenizerBase, out_dir: Path, method: str,
                  compute_dtype: torch.dtype) -> None:
     """model/ (a plain HF folder; LoRA merged into it) and, for LoRA, adapter/."""
     if method == "lora":
-        with _atomic_dir(out_dir / "adapter") as tmp:
+        with atomic_dir(out_dir / "adapter") as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
         model = model.merge_and_unload()
     model = model.to(compute_dtype)  # full fine-tuning trained float32 master weights; ship the compute dtype
     model.config.use_cache = True  # Trainer turns the KV cache off for training; generation wants it
-    with _atomic_dir(out_dir / "model") as tmp:
+    with atomic_dir(out_dir / "model") as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
 
@@ -438,5 +418,7 @@ def train_stage1(config: dict[str, Any], model_path: str | Path, train_files: li
     summary["seconds"] = time.perf_counter() - started
     if trainer.is_world_process_zero():
         write_json(summary, out_dir / "summary.json")  # last: its presence marks a finished run
+        if not settings["keep_checkpoints"]:
+            shutil.rmtree(checkpoints, ignore_errors=True)  # a 4B model's checkpoint with optimizer state is ~48 GB
     trainer.accelerator.wait_for_everyone()
     return summary
