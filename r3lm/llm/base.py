@@ -54,7 +54,8 @@ def load_causal_lm(path_or_id: str | Path, *, dtype: str = "auto", device: str =
                    padding_side: str = "left") -> tuple[Any, Any]:
     """(model in eval mode, tokenizer) on `device`; auto = bfloat16 on a bf16-capable GPU, else float32.
 
-    Left padding is the default because batched generation appends after the last prompt token.
+    Left padding is the default because batched generation appends after the last prompt token; a
+    tokenizer without a pad token pads with EOS (padding sits under the attention mask either way).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -63,7 +64,7 @@ def load_causal_lm(path_or_id: str | Path, *, dtype: str = "auto", device: str =
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path_or_id), padding_side=padding_side)
         model = AutoModelForCausalLM.from_pretrained(str(path_or_id), dtype=torch_dtype)
-    except OSError as error:
+    except (OSError, ValueError) as error:
         raise InputError(f"cannot load the model: {str(error).splitlines()[0]}", path=path_or_id) from error
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
