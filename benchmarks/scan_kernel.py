@@ -19,8 +19,8 @@ import time
 
 import numpy as np
 
-from r3lm.motifs import kernel
 from r3lm.config import validate_config
+from r3lm.motifs import kernel
 from r3lm.motifs.pssm import uniform_background
 from r3lm.motifs.scan import build_motif_set
 

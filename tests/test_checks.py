@@ -7,10 +7,15 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import assert_input_error
-from r3lm.data.checks import (check_sequences, check_unique_ids, normalize_chromosome, parse_numbers,
-                              require_columns)
+
+from r3lm.data.checks import (
+    check_sequences,
+    check_unique_ids,
+    normalize_chromosome,
+    parse_numbers,
+    require_columns,
+)
 from r3lm.errors import InputError
 
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -125,9 +126,9 @@ class PayloadHandler(BaseHTTPRequestHandler):
     """Serves PAYLOAD; `mode` picks how it treats Range: honour it, ignore it, or cut the body short."""
 
     mode = "range"
-    range_headers: list[str | None] = []
+    range_headers: ClassVar[list[str | None]] = []
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         header = self.headers.get("Range")
         type(self).range_headers.append(header)
         start = int(re.fullmatch(r"bytes=(\d+)-", header).group(1)) if header else 0

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import read_outputs, read_text_table, write_text_table, written_files
+
 from r3lm.config import validate_config
 from r3lm.data.download import download
 from r3lm.data.prepare import prepare_dataset

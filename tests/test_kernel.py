@@ -191,7 +191,7 @@ def test_jaspar_matrices_match_brute_force(jaspar_pairs, monkeypatch, dense_frac
     hits = run_scan(sequences, pairs, thresholds, threads=2)
     expected = brute_force(sequences, pairs, thresholds)
     assert as_tuples(hits) == expected
-    assert len(set(hit[2] for hit in expected)) > 0.8 * len(pairs)
+    assert len({hit[2] for hit in expected}) > 0.8 * len(pairs)
 
 
 def test_many_sequences_with_lenient_and_strict_thresholds(jaspar_pairs):

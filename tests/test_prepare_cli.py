@@ -12,8 +12,14 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
+from conftest import (
+    OUTPUT_FILES,
+    read_outputs,
+    read_text_table,
+    write_text_table,
+    written_files,
+)
 
-from conftest import OUTPUT_FILES, read_outputs, read_text_table, write_text_table, written_files
 from r3lm.cli import main
 from r3lm.config import validate_config
 from r3lm.errors import InputError
@@ -128,7 +134,7 @@ def test_cli_other_bad_inputs_exit_2(small_wtc11: Path, gosai_rows: Path, tmp_pa
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     return subprocess.run([sys.executable, "-m", "r3lm", *args], capture_output=True, text=True, env=env, cwd=cwd,
-                          timeout=120)
+                          timeout=120, check=False)
 
 
 def test_cli_process_exit_code_and_single_stderr_line(small_wtc11: Path, tmp_path: Path) -> None:
@@ -138,8 +144,8 @@ def test_cli_process_exit_code_and_single_stderr_line(small_wtc11: Path, tmp_pat
     result = run_cli("prepare-data", "--config", json.dumps(wtc11_settings(bad)), "--out-dir", "out", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        f"{PREFIX}{bad}, row 5, column 'seq_id': id {frame.loc[1, 'seq_id']!r} repeats row 2 "
-        "(set dataset.on_duplicate_id: drop to keep the first)"]
+        (f"{PREFIX}{bad}, row 5, column 'seq_id': id {frame.loc[1, 'seq_id']!r} repeats row 2 "
+         "(set dataset.on_duplicate_id: drop to keep the first)")]
     assert not (tmp_path / "out").exists()
 
 

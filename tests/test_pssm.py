@@ -129,7 +129,14 @@ def test_hits_match_fimo(motifs, request, tmp_path, sequence_set, background_kin
     the NRDB case is FIMO's default run end to end: our MEME file, FIMO's own pseudocount and
     symmetrised NRDB background, versus score_motif(motif, nrdb_background())."""
     pytest.importorskip("pymemesuite")
-    from pymemesuite.common import Alphabet, Array, Background, Matrix, MotifFile, Sequence
+    from pymemesuite.common import (
+        Alphabet,
+        Array,
+        Background,
+        Matrix,
+        MotifFile,
+        Sequence,
+    )
     from pymemesuite.common import Motif as MemeMotif
     from pymemesuite.fimo import FIMO
 

@@ -16,7 +16,12 @@ import pytest
 
 from r3lm.cli import main
 from r3lm.config import validate_config
-from r3lm.motifs.scan import HIT_COLUMNS, background_for, build_motif_set, scan_sequences
+from r3lm.motifs.scan import (
+    HIT_COLUMNS,
+    background_for,
+    build_motif_set,
+    scan_sequences,
+)
 from r3lm.motifs.shards import dataset_sequences, gather_hits, scan_shard, shard_rows
 
 MOTIFS = validate_config({})["motifs"]

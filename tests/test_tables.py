@@ -10,9 +10,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import (
+    LEFT_ADAPTOR,
+    OUTPUT_FILES,
+    RIGHT_ADAPTOR,
+    assert_input_error,
+    hepg2_table,
+    random_sequences,
+    read_outputs,
+    read_text_table,
+    table_config,
+    write_text_table,
+    written_files,
+)
 
-from conftest import (LEFT_ADAPTOR, OUTPUT_FILES, RIGHT_ADAPTOR, assert_input_error, hepg2_table, random_sequences,
-                      read_outputs, read_text_table, table_config, write_text_table, written_files)
 from r3lm.data.prepare import prepare_dataset
 from r3lm.data.tables import read_table
 from r3lm.errors import InputError

@@ -27,7 +27,7 @@ def gosai_rows() -> Path:
 
 def snakemake(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *args],
-                          cwd=cwd, capture_output=True, text=True, timeout=300)
+                          cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
 
 
 @pytest.mark.parametrize("configfile", ["config/config.yaml", "config/gosai2024.yaml"])
@@ -87,14 +87,19 @@ def test_gosai_runs_end_to_end_from_a_file_url(tmp_path: Path, gosai_rows: Path)
     assert (tmp_path / "results/gosai_sample/logs/prepare_data.log").stat().st_size > 0
 
 
-def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path) -> None:
+def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path) -> None:
+    """The whole chain so far (data, scan, cards, teacher, Stage I, self-generated rationales) at toy scale."""
     config = tmp_path / "demo.yaml"
-    config.write_text(yaml.safe_dump({"dataset": {"name": "tiny", "demo": {"n_sequences": 300}},
-                                      "sampling": {"test_subset_per_cell_type": 10}}))
-    setting = "JASPAR2026_CORE_vertebrates_p5e-05_uniform_pc0.1"
-    cards_dir = f"results/tiny/rcc/{setting}_nogrammar"
-    cards = [f"{cards_dir}/{table}.parquet" for table in ("train", "val", "test", "test_subset")]
-    result = snakemake(*cards, "--cores", "1", "--directory", str(tmp_path), "--configfile", str(config))
+    config.write_text(yaml.safe_dump({
+        "dataset": {"name": "tiny", "demo": {"n_sequences": 300}},
+        "sampling": {"test_subset_per_cell_type": 10},
+        "llm": {"base": str(smollm2_dir)},
+        "reasoning": {"detail": "brief",
+                      "sets": {"stage1_train": 2, "stage1_val": 1, "stage2_train": 2, "stage2_val": 1, "test": 1}},
+        "stage1": {"epochs": 1, "batch_size": 2, "gradient_accumulation": 1, "learning_rate": 1e-4,
+                   "gradient_checkpointing": False, "cutoff_len": 1024},
+        "generation": {"batch_size": 4, "max_new_tokens": 8}}))
+    result = snakemake("--cores", "2", "--directory", str(tmp_path), "--configfile", str(config))
     assert result.returncode == 0, result.stderr[-3000:]
     data = tmp_path / "results/tiny/data"
     tables = {name: pd.read_parquet(data / f"{name}.parquet") for name in ("train", "val", "test", "test_subset")}
@@ -102,6 +107,7 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path) -> None:
     assert set(tables["train"]["cell_type"]) == {"K562", "HepG2", "SKNSH"}
     assert tables["test_subset"].groupby("cell_type").size().eq(10).all()
     assert (data / "ground_truth.parquet").is_file()
+    setting = "JASPAR2026_CORE_vertebrates_p5e-05_uniform_pc0.1"
     meme = (tmp_path / "resources/motifs/JASPAR2026_CORE_vertebrates.meme").read_text()
     assert meme.startswith("MEME version 5") and meme.count("\nMOTIF ") == 1019
     motif_table = pd.read_parquet(tmp_path / f"results/tiny/motifs/{setting}/motifs.parquet")
@@ -114,6 +120,24 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path) -> None:
     assert len(cards) == len(tables["test"])
     assert cards["card_text"].str.startswith("Context:\n- Cell Type: ").all()
     assert (cards["n_motifs"] > 0).mean() > 0.9
+
+    reasoning = tmp_path / f"results/tiny/reasoning/{setting}_nogrammar_grounded-brief"
+    teacher = pd.read_parquet(reasoning / "stage1_train.parquet")
+    assert teacher.groupby("cell_type").size().eq(2).all() and teacher["valid"].all()
+    info = json.loads((reasoning / "sharegpt/dataset_info.json").read_text())
+    assert info["stage1_train_K562"]["file_name"] == "stage1_train/K562.jsonl"
+    stage1 = tmp_path / f"results/tiny/stage1/{reasoning.name}_{smollm2_dir.name}_full"
+    summary = json.loads((stage1 / "summary.json").read_text())
+    assert summary["steps"] == 3 and summary["data"]["train"]["examples"] == 6
+    assert (stage1 / "model/config.json").is_file() and (stage1 / "loss.png").is_file()
+    for name, per_cell_type in (("stage2_train", 2), ("stage2_val", 1), ("test", 1)):
+        rationales = pd.read_parquet(stage1 / f"rationales/{name}.parquet")
+        assert rationales.groupby("cell_type").size().eq(per_cell_type).all()
+        assert (rationales["n_new_tokens"] <= 8).all() and rationales["rationale"].str.len().gt(0).all()
+        generated = json.loads((stage1 / f"rationales/{name}.summary.json").read_text())
+        assert generated["rows"] == 3 * per_cell_type  # 8 tokens are too few for a valid rationale:
+        assert generated["rejections"]["missing_think"] + generated["rejections"]["too_few_steps"] == \
+            generated["rows"] - generated["valid"]
 
 
 def _schema_keys(schema: dict, prefix: str = "") -> list[str]:

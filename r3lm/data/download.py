@@ -220,7 +220,7 @@ def _open(url: str, offset: int, timeout: float) -> _Source:
 
 def _open_file(url: str, path: str, offset: int) -> _Source:
     """urllib's file handler ignores Range, so resume a file:// URL by seeking the file itself."""
-    stream = open(path, "rb")
+    stream = open(path, "rb")  # noqa: SIM115 - the caller reads and closes it
     size = os.fstat(stream.fileno()).st_size
     if offset > size:
         log.info("%s: partial download (%d bytes) exceeds the file (%d bytes); starting over", url, offset, size)

@@ -16,8 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from r3lm.data.checks import (check_sequences, check_unique_ids, normalize_chromosome, parse_numbers,
-                              require_columns)
+from r3lm.data.checks import (
+    check_sequences,
+    check_unique_ids,
+    normalize_chromosome,
+    parse_numbers,
+    require_columns,
+)
 from r3lm.data.tables import read_table
 
 log = logging.getLogger(__name__)

@@ -100,8 +100,8 @@ def _at_random(units: pd.DataFrame, split: dict[str, Any]) -> pd.Series:
     groups = ids.str.replace(_compile_group_regex(split["group_regex"]), "", regex=True) if split["group_regex"] else ids
     unique = np.sort(groups.unique())
     order = np.random.default_rng(split["seed"]).permutation(len(unique))
-    n_test = int(round(split["test_fraction"] * len(unique)))
-    n_val = int(round(split["val_fraction"] * len(unique)))
+    n_test = round(split["test_fraction"] * len(unique))
+    n_val = round(split["val_fraction"] * len(unique))
     labels = np.full(len(unique), "train", dtype=object)
     labels[order[:n_test]] = "test"
     labels[order[n_test:n_test + n_val]] = "val"

@@ -15,8 +15,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from r3lm.data.checks import (apply_policy, check_sequences, check_unique_ids, normalize_chromosome,
-                              parse_numbers, require_columns)
+from r3lm.data.checks import (
+    apply_policy,
+    check_sequences,
+    check_unique_ids,
+    normalize_chromosome,
+    parse_numbers,
+    require_columns,
+)
 from r3lm.errors import InputError
 
 log = logging.getLogger(__name__)

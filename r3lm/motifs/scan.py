@@ -21,7 +21,12 @@ from tqdm import tqdm
 
 from r3lm.motifs.jaspar import Motif, load_motifs
 from r3lm.motifs.kernel import encode, scan
-from r3lm.motifs.pssm import ScoredMotif, background_from_sequences, score_motif, uniform_background
+from r3lm.motifs.pssm import (
+    ScoredMotif,
+    background_from_sequences,
+    score_motif,
+    uniform_background,
+)
 
 log = logging.getLogger(__name__)
 

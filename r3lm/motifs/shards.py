@@ -20,7 +20,12 @@ from r3lm.io import write_parquet
 from r3lm.motifs.jaspar import load_motifs
 from r3lm.motifs.meme_format import write_meme
 from r3lm.motifs.pssm import uniform_background
-from r3lm.motifs.scan import HIT_COLUMNS, background_for, build_motif_set, scan_sequences
+from r3lm.motifs.scan import (
+    HIT_COLUMNS,
+    background_for,
+    build_motif_set,
+    scan_sequences,
+)
 
 log = logging.getLogger(__name__)
 

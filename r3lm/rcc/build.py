@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-
 from pathlib import Path
 
 import pandas as pd
