@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from typing import Any
 import torch
 
 from r3lm.errors import InputError
-from r3lm.io import write_json
+from r3lm.io import atomic_dir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -215,26 +214,10 @@ def _make_portable(model: Any, tokenizer: Any, gguf_path: Path) -> None:
 
 def _save_atomically(model: Any, tokenizer: Any, provenance: dict[str, Any], out: Path) -> None:
     """Build the folder beside `out`, provenance last (it marks a complete folder), then swap it in."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the model folder is shared like any output
-    retired = staging.with_suffix(".old")
-    try:
+    with atomic_dir(out) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         write_json(provenance, staging / PROVENANCE_FILE)
-        if out.exists():
-            os.replace(out, retired)
-        os.replace(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(retired, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _prepared_from(folder: Path) -> dict[str, str] | None:
