@@ -198,12 +198,13 @@ def model_fingerprint(model_path: str | Path) -> str:
 def generate_to_table(items: pd.DataFrame, generator: ChatGenerator, out_path: str | Path, *,
                       keys: Sequence[str] = ("id", "cell_type"), conversation_column: str = "messages",
                       text_column: str = "text", partial_path: str | Path | None = None,
-                      source: str | Path | None = None, progress: bool = True) -> pd.DataFrame:
+                      source: str | Path | None = None, progress: bool = True, write: bool = True) -> pd.DataFrame:
     """Generate a reply for each row of `items` and write the table `keys + text, n_new_tokens, truncated`.
 
     Each finished chunk is appended to a JSONL file beside `out_path` (`partial_path`); a rerun skips the
     rows already there, unless the model or settings changed (`generator.run_info`). The table is written
     atomically in `items`' row order, then the partial file goes. `source` names `items` in errors.
+    With `write=False` the caller writes its own (augmented) table and then removes the partial file.
     """
     out = Path(out_path)
     partial_file = Path(partial_path) if partial_path else out.with_name(f"{out.name}.partial.jsonl")
@@ -235,8 +236,9 @@ def generate_to_table(items: pd.DataFrame, generator: ChatGenerator, out_path: s
              new_tokens / elapsed if elapsed else 0.0)
     table = pd.DataFrame([done[key] for key in row_keys],
                          columns=[*keys, text_column, "n_new_tokens", "truncated"])
-    write_table(table, out)
-    partial_file.unlink()
+    if write:
+        write_table(table, out)
+        partial_file.unlink()
     return table
 
 

@@ -55,8 +55,9 @@ def write_self_rationales(config: Mapping[str, Any], model_dir: str | Path, teac
                          for card_text, system in zip(items["card_text"], items["system"])]
     generator = open_generator(model_dir, config["generation"], dtype=config["llm"]["dtype"])
     out = Path(out_path)
-    generated = generate_to_table(items[[*KEYS, "messages"]], generator, out.with_name(f"{out.stem}.generated.parquet"),
-                                  text_column="rationale", source=teacher_set_path, progress=progress)
+    partial = out.with_name(f"{out.name}.partial.jsonl")
+    generated = generate_to_table(items[[*KEYS, "messages"]], generator, out, partial_path=partial,
+                                  text_column="rationale", source=teacher_set_path, progress=progress, write=False)
     vocabulary = motif_vocabulary(config["motifs"])
     validations = [validate_rationale(text, parse_card(card_json, cards_path, row), label=None,
                                       min_steps=reasoning["min_steps"], max_steps=reasoning["max_steps"],
@@ -74,7 +75,7 @@ def write_self_rationales(config: Mapping[str, Any], model_dir: str | Path, teac
                                  for cell, group in table.groupby("cell_type", sort=True)}}
     write_parquet(table, out)
     write_json(summary, summary_path)
-    out.with_name(f"{out.stem}.generated.parquet").unlink()
+    partial.unlink()  # only now: a kill before this point resumes from the generated rows
     log.info("%d of %d self-generated rationales pass the format filter; stated level agrees with the "
              "measurement for %s", summary["valid"], summary["rows"], summary["level_agreement"])
     return summary
