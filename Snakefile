@@ -17,6 +17,9 @@ include: "workflow/rules/motifs.smk"
 include: "workflow/rules/rcc.smk"
 include: "workflow/rules/reasoning.smk"
 include: "workflow/rules/stage1.smk"
+include: "workflow/rules/stage2.smk"
+include: "workflow/rules/baselines.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:
@@ -26,3 +29,4 @@ rule all:
         card_tables(),
         teacher_outputs(),
         stage1_outputs(),
+        f"{REPORT_DIR}/summary.md",

@@ -153,6 +153,78 @@ def _self_rationales(args: argparse.Namespace) -> None:
                           progress=not args.no_progress)
 
 
+def _stage2(args: argparse.Namespace) -> None:
+    from r3lm.config import load_config
+    from r3lm.stage2.run import SetFiles, run_stage2
+
+    rationales = dict(zip(("train", "val", "test"), args.rationales or (None, None, None), strict=True))
+    sets = {name: SetFiles(teacher_set, cards, rationales[name])
+            for name, teacher_set, cards in zip(("train", "val", "test"), args.teacher_sets, args.cards, strict=True)}
+    run_stage2(load_config(args.config), args.mode, args.backbone, sets, args.data_summary, args.work_dir,
+               args.predictions, progress=not args.no_progress)
+
+
+def _baseline(args: argparse.Namespace) -> None:
+    from r3lm.config import load_config
+
+    if args.command == "baseline-ridge":
+        from r3lm.baselines.motif_ridge import run_motif_ridge
+
+        run_motif_ridge(load_config(args.config)["baselines"]["motif_ridge"], args.train, args.val, args.test,
+                        args.data_summary, args.out_dir)
+    else:
+        from r3lm.baselines.cnn import run_cnn
+
+        run_cnn(load_config(args.config)["baselines"]["cnn"], args.train, args.val, args.test, args.data_summary,
+                args.out_dir, progress=not args.no_progress)
+
+
+def _named_paths(pairs: Sequence[str] | None, option: str) -> dict[str, str]:
+    """NAME=PATH pairs of the command line, in order."""
+    named = {}
+    for pair in pairs or ():
+        name, separator, path = pair.partition("=")
+        if not (separator and name and path):
+            raise InputError(f"{option} expects NAME=PATH, got {pair!r}")
+        named[name] = path
+    return named
+
+
+def _predictions_by_method(folders: Sequence[str]) -> dict[str, str]:
+    from pathlib import Path
+
+    return {Path(folder).name: folder for folder in folders}
+
+
+def _metrics(args: argparse.Namespace) -> None:
+    from r3lm.config import load_config
+    from r3lm.evaluate.metrics import evaluate, write_metrics
+
+    metrics = evaluate(_predictions_by_method(args.predictions), args.baselines, args.test, args.test_subset,
+                       load_config(args.config)["evaluation"]["bootstrap"])
+    write_metrics(metrics, args.out, args.skipped)
+
+
+def _citation_faithfulness(args: argparse.Namespace) -> None:
+    from r3lm.config import load_config
+    from r3lm.evaluate.faithfulness import write_citation_faithfulness
+
+    write_citation_faithfulness(args.rationales, args.cards, args.ground_truth, args.out,
+                                load_config(args.config)["evaluation"]["bootstrap"])
+
+
+def _report(args: argparse.Namespace) -> None:
+    from r3lm.config import load_config
+    from r3lm.evaluate.report import write_report
+
+    write_report(metrics_path=args.metrics, skipped_path=args.skipped,
+                 prediction_dirs=_predictions_by_method(args.predictions), test_path=args.test,
+                 test_subset_path=args.test_subset, summary_path=args.out, figure_dir=args.figure_dir,
+                 faithfulness=_named_paths(args.faithfulness, "--faithfulness"),
+                 curves=_named_paths(args.curves, "--curves"),
+                 settings=load_config(args.config)["evaluation"]["bootstrap"])
+
+
 def _add_sequence_input(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sequences", required=True,
                         help="FASTA (.fa/.fasta/.fna, optionally .gz) or a table (.tsv/.csv/.parquet)")
@@ -272,6 +344,59 @@ def build_parser() -> argparse.ArgumentParser:
     rationales.add_argument("--out", required=True, help="rationales parquet")
     rationales.add_argument("--summary", required=True, help="summary JSON (format validation, level agreement)")
     rationales.add_argument("--no-progress", action="store_true")
+
+    stage2 = _subcommand(commands, "stage2", "Stage II: train the regressor for one input mode and predict the test set",
+                         _stage2, config=True)
+    stage2.add_argument("--mode", required=True, help="generated_cot, oracle_cot, rcc_only or sequence_only")
+    stage2.add_argument("--backbone", required=True, help="the Stage-I model folder, or the base model")
+    stage2.add_argument("--teacher-sets", nargs=3, required=True, metavar=("TRAIN", "VAL", "TEST"),
+                        help="teacher tables of the Stage II train, val and test sets (they decide the rows)")
+    stage2.add_argument("--cards", nargs=3, required=True, metavar=("TRAIN", "VAL", "TEST"),
+                        help="card tables of the three sets' splits")
+    stage2.add_argument("--rationales", nargs=3, default=None, metavar=("TRAIN", "VAL", "TEST"),
+                        help="generated_cot: the Stage-I model's rationales of the three sets")
+    stage2.add_argument("--data-summary", required=True, help="the dataset's summary.json (level edges)")
+    stage2.add_argument("--work-dir", required=True, help="model/, curve.csv, embeddings/, checkpoints, summary.json")
+    stage2.add_argument("--predictions", required=True, help="folder for <cell_type>.parquet and summary.json")
+    stage2.add_argument("--no-progress", action="store_true")
+
+    for name, what in (("baseline-ridge", "motif-count ridge regression on the cards"),
+                       ("baseline-cnn", "a LegNet/Malinois-style sequence CNN")):
+        baseline = _subcommand(commands, name, f"baseline: {what}; predicts every test row", _baseline, config=True)
+        baseline.add_argument("--train", required=True, help="train table (cards for the ridge, data for the CNN)")
+        baseline.add_argument("--val", required=True, help="validation table of the same kind")
+        baseline.add_argument("--test", nargs="+", required=True, help="tables to predict")
+        baseline.add_argument("--data-summary", required=True, help="the dataset's summary.json (level edges)")
+        baseline.add_argument("--out-dir", required=True, help="predictions folder (<cell_type>.parquet, summary.json)")
+        baseline.add_argument("--no-progress", action="store_true")
+
+    metrics = _subcommand(commands, "metrics", "per-cell-type metrics with bootstrap intervals, both protocols",
+                          _metrics, config=True)
+    metrics.add_argument("--predictions", nargs="+", required=True, help="prediction folders, one per method")
+    metrics.add_argument("--baselines", nargs="+", required=True, help="methods compared against (by folder name)")
+    metrics.add_argument("--test", required=True, help="the full test table")
+    metrics.add_argument("--test-subset", required=True, help="the paper protocol's test subset")
+    metrics.add_argument("--out", required=True, help="metrics.tsv")
+    metrics.add_argument("--skipped", required=True, help="TSV of (method, protocol, cell type) not covered")
+
+    citation = _subcommand(commands, "citation-faithfulness",
+                           "cited motifs against the simulator's planted causal sites (demo)",
+                           _citation_faithfulness, config=True)
+    citation.add_argument("--rationales", required=True, help="a table with id, cell_type, rationale")
+    citation.add_argument("--cards", required=True, help="the cards of those rows")
+    citation.add_argument("--ground-truth", required=True, help="the simulator's ground_truth.parquet")
+    citation.add_argument("--out", required=True, help="faithfulness TSV")
+
+    report = _subcommand(commands, "report", "summary.md and figures from the evaluation", _report, config=True)
+    report.add_argument("--metrics", required=True)
+    report.add_argument("--skipped", required=True)
+    report.add_argument("--predictions", nargs="+", required=True, help="prediction folders, one per method")
+    report.add_argument("--test", required=True)
+    report.add_argument("--test-subset", required=True)
+    report.add_argument("--faithfulness", nargs="*", default=None, metavar="HEADING=TSV")
+    report.add_argument("--curves", nargs="*", default=None, metavar="HEADING=CSV")
+    report.add_argument("--out", required=True, help="summary.md")
+    report.add_argument("--figure-dir", required=True, help="where the PNG figures go")
     return parser
 
 

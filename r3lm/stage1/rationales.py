@@ -53,7 +53,8 @@ def write_self_rationales(config: Mapping[str, Any], model_dir: str | Path, teac
     items = _with_cards(teacher_set, pd.read_parquet(cards_path, columns=[*KEYS, "card_json"]), cards_path)
     items["messages"] = [student_messages(card_text, system)
                          for card_text, system in zip(items["card_text"], items["system"])]
-    generator = open_generator(model_dir, config["generation"], dtype=config["llm"]["dtype"])
+    generator = open_generator(model_dir, config["generation"],
+                               dtype=config["generation"]["dtype"] or config["llm"]["dtype"])
     out = Path(out_path)
     partial = out.with_name(f"{out.name}.partial.jsonl")
     generated = generate_to_table(items[[*KEYS, "messages"]], generator, out, partial_path=partial,

@@ -334,6 +334,7 @@ def _training_arguments(settings: dict[str, Any], checkpoints: Path, compute_dty
         include_num_input_tokens_seen="non_padding",
         remove_unused_columns=False,
         dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),  # lets Trainer autocast to bfloat16 on a CPU too
         ddp_find_unused_parameters=False,
         disable_tqdm=False,
         report_to="none",

@@ -1,6 +1,7 @@
 # Shared helpers: config validation, result paths, and how steps call r3lm.
 
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -88,7 +89,7 @@ TEACHER_SETS = {
     "stage1_val": "val",
     "stage2_train": "train",
     "stage2_val": "val",
-    "test": "test",
+    "test": "test_subset",  # the paper's protocol: LLM methods are scored on the seeded test subset
 }
 STAGE2_SETS = ["stage2_train", "stage2_val", "test"]
 
@@ -148,3 +149,72 @@ def launcher(gpus):
     if gpus > 1:
         return f"accelerate launch --multi_gpu --num_processes {gpus} -m r3lm"
     return "python -m r3lm"
+
+
+# Stage II, the baselines and the evaluation: every method writes results/<dataset>/predictions/<method>/.
+STAGE2 = config["stage2"]
+STAGE2_MODES = STAGE2["modes"]
+STAGE2_DIR = (
+    f"{RESULTS}/stage2/{Path(STAGE1_DIR).name}_{STAGE2['backbone']}-backbone_{STAGE2['training']}"
+)
+PREDICTIONS = f"{RESULTS}/predictions"
+BASELINES = config["baselines"]["methods"]
+METHODS = BASELINES + STAGE2_MODES
+EVAL_DIR = f"{RESULTS}/eval"
+REPORT_DIR = f"{RESULTS}/report"
+EVALUATION = config["evaluation"]
+DISRUPTION = EVALUATION["disruption"]
+# The simulator knows which planted sites cause activity, so only the demo can score citations.
+CITATION_TRUTH = f"{DATA_DIR}/ground_truth.parquet" if DATASET["source"] == "demo" else None
+
+
+def stage2_backbone():
+    return f"{STAGE1_DIR}/model" if STAGE2["backbone"] == "stage1" else base_model()
+
+
+def stage2_backbone_input(wildcards):
+    if STAGE2["backbone"] == "stage1":
+        return {"backbone": f"{STAGE1_DIR}/model"}
+    return base_model_input(wildcards)
+
+
+def stage2_rationales(wildcards):
+    """Only the reasoning-conditioned method reads the Stage-I model's own rationales."""
+    if wildcards.mode != "generated_cot":
+        return []
+    return [f"{STAGE1_DIR}/rationales/{name}.parquet" for name in STAGE2_SETS]
+
+
+def prediction_dirs():
+    return [f"{PREDICTIONS}/{method}" for method in METHODS]
+
+
+def faithfulness_tables():
+    """HEADING=TSV pairs for the report, and the files behind them."""
+    tables = {}
+    if CITATION_TRUTH:
+        tables["Cited motifs against planted causal sites (self-generated rationales)"] = (
+            f"{EVAL_DIR}/citation_generated.tsv"
+        )
+        tables["Cited motifs against planted causal sites (teacher rationales)"] = (
+            f"{EVAL_DIR}/citation_teacher.tsv"
+        )
+    if DISRUPTION["enabled"]:
+        tables["Motif disruption: does the prediction move the way the rationale claims?"] = (
+            f"{EVAL_DIR}/disruption_summary.tsv"
+        )
+    return tables
+
+
+def training_curves():
+    curves = {"Stage I (held-out loss)": f"{STAGE1_DIR}/loss.csv"}
+    if "cnn" in BASELINES:
+        curves["CNN baseline"] = f"{PREDICTIONS}/cnn/curve.csv"  # inside the cnn predictions folder
+    for mode in STAGE2_MODES:
+        curves[f"Stage II {mode}"] = f"{STAGE2_DIR}/{mode}/curve.csv"
+    return curves
+
+
+def named(pairs):
+    """NAME=PATH arguments, each quoted for the shell (headings have spaces)."""
+    return " ".join(shlex.quote(f"{name}={path}") for name, path in pairs.items())

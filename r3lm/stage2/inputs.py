@@ -1,0 +1,103 @@
+"""What the Stage-II regressor reads, per input mode.
+
+Every mode is rendered with the backbone's own chat template, so the Stage-I model sees the same
+conversation shape it was trained on:
+- `generated_cot`: the card, then the Stage-I model's own rationale as the assistant turn (deployable:
+  the rationale was written from the card alone);
+- `oracle_cot`: the card, then the teacher's rationale with its conclusion stripped (the teacher saw the
+  label, so this is an upper bound and never a deployable result);
+- `rcc_only`: the card alone;
+- `sequence_only`: the cell type and the raw DNA, the raw-sequence LLM baseline.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from r3lm.errors import InputError
+from r3lm.reasoning.format import strip_conclusion
+
+MODES = ("generated_cot", "oracle_cot", "rcc_only", "sequence_only")
+COT_MODES = ("generated_cot", "oracle_cot")
+KEYS = ["id", "cell_type"]
+ROW_COLUMNS = [*KEYS, "split", "activity", "level"]
+
+REGRESSION_SYSTEM = (
+    "You are an expert in regulatory genomics. Judge how active this DNA sequence is as an enhancer in "
+    "the stated cell type of a massively parallel reporter assay."
+)
+
+
+def messages_for(mode: str, *, card_text: str, sequence: str, cell_type: str,
+                 rationale: str | None) -> list[dict[str, str]]:
+    if mode == "sequence_only":
+        user = f"Cell type: {cell_type}\nDNA Sequence:\n{sequence}"
+    else:
+        user = card_text
+    messages = [{"role": "system", "content": REGRESSION_SYSTEM}, {"role": "user", "content": user}]
+    if mode in COT_MODES:
+        messages.append({"role": "assistant", "content": rationale or ""})
+    return messages
+
+
+def _join(left: pd.DataFrame, right: pd.DataFrame, right_path: str | Path, what: str) -> pd.DataFrame:
+    """Left rows with the right table's columns; every left row must find exactly one match."""
+    joined = left.merge(right, on=KEYS, how="left", validate="one_to_one", indicator=True)
+    missing = joined["_merge"] != "both"
+    if missing.any():
+        row = joined[missing].iloc[0]
+        raise InputError(f"no {what} for id {row['id']!r} in cell type {row['cell_type']!r} "
+                         f"({int(missing.sum())} rows lack one)", path=right_path, column="id")
+    return joined.drop(columns="_merge")
+
+
+def load_mode_rows(mode: str, teacher_set_path: str | Path, cards_path: str | Path,
+                   rationales_path: str | Path | None = None) -> pd.DataFrame:
+    """One set's rows (ROW_COLUMNS) with the `messages` and `rationale` the mode feeds the regressor.
+
+    The teacher set decides which rows a Stage-II set holds, so every mode trains and predicts on
+    exactly the same sequences.
+    """
+    if mode not in MODES:
+        raise InputError(f"unknown Stage II input mode {mode!r} (choose from {', '.join(MODES)})")
+    rows = pd.read_parquet(teacher_set_path, columns=[*ROW_COLUMNS, "card_text", "rationale"])
+    rows = rows.rename(columns={"rationale": "teacher_rationale"})
+    cards = pd.read_parquet(cards_path, columns=[*KEYS, "card_json"])
+    rows = _join(rows, cards, cards_path, "card")
+    rows["sequence"] = [json.loads(card)["sequence"] for card in rows.pop("card_json")]
+    if mode == "generated_cot":
+        if rationales_path is None:
+            raise InputError("generated_cot needs the Stage-I model's rationales (--rationales)")
+        generated = pd.read_parquet(rationales_path, columns=[*KEYS, "rationale"])
+        rows = _join(rows, generated, rationales_path, "self-generated rationale")
+    elif mode == "oracle_cot":
+        rows["rationale"] = [strip_conclusion(text) for text in rows["teacher_rationale"]]
+    else:
+        rows["rationale"] = None
+    rows["messages"] = [messages_for(mode, card_text=card, sequence=sequence, cell_type=cell, rationale=rationale)
+                        for card, sequence, cell, rationale in zip(rows["card_text"], rows["sequence"],
+                                                                   rows["cell_type"], rows["rationale"])]
+    return rows[[*ROW_COLUMNS, "sequence", "card_text", "rationale", "messages"]].reset_index(drop=True)
+
+
+def render(tokenizer, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of one conversation; a conversation without an answer ends with the assistant prompt, so
+    the last token is the same template token in every mode."""
+    answered = messages[-1]["role"] == "assistant"
+    ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=not answered)
+    return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+
+
+def tokenize_rows(tokenizer, conversations: list[list[dict[str, str]]], cutoff_len: int) -> tuple[list[list[int]], int]:
+    """Token ids per conversation and how many were cut: the start is dropped (the end holds the rationale
+    and the last token the head reads)."""
+    encoded, truncated = [], 0
+    for messages in conversations:
+        ids = render(tokenizer, messages)
+        if len(ids) > cutoff_len:
+            ids, truncated = ids[-cutoff_len:], truncated + 1
+        encoded.append(ids)
+    return encoded, truncated

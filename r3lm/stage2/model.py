@@ -1,0 +1,113 @@
+"""The Stage-II regressor: an LLM backbone (optionally with LoRA) and a LayerNorm + Linear head that
+reads the hidden state of the last non-padding token."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from r3lm.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+def regression_head(hidden_size: int) -> nn.Module:
+    return nn.Sequential(nn.LayerNorm(hidden_size), nn.Linear(hidden_size, 1))
+
+
+def load_tokenizer(path: str | Path) -> Any:
+    """The backbone's tokenizer, padding on the right (the head reads the last real token)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path), padding_side="right")
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot load the Stage II tokenizer: {str(error).splitlines()[0]}", path=path) from error
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_backbone(path: str | Path, dtype: torch.dtype, device: str, lora: dict[str, Any] | None = None
+                  ) -> nn.Module:
+    """The transformer without its LM head; frozen, or with LoRA on every linear layer.
+
+    LoRA adapters stay float32 while the frozen weights sit in the compute dtype.
+    """
+    from transformers import AutoModel
+
+    try:
+        backbone = AutoModel.from_pretrained(str(path), dtype=dtype)
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot load the Stage II backbone: {str(error).splitlines()[0]}", path=path) from error
+    backbone.config.use_cache = False
+    if lora is None:
+        backbone.requires_grad_(False)
+    else:
+        from peft import LoraConfig, get_peft_model
+
+        backbone = get_peft_model(backbone, LoraConfig(
+            r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+            target_modules=lora["target_modules"]))
+        for parameter in backbone.parameters():
+            if parameter.requires_grad:
+                parameter.data = parameter.data.float()
+        trainable, total = backbone.get_nb_trainable_parameters()
+        log.info("LoRA: %d of %d backbone parameters trainable (%.2f%%)", trainable, total, 100 * trainable / total)
+    return backbone.to(device)
+
+
+def pad_batch(sequences: list[list[int]], pad_token_id: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and attention mask, as long as the batch's longest input (dynamic padding)."""
+    longest = max(map(len, sequences))
+    input_ids = torch.full((len(sequences), longest), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+    for row, ids in enumerate(sequences):
+        input_ids[row, :len(ids)] = torch.tensor(ids)
+        mask[row, :len(ids)] = 1
+    return input_ids.to(device), mask.to(device)
+
+
+def last_token_states(backbone: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      compute_dtype: torch.dtype) -> torch.Tensor:
+    """Float32 hidden state of each row's last real token (right padding: at mask.sum - 1)."""
+    device_type = input_ids.device.type
+    autocast = (torch.autocast(device_type, dtype=compute_dtype) if compute_dtype != torch.float32
+                else nullcontext())
+    with autocast:
+        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    last = attention_mask.sum(dim=1) - 1
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last].float()
+
+
+def length_sorted_batches(lengths: list[int], batch_size: int) -> Iterator[np.ndarray]:
+    """Index batches, longest first, so padding is small and a memory problem shows up at once."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start:start + batch_size]
+
+
+@torch.no_grad()
+def embed(backbone: nn.Module, encoded: list[list[int]], pad_token_id: int, compute_dtype: torch.dtype,
+          device: str, batch_size: int, *, progress: bool = False, description: str = "embedding") -> np.ndarray:
+    """Last-token states of every input, in input order (n, hidden)."""
+    backbone.eval()
+    out: np.ndarray | None = None
+    bar = tqdm(total=len(encoded), desc=description, unit="input", disable=not progress)
+    for batch in length_sorted_batches([len(ids) for ids in encoded], batch_size):
+        input_ids, mask = pad_batch([encoded[index] for index in batch], pad_token_id, device)
+        states = last_token_states(backbone, input_ids, mask, compute_dtype).cpu().numpy()
+        if out is None:
+            out = np.zeros((len(encoded), states.shape[1]), dtype=np.float32)
+        out[batch] = states
+        bar.update(len(batch))
+    bar.close()
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)

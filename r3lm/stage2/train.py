@@ -1,0 +1,168 @@
+"""The Stage-II optimisation loop, shared by LoRA training and the frozen-backbone head fit.
+
+MSE on standardised activity; AdamW with cosine decay after warmup; gradient clipping; optional
+class-balanced sampling by level; validation Pearson at every eval interval and epoch end, keeping the
+best weights; a checkpoint every `save_steps` that a killed run resumes from, bit for bit, because the
+batch plan of every epoch is a pure function of (seed, epoch).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import pearsonr
+from torch import nn
+from tqdm import tqdm
+from transformers import get_scheduler
+
+from r3lm.io import atomic_dir
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "state.pt"
+
+
+@dataclass
+class FitResult:
+    best_state: dict[str, torch.Tensor]
+    best_pearson: float
+    best_step: int
+    steps: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from_step: int | None = None
+    seconds: float = 0.0
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: parameter.detach().cpu().clone() for name, parameter in model.named_parameters()
+            if parameter.requires_grad}
+
+
+def batch_plan(levels: np.ndarray, lengths: Sequence[int] | None, batch_size: int, *, seed: int, epoch: int,
+               balanced: bool) -> list[np.ndarray]:
+    """One epoch's batches: shuffled (or drawn with replacement in inverse proportion to each level's count),
+    then, with lengths, grouped by length within windows of 50 batches so padding stays small."""
+    rng = np.random.default_rng([seed, epoch])
+    n = len(levels)
+    if balanced:
+        _, inverse, counts = np.unique(levels, return_inverse=True, return_counts=True)
+        weights = 1.0 / counts[inverse]
+        order = rng.choice(n, size=n, replace=True, p=weights / weights.sum())
+    else:
+        order = rng.permutation(n)
+    if lengths is not None:
+        window = batch_size * 50
+        lengths_array = np.asarray(lengths)
+        order = np.concatenate([chunk[np.argsort(-lengths_array[chunk], kind="stable")]
+                                for chunk in np.array_split(order, max(1, math.ceil(n / window)))])
+    batches = [order[start:start + batch_size] for start in range(0, n, batch_size)]
+    return [batches[index] for index in rng.permutation(len(batches))]
+
+
+def _pearson(predicted: np.ndarray, measured: np.ndarray) -> float:
+    if len(measured) < 2 or np.std(predicted) == 0 or np.std(measured) == 0:
+        return float("nan")
+    return float(pearsonr(predicted, measured)[0])
+
+
+def fit(model: nn.Module, predict_batch: Callable[[np.ndarray], torch.Tensor], targets: np.ndarray,
+        levels: np.ndarray, predict_val: Callable[[], np.ndarray], val_targets: np.ndarray,
+        settings: dict[str, Any], work_dir: Path, *, lengths: Sequence[int] | None = None,
+        head_parameters: Sequence[nn.Parameter] = (), progress: bool = True, label: str = "") -> FitResult:
+    """Train `model`'s trainable parameters; `predict_batch(indices)` returns standardised predictions with
+    gradients, `predict_val()` the validation predictions without. Returns the best-validation weights."""
+    started = time.perf_counter()
+    seed, accumulation = settings["seed"], settings.get("gradient_accumulation", 1)
+    torch.manual_seed(seed)
+    head_ids = {id(parameter) for parameter in head_parameters}
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    groups = [{"params": [p for p in trainable if id(p) not in head_ids], "lr": settings["learning_rate"]},
+              {"params": [p for p in trainable if id(p) in head_ids],
+               "lr": settings.get("head_learning_rate") or settings["learning_rate"]}]
+    optimizer = torch.optim.AdamW([group for group in groups if group["params"]],
+                                  weight_decay=settings["weight_decay"])
+    batches_per_epoch = math.ceil(len(targets) / settings["batch_size"])
+    steps_per_epoch = math.ceil(batches_per_epoch / accumulation)
+    total_steps = max(1, steps_per_epoch * settings["epochs"])
+    scheduler = get_scheduler(settings["scheduler"], optimizer,
+                              num_warmup_steps=int(settings["warmup_ratio"] * total_steps),
+                              num_training_steps=total_steps)
+    target_tensor = torch.as_tensor(targets, dtype=torch.float32)
+    result = FitResult(best_state=trainable_state(model), best_pearson=-math.inf, best_step=0, steps=0)
+
+    checkpoint = work_dir / "checkpoint"
+    if (checkpoint / CHECKPOINT_FILE).is_file():
+        saved = torch.load(checkpoint / CHECKPOINT_FILE, weights_only=False)
+        model.load_state_dict(saved["model"], strict=False)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        result = saved["result"]
+        result.resumed_from_step = result.steps
+        log.info("%sresuming Stage II from step %d (best val Pearson %.4f)", label, result.steps,
+                 result.best_pearson)
+
+    def evaluate(epoch: float, train_loss: float | None) -> None:
+        model.eval()
+        with torch.no_grad():
+            predicted = predict_val()
+        model.train()
+        score = _pearson(predicted, val_targets)
+        val_loss = float(np.mean((predicted - val_targets) ** 2))
+        result.history.append({"step": result.steps, "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                               "val_pearson": score})
+        improved = not math.isnan(score) and score > result.best_pearson
+        if improved:
+            result.best_pearson, result.best_step, result.best_state = score, result.steps, trainable_state(model)
+        # a frozen-backbone fit evaluates hundreds of times: log improvements and about 20 lines in all
+        level = logging.INFO if improved or result.steps % max(1, total_steps // 20) == 0 else logging.DEBUG
+        log.log(level, "%sstep %d (epoch %.2f): val loss %.4f, val Pearson %.4f (best %.4f at step %d)", label,
+                 result.steps, epoch, val_loss, score, result.best_pearson, result.best_step)
+
+    def save() -> None:
+        with atomic_dir(checkpoint) as tmp:
+            torch.save({"model": trainable_state(model), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "result": result}, tmp / CHECKPOINT_FILE)
+
+    model.train()
+    if result.steps == 0:
+        evaluate(0.0, None)
+    bar = tqdm(total=total_steps, initial=result.steps, desc=f"{label}Stage II", unit="step", disable=not progress)
+    running: list[float] = []
+    while result.steps < total_steps:
+        epoch = result.steps // steps_per_epoch
+        plan = batch_plan(levels, lengths, settings["batch_size"], seed=seed, epoch=epoch,
+                          balanced=settings["balanced_sampling"])
+        done_in_epoch = result.steps - epoch * steps_per_epoch
+        for step_batches in range(done_in_epoch, steps_per_epoch):
+            optimizer.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            chunk = plan[step_batches * accumulation:(step_batches + 1) * accumulation]
+            for indices in chunk:
+                loss = nn.functional.mse_loss(predict_batch(indices), target_tensor[indices]) * len(indices)
+                (loss / sum(len(part) for part in chunk)).backward()
+                step_loss += float(loss)
+            nn.utils.clip_grad_norm_(trainable, settings["max_grad_norm"])
+            optimizer.step()
+            scheduler.step()
+            result.steps += 1
+            running.append(step_loss / sum(len(part) for part in chunk))
+            bar.update(1)
+            at_epoch_end = step_batches == steps_per_epoch - 1
+            if result.steps % settings["eval_steps"] == 0 or at_epoch_end:
+                evaluate(result.steps / steps_per_epoch, float(np.mean(running)))
+                running = []
+            if result.steps % settings["save_steps"] == 0 and result.steps < total_steps:
+                save()
+    bar.close()
+    shutil.rmtree(checkpoint, ignore_errors=True)
+    result.seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,217 @@
+"""The baselines on generated data whose answer is known: activity is a count of planted sites plus noise."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import assert_input_error, written_files
+
+from r3lm.baselines import cnn
+from r3lm.baselines.common import pearson
+from r3lm.baselines.motif_ridge import run_motif_ridge
+from r3lm.data.levels import assign_levels, level_edges
+from r3lm.errors import InputError
+from r3lm.predictions import PREDICTION_COLUMNS, read_predictions
+
+ACTIVATOR, REPRESSOR = "TGACTCA", "AGATAAG"  # AP-1 and GATA sites
+ACTIVATOR_FAMILY, REPRESSOR_FAMILY = "Fos-related; Jun-related", "C4-GATA-related"
+DECOYS = ["Decoy-one", "Decoy-two", "Decoy-three"]
+SLOT = 10  # sites go into distinct 10-bp slots, so they never overlap
+TINY_CNN = {"channels": 16, "blocks": 2, "kernel_size": 5, "stem_kernel_size": 9, "epochs": 4, "batch_size": 32,
+            "learning_rate": 0.01, "patience": 0, "device": "cpu"}
+
+
+def _sequence(length: int, sites: list[str], rng: np.random.Generator) -> str:
+    bases = list(rng.choice(list("ACGT"), length))
+    for slot, site in zip(rng.choice(length // SLOT, len(sites), replace=False), sites):
+        start = slot * SLOT + int(rng.integers(0, SLOT - len(site) + 1))
+        bases[start:start + len(site)] = site
+    return "".join(bases)
+
+
+def _card(cell_type: str, sequence: str, families: list[str]) -> str:
+    motifs = [{"matrix_id": f"MA{i:04d}.1", "name": family.split(";")[0], "family": family, "tf_class": "test",
+               "start": i, "end": i + 7, "strand": "+", "score": 10.0, "pvalue": 1e-5}
+              for i, family in enumerate(families)]
+    gc = (sequence.count("G") + sequence.count("C")) / len(sequence)
+    return json.dumps({"cell_type": cell_type, "gc_content": round(gc, 3), "sequence": sequence,
+                       "length": len(sequence), "grammar_tags": [], "motifs": motifs})
+
+
+def make_dataset(folder: Path, *, sizes: dict[str, int], lengths: tuple[int, ...] = (60,), seed: int = 0,
+                 noise: float = 0.3) -> dict[str, Path]:
+    """Long-format tables with sequences and cards for cell types A (AP-1 activates) and B (GATA represses).
+
+    A: activity = #AP-1 + noise; B: activity = 0.5 #AP-1 - #GATA + noise. Cards list the planted sites,
+    decoy families that do nothing, and a 'Rare' family on the first two train sequences only.
+    """
+    rng = np.random.default_rng(seed)
+    frames = {}
+    for split, n in sizes.items():
+        rows = []
+        for i in range(n):
+            activators, repressors = int(rng.integers(0, 4)), int(rng.integers(0, 3))
+            sequence = _sequence(int(rng.choice(lengths)), [ACTIVATOR] * activators + [REPRESSOR] * repressors, rng)
+            families = ([ACTIVATOR_FAMILY] * activators + [REPRESSOR_FAMILY] * repressors
+                        + list(rng.choice(DECOYS, int(rng.poisson(2))))
+                        + (["Rare"] if split == "train" and i < 2 else []))
+            signal = {"A": activators, "B": 0.5 * activators - repressors}
+            for cell_type, value in signal.items():
+                rows.append({"id": f"{split}{i:04d}", "sequence": sequence, "cell_type": cell_type,
+                             "activity": value + noise * rng.standard_normal(), "split": split,
+                             "card_json": _card(cell_type, sequence, families)})
+        frames[split] = pd.DataFrame(rows)
+    edges = {cell: level_edges(group["activity"].to_numpy(), 3) for cell, group in frames["train"].groupby("cell_type")}
+    paths = {}
+    for split, frame in frames.items():
+        levels = np.zeros(len(frame), dtype=np.int8)
+        for cell_type, index in frame.groupby("cell_type").indices.items():
+            levels[index] = assign_levels(frame["activity"].to_numpy()[index], edges[cell_type])
+        frame["level"] = levels
+        paths[split] = folder / f"{split}.parquet"
+        frame.to_parquet(paths[split], index=False)
+    paths["summary"] = folder / "summary.json"
+    paths["summary"].write_text(json.dumps({"levels": {"n_levels": 3, "edges": edges}}))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return make_dataset(tmp_path_factory.mktemp("baselines"), sizes={"train": 800, "val": 200, "test": 200},
+                        lengths=(50, 60))
+
+
+def _run_ridge(dataset: dict[str, Path], out: Path, **settings: Any) -> dict[str, Any]:
+    return run_motif_ridge({"alphas": [0.1, 1.0, 10.0, 100.0], "min_count": 5, **settings}, dataset["train"],
+                           dataset["val"], [dataset["test"]], dataset["summary"], out)
+
+
+def _run_cnn(dataset: dict[str, Path], out: Path, **settings: Any) -> dict[str, Any]:
+    return cnn.run_cnn({**TINY_CNN, **settings}, dataset["train"], dataset["val"], [dataset["test"]],
+                       dataset["summary"], out, progress=False)
+
+
+def assert_shared_format(out: Path, test_path: Path, summary_path: Path) -> pd.DataFrame:
+    """Every test row once, the shared columns, and predicted levels by the train edges."""
+    table, _ = read_predictions(out)
+    test = pd.read_parquet(test_path)
+    assert list(table.columns[:len(PREDICTION_COLUMNS)]) == PREDICTION_COLUMNS
+    assert sorted(zip(table["id"], table["cell_type"])) == sorted(zip(test["id"], test["cell_type"]))
+    edges = json.loads(summary_path.read_text())["levels"]["edges"]
+    for cell_type, group in table.groupby("cell_type"):
+        assert np.isfinite(group["predicted"]).all()
+        np.testing.assert_array_equal(group["predicted_level"], assign_levels(group["predicted"].to_numpy(),
+                                                                              edges[cell_type]))
+    merged = table.merge(test, on=["id", "cell_type"])
+    np.testing.assert_array_equal(merged["measured"], merged["activity"])
+    np.testing.assert_array_equal(merged["level_x"], merged["level_y"])
+    return table
+
+
+def test_motif_ridge_recovers_the_planted_families(dataset: dict[str, Path], tmp_path: Path) -> None:
+    summary = _run_ridge(dataset, tmp_path / "ridge")
+    table = assert_shared_format(tmp_path / "ridge", dataset["test"], dataset["summary"])
+    for cell_type, group in table.groupby("cell_type"):
+        assert pearson(group["measured"], group["predicted"]) > 0.8, cell_type
+    top_a, top_b = summary["top_coefficients"]["A"], summary["top_coefficients"]["B"]
+    # a "Fos-related; Jun-related" hit counts for both families, so the two share the credit
+    assert {entry["feature"] for entry in top_a[:2]} == {"Fos-related", "Jun-related"}
+    assert all(entry["weight"] > 0 for entry in top_a[:2])
+    assert top_b[0]["feature"] == REPRESSOR_FAMILY and top_b[0]["weight"] < 0
+    assert summary["method"] == "motif_ridge"
+    assert summary["families_dropped"] == 1  # 'Rare' is on 2 train cards, under min_count 5
+    assert summary["n_features"] == len(DECOYS) + 3 + 2  # decoys, Fos, Jun, GATA, then GC content and length
+    assert summary["train_rows"] == {"A": 800, "B": 800}
+    assert set(summary["alpha"]) == {"A", "B"}
+
+
+def test_motif_ridge_rejects_a_malformed_card(dataset: dict[str, Path], tmp_path: Path) -> None:
+    train = pd.read_parquet(dataset["train"])
+    train.loc[4, "card_json"] = json.dumps({"gc_content": 0.5, "length": 60})  # no motifs list
+    bad = tmp_path / "train.parquet"
+    train.to_parquet(bad, index=False)
+    with pytest.raises(InputError) as caught:
+        run_motif_ridge({}, bad, dataset["val"], [dataset["test"]], dataset["summary"], tmp_path / "out")
+    assert "motifs" in assert_input_error(caught.value, path=bad, row=5, column="card_json")
+    assert written_files(tmp_path / "out") == []
+
+
+def test_cnn_learns_the_planted_signal_and_is_reproducible(dataset: dict[str, Path], tmp_path: Path) -> None:
+    summary = _run_cnn(dataset, tmp_path / "first")
+    table = assert_shared_format(tmp_path / "first", dataset["test"], dataset["summary"])
+    for cell_type, group in table.groupby("cell_type"):
+        assert pearson(group["measured"], group["predicted"]) > 0.8, cell_type
+    curve = pd.read_csv(tmp_path / "first" / "curve.csv")
+    assert list(curve.columns) == cnn.CURVE_COLUMNS and len(curve) == summary["epochs_run"] == TINY_CNN["epochs"]
+    assert curve["train_loss"].iloc[-1] < curve["train_loss"].iloc[0]
+    assert summary["best_epoch"] == int(curve["val_pearson"].idxmax()) + 1
+    assert np.mean(list(summary["val_pearson"].values())) == pytest.approx(curve["val_pearson"].max())
+    assert summary["method"] == "cnn" and summary["train_sequences"] == 800
+    saved = torch.load(tmp_path / "first" / "model.pt")
+    assert saved["cell_types"] == ["A", "B"]
+    assert sum(value.numel() for name, value in saved["state_dict"].items()
+               if "running" not in name and "num_batches" not in name) == summary["parameters"]
+
+    _run_cnn(dataset, tmp_path / "second")
+    second, _ = read_predictions(tmp_path / "second")
+    np.testing.assert_array_equal(second["predicted"], table["predicted"])
+
+
+def test_cnn_prediction_is_strand_symmetric() -> None:
+    """A sequence and its reverse complement get the same prediction, also when padding is involved."""
+    sequences = [_sequence(length, [ACTIVATOR], np.random.default_rng(length)) for length in (40, 47, 60)]
+    sequences[1] = sequences[1][:20] + "N" + sequences[1][21:]
+    complement = str.maketrans("ACGTN", "TGCAN")
+    reverse = [sequence.translate(complement)[::-1] for sequence in sequences]
+    codes, lengths = cnn.encode_sequences(sequences)
+    reverse_codes, _ = cnn.encode_sequences(reverse)
+    np.testing.assert_array_equal(
+        cnn.reverse_complement(torch.from_numpy(codes).long(), torch.from_numpy(lengths)).numpy(), reverse_codes)
+    torch.manual_seed(0)
+    model = cnn.SequenceCNN(2, channels=8, blocks=2, kernel_size=5, stem_kernel_size=9)
+    model(cnn.one_hot(torch.from_numpy(codes).long()))  # a train-mode pass moves BatchNorm off its initial stats
+    predicted = cnn.predict_codes(model, codes, lengths, batch_size=2, device=torch.device("cpu"))
+    predicted_reverse = cnn.predict_codes(model, reverse_codes, lengths, batch_size=2, device=torch.device("cpu"))
+    np.testing.assert_allclose(predicted, predicted_reverse, rtol=1e-5, atol=1e-6)
+    assert np.ptp(predicted[:, 0]) > 0  # not trivially symmetric because constant
+
+
+def _break(path: Path, out: Path, edit: Any) -> Path:
+    frame = pd.read_parquet(path)
+    broken = out / path.name
+    edit(frame).to_parquet(broken, index=False)
+    return broken
+
+
+@pytest.mark.parametrize(("split", "edit", "row", "column", "message"), [
+    ("train", lambda frame: frame.drop(columns="sequence"), None, "sequence", "missing column"),
+    ("test", lambda frame: frame.assign(sequence=frame["sequence"].where(frame.index != 2, "ACGTXACGT")), 3,
+     "sequence", "'X' at position 5"),
+    ("train", lambda frame: frame.iloc[:0], None, None, "empty"),
+    ("val", lambda frame: frame.assign(activity=frame["activity"].astype(str).where(frame.index != 6, "high")), 7,
+     "activity", "not a number"),
+])
+def test_cnn_bad_input_names_the_place_and_writes_nothing(dataset: dict[str, Path], tmp_path: Path, split: str,
+                                                          edit: Any, row: int | None, column: str | None,
+                                                          message: str) -> None:
+    paths = {**dataset, split: _break(dataset[split], tmp_path, edit)}
+    out = tmp_path / "out"
+    with pytest.raises(InputError) as caught:
+        _run_cnn(paths, out)
+    assert message in assert_input_error(caught.value, path=paths[split], row=row, column=column)
+    assert written_files(out) == []
+
+
+def test_cnn_rejects_a_cell_type_without_level_edges(dataset: dict[str, Path], tmp_path: Path) -> None:
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"levels": {"edges": {"A": [0.0, 1.0]}}}))
+    with pytest.raises(InputError) as caught:
+        _run_cnn({**dataset, "summary": summary}, tmp_path / "out")
+    assert "'B'" in assert_input_error(caught.value, path=summary, row=None, column=None)
+    assert written_files(tmp_path / "out") == []

@@ -1,0 +1,103 @@
+# Stage: evaluate. Every method scored per cell type on both protocols with bootstrap intervals,
+# explanation faithfulness, and the report (summary.md, figures, and `snakemake --report`).
+
+
+rule metrics:
+    input:
+        predictions=prediction_dirs(),
+        test=f"{DATA_DIR}/test.parquet",
+        test_subset=f"{DATA_DIR}/test_subset.parquet",
+    output:
+        metrics=f"{EVAL_DIR}/metrics.tsv",
+        skipped=f"{EVAL_DIR}/metrics_skipped.tsv",
+    params:
+        settings=settings("evaluation"),
+        baselines=BASELINES,
+    log:
+        f"{LOG_DIR}/evaluate/metrics.log",
+    threads: 1
+    resources:
+        mem_mb=8192,
+        runtime=60,
+    conda:
+        ENV
+    shell:
+        "python -m r3lm metrics --config {params.settings:q} --predictions {input.predictions}"
+        " --baselines {params.baselines} --test {input.test} --test-subset {input.test_subset}"
+        " --out {output.metrics} --skipped {output.skipped} > {log} 2>&1"
+
+
+rule citation_faithfulness:
+    input:
+        rationales=lambda wildcards: (
+            f"{STAGE1_DIR}/rationales/test.parquet"
+            if wildcards.source == "generated"
+            else f"{REASONING_DIR}/test.parquet"
+        ),
+        cards=f"{RCC_DIR}/{TEACHER_SETS['test']}.parquet",
+        ground_truth=f"{DATA_DIR}/ground_truth.parquet",
+    output:
+        f"{EVAL_DIR}/citation_{{source}}.tsv",
+    params:
+        settings=settings("evaluation"),
+    log:
+        f"{LOG_DIR}/evaluate/citation_{{source}}.log",
+    wildcard_constraints:
+        source="generated|teacher",
+    threads: 1
+    resources:
+        mem_mb=4096,
+        runtime=30,
+    conda:
+        ENV
+    shell:
+        "python -m r3lm citation-faithfulness --config {params.settings:q} --rationales {input.rationales}"
+        " --cards {input.cards} --ground-truth {input.ground_truth} --out {output} > {log} 2>&1"
+
+
+rule report:
+    input:
+        metrics=f"{EVAL_DIR}/metrics.tsv",
+        skipped=f"{EVAL_DIR}/metrics_skipped.tsv",
+        predictions=prediction_dirs(),
+        test=f"{DATA_DIR}/test.parquet",
+        test_subset=f"{DATA_DIR}/test_subset.parquet",
+        faithfulness=list(faithfulness_tables().values()),
+        curves=[path for path in training_curves().values() if not path.startswith(PREDICTIONS)],
+    output:
+        summary=report(
+            f"{REPORT_DIR}/summary.md", caption="../report/summary.rst", category="Evaluation"
+        ),
+        scatter=report(
+            expand(f"{REPORT_DIR}/scatter_{{protocol}}.png", protocol=["full", "paper"]),
+            caption="../report/scatter.rst",
+            category="Evaluation",
+        ),
+        pearson=report(
+            expand(f"{REPORT_DIR}/pearson_{{protocol}}.png", protocol=["full", "paper"]),
+            caption="../report/pearson.rst",
+            category="Evaluation",
+        ),
+        curves=report(
+            f"{REPORT_DIR}/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="Training",
+        ),
+    params:
+        settings=settings("evaluation"),
+        faithfulness=named(faithfulness_tables()),
+        curves=named(training_curves()),
+        figure_dir=REPORT_DIR,
+    log:
+        f"{LOG_DIR}/evaluate/report.log",
+    threads: 1
+    resources:
+        mem_mb=4096,
+        runtime=30,
+    conda:
+        ENV
+    shell:
+        "python -m r3lm report --config {params.settings:q} --metrics {input.metrics} --skipped {input.skipped}"
+        " --predictions {input.predictions} --test {input.test} --test-subset {input.test_subset}"
+        " --faithfulness {params.faithfulness} --curves {params.curves}"
+        " --out {output.summary} --figure-dir {params.figure_dir} > {log} 2>&1"

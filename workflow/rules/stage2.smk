@@ -1,0 +1,40 @@
+# Stage: stage2. Reason-conditioned regression: one job per input mode (generated_cot is the method,
+# oracle_cot an upper bound, rcc_only and sequence_only the ablations), each training its models and
+# predicting the Stage-II test set into results/<dataset>/predictions/<mode>/.
+
+
+rule stage2:
+    input:
+        unpack(stage2_backbone_input),
+        teacher_sets=[f"{REASONING_DIR}/{name}.parquet" for name in STAGE2_SETS],
+        cards=[f"{RCC_DIR}/{TEACHER_SETS[name]}.parquet" for name in STAGE2_SETS],
+        rationales=stage2_rationales,
+        data_summary=f"{DATA_DIR}/summary.json",
+    output:
+        predictions=directory(f"{PREDICTIONS}/{{mode}}"),
+        model=directory(f"{STAGE2_DIR}/{{mode}}/model"),
+        curve=f"{STAGE2_DIR}/{{mode}}/curve.csv",
+        summary=f"{STAGE2_DIR}/{{mode}}/summary.json",
+    params:
+        settings=settings("stage2", "llm", "levels", "motifs"),
+        backbone=stage2_backbone(),
+        work_dir=lambda wildcards, output: Path(output.summary).parent,
+        rationales=lambda wildcards, input: (
+            f"--rationales {' '.join(input.rationales)}" if input.rationales else ""
+        ),
+    log:
+        f"{LOG_DIR}/stage2/{Path(STAGE2_DIR).name}/{{mode}}.log",
+    wildcard_constraints:
+        mode="|".join(["generated_cot", "oracle_cot", "rcc_only", "sequence_only"]),
+    threads: 2
+    resources:
+        mem_mb=16384,
+        runtime=1440,
+        gpu=STAGE2["gpus"],
+    conda:
+        ENV
+    shell:
+        "python -m r3lm stage2 --config {params.settings:q} --mode {wildcards.mode} --backbone {params.backbone:q}"
+        " --teacher-sets {input.teacher_sets} --cards {input.cards} {params.rationales}"
+        " --data-summary {input.data_summary} --work-dir {params.work_dir}"
+        " --predictions {output.predictions} --no-progress > {log} 2>&1"
