@@ -213,6 +213,23 @@ def _citation_faithfulness(args: argparse.Namespace) -> None:
                                 load_config(args.config)["evaluation"]["bootstrap"])
 
 
+def _disruption(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from r3lm.config import load_config
+    from r3lm.evaluate.disruption import run_disruption
+
+    config = load_config(args.config)
+    settings = config["evaluation"]["disruption"]
+    model_dirs = {folder.name: folder for folder in sorted(Path(args.models).iterdir()) if folder.is_dir()}
+    if not model_dirs:
+        raise InputError("no Stage II model folders inside", path=args.models)
+    run_disruption(config, model_dirs, args.predictions, args.cards, args.out, args.summary,
+                   stage1_model=args.stage1_model, regenerate=settings["regenerate"],
+                   max_sequences=settings["max_sequences"], seed=settings["seed"], data_dir=args.data_dir,
+                   settings=config["evaluation"]["bootstrap"], progress=not args.no_progress)
+
+
 def _report(args: argparse.Namespace) -> None:
     from r3lm.config import load_config
     from r3lm.evaluate.report import write_report
@@ -386,6 +403,18 @@ def build_parser() -> argparse.ArgumentParser:
     citation.add_argument("--cards", required=True, help="the cards of those rows")
     citation.add_argument("--ground-truth", required=True, help="the simulator's ground_truth.parquet")
     citation.add_argument("--out", required=True, help="faithfulness TSV")
+
+    disruption = _subcommand(commands, "disruption",
+                             "faithfulness: disrupt each cited motif, rebuild the card, predict again", _disruption,
+                             config=True)
+    disruption.add_argument("--models", required=True, help="a Stage II mode's model/ folder (one folder per group)")
+    disruption.add_argument("--predictions", required=True, help="that mode's predictions folder")
+    disruption.add_argument("--cards", required=True, help="the cards of the predicted rows")
+    disruption.add_argument("--stage1-model", default=None, help="the Stage-I model (to regenerate rationales)")
+    disruption.add_argument("--data-dir", default=None, help="the prepared dataset (motifs.background: input)")
+    disruption.add_argument("--out", required=True, help="pair table TSV (one row per disrupted motif)")
+    disruption.add_argument("--summary", required=True, help="agreement per cell type TSV")
+    disruption.add_argument("--no-progress", action="store_true")
 
     report = _subcommand(commands, "report", "summary.md and figures from the evaluation", _report, config=True)
     report.add_argument("--metrics", required=True)

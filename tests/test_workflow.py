@@ -25,9 +25,9 @@ def gosai_rows() -> Path:
     return path
 
 
-def snakemake(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+def snakemake(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *args],
-                          cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
+                          cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @pytest.mark.parametrize("configfile", ["config/config.yaml", "config/gosai2024.yaml"])
@@ -88,24 +88,28 @@ def test_gosai_runs_end_to_end_from_a_file_url(tmp_path: Path, gosai_rows: Path)
 
 
 def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path) -> None:
-    """The whole chain so far (data, scan, cards, teacher, Stage I, self-generated rationales) at toy scale."""
+    """The whole chain (data, scan, cards, teacher, Stage I, self-generated rationales, Stage II in every
+    mode, baselines, metrics, faithfulness, report) at toy scale, with the real SmolLM2."""
     config = tmp_path / "demo.yaml"
     config.write_text(yaml.safe_dump({
         "dataset": {"name": "tiny", "demo": {"n_sequences": 300}},
-        "sampling": {"test_subset_per_cell_type": 10},
+        "sampling": {"test_subset_per_cell_type": 2},
         "llm": {"base": str(smollm2_dir)},
         "reasoning": {"detail": "brief",
-                      "sets": {"stage1_train": 2, "stage1_val": 1, "stage2_train": 2, "stage2_val": 1, "test": 1}},
+                      "sets": {"stage1_train": 2, "stage1_val": 1, "stage2_train": 3, "stage2_val": 2}},
         "stage1": {"epochs": 1, "batch_size": 2, "gradient_accumulation": 1, "learning_rate": 1e-4,
                    "gradient_checkpointing": False, "cutoff_len": 1024},
-        "generation": {"batch_size": 4, "max_new_tokens": 8}}))
-    result = snakemake("--cores", "2", "--directory", str(tmp_path), "--configfile", str(config))
+        "generation": {"batch_size": 4, "max_new_tokens": 8, "dtype": "bfloat16"},
+        "stage2": {"training": "frozen", "dtype": "bfloat16", "frozen": {"epochs": 20}},
+        "baselines": {"cnn": {"epochs": 1, "channels": 8, "blocks": 1}},
+        "evaluation": {"bootstrap": {"n_boot": 200}, "disruption": {"max_sequences": 1}}}))
+    result = snakemake("--cores", "2", "--directory", str(tmp_path), "--configfile", str(config), timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     data = tmp_path / "results/tiny/data"
     tables = {name: pd.read_parquet(data / f"{name}.parquet") for name in ("train", "val", "test", "test_subset")}
     assert sum(table["id"].nunique() for name, table in tables.items() if name != "test_subset") == 300
     assert set(tables["train"]["cell_type"]) == {"K562", "HepG2", "SKNSH"}
-    assert tables["test_subset"].groupby("cell_type").size().eq(10).all()
+    assert tables["test_subset"].groupby("cell_type").size().eq(2).all()
     assert (data / "ground_truth.parquet").is_file()
     setting = "JASPAR2026_CORE_vertebrates_p5e-05_uniform_pc0.1"
     meme = (tmp_path / "resources/motifs/JASPAR2026_CORE_vertebrates.meme").read_text()
@@ -130,7 +134,7 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path
     summary = json.loads((stage1 / "summary.json").read_text())
     assert summary["steps"] == 3 and summary["data"]["train"]["examples"] == 6
     assert (stage1 / "model/config.json").is_file() and (stage1 / "loss.png").is_file()
-    for name, per_cell_type in (("stage2_train", 2), ("stage2_val", 1), ("test", 1)):
+    for name, per_cell_type in (("stage2_train", 3), ("stage2_val", 2), ("test", 2)):
         rationales = pd.read_parquet(stage1 / f"rationales/{name}.parquet")
         assert rationales.groupby("cell_type").size().eq(per_cell_type).all()
         assert (rationales["n_new_tokens"] <= 8).all() and rationales["rationale"].str.len().gt(0).all()
@@ -138,6 +142,27 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path
         assert generated["rows"] == 3 * per_cell_type  # 8 tokens are too few for a valid rationale:
         assert generated["rejections"]["missing_think"] + generated["rejections"]["too_few_steps"] == \
             generated["rows"] - generated["valid"]
+
+    results = tmp_path / "results/tiny"
+    predictions = {method: pd.read_parquet(results / f"predictions/{method}/HepG2.parquet")
+                   for method in ("motif_ridge", "cnn", "generated_cot", "oracle_cot", "rcc_only", "sequence_only")}
+    assert len(predictions["cnn"]) == len(predictions["motif_ridge"]) == (tables["test"]["cell_type"] == "HepG2").sum()
+    assert all(len(predictions[mode]) == 2 for mode in ("generated_cot", "oracle_cot", "rcc_only", "sequence_only"))
+    assert "rationale" in predictions["generated_cot"] and "rationale" not in predictions["rcc_only"]
+    metrics = pd.read_csv(results / "eval/metrics.tsv", sep="\t")
+    full = metrics[metrics["protocol"] == "full"]
+    assert set(full["method"]) == {"motif_ridge", "cnn"}  # the LLM methods cover only the test subset
+    paper = metrics[metrics["protocol"] == "paper"]
+    assert set(paper["method"]) == set(predictions) and (paper["n"] == 2).all()
+    assert {"pearson_lo", "pearson_hi", "spearman", "rmse", "delta_pearson"} <= set(metrics.columns)
+    citation = pd.read_csv(results / "eval/citation_teacher.tsv", sep="\t")
+    assert "all" in set(citation["cell_type"])
+    disruption = pd.read_csv(results / "eval/disruption.tsv", sep="\t")
+    assert {"cell_type", "id", "motif", "claimed", "delta"} <= set(disruption.columns)
+    summary = (results / "report/summary.md").read_text()
+    assert "generated_cot" in summary and "motif_ridge" in summary
+    for figure in ("scatter_full", "scatter_paper", "pearson_full", "pearson_paper", "training_curves"):
+        assert (results / f"report/{figure}.png").read_bytes().startswith(b"\x89PNG")
 
 
 def _schema_keys(schema: dict, prefix: str = "") -> list[str]:

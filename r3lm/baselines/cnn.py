@@ -44,7 +44,7 @@ from r3lm.io import atomic_path, write_table
 
 log = logging.getLogger(__name__)
 
-DEFAULTS: dict[str, Any] = {"channels": 64, "blocks": 4, "kernel_size": 7, "stem_kernel_size": 15, "epochs": 5, "batch_size": 64,
+DEFAULTS: dict[str, Any] = {"channels": 64, "blocks": 4, "kernel_size": 7, "epochs": 6, "batch_size": 64,
                             "learning_rate": 0.005, "weight_decay": 0.01, "patience": 3, "seed": 0,
                             "device": "auto"}
 DATA_COLUMNS = [*ROW_COLUMNS, "sequence"]
@@ -132,9 +132,9 @@ class SequenceCNN(nn.Module):
     layers, which is what makes a few epochs on a CPU take about a minute.
     """
 
-    def __init__(self, n_outputs: int, *, channels: int, blocks: int, kernel_size: int, stem_kernel_size: int) -> None:
+    def __init__(self, n_outputs: int, *, channels: int, blocks: int, kernel_size: int) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv1d(4, channels, stem_kernel_size, padding="same", bias=False),
+        self.stem = nn.Sequential(nn.Conv1d(4, channels, kernel_size, padding="same", bias=False),
                                   nn.BatchNorm1d(channels), nn.SiLU())
         self.body = nn.Sequential(*(nn.Sequential(nn.MaxPool1d(2, ceil_mode=True), EffBlock(channels, kernel_size))
                                     for _ in range(blocks)))
@@ -264,7 +264,7 @@ def fit_cnn(settings: Mapping[str, Any], train: pd.DataFrame, val: pd.DataFrame,
     torch.manual_seed(settings["seed"])
     rng = np.random.default_rng(settings["seed"])  # batch order and strand flips: the same every run
     model = SequenceCNN(len(cell_types), channels=settings["channels"], blocks=settings["blocks"],
-                        kernel_size=settings["kernel_size"], stem_kernel_size=settings["stem_kernel_size"]).to(device)
+                        kernel_size=settings["kernel_size"]).to(device)
     log.info("CNN: %d parameters, %d train / %d val sequences, cell types %s, device %s, %d CPU threads",
              sum(p.numel() for p in model.parameters()), len(train_set.ids), len(val_set.ids), cell_types, device,
              torch.get_num_threads())
@@ -367,8 +367,7 @@ def run_cnn(settings: Mapping[str, Any], train_path: str | Path, val_path: str |
         "method": "cnn",
         "settings": fit.settings,
         "architecture": {"channels": fit.settings["channels"], "blocks": fit.settings["blocks"],
-                         "kernel_size": fit.settings["kernel_size"], "stem_kernel_size": fit.settings["stem_kernel_size"],
-                         "expansion": EXPANSION,
+                         "kernel_size": fit.settings["kernel_size"], "expansion": EXPANSION,
                          "se_reduction": SE_REDUCTION, "heads": fit.cell_types},
         "parameters": sum(p.numel() for p in fit.model.parameters()),
         "train_sequences": fit.train_sequences,

@@ -427,12 +427,15 @@ def citation_faithfulness(rationales: pd.DataFrame, ground_truth: pd.DataFrame,
     return pd.DataFrame(rows, columns=CITATION_COLUMNS)
 
 
-def attach_cards(rationales: pd.DataFrame, cards: pd.DataFrame) -> pd.DataFrame:
-    """The rationale rows with their card's card_json, joined on (id, cell_type); every row needs a card."""
-    _require(cards, ["id", "cell_type", "card_json"], "the card table")
+def attach_cards(rationales: pd.DataFrame, cards: pd.DataFrame, columns: Sequence[str] = ("card_json",)
+                 ) -> pd.DataFrame:
+    """The rationale rows with their card's `columns` (card_json, and card_text where wanted), joined on
+    (id, cell_type); every row needs a card."""
+    columns = list(dict.fromkeys(["card_json", *columns]))
+    _require(cards, ["id", "cell_type", *columns], "the card table")
     keys = ["id", "cell_type"]
-    left = rationales.drop(columns=["card_json"], errors="ignore").astype({"id": str, "cell_type": str})
-    right = cards[[*keys, "card_json"]].astype({"id": str, "cell_type": str}).drop_duplicates(keys)
+    left = rationales.drop(columns=columns, errors="ignore").astype({"id": str, "cell_type": str})
+    right = cards[[*keys, *columns]].astype({"id": str, "cell_type": str}).drop_duplicates(keys)
     joined = left.merge(right, on=keys, how="left", validate="many_to_one")
     missing = joined["card_json"].isna()
     if missing.any():

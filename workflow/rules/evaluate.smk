@@ -87,7 +87,7 @@ rule report:
         settings=settings("evaluation"),
         faithfulness=named(faithfulness_tables()),
         curves=named(training_curves()),
-        figure_dir=REPORT_DIR,
+        figure_dir=lambda wildcards, output: Path(output.summary).parent,
     log:
         f"{LOG_DIR}/evaluate/report.log",
     threads: 1
@@ -101,3 +101,31 @@ rule report:
         " --predictions {input.predictions} --test {input.test} --test-subset {input.test_subset}"
         " --faithfulness {params.faithfulness} --curves {params.curves}"
         " --out {output.summary} --figure-dir {params.figure_dir} > {log} 2>&1"
+
+
+rule disruption:
+    input:
+        models=f"{STAGE2_DIR}/{DISRUPTION['mode']}/model",
+        predictions=f"{PREDICTIONS}/{DISRUPTION['mode']}",
+        cards=f"{RCC_DIR}/{TEACHER_SETS['test']}.parquet",
+        stage1_model=f"{STAGE1_DIR}/model",
+        data_summary=f"{DATA_DIR}/summary.json",
+    output:
+        table=f"{EVAL_DIR}/disruption.tsv",
+        summary=f"{EVAL_DIR}/disruption_summary.tsv",
+    params:
+        settings=settings("evaluation", "rcc", "generation", "reasoning", "levels", "llm", "stage2", "motifs"),
+        data_dir=lambda wildcards, input: Path(input.data_summary).parent,
+    log:
+        f"{LOG_DIR}/evaluate/disruption.log",
+    threads: 2
+    resources:
+        mem_mb=16384,
+        runtime=720,
+        gpu=STAGE2["gpus"],
+    conda:
+        ENV
+    shell:
+        "python -m r3lm disruption --config {params.settings:q} --models {input.models}"
+        " --predictions {input.predictions} --cards {input.cards} --stage1-model {input.stage1_model}"
+        " --data-dir {params.data_dir} --out {output.table} --summary {output.summary} --no-progress > {log} 2>&1"

@@ -1,0 +1,125 @@
+"""Predictions from a saved Stage-II model folder (`model/<group>/` of `run_stage2`) for new inputs.
+
+A folder is self-contained: the same chat rendering, cutoff, last-token embedding, head and per-cell-type
+de-standardisation that produced its test predictions are rebuilt here, so perturbed inputs (motif
+disruption) are scored by exactly the model that was evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from r3lm.errors import InputError
+from r3lm.llm.base import resolve_dtype
+from r3lm.stage2.inputs import COT_MODES, MODES, messages_for, tokenize_rows
+from r3lm.stage2.model import embed, load_backbone, load_tokenizer, regression_head
+from r3lm.stage2.run import _standardise
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE, HEAD_FILE, ADAPTER_DIR = "stage2.json", "head.pt", "adapter"
+REQUIRED_KEYS = ("mode", "backbone", "standardisation", "cutoff_len", "hidden_size", "dtype")
+
+
+@dataclass
+class Stage2Predictor:
+    """A loaded model folder; `info` is its stage2.json (motif and level settings included)."""
+
+    info: dict[str, Any]
+    tokenizer: Any
+    backbone: nn.Module
+    head: nn.Module
+    dtype: torch.dtype
+    device: str
+
+    @property
+    def mode(self) -> str:
+        return self.info["mode"]
+
+    @property
+    def cell_types(self) -> list[str]:
+        return sorted(self.info["standardisation"])
+
+    @classmethod
+    def load(cls, model_dir: str | Path, *, device: str = "auto", dtype: str | None = None) -> Stage2Predictor:
+        """The frozen backbone (with its LoRA adapter when the folder has one) and the head; `dtype` overrides
+        the training dtype (auto, float32, bfloat16, float16)."""
+        folder = Path(model_dir)
+        info = read_model_info(folder)
+        head_path = folder / HEAD_FILE
+        if not head_path.is_file():
+            raise InputError(f"the Stage II model folder has no {HEAD_FILE}", path=folder)
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        compute_dtype = resolve_dtype(dtype or info["dtype"], device)
+        tokenizer = load_tokenizer(info["backbone"])
+        backbone = load_backbone(info["backbone"], compute_dtype, device)
+        adapter = folder / ADAPTER_DIR
+        if adapter.is_dir():
+            from peft import PeftModel
+
+            backbone = PeftModel.from_pretrained(backbone, str(adapter), is_trainable=False).to(device)
+        head = regression_head(int(info["hidden_size"]))
+        try:
+            head.load_state_dict(torch.load(head_path, map_location="cpu", weights_only=True))
+        except (RuntimeError, OSError, KeyError) as error:
+            raise InputError(f"cannot load the head: {str(error).splitlines()[0]}", path=head_path) from error
+        log.info("loaded the Stage II %s model %s (%s%s, %s)", info["mode"], folder, info["backbone"],
+                 " + LoRA" if adapter.is_dir() else "", compute_dtype)
+        return cls(info, tokenizer, backbone.eval(), head.to(device).eval(), compute_dtype, device)
+
+    @torch.no_grad()
+    def predict(self, rows: pd.DataFrame, batch_size: int = 8) -> np.ndarray:
+        """Activity per row, on each cell type's measured scale; rows have cell_type, card_text, sequence and,
+        in the cot modes, rationale."""
+        needed = ["cell_type", "card_text", "sequence", *(["rationale"] if self.mode in COT_MODES else [])]
+        missing = [column for column in needed if column not in rows.columns]
+        if missing:
+            raise InputError(f"Stage II {self.mode} inputs need column(s) {', '.join(missing)}", column=missing[0])
+        cells = rows["cell_type"].astype(str)
+        unknown = sorted(set(cells) - set(self.info["standardisation"]))
+        if unknown:
+            raise InputError(f"cell type(s) {', '.join(unknown)} not served by this Stage II model (it knows "
+                             f"{', '.join(self.cell_types)})", column="cell_type")
+        if rows.empty:
+            return np.zeros(0)
+        rationales = rows["rationale"] if "rationale" in rows.columns else [None] * len(rows)
+        conversations = [messages_for(self.mode, card_text=card, sequence=sequence, cell_type=cell,
+                                      rationale=None if pd.isna(rationale) else str(rationale))
+                         for card, sequence, cell, rationale in zip(rows["card_text"], rows["sequence"], cells,
+                                                                    rationales)]
+        encoded, truncated = tokenize_rows(self.tokenizer, conversations, int(self.info["cutoff_len"]))
+        if truncated:
+            log.warning("%d of %d inputs longer than cutoff_len=%d lost their start", truncated, len(rows),
+                        self.info["cutoff_len"])
+        states = embed(self.backbone, encoded, self.tokenizer.pad_token_id, self.dtype, self.device, batch_size)
+        standardised = self.head(torch.as_tensor(states, device=self.device)).squeeze(-1).float().cpu().numpy()
+        stats = {cell: (float(value["mean"]), float(value["std"]))
+                 for cell, value in self.info["standardisation"].items()}
+        return _standardise(pd.DataFrame({"cell_type": cells.to_numpy()}), stats, inverse=standardised)
+
+
+def read_model_info(model_dir: str | Path) -> dict[str, Any]:
+    """A model folder's stage2.json, checked for what a prediction needs (cheap: nothing is loaded)."""
+    folder = Path(model_dir)
+    path = folder / MODEL_FILE
+    if not path.is_file():
+        raise InputError(f"not a Stage II model folder: no {MODEL_FILE}", path=folder)
+    try:
+        info = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise InputError(f"not valid JSON: {error}", path=path) from error
+    missing = [key for key in REQUIRED_KEYS if key not in info]
+    if missing:
+        raise InputError(f"lacks the key(s) {', '.join(missing)}", path=path)
+    if info["mode"] not in MODES:
+        raise InputError(f"unknown Stage II input mode {info['mode']!r} (choose from {', '.join(MODES)})", path=path)
+    return info

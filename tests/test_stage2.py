@@ -1,0 +1,172 @@
+"""Stage II: input modes, the optimisation loop (best-validation selection, resume), and a real LoRA run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from r3lm.config import validate_config
+from r3lm.errors import InputError
+from r3lm.predictions import read_predictions
+from r3lm.reasoning.format import compose
+from r3lm.stage2.inputs import load_mode_rows
+from r3lm.stage2.run import SetFiles, run_stage2
+from r3lm.stage2.train import batch_plan, fit
+
+CELLS = ("K562", "HepG2")
+
+
+def _card_text(cell: str, sequence: str, motifs: list[str]) -> str:
+    lines = "\n".join(f"- {name} (Family: Test, Score: 10.00, Strand: +, Pos: 1-8)" for name in motifs)
+    return (f"Context:\n- Cell Type: {cell}\n- GC Content: 0.500\nIdentified Motifs:\n{lines}\n"
+            f"DNA Sequence:\n{sequence}\n(Total Length: {len(sequence)})")
+
+
+def _write_set(folder, name: str, n: int, seed: int) -> tuple[str, str, str]:
+    """Teacher set, cards and self-generated rationales for n sequences in two cell types: activity rises
+    with the number of GATA1 sites on the card."""
+    rng = np.random.default_rng(seed)
+    teacher, cards, generated = [], [], []
+    for index in range(n):
+        sequence = "".join(rng.choice(list("ACGT"), size=40))
+        sites = int(rng.integers(0, 4))
+        motifs = ["GATA1"] * sites + ["CTCF"]
+        for cell in CELLS:
+            activity = sites + rng.normal(0, 0.1)
+            row = {"id": f"{name}{index:03d}", "cell_type": cell, "split": name, "activity": activity,
+                   "level": min(sites, 3), "card_text": _card_text(cell, sequence, motifs)}
+            teacher.append({**row, "rationale": compose([f"GATA1 appears {sites} times."] * 5,
+                                                        f"Activity level: {min(sites, 3)}")})
+            cards.append({"id": row["id"], "cell_type": cell, "card_json": json.dumps({"sequence": sequence})})
+            generated.append({"id": row["id"], "cell_type": cell, "rationale": f"<think>\n1. {sites} GATA1.\n</think>"})
+    paths = tuple(str(folder / f"{name}_{kind}.parquet") for kind in ("teacher", "cards", "generated"))
+    for frame, path in zip((teacher, cards, generated), paths, strict=True):
+        pd.DataFrame(frame).to_parquet(path, index=False)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def stage2_sets(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("stage2")
+    sets = {name: _write_set(folder, name, n, seed) for name, n, seed in (("train", 8, 1), ("val", 4, 2),
+                                                                        ("test", 4, 3))}
+    summary = folder / "data_summary.json"
+    summary.write_text(json.dumps({"levels": {"edges": {cell: [0.5, 1.5, 2.5] for cell in CELLS}}}))
+    return folder, sets, summary
+
+
+def test_each_mode_feeds_its_own_evidence(stage2_sets):
+    _, sets, _ = stage2_sets
+    teacher, cards, generated = sets["train"]
+    oracle = load_mode_rows("oracle_cot", teacher, cards)
+    assert oracle["messages"][0][-1]["role"] == "assistant"
+    assert "Activity level" not in oracle["messages"][0][-1]["content"]  # the teacher's answer is stripped
+    assert "</think>" in oracle["messages"][0][-1]["content"]
+    own = load_mode_rows("generated_cot", teacher, cards, generated)
+    assert own["messages"][0][-1]["content"].startswith("<think>\n1.")
+    card_only = load_mode_rows("rcc_only", teacher, cards)
+    assert [turn["role"] for turn in card_only["messages"][0]] == ["system", "user"]
+    assert "Identified Motifs" in card_only["messages"][0][1]["content"]
+    dna = load_mode_rows("sequence_only", teacher, cards)
+    user = dna["messages"][0][1]["content"]
+    assert "Identified Motifs" not in user and dna["sequence"][0] in user and "K562" in user
+    assert oracle[["id", "cell_type"]].equals(dna[["id", "cell_type"]])  # every mode sees the same rows
+
+
+def test_bad_mode_inputs_are_one_line_errors(stage2_sets, tmp_path):
+    _, sets, _ = stage2_sets
+    teacher, cards, _ = sets["train"]
+    with pytest.raises(InputError, match="needs the Stage-I model's rationales"):
+        load_mode_rows("generated_cot", teacher, cards)
+    with pytest.raises(InputError, match="unknown Stage II input mode"):
+        load_mode_rows("sequence", teacher, cards)
+    partial = tmp_path / "cards.parquet"
+    pd.read_parquet(cards).iloc[1:].to_parquet(partial, index=False)
+    with pytest.raises(InputError, match="no card for id 'train000'") as error:
+        load_mode_rows("rcc_only", teacher, partial)
+    assert str(partial) in str(error.value)
+
+
+def test_batch_plan_is_seeded_and_balances_levels():
+    levels = np.array([0] * 90 + [3] * 10)
+    first = batch_plan(levels, None, 10, seed=1, epoch=0, balanced=False)
+    assert all(np.array_equal(a, b) for a, b in zip(first, batch_plan(levels, None, 10, seed=1, epoch=0,
+                                                                       balanced=False), strict=True))
+    assert sorted(np.concatenate(first).tolist()) == list(range(100))
+    drawn = np.concatenate([np.concatenate(batch_plan(levels, None, 10, seed=1, epoch=epoch, balanced=True))
+                            for epoch in range(20)])
+    assert 0.4 < np.mean(levels[drawn] == 3) < 0.6  # level 3 is 10% of rows but half the draws
+    lengths = list(range(100))
+    for batch in batch_plan(levels, lengths, 10, seed=1, epoch=0, balanced=False):
+        assert np.ptp(np.asarray(lengths)[batch]) < 100  # grouped by length within windows
+
+
+def _linear_problem(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    weights = rng.normal(size=6)
+    train_x, val_x = rng.normal(size=(200, 6)), rng.normal(size=(50, 6))
+    return (torch.as_tensor(train_x, dtype=torch.float32), (train_x @ weights).astype(np.float32),
+            torch.as_tensor(val_x, dtype=torch.float32), (val_x @ weights).astype(np.float32))
+
+
+SETTINGS = {"seed": 0, "learning_rate": 0.05, "weight_decay": 0.0, "batch_size": 20, "epochs": 4,
+            "scheduler": "cosine", "warmup_ratio": 0.1, "max_grad_norm": 1.0, "balanced_sampling": False,
+            "eval_steps": 5, "save_steps": 7}
+
+
+def _fit(tmp_path, fail_at: int | None = None):
+    train_x, train_y, val_x, val_y = _linear_problem()
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 1)
+    calls = {"n": 0}
+
+    def predict_batch(indices):
+        calls["n"] += 1
+        if fail_at is not None and calls["n"] == fail_at:
+            raise KeyboardInterrupt  # a killed job
+        return model(train_x[torch.as_tensor(indices)]).squeeze(-1)
+
+    return fit(model, predict_batch, train_y, np.zeros(len(train_y), dtype=int),
+               lambda: model(val_x).squeeze(-1).numpy(), val_y, SETTINGS, tmp_path, progress=False), model
+
+
+def test_fit_learns_keeps_the_best_and_resumes_exactly(tmp_path):
+    straight, model = _fit(tmp_path / "straight")
+    assert straight.steps == 40 and straight.best_pearson > 0.95
+    assert straight.best_pearson == max(entry["val_pearson"] for entry in straight.history)
+    assert not (tmp_path / "straight" / "checkpoint").exists()  # removed after success
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path / "killed", fail_at=20)
+    assert (tmp_path / "killed" / "checkpoint" / "state.pt").is_file()  # saved at step 14
+    resumed, _ = _fit(tmp_path / "killed")
+    assert resumed.resumed_from_step == 14
+    assert resumed.best_step == straight.best_step
+    for name, value in straight.best_state.items():
+        assert torch.allclose(value, resumed.best_state[name], atol=1e-6)
+
+
+def test_lora_stage2_on_the_real_model(stage2_sets, smollm2_dir, tmp_path):
+    """The paper's mode end to end on SmolLM2: LoRA adapters and head train, the best validation
+    checkpoint is kept, and the predictions, adapter and model card are written."""
+    folder, sets, summary = stage2_sets
+    config = validate_config({"stage2": {"training": "lora", "epochs": 1, "batch_size": 4, "eval_steps": 2,
+                                         "save_steps": 100, "learning_rate": 1e-3, "per_cell_type": False,
+                                         "lora": {"r": 4, "alpha": 8}}})
+    files = {name: SetFiles(teacher, cards, generated) for name, (teacher, cards, generated) in sets.items()}
+    result = run_stage2(config, "generated_cot", smollm2_dir, files, summary, tmp_path / "work", tmp_path / "pred",
+                        progress=False)
+    table, written = read_predictions(tmp_path / "pred")
+    assert written["method"] == "generated_cot" and written["training"] == "lora"
+    assert len(table) == 8 and np.isfinite(table["predicted"]).all()
+    assert table["rationale"].str.startswith("<think>").all()
+    assert result["groups"]["shared"]["steps"] == 4
+    model_dir = tmp_path / "work" / "model" / "shared"
+    assert (model_dir / "adapter" / "adapter_config.json").is_file() and (model_dir / "head.pt").is_file()
+    card = json.loads((model_dir / "stage2.json").read_text())
+    assert card["mode"] == "generated_cot" and set(card["standardisation"]) == set(CELLS)
+    curve = pd.read_csv(tmp_path / "work" / "curve.csv")
+    assert curve["step"].tolist() == [0, 2, 4]
