@@ -135,7 +135,7 @@ def _fit(tmp_path, fail_at: int | None = None):
 
 
 def test_fit_learns_keeps_the_best_and_resumes_exactly(tmp_path):
-    straight, model = _fit(tmp_path / "straight")
+    straight, _ = _fit(tmp_path / "straight")
     assert straight.steps == 40 and straight.best_pearson > 0.95
     assert straight.best_pearson == max(entry["val_pearson"] for entry in straight.history)
     assert not (tmp_path / "straight" / "checkpoint").exists()  # removed after success
@@ -152,7 +152,7 @@ def test_fit_learns_keeps_the_best_and_resumes_exactly(tmp_path):
 def test_lora_stage2_on_the_real_model(stage2_sets, smollm2_dir, tmp_path):
     """The paper's mode end to end on SmolLM2: LoRA adapters and head train, the best validation
     checkpoint is kept, and the predictions, adapter and model card are written."""
-    folder, sets, summary = stage2_sets
+    _, sets, summary = stage2_sets
     config = validate_config({"stage2": {"training": "lora", "epochs": 1, "batch_size": 4, "eval_steps": 2,
                                          "save_steps": 100, "learning_rate": 1e-3, "per_cell_type": False,
                                          "lora": {"r": 4, "alpha": 8}}})
