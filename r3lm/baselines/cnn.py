@@ -2,7 +2,7 @@
 
 The body follows LegNet (Penzar et al. 2023): EfficientNet-style inverted-bottleneck blocks (1x1
 expand, depthwise conv, squeeze-and-excitation, 1x1 project, BatchNorm, SiLU, residual), each
-followed by max pooling. The output follows Malinois (Gosai et al. 2024): one shared body, one head
+after a max pooling. The output follows Malinois (Gosai et al. 2024): one shared body, one head
 per cell type, trained jointly with the MSE masked where a cell type was not measured. Sequences are
 one-hot (N and the right padding up to the longest sequence are all zeros), trained with random
 reverse-complement flips and predicted as the mean over both strands, so a sequence and its reverse
@@ -44,9 +44,6 @@ from r3lm.io import atomic_path, write_table
 
 log = logging.getLogger(__name__)
 
-DEFAULTS: dict[str, Any] = {"channels": 64, "blocks": 4, "kernel_size": 7, "epochs": 6, "batch_size": 64,
-                            "learning_rate": 0.005, "weight_decay": 0.01, "patience": 3, "seed": 0,
-                            "device": "auto"}
 DATA_COLUMNS = [*ROW_COLUMNS, "sequence"]
 CURVE_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "val_pearson"]
 EXPANSION = 2  # inverted-bottleneck width factor, as in LegNet's blocks
@@ -255,7 +252,7 @@ def _standardise(activity: np.ndarray, cell_types: Sequence[str], path: str) -> 
 
 def fit_cnn(settings: Mapping[str, Any], train: pd.DataFrame, val: pd.DataFrame, *, progress: bool = True) -> CNNFit:
     """Train on the train rows, keep the epoch with the best mean validation Pearson across cell types."""
-    settings = resolve_settings(settings, DEFAULTS, "cnn")
+    settings = resolve_settings(settings, "cnn")
     device = resolve_device(str(settings["device"]))
     cell_types = sorted(train["cell_type"].unique())
     train_set, val_set = sequence_set(train, cell_types), sequence_set(val, cell_types)
@@ -303,9 +300,10 @@ def fit_cnn(settings: Mapping[str, Any], train: pd.DataFrame, val: pd.DataFrame,
                 optimizer.step()
                 scheduler.step()
                 step += 1
-                total_loss += loss.item() * len(batch)
+                batch_loss = loss.item()
+                total_loss += batch_loss * len(batch)
                 bar.update()
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+                bar.set_postfix(loss=f"{batch_loss:.3f}")
         seconds = time.perf_counter() - started
         val_predicted = predict_codes(model, val_set.codes, val_set.lengths, batch_size=batch_size, device=device)
         val_loss = float(((val_predicted - val_targets) ** 2 * val_measured).sum() / max(val_measured.sum(), 1))
@@ -345,7 +343,7 @@ def run_cnn(settings: Mapping[str, Any], train_path: str | Path, val_path: str |
             progress: bool = True) -> dict[str, Any]:
     """The workflow step: train, then write curve.csv, model.pt and the predictions for every test row."""
     started = time.perf_counter()
-    settings = resolve_settings(settings, DEFAULTS, "cnn")
+    settings = resolve_settings(settings, "cnn")
     train, val = read_rows(train_path, DATA_COLUMNS), read_rows(val_path, DATA_COLUMNS)
     tests = [read_rows(path, DATA_COLUMNS) for path in test_paths]
     if not tests:

@@ -25,8 +25,12 @@ ROW_COLUMNS = ["id", "cell_type", "split", "activity", "level"]
 _ACGTN = re.compile(r"[ACGTN]+")
 
 
-def resolve_settings(settings: Mapping[str, Any], defaults: Mapping[str, Any], method: str) -> dict[str, Any]:
-    """Defaults overlaid with the given settings; an unknown key is most likely a typo, so it is an error."""
+def resolve_settings(settings: Mapping[str, Any], method: str) -> dict[str, Any]:
+    """The schema's defaults (their one home: `baselines.<method>`) overlaid with the given settings; an
+    unknown key is most likely a typo, so it is an error."""
+    from r3lm.config import validate_config
+
+    defaults = validate_config({})["baselines"][method]
     unknown = sorted(set(settings) - set(defaults))
     if unknown:
         raise InputError(f"unknown {method} setting(s) {unknown}; known: {sorted(defaults)}", column=unknown[0])

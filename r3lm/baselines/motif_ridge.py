@@ -36,7 +36,6 @@ from r3lm.errors import InputError
 
 log = logging.getLogger(__name__)
 
-DEFAULTS: dict[str, Any] = {"alphas": [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0], "min_count": 10}
 CARD_COLUMNS = [*ROW_COLUMNS, "card_json"]
 EXTRA_FEATURES = ("gc_content", "length")
 TOP_COEFFICIENTS = 10
@@ -142,7 +141,7 @@ def _fit_cell(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
 
 def fit_motif_ridge(settings: Mapping[str, Any], train_cards: pd.DataFrame, val_cards: pd.DataFrame) -> MotifRidge:
     """One ridge per train cell type on the family vocabulary of the train cards."""
-    settings = resolve_settings(settings, DEFAULTS, "motif_ridge")
+    settings = resolve_settings(settings, "motif_ridge")
     alphas = sorted(float(alpha) for alpha in settings["alphas"])
     if not alphas or alphas[0] <= 0:
         raise InputError(f"alphas must be a non-empty list of positive numbers, found {settings['alphas']}",
@@ -182,7 +181,7 @@ def run_motif_ridge(settings: Mapping[str, Any], train_path: str | Path, val_pat
                     test_paths: Sequence[str | Path], summary_path: str | Path, out_dir: str | Path) -> dict[str, Any]:
     """The workflow step: fit on the train cards, choose alpha on val, predict every test card row."""
     started = time.perf_counter()
-    settings = resolve_settings(settings, DEFAULTS, "motif_ridge")
+    settings = resolve_settings(settings, "motif_ridge")
     train, val = read_rows(train_path, CARD_COLUMNS), read_rows(val_path, CARD_COLUMNS)
     tests = [read_rows(path, CARD_COLUMNS) for path in test_paths]
     if not tests:

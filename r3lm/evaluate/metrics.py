@@ -34,7 +34,6 @@ from r3lm.predictions import read_predictions
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SETTINGS: dict[str, Any] = {"n_boot": 1000, "seed": 0, "confidence": 0.95, "disruption_tol": 1e-3}
 METRICS = ("pearson", "spearman", "rmse", "r2", "level_accuracy")
 PAIRED_METRICS = ("pearson", "spearman", "rmse")
 PROTOCOLS = ("full", "paper")
@@ -49,12 +48,14 @@ COMPARISON_COLUMNS = ["protocol", "cell_type", "method", "other", "n",
 
 def resolve_settings(settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Defaults overlaid with `settings`; unknown keys and impossible values are input errors."""
+    from r3lm.config import validate_config
+
+    defaults = validate_config({})["evaluation"]["bootstrap"]  # the schema is the defaults' one home
     settings = dict(settings or {})
-    unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
+    unknown = sorted(set(settings) - set(defaults))
     if unknown:
-        raise InputError(f"unknown evaluation setting(s) {unknown}; known: {sorted(DEFAULT_SETTINGS)}",
-                         column=unknown[0])
-    resolved = {**DEFAULT_SETTINGS, **settings}
+        raise InputError(f"unknown evaluation setting(s) {unknown}; known: {sorted(defaults)}", column=unknown[0])
+    resolved = {**defaults, **settings}
     if not isinstance(resolved["n_boot"], int) or resolved["n_boot"] < 1:
         raise InputError(f"n_boot must be a positive integer, got {resolved['n_boot']!r}", column="n_boot")
     if not isinstance(resolved["seed"], int) or resolved["seed"] < 0:
