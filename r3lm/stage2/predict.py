@@ -22,7 +22,7 @@ from r3lm.errors import InputError
 from r3lm.llm.base import resolve_dtype
 from r3lm.stage2.inputs import COT_MODES, MODES, messages_for, tokenize_rows
 from r3lm.stage2.model import embed, load_backbone, load_tokenizer, regression_head
-from r3lm.stage2.run import _standardise
+from r3lm.stage2.run import standardise
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class Stage2Predictor:
         standardised = self.head(torch.as_tensor(states, device=self.device)).squeeze(-1).float().cpu().numpy()
         stats = {cell: (float(value["mean"]), float(value["std"]))
                  for cell, value in self.info["standardisation"].items()}
-        return _standardise(pd.DataFrame({"cell_type": cells.to_numpy()}), stats, inverse=standardised)
+        return standardise(pd.DataFrame({"cell_type": cells.to_numpy()}), stats, inverse=standardised)
 
 
 def read_model_info(model_dir: str | Path) -> dict[str, Any]:

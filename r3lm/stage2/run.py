@@ -71,7 +71,7 @@ def _standardiser(train: pd.DataFrame) -> dict[str, tuple[float, float]]:
     return stats
 
 
-def _standardise(rows: pd.DataFrame, stats: Mapping[str, tuple[float, float]], *, inverse: np.ndarray | None = None
+def standardise(rows: pd.DataFrame, stats: Mapping[str, tuple[float, float]], *, inverse: np.ndarray | None = None
                  ) -> np.ndarray:
     means = np.array([stats[cell][0] for cell in rows["cell_type"]])
     stds = np.array([stats[cell][1] for cell in rows["cell_type"]])
@@ -167,8 +167,8 @@ def run_stage2(config: Mapping[str, Any], mode: str, backbone_path: str | Path, 
         test_mask = _in_group(prepared["test"].rows, group)
         if not val_mask.any():
             raise InputError(f"no validation rows for {group}", path=sets["val"].teacher_set, column="cell_type")
-        targets = _standardise(prepared["train"].rows[train_mask], stats)
-        val_targets = _standardise(prepared["val"].rows[val_mask], stats)
+        targets = standardise(prepared["train"].rows[train_mask], stats)
+        val_targets = standardise(prepared["val"].rows[val_mask], stats)
         levels = prepared["train"].rows.loc[train_mask, "level"].to_numpy()
         if lora is None:
             head = regression_head(hidden).to(device)
@@ -211,7 +211,7 @@ def run_stage2(config: Mapping[str, Any], mode: str, backbone_path: str | Path, 
         _save_model(work / "model" / group, mode, backbone_path, head, model if lora else None, config, stats,
                     group, result)
     test_rows = prepared["test"].rows
-    activity = _standardise(test_rows, stats, inverse=predicted)
+    activity = standardise(test_rows, stats, inverse=predicted)
     table = prediction_table(test_rows, activity, level_edges_from_summary(data_summary),
                              rationale=test_rows["rationale"].tolist() if mode in COT_MODES else None)
     curves = pd.DataFrame([{"group": group, **entry} for group, result in fits.items() for entry in result.history])
