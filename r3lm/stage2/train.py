@@ -149,7 +149,7 @@ def fit(model: nn.Module, predict_batch: Callable[[np.ndarray], torch.Tensor], t
             for indices in chunk:
                 loss = nn.functional.mse_loss(predict_batch(indices), target_tensor[indices]) * len(indices)
                 (loss / sum(len(part) for part in chunk)).backward()
-                step_loss += float(loss)
+                step_loss += loss.item()
             nn.utils.clip_grad_norm_(trainable, settings["max_grad_norm"])
             optimizer.step()
             scheduler.step()
