@@ -96,7 +96,7 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path
         "sampling": {"test_subset_per_cell_type": 2},
         "llm": {"base": str(smollm2_dir)},
         "reasoning": {"detail": "brief",
-                      "sets": {"stage1_train": 2, "stage1_val": 1, "stage2_train": 3, "stage2_val": 2}},
+                      "sets": {"stage1_train": 1, "stage1_val": 1, "stage2_train": 3, "stage2_val": 2}},
         "stage1": {"epochs": 1, "batch_size": 2, "gradient_accumulation": 1, "learning_rate": 1e-4,
                    "gradient_checkpointing": False, "cutoff_len": 1024},
         "generation": {"batch_size": 4, "max_new_tokens": 8, "dtype": "bfloat16"},
@@ -127,12 +127,12 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path
 
     reasoning = tmp_path / f"results/tiny/reasoning/{setting}_nogrammar_grounded-brief"
     teacher = pd.read_parquet(reasoning / "stage1_train.parquet")
-    assert teacher.groupby("cell_type").size().eq(2).all() and teacher["valid"].all()
+    assert teacher.groupby("cell_type").size().eq(1).all() and teacher["valid"].all()
     info = json.loads((reasoning / "sharegpt/dataset_info.json").read_text())
     assert info["stage1_train_K562"]["file_name"] == "stage1_train/K562.jsonl"
     stage1 = tmp_path / f"results/tiny/stage1/{reasoning.name}_{smollm2_dir.name}_full"
     summary = json.loads((stage1 / "summary.json").read_text())
-    assert summary["steps"] == 3 and summary["data"]["train"]["examples"] == 6
+    assert summary["steps"] == 2 and summary["data"]["train"]["examples"] == 3
     assert (stage1 / "model/config.json").is_file() and (stage1 / "loss.png").is_file()
     for name, per_cell_type in (("stage2_train", 3), ("stage2_val", 2), ("test", 2)):
         rationales = pd.read_parquet(stage1 / f"rationales/{name}.parquet")
