@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import pearsonr
 from torch import nn
 from tqdm import tqdm
 from transformers import get_scheduler
 
+from r3lm.baselines.common import pearson
 from r3lm.io import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -68,12 +68,6 @@ def batch_plan(levels: np.ndarray, lengths: Sequence[int] | None, batch_size: in
     return [batches[index] for index in rng.permutation(len(batches))]
 
 
-def _pearson(predicted: np.ndarray, measured: np.ndarray) -> float:
-    if len(measured) < 2 or np.std(predicted) == 0 or np.std(measured) == 0:
-        return float("nan")
-    return float(pearsonr(predicted, measured)[0])
-
-
 def fit(model: nn.Module, predict_batch: Callable[[np.ndarray], torch.Tensor], targets: np.ndarray,
         levels: np.ndarray, predict_val: Callable[[], np.ndarray], val_targets: np.ndarray,
         settings: dict[str, Any], work_dir: Path, *, lengths: Sequence[int] | None = None,
@@ -115,7 +109,7 @@ def fit(model: nn.Module, predict_batch: Callable[[np.ndarray], torch.Tensor], t
         with torch.no_grad():
             predicted = predict_val()
         model.train()
-        score = _pearson(predicted, val_targets)
+        score = pearson(val_targets, predicted)
         val_loss = float(np.mean((predicted - val_targets) ** 2))
         result.history.append({"step": result.steps, "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                                "val_pearson": score})
