@@ -242,6 +242,39 @@ def _report(args: argparse.Namespace) -> None:
                  settings=load_config(args.config)["evaluation"]["bootstrap"])
 
 
+def _package_model(args: argparse.Namespace) -> None:
+    from r3lm.config import load_config
+    from r3lm.deploy.bundle import write_bundle
+
+    write_bundle(load_config(args.config), args.mode, args.stage2_models, args.stage1_model, args.data_dir, args.out)
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from r3lm.data.sequences import read_sequences
+    from r3lm.deploy.scorer import R3LM
+    from r3lm.io import table_kind, write_table
+
+    table_kind(args.out)  # an unknown output type fails before any work
+    model = R3LM.load(args.model, device=args.device, batch_size=args.batch_size)
+    model.check_cell_type(args.cell_type)
+    source = args.fasta or args.table or args.bed
+    if args.genome and not args.bed:
+        raise InputError("--genome goes with --bed")
+    sequences = read_sequences(source, id_column=args.id_column, sequence_column=args.sequence_column,
+                               genome=args.genome if args.bed else None, allow_n=False)
+    table = model.score(dict(zip(sequences["id"], sequences["sequence"])), args.cell_type,
+                        with_card=args.with_card, progress=not args.no_progress)
+    write_table(table, args.out)
+    log.info("wrote %d predictions to %s", len(table), args.out)
+
+
+def _explain(args: argparse.Namespace) -> None:
+    from r3lm.deploy.scorer import R3LM
+
+    model = R3LM.load(args.model, device=args.device)
+    print(model.explain(args.sequence, args.cell_type).to_text())
+
+
 def _add_sequence_input(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sequences", required=True,
                         help="FASTA (.fa/.fasta/.fna, optionally .gz) or a table (.tsv/.csv/.parquet)")
@@ -415,6 +448,38 @@ def build_parser() -> argparse.ArgumentParser:
     disruption.add_argument("--out", required=True, help="pair table TSV (one row per disrupted motif)")
     disruption.add_argument("--summary", required=True, help="agreement per cell type TSV")
     disruption.add_argument("--no-progress", action="store_true")
+
+    package = _subcommand(commands, "package-model", "workflow step: a self-contained model folder for predict "
+                          "and explain", _package_model, config=True)
+    package.add_argument("--mode", required=True, help="the Stage II input mode (generated_cot, rcc_only, ...)")
+    package.add_argument("--stage2-models", required=True, help="the mode's model/ folder (one folder per group)")
+    package.add_argument("--stage1-model", required=True, help="the Stage-I model folder")
+    package.add_argument("--data-dir", required=True, help="the prepared dataset (level edges, training lengths)")
+    package.add_argument("--out", required=True, help="the model folder to write")
+
+    predict = _subcommand(commands, "predict", "activity, level and rationale for new sequences", _predict,
+                          config=False)
+    predict.add_argument("--model", required=True, help="a model folder (results/<dataset>/runs/<run>/models/<mode>)")
+    predict.add_argument("--cell-type", required=True, help="one of the model's cell types")
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--fasta", help="FASTA file (optionally .gz)")
+    source.add_argument("--table", help="table with id and sequence columns (.tsv, .csv, .parquet)")
+    source.add_argument("--bed", help="BED regions (chrom, start, end[, name, score, strand]); needs --genome")
+    predict.add_argument("--genome", help="genome FASTA the BED regions refer to (indexed with pyfaidx)")
+    predict.add_argument("--id-column", default="id", help="--table: the id column (default: id)")
+    predict.add_argument("--sequence-column", default="sequence", help="--table: the sequence column")
+    predict.add_argument("--out", required=True, help="output: .tsv, .csv, .parquet or .jsonl (text kinds .gz)")
+    predict.add_argument("--with-card", action="store_true", help="add each sequence's card as a column")
+    predict.add_argument("--batch-size", type=int, default=None, help="default: sized to the device")
+    predict.add_argument("--device", default="auto", help="auto (a CUDA GPU when present), cpu, cuda, cuda:1, ...")
+    predict.add_argument("--no-progress", action="store_true")
+
+    explain = _subcommand(commands, "explain", "one sequence's card, rationale and prediction, for a terminal",
+                          _explain, config=False)
+    explain.add_argument("--model", required=True, help="a model folder (results/<dataset>/runs/<run>/models/<mode>)")
+    explain.add_argument("--cell-type", required=True, help="one of the model's cell types")
+    explain.add_argument("--sequence", required=True, help="the DNA sequence (A, C, G, T)")
+    explain.add_argument("--device", default="auto", help="auto (a CUDA GPU when present), cpu, cuda, ...")
 
     report = _subcommand(commands, "report", "summary.md and figures from the evaluation", _report, config=True)
     report.add_argument("--metrics", required=True)

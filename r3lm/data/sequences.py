@@ -1,4 +1,5 @@
-"""Sequences for the user-facing commands (scan, rcc): FASTA (optionally gzipped) or a table."""
+"""Sequences for the user-facing commands (scan, rcc, predict): FASTA or a table (optionally gzipped), or BED
+regions cut from a genome FASTA."""
 
 from __future__ import annotations
 
@@ -10,11 +11,10 @@ import numpy as np
 import pandas as pd
 
 from r3lm.data.checks import check_unique_ids, require_columns
-from r3lm.data.tables import read_table
+from r3lm.data.tables import cut_regions, read_table
 from r3lm.errors import InputError
 
 FASTA_SUFFIXES = {".fa", ".fasta", ".fna", ".fas"}
-_ACGTN = r"[ACGTN]*"
 
 
 def _is_fasta(path: Path) -> bool:
@@ -49,13 +49,24 @@ def read_fasta(path: Path) -> pd.DataFrame:
     return pd.DataFrame({"id": ids, "sequence": ["".join(chunk) for chunk in chunks]})
 
 
-def read_sequences(path: str | Path, *, id_column: str = "id", sequence_column: str = "sequence") -> pd.DataFrame:
-    """Checked (id, sequence) rows: upper case, only A C G T N, unique ids, at least one record."""
+def read_sequences(path: str | Path, *, id_column: str = "id", sequence_column: str = "sequence",
+                   genome: str | Path | None = None, allow_n: bool = True) -> pd.DataFrame:
+    """Checked (id, sequence) rows: upper case, only A C G T (and N where `allow_n`), unique ids, at least one.
+
+    A BED file (.bed, optionally .gz) needs `genome`: each region is cut from it, reverse-complemented on
+    the '-' strand, and named by its name column or as chrom:start-end(strand).
+    """
     file = Path(path)
     if not file.is_file():
         raise InputError("file not found", path=file)
+    if genome is not None and not _is_bed(file):
+        raise InputError("a genome is only read together with BED regions (.bed)", path=file)
     if _is_fasta(file):
         frame, column = read_fasta(file), "sequence"
+    elif _is_bed(file):
+        if genome is None:
+            raise InputError("BED regions need the genome FASTA they refer to (--genome)", path=file)
+        frame, column = read_regions(file, genome), "end"
     else:
         table = read_table(file)
         require_columns(table.columns, [id_column, sequence_column], path=file)
@@ -65,13 +76,15 @@ def read_sequences(path: str | Path, *, id_column: str = "id", sequence_column: 
         raise InputError("no sequences in the file", path=file)
     frame["sequence"] = frame["sequence"].astype(str).str.strip().str.upper()
     rows = pd.Series(np.arange(1, len(frame) + 1), index=frame.index)
-    foreign = ~frame["sequence"].str.fullmatch(_ACGTN)
+    alphabet = "ACGTN" if allow_n else "ACGT"
+    foreign = ~frame["sequence"].str.fullmatch(f"[{alphabet}]*")
     if foreign.any():
         position = int(np.flatnonzero(foreign.to_numpy())[0])
         value = frame["sequence"].iloc[position]
-        letter = next(base for base in value if base not in "ACGTN")
-        raise InputError(f"sequence {frame['id'].iloc[position]!r} has {letter!r}; only A, C, G, T and N are allowed",
-                         path=file, row=position + 1, column=column)
+        at = next(index for index, base in enumerate(value) if base not in alphabet)
+        raise InputError(f"sequence {frame['id'].iloc[position]!r} has {value[at]!r} at position {at + 1}; only "
+                         f"{', '.join(alphabet[:-1])} and {alphabet[-1]} are allowed", path=file, row=position + 1,
+                         column=column)
     empty = frame["sequence"].str.len() == 0
     if empty.any():
         position = int(np.flatnonzero(empty.to_numpy())[0])
@@ -79,3 +92,21 @@ def read_sequences(path: str | Path, *, id_column: str = "id", sequence_column: 
     check_unique_ids(frame["id"], path=file, column="id" if _is_fasta(file) else id_column, policy="error",
                      drops=Counter(), row_numbers=rows)
     return frame.reset_index(drop=True)
+
+
+def _is_bed(path: Path) -> bool:
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    return bool(suffixes) and ".bed" in suffixes[-2:]
+
+
+def read_regions(bed: Path, genome: str | Path) -> pd.DataFrame:
+    """(id, sequence) for BED regions; a region outside its chromosome or on a missing one is an input error."""
+    regions = read_table(bed)
+    sequences = cut_regions(regions, genome, path=bed)
+    if "name" in regions.columns and (regions["name"].str.strip() != "").all():
+        ids = regions["name"].str.strip()
+    else:
+        strands = regions["strand"] if "strand" in regions.columns else pd.Series("", index=regions.index)
+        ids = [f"{chrom}:{start}-{end}{f'({strand})' if strand in '+-' and strand else ''}"
+               for chrom, start, end, strand in zip(regions["chrom"], regions["start"], regions["end"], strands)]
+    return pd.DataFrame({"id": list(ids), "sequence": sequences.to_numpy()})

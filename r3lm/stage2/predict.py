@@ -50,9 +50,11 @@ class Stage2Predictor:
         return sorted(self.info["standardisation"])
 
     @classmethod
-    def load(cls, model_dir: str | Path, *, device: str = "auto", dtype: str | None = None) -> Stage2Predictor:
+    def load(cls, model_dir: str | Path, *, device: str = "auto", dtype: str | None = None,
+             backbone: str | Path | None = None) -> Stage2Predictor:
         """The frozen backbone (with its LoRA adapter when the folder has one) and the head; `dtype` overrides
-        the training dtype (auto, float32, bfloat16, float16)."""
+        the training dtype (auto, float32, bfloat16, float16), `backbone` the recorded backbone location (a
+        bundle carries its own copy)."""
         folder = Path(model_dir)
         info = read_model_info(folder)
         head_path = folder / HEAD_FILE
@@ -60,21 +62,22 @@ class Stage2Predictor:
             raise InputError(f"the Stage II model folder has no {HEAD_FILE}", path=folder)
         device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         compute_dtype = resolve_dtype(dtype or info["dtype"], device)
-        tokenizer = load_tokenizer(info["backbone"])
-        backbone = load_backbone(info["backbone"], compute_dtype, device)
+        backbone_path = str(backbone or info["backbone"])
+        tokenizer = load_tokenizer(backbone_path)
+        model = load_backbone(backbone_path, compute_dtype, device)
         adapter = folder / ADAPTER_DIR
         if adapter.is_dir():
             from peft import PeftModel
 
-            backbone = PeftModel.from_pretrained(backbone, str(adapter), is_trainable=False).to(device)
+            model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False).to(device)
         head = regression_head(int(info["hidden_size"]))
         try:
             head.load_state_dict(torch.load(head_path, map_location="cpu", weights_only=True))
         except (RuntimeError, OSError, KeyError) as error:
             raise InputError(f"cannot load the head: {str(error).splitlines()[0]}", path=head_path) from error
-        log.info("loaded the Stage II %s model %s (%s%s, %s)", info["mode"], folder, info["backbone"],
+        log.info("loaded the Stage II %s model %s (%s%s, %s)", info["mode"], folder, backbone_path,
                  " + LoRA" if adapter.is_dir() else "", compute_dtype)
-        return cls(info, tokenizer, backbone.eval(), head.to(device).eval(), compute_dtype, device)
+        return cls(info, tokenizer, model.eval(), head.to(device).eval(), compute_dtype, device)
 
     @torch.no_grad()
     def predict(self, rows: pd.DataFrame, batch_size: int = 8) -> np.ndarray:

@@ -1,0 +1,242 @@
+"""Predict and explain new sequences with a bundle: the Python API behind `r3lm predict` and `r3lm explain`.
+
+    from r3lm import load
+    model = load("results/demo/runs/main/models/generated_cot")
+    table = model.score({"wt": "ACGT...", "variant": "ACGA..."}, "HepG2")
+
+Each sequence goes through the steps the model was trained on: a FIMO-exact scan with the bundle's motif
+release, threshold and background; its Regulatory Context Card; the Stage-I model's rationale from the card
+alone (generated_cot); and the Stage-II regressor, whose activity is placed on the training levels.
+Rationales are sampled with the bundle's settings, seeded per batch, so the same input in the same batches
+gives the same output.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from r3lm.data.levels import assign_levels
+from r3lm.deploy.bundle import BACKBONE_DIR, LLM_DIR, read_manifest
+from r3lm.errors import InputError
+from r3lm.llm.generate import ChatGenerator, open_generator
+from r3lm.motifs.scan import MotifSet, build_motif_set, scan_sequences
+from r3lm.rcc.build import cards_for_table
+from r3lm.rcc.grammar import GrammarSettings
+from r3lm.reasoning.format import level_name, parse, student_messages
+from r3lm.stage2.predict import Stage2Predictor
+
+log = logging.getLogger(__name__)
+
+SCORE_COLUMNS = ["id", "cell_type", "predicted", "level", "rationale", "rationale_level"]
+CPU_BATCH = 8
+MAX_GPU_BATCH = 256
+# bytes per token per layer and hidden unit while generating: keys and values cached, activations in flight
+GPU_BYTES_PER_TOKEN_UNIT = 16
+
+
+def auto_batch_size(device: str, hidden_size: int, num_layers: int, tokens: int) -> int:
+    """Sequences per batch: a few on a CPU (more only waits longer per bar step), and what half of the free
+    GPU memory holds at `tokens` per sequence on a GPU."""
+    if not device.startswith("cuda"):
+        return CPU_BATCH
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    per_sequence = tokens * hidden_size * num_layers * GPU_BYTES_PER_TOKEN_UNIT
+    return int(np.clip(free // 2 // per_sequence, 1, MAX_GPU_BATCH))
+
+
+@dataclass
+class R3LM:
+    """A loaded bundle. Models load on first use and stay loaded, so a design loop pays for them once."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    device: str
+    batch_size: int | None = None
+    _motif_set: MotifSet | None = field(default=None, repr=False)
+    _generator: ChatGenerator | None = field(default=None, repr=False)
+    _predictors: dict[str, Stage2Predictor] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def load(cls, folder: str | Path, *, device: str = "auto", batch_size: int | None = None) -> R3LM:
+        """Check the bundle (every piece present); `device` auto picks a CUDA GPU when there is one, and
+        `batch_size` None sizes batches to the device."""
+        if batch_size is not None and batch_size < 1:
+            raise InputError(f"batch size must be at least 1, got {batch_size}")
+        root = Path(folder)
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        return cls(root, read_manifest(root), device, batch_size)
+
+    @property
+    def mode(self) -> str:
+        return self.manifest["mode"]
+
+    @property
+    def cell_types(self) -> list[str]:
+        return list(self.manifest["cell_types"])
+
+    def check_cell_type(self, cell_type: str) -> None:
+        if cell_type not in self.manifest["groups"]:
+            raise InputError(f"unknown cell type {cell_type!r}: this model predicts {', '.join(self.cell_types)}",
+                             path=self.folder)
+
+    def score(self, sequences: Iterable[str] | Mapping[str, str] | pd.Series, cell_type: str, *,
+              with_card: bool = False, progress: bool = False) -> pd.DataFrame:
+        """One row per sequence, in input order: id, cell_type, predicted activity, level (0 = lowest, on the
+        training data's levels), rationale and the level it states (None without a rationale), and with
+        `with_card` the card text. Plain sequences get ids seq1, seq2, ..."""
+        self.check_cell_type(cell_type)
+        ids, texts = _named_sequences(sequences)
+        self._warn_on_length(texts)
+        started = time.perf_counter()
+        batch = self.batch_size or self._auto_batch()
+        chunk = batch * 4  # a progress step: scan, cards, rationales and regression for this many sequences
+        frames = []
+        with tqdm(total=len(texts), desc=f"predict {cell_type}", unit="seq", disable=not progress) as bar:
+            for first in range(0, len(texts), chunk):
+                frames.append(self._score_chunk(ids[first:first + chunk], texts[first:first + chunk], cell_type,
+                                                batch))
+                bar.update(len(frames[-1]))
+        table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*SCORE_COLUMNS, "card"])
+        seconds = time.perf_counter() - started
+        log.info("scored %d sequences for %s with the %s model in %.1f s (%.2f sequences/s, batch %d, %s)",
+                 len(table), cell_type, self.mode, seconds, len(table) / max(seconds, 1e-9), batch, self.device)
+        return table if with_card else table.drop(columns="card")
+
+    def explain(self, sequence: str, cell_type: str) -> Explanation:
+        """One sequence's card, rationale and prediction."""
+        row = self.score({"query": sequence}, cell_type, with_card=True).iloc[0]
+        return Explanation(cell_type=cell_type, mode=self.mode, card=row["card"], rationale=row["rationale"],
+                           predicted=float(row["predicted"]), level=int(row["level"]),
+                           n_levels=int(self.manifest["levels"]["n_levels"]),
+                           edges=list(self.manifest["levels"]["edges"][cell_type]))
+
+    def _score_chunk(self, ids: list[str], texts: list[str], cell_type: str, batch: int) -> pd.DataFrame:
+        rows = pd.DataFrame({"id": ids, "sequence": texts, "cell_type": cell_type})
+        rows["card_text"] = self._cards(rows)
+        rows["rationale"] = self._rationales(rows["card_text"].tolist(), batch) if self.manifest["rationale_model"] \
+            else None
+        predicted = self._predictor(cell_type).predict(rows, batch)
+        levels = assign_levels(predicted, self.manifest["levels"]["edges"][cell_type])
+        stated = [parse(text).level if isinstance(text, str) else None for text in rows["rationale"]]
+        return pd.DataFrame({"id": ids, "cell_type": cell_type, "predicted": predicted, "level": levels.astype(int),
+                             "rationale": rows["rationale"], "rationale_level": pd.array(stated, dtype="Int64"),
+                             "card": rows["card_text"]})
+
+    def _cards(self, rows: pd.DataFrame) -> list[str]:
+        if self._motif_set is None:
+            self._motif_set = build_motif_set(self.manifest["motifs"], np.asarray(self.manifest["background"]))
+        hits = scan_sequences(rows["id"].tolist(), rows["sequence"].tolist(), self._motif_set, progress=False)
+        rcc = self.manifest["rcc"]
+        cards = cards_for_table(rows, hits, GrammarSettings.from_config(rcc["grammar"]),
+                                with_grammar=rcc["grammar_tags"], progress=False)
+        return cards["card_text"].tolist()
+
+    def _rationales(self, cards: list[str], batch: int) -> list[str]:
+        if self._generator is None:
+            # transformers, not vLLM: vLLM reserves most of the GPU, and the Stage-II backbone needs room beside it
+            settings = {**self.manifest["generation"], "backend": "hf", "batch_size": batch}
+            self._generator = open_generator(self.folder / self.manifest["rationale_model"], settings,
+                                             dtype=settings["dtype"], device=self.device)
+        system = self.manifest["reasoning"]["system"]
+        return [generation.text for generation in
+                self._generator.generate([student_messages(card, system) for card in cards], progress=False)]
+
+    def _predictor(self, cell_type: str) -> Stage2Predictor:
+        group = self.manifest["groups"][cell_type]
+        if group not in self._predictors:
+            backbone = self.manifest["backbone"]
+            location = self.folder / backbone if backbone in (LLM_DIR, BACKBONE_DIR) else backbone
+            self._predictors[group] = Stage2Predictor.load(self.folder / group, device=self.device, backbone=location)
+        return self._predictors[group]
+
+    def _auto_batch(self) -> int:
+        from transformers import AutoConfig
+
+        backbone = self.manifest["backbone"]
+        config = AutoConfig.from_pretrained(str(self.folder / backbone if backbone in (LLM_DIR, BACKBONE_DIR)
+                                                else backbone))
+        tokens = int(self.manifest["stage2"]["cutoff_len"])
+        return auto_batch_size(self.device, config.hidden_size, config.num_hidden_layers, tokens)
+
+    def _warn_on_length(self, texts: list[str]) -> None:
+        trained = self.manifest.get("training_data") or {}
+        low, high = trained.get("length_min"), trained.get("length_max")
+        if low is None:
+            return
+        outside = sum(not low <= len(text) <= high for text in texts)
+        if outside:
+            log.warning("%d of %d sequences are outside the training lengths %d-%d bp; their predictions "
+                        "extrapolate", outside, len(texts), low, high)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    cell_type: str
+    mode: str
+    card: str
+    rationale: str | None
+    predicted: float
+    level: int
+    n_levels: int
+    edges: list[float]
+
+    def to_text(self) -> str:
+        """Readable in a terminal: the prediction first, then the card, then the reasoning."""
+        bounds = [f"{edge:.3g}" for edge in self.edges]
+        scale = " | ".join(f"L{level}" + (f" < {bounds[level]}" if level < len(bounds) else "")
+                           for level in range(self.n_levels))
+        lines = [f"Predicted activity in {self.cell_type}: {self.predicted:.3f}",
+                 (f"Level: {self.level} of 0-{self.n_levels - 1} ({level_name(self.level, self.n_levels)}); "
+                 f"levels on the training data: {scale}"),
+                 f"Model: {self.mode}", "", "== Regulatory Context Card ==", self.card, ""]
+        lines += ["== Rationale ==", self.rationale] if self.rationale is not None else \
+            ["(this model reads no rationale)"]
+        return "\n".join(lines)
+
+
+def _named_sequences(sequences: Iterable[str] | Mapping[str, str] | pd.Series) -> tuple[list[str], list[str]]:
+    """(ids, upper-case sequences), checked: a model reads A, C, G and T only."""
+    if isinstance(sequences, str):
+        raise InputError("pass a list of sequences (or a mapping from id to sequence), not one string")
+    if isinstance(sequences, (pd.Series, Mapping)):
+        pairs = [(str(key), value) for key, value in sequences.items()]
+    else:
+        pairs = [(f"seq{index}", value) for index, value in enumerate(sequences, start=1)]
+    if not pairs:
+        raise InputError("no sequences to score")
+    ids, texts = [key for key, _ in pairs], []
+    for row, (key, value) in enumerate(pairs, start=1):
+        text = str(value).strip().upper()
+        foreign = next((index for index, base in enumerate(text) if base not in "ACGT"), None)
+        if not text or foreign is not None:
+            detail = "is empty" if not text else f"has {text[foreign]!r} at position {foreign + 1}"
+            raise InputError(f"sequence {key!r} {detail}; only A, C, G and T are allowed", row=row,
+                             column="sequence")
+        texts.append(text)
+    if len(set(ids)) != len(ids):
+        repeated = next(key for key in ids if ids.count(key) > 1)
+        raise InputError(f"id {repeated!r} is used twice", column="id")
+    return ids, texts
+
+
+@lru_cache(maxsize=4)
+def load(folder: str | Path, device: str = "auto", batch_size: int | None = None) -> R3LM:
+    """A bundle, loaded once per (folder, device, batch size) and then reused."""
+    return R3LM.load(folder, device=device, batch_size=batch_size)
+
+
+def score(sequences: Iterable[str] | Mapping[str, str] | pd.Series, cell_type: str, *, model: str | Path,
+          with_card: bool = False, device: str = "auto") -> pd.DataFrame:
+    """Predictions and rationales for `sequences` in `cell_type` (see `R3LM.score`), batched."""
+    return load(str(model), device).score(sequences, cell_type, with_card=with_card)
