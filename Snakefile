@@ -30,3 +30,4 @@ rule all:
         teacher_outputs(),
         stage1_outputs(),
         f"{REPORT_DIR}/summary.md",
+        model_bundles(),

@@ -190,10 +190,12 @@ def _named_paths(pairs: Sequence[str] | None, option: str) -> dict[str, str]:
     return named
 
 
-def _predictions_by_method(folders: Sequence[str]) -> dict[str, str]:
+def _predictions_by_method(items: Sequence[str]) -> dict[str, str]:
+    """METHOD=FOLDER pairs, or bare folders named by their method."""
     from pathlib import Path
 
-    return {Path(folder).name: folder for folder in folders}
+    return {**{Path(item).name: item for item in items if "=" not in item},
+            **_named_paths([item for item in items if "=" in item], "--predictions")}
 
 
 def _metrics(args: argparse.Namespace) -> None:
@@ -422,7 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     metrics = _subcommand(commands, "metrics", "per-cell-type metrics with bootstrap intervals, both protocols",
                           _metrics, config=True)
-    metrics.add_argument("--predictions", nargs="+", required=True, help="prediction folders, one per method")
+    metrics.add_argument("--predictions", nargs="+", required=True,
+                         help="METHOD=FOLDER per method (a bare folder is named by its last component)")
     metrics.add_argument("--baselines", nargs="+", required=True, help="methods compared against (by folder name)")
     metrics.add_argument("--test", required=True, help="the full test table")
     metrics.add_argument("--test-subset", required=True, help="the paper protocol's test subset")
@@ -484,7 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = _subcommand(commands, "report", "summary.md and figures from the evaluation", _report, config=True)
     report.add_argument("--metrics", required=True)
     report.add_argument("--skipped", required=True)
-    report.add_argument("--predictions", nargs="+", required=True, help="prediction folders, one per method")
+    report.add_argument("--predictions", nargs="+", required=True,
+                        help="METHOD=FOLDER per method (a bare folder is named by its last component)")
     report.add_argument("--test", required=True)
     report.add_argument("--test-subset", required=True)
     report.add_argument("--faithfulness", nargs="*", default=None, metavar="HEADING=TSV")

@@ -42,15 +42,33 @@ def test_dry_run_plans_the_whole_chain(configfile: str, tmp_path: Path) -> None:
 
 
 def test_ablation_overrides_get_their_own_outputs(tmp_path: Path) -> None:
+    """The README's ablation recipes: each override lands in folders of its own, from cards to report."""
     result = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(REPO / "config/config.yaml"),
-                       "--config", 'motifs={"pvalue": 1e-4, "jaspar_release": "JASPAR2024", "shards": 3}',
-                       'rcc={"grammar_tags": true}')
+                       "--config", "run=ablation", 'motifs={"pvalue": 1e-4, "jaspar_release": "JASPAR2024", "shards": 3}',
+                       'rcc={"grammar_tags": true}', 'llm={"base": "HuggingFaceTB/SmolLM2-360M-Instruct"}')
     assert result.returncode == 0, result.stdout + result.stderr
     planned = result.stdout + result.stderr
     setting = "JASPAR2024_CORE_vertebrates_p0.0001_uniform_pc0.1"
     assert f"results/demo/motifs/{setting}/shards/0002.parquet" in planned
     assert f"results/demo/rcc/{setting}_grammar/train.parquet" in planned
     assert "resources/motifs/JASPAR2024_CORE_vertebrates.meme" in planned
+    stage1 = f"results/demo/stage1/{setting}_grammar_grounded-brief_SmolLM2-360M-Instruct_full"
+    stage2 = stage1.replace("/stage1/", "/stage2/") + "_stage1-backbone_frozen"
+    assert f"{stage1}/model" in planned and f"{stage2}/rcc_only/predictions" in planned
+    assert f"results/demo/baselines/motif_ridge/{setting}_grammar/predictions" in planned
+    assert "results/demo/runs/ablation/report/summary.md" in planned
+    assert "results/demo/runs/ablation/models/generated_cot" in planned and "runs/main" not in planned
+    assert "prepare_base_model" not in planned  # a hub model is fetched by transformers, not prepared
+
+
+def test_one_input_mode_reruns_alone_through_its_model_folder(tmp_path: Path) -> None:
+    result = snakemake("results/demo/runs/main/models/rcc_only", "-n", "--directory", str(tmp_path),
+                       "--configfile", str(REPO / "config/config.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    planned = result.stdout + result.stderr
+    assert "rcc_only/model" in planned
+    assert not any(f"{mode}/model" in planned for mode in ("generated_cot", "oracle_cot", "sequence_only"))
+    assert "rule report" not in planned and "rule cnn" not in planned
 
 
 def test_lint_is_clean() -> None:
@@ -144,25 +162,49 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path
             generated["rows"] - generated["valid"]
 
     results = tmp_path / "results/tiny"
-    predictions = {method: pd.read_parquet(results / f"predictions/{method}/HepG2.parquet")
-                   for method in ("motif_ridge", "cnn", "generated_cot", "oracle_cot", "rcc_only", "sequence_only")}
+    stage2 = results / f"stage2/{stage1.name}_stage1-backbone_frozen"
+    folders = {"motif_ridge": results / f"baselines/motif_ridge/{setting}_nogrammar/predictions",
+               "cnn": results / "baselines/cnn/predictions",
+               **{mode: stage2 / mode / "predictions"
+                  for mode in ("generated_cot", "oracle_cot", "rcc_only", "sequence_only")}}
+    predictions = {method: pd.read_parquet(folder / "HepG2.parquet") for method, folder in folders.items()}
     assert len(predictions["cnn"]) == len(predictions["motif_ridge"]) == (tables["test"]["cell_type"] == "HepG2").sum()
     assert all(len(predictions[mode]) == 2 for mode in ("generated_cot", "oracle_cot", "rcc_only", "sequence_only"))
     assert "rationale" in predictions["generated_cot"] and "rationale" not in predictions["rcc_only"]
-    metrics = pd.read_csv(results / "eval/metrics.tsv", sep="\t")
+    run = results / "runs/main"
+    metrics = pd.read_csv(run / "eval/metrics.tsv", sep="\t")
     full = metrics[metrics["protocol"] == "full"]
     assert set(full["method"]) == {"motif_ridge", "cnn"}  # the LLM methods cover only the test subset
     paper = metrics[metrics["protocol"] == "paper"]
     assert set(paper["method"]) == set(predictions) and (paper["n"] == 2).all()
     assert {"pearson_lo", "pearson_hi", "spearman", "rmse", "delta_pearson"} <= set(metrics.columns)
-    citation = pd.read_csv(results / "eval/citation_teacher.tsv", sep="\t")
+    citation = pd.read_csv(run / "eval/citation_teacher.tsv", sep="\t")
     assert "all" in set(citation["cell_type"])
-    disruption = pd.read_csv(results / "eval/disruption.tsv", sep="\t")
+    disruption = pd.read_csv(run / "eval/disruption.tsv", sep="\t")
     assert {"cell_type", "id", "motif", "claimed", "delta"} <= set(disruption.columns)
-    summary = (results / "report/summary.md").read_text()
+    summary = (run / "report/summary.md").read_text()
     assert "generated_cot" in summary and "motif_ridge" in summary
     for figure in ("scatter_full", "scatter_paper", "pearson_full", "pearson_paper", "training_curves"):
-        assert (results / f"report/{figure}.png").read_bytes().startswith(b"\x89PNG")
+        assert (run / f"report/{figure}.png").read_bytes().startswith(b"\x89PNG")
+
+    # every deployable mode is bundled; a bundle predicts new sequences from a FASTA on its own
+    assert sorted(path.name for path in (run / "models").iterdir()) == ["generated_cot", "rcc_only", "sequence_only"]
+    bundle = run / "models/generated_cot"
+    manifest = json.loads((bundle / "r3lm_bundle.json").read_text())
+    assert manifest["levels"]["edges"]["HepG2"] == json.loads((data / "summary.json").read_text())[
+        "levels"]["edges"]["HepG2"]
+    assert manifest["motifs"]["pvalue"] == 5e-5 and manifest["backbone"] == manifest["rationale_model"] == "llm"
+    assert (bundle / "llm/model.safetensors").stat().st_ino == (stage1 / "model/model.safetensors").stat().st_ino
+    queries = tables["test"].drop_duplicates("id").head(2)
+    fasta = tmp_path / "queries.fa"
+    fasta.write_text("".join(f">{row.id}\n{row.sequence}\n" for row in queries.itertuples()))
+    predicted = subprocess.run([sys.executable, "-m", "r3lm", "predict", "--model", str(bundle), "--cell-type",
+                                "HepG2", "--fasta", str(fasta), "--out", str(tmp_path / "predicted.tsv"),
+                                "--no-progress"], capture_output=True, text=True, timeout=300, check=False)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "predicted.tsv", sep="\t")
+    assert table["id"].tolist() == queries["id"].tolist() and table["level"].between(0, 3).all()
+    assert table["rationale"].str.len().gt(0).all()
 
 
 def _schema_keys(schema: dict, prefix: str = "") -> list[str]:

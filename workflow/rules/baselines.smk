@@ -1,5 +1,6 @@
 # Baselines on the same splits: motif-count ridge regression (interpretable, seconds) and a
-# LegNet/Malinois-style CNN, each predicting every test row into results/<dataset>/predictions/<method>/.
+# LegNet/Malinois-style CNN, each predicting every test row into
+# results/<dataset>/baselines/<method>/[<card setting>/]predictions/.
 
 
 rule motif_ridge:
@@ -9,11 +10,11 @@ rule motif_ridge:
         test=f"{RCC_DIR}/test.parquet",
         data_summary=f"{DATA_DIR}/summary.json",
     output:
-        directory(f"{PREDICTIONS}/motif_ridge"),
+        directory(prediction_dir("motif_ridge")),
     params:
-        settings=settings("baselines"),
+        settings=settings("baselines", without=["baselines.methods"]),
     log:
-        f"{LOG_DIR}/baselines/motif_ridge.log",
+        f"{LOG_DIR}/baselines/motif_ridge_{Path(RCC_DIR).name}.log",
     threads: 1
     resources:
         mem_mb=8192,
@@ -32,9 +33,9 @@ rule cnn:
         test=f"{DATA_DIR}/test.parquet",
         data_summary=f"{DATA_DIR}/summary.json",
     output:
-        directory(f"{PREDICTIONS}/cnn"),
+        directory(prediction_dir("cnn")),
     params:
-        settings=settings("baselines"),
+        settings=settings("baselines", without=["baselines.methods"]),
     log:
         f"{LOG_DIR}/baselines/cnn.log",
     threads: 2

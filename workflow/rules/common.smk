@@ -47,9 +47,14 @@ SHARDS = [f"{shard:04d}" for shard in range(MOTIFS["shards"])]
 ENV = "../../envs/r3lm.yaml"
 
 
-def settings(*sections):
-    """The config sections a step depends on, as JSON: changing them reruns the step."""
-    return json.dumps({section: config[section] for section in sections}, sort_keys=True)
+def settings(*sections, without=()):
+    """The config sections a step depends on, as JSON: changing them reruns the step. `without` drops
+    dotted keys the step does not read (which modes or methods run), so changing them reruns nothing."""
+    chosen = {section: config[section] for section in sections}
+    for dotted in without:
+        section, key = dotted.split(".")
+        chosen[section] = {name: value for name, value in chosen[section].items() if name != key}
+    return json.dumps(chosen, sort_keys=True)
 
 
 def dataset_tables():
@@ -151,17 +156,23 @@ def launcher(gpus):
     return "python -m r3lm"
 
 
-# Stage II, the baselines and the evaluation: every method writes results/<dataset>/predictions/<method>/.
+# Stage II and the baselines write their predictions beside their models, in folders named by the
+# settings that made them; a run (config `run`) evaluates them into results/<dataset>/runs/<run>/.
 STAGE2 = config["stage2"]
 STAGE2_MODES = STAGE2["modes"]
 STAGE2_DIR = (
     f"{RESULTS}/stage2/{Path(STAGE1_DIR).name}_{STAGE2['backbone']}-backbone_{STAGE2['training']}"
 )
-PREDICTIONS = f"{RESULTS}/predictions"
 BASELINES = config["baselines"]["methods"]
 METHODS = BASELINES + STAGE2_MODES
-EVAL_DIR = f"{RESULTS}/eval"
-REPORT_DIR = f"{RESULTS}/report"
+CNN_DIR = f"{RESULTS}/baselines/cnn"  # the CNN reads sequences only: one model serves every run
+RIDGE_DIR = f"{RESULTS}/baselines/motif_ridge/{Path(RCC_DIR).name}"
+RUN_DIR = f"{RESULTS}/runs/{config['run']}"
+EVAL_DIR = f"{RUN_DIR}/eval"
+REPORT_DIR = f"{RUN_DIR}/report"
+MODELS_DIR = f"{RUN_DIR}/models"
+# oracle_cot reads the teacher's rationale, written from the measured level: it cannot predict new sequences.
+DEPLOYABLE_MODES = [mode for mode in STAGE2_MODES if mode != "oracle_cot"]
 EVALUATION = config["evaluation"]
 DISRUPTION = EVALUATION["disruption"]
 # The simulator knows which planted sites cause activity, so only the demo can score citations.
@@ -185,8 +196,17 @@ def stage2_rationales(wildcards):
     return [f"{STAGE1_DIR}/rationales/{name}.parquet" for name in STAGE2_SETS]
 
 
+def prediction_dir(method):
+    if method == "cnn":
+        return f"{CNN_DIR}/predictions"
+    if method == "motif_ridge":
+        return f"{RIDGE_DIR}/predictions"
+    return f"{STAGE2_DIR}/{method}/predictions"
+
+
 def prediction_dirs():
-    return [f"{PREDICTIONS}/{method}" for method in METHODS]
+    """Each method's predictions folder, by method name."""
+    return {method: prediction_dir(method) for method in METHODS}
 
 
 def faithfulness_tables():
@@ -209,10 +229,14 @@ def faithfulness_tables():
 def training_curves():
     curves = {"Stage I (held-out loss)": f"{STAGE1_DIR}/loss.csv"}
     if "cnn" in BASELINES:
-        curves["CNN baseline"] = f"{PREDICTIONS}/cnn/curve.csv"  # inside the cnn predictions folder
+        curves["CNN baseline"] = f"{prediction_dir('cnn')}/curve.csv"  # written with its predictions
     for mode in STAGE2_MODES:
         curves[f"Stage II {mode}"] = f"{STAGE2_DIR}/{mode}/curve.csv"
     return curves
+
+
+def model_bundles():
+    return [f"{MODELS_DIR}/{mode}" for mode in DEPLOYABLE_MODES]
 
 
 def named(pairs):

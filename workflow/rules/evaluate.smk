@@ -4,7 +4,7 @@
 
 rule metrics:
     input:
-        predictions=prediction_dirs(),
+        predictions=list(prediction_dirs().values()),
         test=f"{DATA_DIR}/test.parquet",
         test_subset=f"{DATA_DIR}/test_subset.parquet",
     output:
@@ -12,6 +12,7 @@ rule metrics:
         skipped=f"{EVAL_DIR}/metrics_skipped.tsv",
     params:
         settings=settings("evaluation"),
+        predictions=named(prediction_dirs()),
         baselines=BASELINES,
     log:
         f"{LOG_DIR}/evaluate/metrics.log",
@@ -22,7 +23,7 @@ rule metrics:
     conda:
         ENV
     shell:
-        "python -m r3lm metrics --config {params.settings:q} --predictions {input.predictions}"
+        "python -m r3lm metrics --config {params.settings:q} --predictions {params.predictions}"
         " --baselines {params.baselines} --test {input.test} --test-subset {input.test_subset}"
         " --out {output.metrics} --skipped {output.skipped} > {log} 2>&1"
 
@@ -59,11 +60,16 @@ rule report:
     input:
         metrics=f"{EVAL_DIR}/metrics.tsv",
         skipped=f"{EVAL_DIR}/metrics_skipped.tsv",
-        predictions=prediction_dirs(),
+        predictions=list(prediction_dirs().values()),
         test=f"{DATA_DIR}/test.parquet",
         test_subset=f"{DATA_DIR}/test_subset.parquet",
         faithfulness=list(faithfulness_tables().values()),
-        curves=[path for path in training_curves().values() if not path.startswith(PREDICTIONS)],
+        # the CNN's curve is written inside its predictions folder (a directory output)
+        curves=[
+            path
+            for path in training_curves().values()
+            if not path.startswith(prediction_dir("cnn"))
+        ],
     output:
         summary=report(
             f"{REPORT_DIR}/summary.md", caption="../report/summary.rst", category="Evaluation"
@@ -85,6 +91,7 @@ rule report:
         ),
     params:
         settings=settings("evaluation"),
+        predictions=named(prediction_dirs()),
         faithfulness=named(faithfulness_tables()),
         curves=named(training_curves()),
         figure_dir=lambda wildcards, output: Path(output.summary).parent,
@@ -98,7 +105,7 @@ rule report:
         ENV
     shell:
         "python -m r3lm report --config {params.settings:q} --metrics {input.metrics} --skipped {input.skipped}"
-        " --predictions {input.predictions} --test {input.test} --test-subset {input.test_subset}"
+        " --predictions {params.predictions} --test {input.test} --test-subset {input.test_subset}"
         " --faithfulness {params.faithfulness} --curves {params.curves}"
         " --out {output.summary} --figure-dir {params.figure_dir} > {log} 2>&1"
 
@@ -106,7 +113,7 @@ rule report:
 rule disruption:
     input:
         models=f"{STAGE2_DIR}/{DISRUPTION['mode']}/model",
-        predictions=f"{PREDICTIONS}/{DISRUPTION['mode']}",
+        predictions=prediction_dir(DISRUPTION["mode"]),
         cards=f"{RCC_DIR}/{TEACHER_SETS['test']}.parquet",
         stage1_model=f"{STAGE1_DIR}/model",
         data_summary=f"{DATA_DIR}/summary.json",

@@ -1,6 +1,7 @@
 # Stage: stage2. Reason-conditioned regression: one job per input mode (generated_cot is the method,
 # oracle_cot an upper bound, rcc_only and sequence_only the ablations), each training its models and
-# predicting the Stage-II test set into results/<dataset>/predictions/<mode>/.
+# predicting the Stage-II test set into <stage2 setting>/<mode>/predictions/; package_model turns
+# each deployable mode's models into a self-contained folder for `r3lm predict` and `r3lm explain`.
 
 
 rule stage2:
@@ -11,12 +12,12 @@ rule stage2:
         rationales=stage2_rationales,
         data_summary=f"{DATA_DIR}/summary.json",
     output:
-        predictions=directory(f"{PREDICTIONS}/{{mode}}"),
+        predictions=directory(f"{STAGE2_DIR}/{{mode}}/predictions"),
         model=directory(f"{STAGE2_DIR}/{{mode}}/model"),
         curve=f"{STAGE2_DIR}/{{mode}}/curve.csv",
         summary=f"{STAGE2_DIR}/{{mode}}/summary.json",
     params:
-        settings=settings("stage2", "llm", "levels", "motifs"),
+        settings=settings("stage2", "llm", "levels", "motifs", without=["stage2.modes"]),
         backbone=stage2_backbone(),
         work_dir=lambda wildcards, output: Path(output.summary).parent,
         rationales=lambda wildcards, input: (
@@ -38,3 +39,29 @@ rule stage2:
         " --teacher-sets {input.teacher_sets} --cards {input.cards} {params.rationales}"
         " --data-summary {input.data_summary} --work-dir {params.work_dir}"
         " --predictions {output.predictions} --no-progress > {log} 2>&1"
+
+
+rule package_model:
+    input:
+        models=f"{STAGE2_DIR}/{{mode}}/model",
+        stage1_model=f"{STAGE1_DIR}/model",
+        data=dataset_tables(),
+    output:
+        directory(f"{MODELS_DIR}/{{mode}}"),
+    params:
+        settings=settings("stage2", "llm", "levels", "motifs", "rcc", "reasoning", "generation", "dataset"),
+        data_dir=lambda wildcards, input: Path(input.data[0]).parent,
+    log:
+        f"{LOG_DIR}/stage2/{config['run']}/package_{{mode}}.log",
+    wildcard_constraints:
+        mode="|".join(["generated_cot", "rcc_only", "sequence_only"]),
+    threads: 1
+    resources:
+        mem_mb=4096,
+        runtime=30,
+    conda:
+        ENV
+    shell:
+        "python -m r3lm package-model --config {params.settings:q} --mode {wildcards.mode}"
+        " --stage2-models {input.models} --stage1-model {input.stage1_model} --data-dir {params.data_dir}"
+        " --out {output} > {log} 2>&1"
