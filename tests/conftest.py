@@ -189,3 +189,71 @@ def smollm2_prepared(tmp_path_factory: pytest.TempPathFactory) -> PreparedSmolLM
 def smollm2_dir(smollm2_prepared: PreparedSmolLM2) -> Path:
     """A prepared SmolLM2-135M-Instruct model folder (float32), shared by every test that needs a real LLM."""
     return smollm2_prepared.path
+
+
+# A frozen generated_cot Stage-II run on tiny real data, shared by the prediction and bundle tests.
+CELLS = ("HepG2", "K562")
+SIZES = {"train": 3, "val": 2, "test": 2}  # per cell type: every input costs ~0.5-1 s on two cores
+STAGE2_MODE = "generated_cot"
+
+
+def _rationale(card_json: str) -> str:
+    """A teacher-style rationale: the first card motif activating, the second repressive, the third neutral."""
+    names = list(dict.fromkeys(hit["name"] for hit in json.loads(card_json)["motifs"]))
+    cues = ["favours activity", "works against it", "is neutral"]
+    steps = [f"{name} {cue}." for name, cue in zip(names, cues)] or ["No motif is informative."]
+    numbered = "\n".join(f"{number}. {step}" for number, step in enumerate(steps, start=1))
+    return f"<think>\n{numbered}\n</think>\nActivity level: 1"
+
+
+@pytest.fixture(scope="session")
+def stage2_config() -> dict[str, Any]:
+    """Frozen, shared across cell types; a short cutoff keeps the end (rationale, DNA) and the embedding cheap
+    (SmolLM2 embeds ~100-200 tokens per second on two cores)."""
+    from r3lm.config import validate_config
+
+    return validate_config({"stage2": {"training": "frozen", "per_cell_type": False, "cutoff_len": 96,
+                                       "frozen": {"epochs": 5}}})
+
+
+@pytest.fixture(scope="session")
+def stage2_trained(smollm2_dir: Path, stage2_config: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+                   ) -> dict[str, Any]:
+    """Cards, teacher sets and self-rationales for two cell types, a frozen generated_cot run on them, and the
+    dataset folder a bundle reads (summary.json with level edges, train.parquet)."""
+    from r3lm.io import write_json, write_parquet
+    from r3lm.motifs.scan import background_for, build_motif_set, scan_sequences
+    from r3lm.rcc.build import cards_for_table
+    from r3lm.rcc.grammar import GrammarSettings
+    from r3lm.stage2.run import SetFiles, run_stage2
+
+    root = tmp_path_factory.mktemp("stage2_predict")
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame([{"id": f"{split}{index}", "cell_type": cell, "split": split}
+                          for split, size in SIZES.items() for cell in CELLS for index in range(size)])
+    ids = sorted(set(table["id"]))  # a sequence is the same in every cell type, as in the real data
+    table["sequence"] = table["id"].map(dict(zip(ids, random_sequences(len(ids), 60, seed=1))))
+    table["activity"] = rng.normal(size=len(table))
+    table["level"] = rng.integers(0, 4, size=len(table))
+    motifs = stage2_config["motifs"]
+    hits = scan_sequences(table["id"].tolist(), table["sequence"].tolist(),
+                          build_motif_set(motifs, background_for(motifs, [])), progress=False)
+    cards = cards_for_table(table, hits, GrammarSettings.from_config(stage2_config["rcc"]["grammar"]),
+                            with_grammar=stage2_config["rcc"]["grammar_tags"], progress=False)
+    cards["rationale"] = [_rationale(card) for card in cards["card_json"]]
+    sets = {}
+    for split in SIZES:
+        part = cards[cards["split"] == split]
+        paths = [root / f"{name}_{split}.parquet" for name in ("teacher", "cards", "rationales")]
+        write_parquet(part.drop(columns="card_json"), paths[0])
+        write_parquet(part[["id", "cell_type", "card_json", "card_text"]], paths[1])
+        write_parquet(part[["id", "cell_type", "rationale"]], paths[2])
+        sets[split] = SetFiles(*paths)
+    data = root / "data"
+    write_json({"levels": {"edges": {cell: [-0.5, 0.0, 0.5] for cell in CELLS}}}, data / "summary.json")
+    for split in ("train", "val", "test", "test_subset"):
+        write_parquet(table[table["split"] == split.removesuffix("_subset")], data / f"{split}.parquet")
+    run_stage2(stage2_config, STAGE2_MODE, smollm2_dir, sets, data / "summary.json", root / "work",
+               root / "predictions", progress=False)
+    return {"sets": sets, "model": root / "work" / "model" / "shared", "models": root / "work" / "model",
+            "predictions": root / "predictions", "data": data, "cards": cards}

@@ -1,0 +1,221 @@
+"""The user-facing side: a bundle written from a Stage-II run predicts and explains new sequences (FASTA, table,
+BED + genome, the Python API), and bad input stops with exit code 2, one line, and no output written."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import CELLS
+
+import r3lm
+from r3lm.cli import main
+from r3lm.data.levels import assign_levels
+from r3lm.deploy.bundle import MANIFEST, write_bundle
+from r3lm.deploy.scorer import R3LM, SCORE_COLUMNS, auto_batch_size
+from r3lm.errors import InputError
+from r3lm.stage2.predict import Stage2Predictor
+
+EDGES = [-0.5, 0.0, 0.5]  # the stage2_trained fixture's level edges
+
+
+@pytest.fixture(scope="module")
+def bundle(stage2_config: dict[str, Any], stage2_trained: dict[str, Any], smollm2_dir: Path,
+           tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture's generated_cot run with SmolLM2 as its Stage-I model; 12 new tokens keep generation cheap."""
+    config = {**stage2_config, "generation": {**stage2_config["generation"], "max_new_tokens": 12}}
+    out = tmp_path_factory.mktemp("bundle") / "generated_cot"
+    write_bundle(config, "generated_cot", stage2_trained["models"], smollm2_dir, stage2_trained["data"], out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def model(bundle: Path) -> R3LM:
+    return R3LM.load(bundle, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def queries(stage2_trained: dict[str, Any]) -> pd.DataFrame:
+    """The test sequences with the cards the workflow built for them in HepG2."""
+    cards = stage2_trained["cards"]
+    return cards[(cards["split"] == "test") & (cards["cell_type"] == "HepG2")].assign(
+        sequence=lambda frame: [json.loads(card)["sequence"] for card in frame["card_json"]]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def scored(model: R3LM, queries: pd.DataFrame) -> pd.DataFrame:
+    return model.score(dict(zip(queries["id"], queries["sequence"])), "HepG2", with_card=True)
+
+
+def test_the_bundle_is_self_contained(bundle, stage2_trained, smollm2_dir):
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    assert manifest["mode"] == "generated_cot" and manifest["cell_types"] == list(CELLS)
+    assert manifest["backbone"] == manifest["rationale_model"] == "llm"
+    assert manifest["levels"]["edges"] == {cell: EDGES for cell in CELLS}
+    assert manifest["motifs"]["jaspar_release"] == "JASPAR2026" and manifest["motifs"]["pvalue"] == 5e-5
+    assert manifest["background"] == [0.25] * 4 and manifest["base_model"]["provenance"]["wheel_sha256"]
+    assert "Activity level: N" in manifest["reasoning"]["system"]
+    assert (bundle / "llm/model.safetensors").read_bytes() == (smollm2_dir / "model.safetensors").read_bytes()
+    assert (bundle / "stage2/shared/head.pt").is_file()
+
+
+def test_score_rebuilds_the_cards_and_predicts_with_the_stage2_model(model, queries, scored, bundle):
+    """The scan and card of a new sequence equal the workflow's, and the activity is the Stage-II model's
+    prediction on that card and the generated rationale, on the training levels."""
+    assert list(scored.columns) == [*SCORE_COLUMNS, "card"]
+    assert scored["id"].tolist() == queries["id"].tolist() and (scored["cell_type"] == "HepG2").all()
+    assert scored["card"].tolist() == queries["card_text"].tolist()
+    assert scored["rationale"].str.len().gt(0).all()
+    direct = Stage2Predictor.load(bundle / "stage2/shared", device="cpu", backbone=bundle / "llm").predict(
+        pd.DataFrame({"cell_type": "HepG2", "card_text": scored["card"], "sequence": queries["sequence"],
+                      "rationale": scored["rationale"]}))
+    assert np.allclose(scored["predicted"], direct, rtol=0, atol=1e-5)
+    assert scored["level"].tolist() == assign_levels(scored["predicted"].to_numpy(), EDGES).tolist()
+    again = model.score(dict(zip(queries["id"], queries["sequence"])), "HepG2")
+    pd.testing.assert_frame_equal(again, scored.drop(columns="card"))  # seeded: the same batch, the same output
+
+
+def test_the_python_api_scores_variants_for_a_design_loop(bundle, queries):
+    wild_type = queries["sequence"].iloc[0]
+    variants = {"wild_type": wild_type, "first_half_reversed": wild_type[:30][::-1] + wild_type[30:],
+                "poly_a_tail": wild_type[:-10] + "A" * 10}
+    ranked = r3lm.score(variants, "K562", model=bundle, device="cpu").sort_values("predicted", ascending=False)
+    assert set(ranked["id"]) == set(variants) and ranked["predicted"].is_monotonic_decreasing
+    assert ranked["rationale"].notna().all() and r3lm.load(str(bundle), "cpu") is r3lm.load(str(bundle), "cpu")
+
+
+def _fasta(path: Path, records: dict[str, str], width: int = 50) -> Path:
+    """Lines of `width` letters, as genome FASTAs are laid out (pyfaidx relies on it)."""
+    path.write_text("".join(f">{name} a description\n" + "".join(
+        f"{sequence[start:start + width]}\n" for start in range(0, len(sequence), width))
+        for name, sequence in records.items()))
+    return path
+
+
+def test_predict_reads_fasta_table_and_bed_alike(bundle, queries, scored, tmp_path):
+    """The same sequences through every input kind give the same predictions (BED '-' regions reverse-complemented)."""
+    records = dict(zip(queries["id"], queries["sequence"]))
+    fasta = _fasta(tmp_path / "queries.fa", records)
+    table = tmp_path / "queries.csv"
+    pd.DataFrame({"name": list(records), "dna": list(records.values())}).to_csv(table, index=False)
+    complement = str.maketrans("ACGT", "TGCA")
+    first, second = queries["sequence"]
+    genome = _fasta(tmp_path / "genome.fa", {"chr1": "GATTACA" * 3 + first + "CCCC",
+                                             "chr2": "TT" + second.translate(complement)[::-1] + "TT"})
+    bed = tmp_path / "regions.bed"
+    bed.write_text(f"chr1\t21\t{21 + len(first)}\t{queries['id'].iloc[0]}\t0\t+\n"
+                   f"chr2\t2\t{2 + len(second)}\t{queries['id'].iloc[1]}\t0\t-\n")
+    runs = {"fasta": ["--fasta", str(fasta)], "table": ["--table", str(table), "--id-column", "name",
+                                                        "--sequence-column", "dna"],
+            "bed": ["--bed", str(bed), "--genome", str(genome)]}
+    outputs = {}
+    for kind, source in runs.items():
+        out = tmp_path / f"{kind}.parquet"
+        assert main(["predict", "--model", str(bundle), "--cell-type", "HepG2", *source, "--out", str(out),
+                     "--device", "cpu", "--no-progress", *(["--with-card"] if kind == "bed" else [])]) == 0
+        outputs[kind] = pd.read_parquet(out)
+    assert outputs["bed"]["card"].tolist() == scored["card"].tolist()
+    for kind, table in outputs.items():
+        assert table["id"].tolist() == scored["id"].tolist(), kind
+        assert np.allclose(table["predicted"], scored["predicted"], atol=1e-5), kind
+        assert table["rationale"].tolist() == scored["rationale"].tolist(), kind
+
+
+def test_explain_prints_the_card_rationale_and_prediction(bundle, queries, scored, capsys):
+    sequence = queries["sequence"].iloc[0]
+    assert main(["explain", "--model", str(bundle), "--cell-type", "HepG2", "--sequence", sequence.lower(),
+                 "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("Predicted activity in HepG2: ")
+    assert "levels on the training data: L0 < -0.5 | L1 < 0 | L2 < 0.5 | L3" in text
+    assert queries["card_text"].iloc[0] in text and "== Rationale ==" in text
+    predicted = float(text.splitlines()[0].rsplit(" ", 1)[1])
+    level = int(text.splitlines()[1].split()[1])
+    assert level == int(assign_levels(np.array([predicted]), EDGES)[0])
+
+
+def _broken_bundle(bundle: Path, tmp_path: Path, piece: str) -> Path:
+    copy = shutil.copytree(bundle, tmp_path / "bundle")
+    target = copy / piece
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    return copy
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("N in a sequence", (r"queries.fa, row 2, column 'sequence': sequence 'b' has 'N' at position 3; only A, C, G "
+                        r"and T are allowed")),
+    ("other letters", r"row 1, column 'sequence': sequence 'a' has 'U' at position 1"),
+    ("empty FASTA", r"queries.fa: no sequences in the file"),
+    ("unknown cell type", r"unknown cell type 'WTC11': this model predicts HepG2, K562"),
+    ("no head", r"stage2/shared: the HepG2 model lacks head.pt"),
+    ("no weights", r"llm: the model folder has no weights"),
+    ("no manifest", r"not an r3lm model folder: no r3lm_bundle.json"),
+    ("region off the chromosome", r"regions.bed, row 1, column 'end': region chr1:5-500 is not within chr1"),
+    ("unknown chromosome", r"regions.bed, row 1, column 'chrom': chromosome 'chrX' is not in the genome"),
+    ("BED without genome", r"regions.bed: BED regions need the genome FASTA"),
+    ("unknown output type", r"out.xlsx: unknown output type '.xlsx'"),
+])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(bundle, tmp_path, capsys, case, message):
+    fasta = _fasta(tmp_path / "queries.fa", {"a": "ACGTACGTAC" * 3, "b": "ACNTACGTAC" * 3})
+    source, model, cell, out = ["--fasta", str(fasta)], bundle, "HepG2", tmp_path / "out.tsv"
+    genome = _fasta(tmp_path / "genome.fa", {"chr1": "ACGT" * 50})
+    bed = tmp_path / "regions.bed"
+    if case == "other letters":
+        fasta = _fasta(fasta, {"a": "UCGTACGTAC" * 3})
+    elif case == "empty FASTA":
+        fasta.write_text("")
+    elif case == "unknown cell type":
+        cell = "WTC11"
+    elif case in ("no head", "no weights", "no manifest"):
+        model = _broken_bundle(bundle, tmp_path, {"no head": "stage2/shared/head.pt",
+                                                  "no weights": "llm/model.safetensors",
+                                                  "no manifest": MANIFEST}[case])
+    elif case in ("region off the chromosome", "unknown chromosome", "BED without genome"):
+        bed.write_text("chrX\t5\t40\n" if case == "unknown chromosome" else "chr1\t5\t500\n")
+        source = ["--bed", str(bed)] + ([] if case == "BED without genome" else ["--genome", str(genome)])
+    elif case == "unknown output type":
+        out = tmp_path / "out.xlsx"
+    if out.suffix == ".tsv":
+        out.write_text("an earlier result\n")  # an earlier result stays as it was
+    code = main(["predict", "--model", str(model), "--cell-type", cell, *source, "--out", str(out),
+                 "--device", "cpu", "--no-progress"])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and len(error.splitlines()) == 1 and error.startswith("r3lm predict: error: ")
+    assert re.search(message, error), error
+    assert (out.read_text() == "an earlier result\n") if out.suffix == ".tsv" else not out.exists()
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".")) == []
+
+
+def test_score_refuses_bad_sequences_and_ids(model):
+    with pytest.raises(InputError, match="sequence 'seq2' is empty"):
+        model.score(["ACGT", ""], "HepG2")
+    with pytest.raises(InputError, match="not one string"):
+        model.score("ACGTACGT", "HepG2")
+    with pytest.raises(InputError, match="'x' is used twice"):
+        model.score(pd.Series(["ACGT", "ACGA"], index=["x", "x"]), "HepG2")
+
+
+def test_a_bundle_needs_a_deployable_mode_and_level_edges(stage2_config, stage2_trained, smollm2_dir, tmp_path):
+    with pytest.raises(InputError, match="oracle_cot cannot be bundled"):
+        write_bundle(stage2_config, "oracle_cot", stage2_trained["models"], smollm2_dir, stage2_trained["data"],
+                     tmp_path / "oracle")
+    data = shutil.copytree(stage2_trained["data"], tmp_path / "data")
+    (data / "summary.json").write_text(json.dumps({"levels": {"edges": {"HepG2": EDGES}}}))
+    with pytest.raises(InputError, match="no level edges for K562"):
+        write_bundle(stage2_config, "generated_cot", stage2_trained["models"], smollm2_dir, data, tmp_path / "out")
+    assert not (tmp_path / "oracle").exists() and not (tmp_path / "out").exists()
+
+
+def test_batches_fit_half_the_free_gpu_memory(monkeypatch):
+    """SmolLM2 (576 wide, 30 layers) at 2,048 tokens needs ~566 MB per sequence: 8 GB free holds 7 in half."""
+    monkeypatch.setattr("torch.cuda.mem_get_info", lambda device: (8 * 10**9, 80 * 10**9))
+    assert auto_batch_size("cuda", 576, 30, 2048) == 7
+    monkeypatch.setattr("torch.cuda.mem_get_info", lambda device: (10**8, 80 * 10**9))
+    assert auto_batch_size("cuda:1", 576, 30, 2048) == 1
+    assert auto_batch_size("cpu", 576, 30, 2048) == 8
