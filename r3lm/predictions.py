@@ -1,6 +1,6 @@
 """The one prediction format every method writes and the evaluation reads.
 
-`results/<dataset>/predictions/<method>/<cell_type>.parquet` holds one row per test sequence:
+A method's `predictions/<cell_type>.parquet` (beside its models) holds one row per test sequence:
 id, cell_type, split, measured, predicted, level (measured), predicted_level and, for the LLM
 methods, the rationale. Beside them `summary.json` states what the method was trained on and how,
 so the report can print each method's training size and settings.

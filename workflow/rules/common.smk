@@ -171,6 +171,7 @@ RUN_DIR = f"{RESULTS}/runs/{config['run']}"
 EVAL_DIR = f"{RUN_DIR}/eval"
 REPORT_DIR = f"{RUN_DIR}/report"
 MODELS_DIR = f"{RUN_DIR}/models"
+RUN_LOG_DIR = f"{LOG_DIR}/runs/{config['run']}"
 # oracle_cot reads the teacher's rationale, written from the measured level: it cannot predict new sequences.
 DEPLOYABLE_MODES = [mode for mode in STAGE2_MODES if mode != "oracle_cot"]
 EVALUATION = config["evaluation"]

@@ -15,7 +15,7 @@ rule metrics:
         predictions=named(prediction_dirs()),
         baselines=BASELINES,
     log:
-        f"{LOG_DIR}/evaluate/metrics.log",
+        f"{RUN_LOG_DIR}/metrics.log",
     threads: 1
     resources:
         mem_mb=8192,
@@ -42,7 +42,7 @@ rule citation_faithfulness:
     params:
         settings=settings("evaluation"),
     log:
-        f"{LOG_DIR}/evaluate/citation_{{source}}.log",
+        f"{RUN_LOG_DIR}/citation_{{source}}.log",
     wildcard_constraints:
         source="generated|teacher",
     threads: 1
@@ -96,7 +96,7 @@ rule report:
         curves=named(training_curves()),
         figure_dir=lambda wildcards, output: Path(output.summary).parent,
     log:
-        f"{LOG_DIR}/evaluate/report.log",
+        f"{RUN_LOG_DIR}/report.log",
     threads: 1
     resources:
         mem_mb=4096,
@@ -124,7 +124,7 @@ rule disruption:
         settings=settings("evaluation", "rcc", "generation", "reasoning", "levels", "llm", "stage2", "motifs"),
         data_dir=lambda wildcards, input: Path(input.data_summary).parent,
     log:
-        f"{LOG_DIR}/evaluate/disruption.log",
+        f"{RUN_LOG_DIR}/disruption.log",
     threads: 2
     resources:
         mem_mb=16384,

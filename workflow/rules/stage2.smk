@@ -52,7 +52,7 @@ rule package_model:
         settings=settings("stage2", "llm", "levels", "motifs", "rcc", "reasoning", "generation", "dataset"),
         data_dir=lambda wildcards, input: Path(input.data[0]).parent,
     log:
-        f"{LOG_DIR}/stage2/{config['run']}/package_{{mode}}.log",
+        f"{RUN_LOG_DIR}/package_{{mode}}.log",
     wildcard_constraints:
         mode="|".join(["generated_cot", "rcc_only", "sequence_only"]),
     threads: 1
