@@ -77,6 +77,35 @@ def test_lint_is_clean() -> None:
     assert "Lints for" not in result.stdout + result.stderr
 
 
+SLURM_PROFILE = REPO / "workflow/profiles/slurm"
+
+
+@pytest.mark.parametrize("configfile", ["config/config.yaml", "config/gosai2024.yaml"])
+def test_slurm_profile_dry_runs(configfile: str, tmp_path: Path) -> None:
+    # A dry run plans with the SLURM executor's settings but submits nothing: no sbatch needed.
+    result = snakemake("-n", "--profile", str(SLURM_PROFILE), "--jobs", "8", "--directory", str(tmp_path),
+                       "--configfile", str(REPO / configfile))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    planned = result.stdout + result.stderr
+    assert "stage1_train" in planned and "scan_shard" in planned
+    # The profile's per-rule resources reach the jobs (stage1_train: 2 days).
+    assert re.search(r"rule stage1_train:(?:\n .*)*\n\s+resources: .*runtime=2880", planned), planned[-3000:]
+
+
+def test_slurm_profile_names_only_existing_rules() -> None:
+    # A renamed rule must not silently lose its cluster resources.
+    rules = set(re.findall(r"^rule (\w+):", "".join(
+        path.read_text() for path in [REPO / "Snakefile", *sorted((REPO / "workflow/rules").glob("*.smk"))]),
+        flags=re.MULTILINE))
+    profile = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    for key in ("set-resources", "set-threads"):
+        assert set(profile[key]) <= rules, f"{key} names unknown rules: {set(profile[key]) - rules}"
+    # The rules' `gpu` resource already becomes sbatch --gpus=N; a gres on top would ask twice.
+    for resources in [profile["default-resources"], *profile["set-resources"].values()]:
+        assert "gres" not in resources
+
+
 def test_invalid_config_stops_naming_the_key(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"dataset": {"table": {"split": {"method": "by_moon_phase"}}}}))
