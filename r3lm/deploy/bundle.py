@@ -34,9 +34,8 @@ from r3lm.motifs.scan import background_for
 from r3lm.motifs.shards import dataset_sequences
 from r3lm.predictions import level_edges_from_summary
 from r3lm.reasoning.format import system_prompt
+from r3lm.stage2.folder import HEAD_FILE, MODEL_FILE, SHARED, read_model_info
 from r3lm.stage2.inputs import MODES
-from r3lm.stage2.predict import HEAD_FILE, MODEL_FILE, read_model_info
-from r3lm.stage2.run import SHARED
 
 log = logging.getLogger(__name__)
 

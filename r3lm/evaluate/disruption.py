@@ -43,8 +43,8 @@ from r3lm.predictions import read_predictions
 from r3lm.rcc.build import cards_for_table
 from r3lm.rcc.grammar import GrammarSettings
 from r3lm.reasoning.format import student_messages, system_prompt
-from r3lm.stage2.predict import Stage2Predictor, read_model_info
-from r3lm.stage2.run import SHARED
+from r3lm.stage2.folder import SHARED, read_model_info
+from r3lm.stage2.predict import Stage2Predictor
 
 log = logging.getLogger(__name__)
 

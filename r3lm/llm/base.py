@@ -18,9 +18,11 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
 
 from r3lm.errors import InputError
 from r3lm.io import atomic_dir, write_json
@@ -56,6 +58,7 @@ def load_causal_lm(path_or_id: str | Path, *, dtype: str = "auto", device: str =
     Left padding is the default because batched generation appends after the last prompt token; a
     tokenizer without a pad token pads with EOS (padding sits under the attention mask either way).
     """
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
@@ -72,6 +75,8 @@ def load_causal_lm(path_or_id: str | Path, *, dtype: str = "auto", device: str =
 
 
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    import torch  # here, so the model-preparation and bundling steps start without it
+
     if dtype != "auto":
         return getattr(torch, dtype)
     on_bf16_gpu = device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported()

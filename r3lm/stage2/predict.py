@@ -7,7 +7,6 @@ disruption) are scored by exactly the model that was evaluated.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +19,13 @@ from torch import nn
 
 from r3lm.errors import InputError
 from r3lm.llm.base import resolve_dtype
-from r3lm.stage2.inputs import COT_MODES, MODES, messages_for, tokenize_rows
+from r3lm.stage2.folder import ADAPTER_DIR, HEAD_FILE, read_model_info
+from r3lm.stage2.inputs import COT_MODES, messages_for, tokenize_rows
 from r3lm.stage2.model import embed, load_backbone, load_tokenizer, regression_head
 from r3lm.stage2.run import standardise
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE, HEAD_FILE, ADAPTER_DIR = "stage2.json", "head.pt", "adapter"
-REQUIRED_KEYS = ("mode", "backbone", "standardisation", "cutoff_len", "hidden_size", "dtype")
 
 
 @dataclass
@@ -108,21 +106,3 @@ class Stage2Predictor:
         stats = {cell: (float(value["mean"]), float(value["std"]))
                  for cell, value in self.info["standardisation"].items()}
         return standardise(pd.DataFrame({"cell_type": cells.to_numpy()}), stats, inverse=standardised)
-
-
-def read_model_info(model_dir: str | Path) -> dict[str, Any]:
-    """A model folder's stage2.json, checked for what a prediction needs (cheap: nothing is loaded)."""
-    folder = Path(model_dir)
-    path = folder / MODEL_FILE
-    if not path.is_file():
-        raise InputError(f"not a Stage II model folder: no {MODEL_FILE}", path=folder)
-    try:
-        info = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise InputError(f"not valid JSON: {error}", path=path) from error
-    missing = [key for key in REQUIRED_KEYS if key not in info]
-    if missing:
-        raise InputError(f"lacks the key(s) {', '.join(missing)}", path=path)
-    if info["mode"] not in MODES:
-        raise InputError(f"unknown Stage II input mode {info['mode']!r} (choose from {', '.join(MODES)})", path=path)
-    return info

@@ -30,6 +30,7 @@ from r3lm.predictions import (
     prediction_table,
     write_predictions,
 )
+from r3lm.stage2.folder import SHARED
 from r3lm.stage2.inputs import COT_MODES, load_mode_rows, tokenize_rows
 from r3lm.stage2.model import (
     embed,
@@ -44,7 +45,6 @@ from r3lm.stage2.train import FitResult, fit
 log = logging.getLogger(__name__)
 
 SETS = ("train", "val", "test")
-SHARED = "shared"
 
 
 @dataclass(frozen=True)
