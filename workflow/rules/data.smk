@@ -3,6 +3,8 @@
 
 
 rule download_gosai:
+    # on the submit host: cluster compute nodes often have no internet
+    localrule: True
     output:
         table=gosai_table(),
         checksum=gosai_table() + ".sha256",
