@@ -160,8 +160,9 @@ def _broken_bundle(bundle: Path, tmp_path: Path, piece: str) -> Path:
     ("unknown chromosome", r"regions.bed, row 1, column 'chrom': chromosome 'chrX' is not in the genome"),
     ("BED without genome", r"regions.bed: BED regions need the genome FASTA"),
     ("unknown output type", r"out.xlsx: unknown output type '.xlsx'"),
+    ("a GPU that is not there", r"device cuda:3 asked for, but no CUDA GPU is visible"),
 ])
-def test_bad_input_exits_2_with_one_line_and_writes_nothing(bundle, tmp_path, capsys, case, message):
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(bundle, tmp_path, capsys, monkeypatch, case, message):
     fasta = _fasta(tmp_path / "queries.fa", {"a": "ACGTACGTAC" * 3, "b": "ACNTACGTAC" * 3})
     source, model, cell, out = ["--fasta", str(fasta)], bundle, "HepG2", tmp_path / "out.tsv"
     genome = _fasta(tmp_path / "genome.fa", {"chr1": "ACGT" * 50})
@@ -181,10 +182,14 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(bundle, tmp_path, ca
         source = ["--bed", str(bed)] + ([] if case == "BED without genome" else ["--genome", str(genome)])
     elif case == "unknown output type":
         out = tmp_path / "out.xlsx"
+    device = "cpu"
+    if case == "a GPU that is not there":
+        device = "cuda:3"
+        monkeypatch.setattr("torch.cuda.is_available", lambda: False)  # also on a machine with GPUs
     if out.suffix == ".tsv":
         out.write_text("an earlier result\n")  # an earlier result stays as it was
     code = main(["predict", "--model", str(model), "--cell-type", cell, *source, "--out", str(out),
-                 "--device", "cpu", "--no-progress"])
+                 "--device", device, "--no-progress"])
     error = capsys.readouterr().err.strip()
     assert code == 2 and len(error.splitlines()) == 1 and error.startswith("r3lm predict: error: ")
     assert re.search(message, error), error

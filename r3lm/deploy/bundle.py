@@ -86,7 +86,7 @@ def write_bundle(config: Mapping[str, Any], mode: str, stage2_models: str | Path
         "groups": {cell: f"{STAGE2_DIR}/{group}" for cell, group in sorted(groups.items())},
         "backbone": LLM_DIR if same_as_stage1 else (BACKBONE_DIR if Path(backbone).is_dir() else backbone),
         "rationale_model": LLM_DIR if mode == "generated_cot" else None,
-        "base_model": _base_reference(config["llm"]),
+        "base_model": _base_reference(config["llm"], stage1),
         "motifs": motifs, "background": [float(value) for value in background],
         "rcc": {"grammar_tags": config["rcc"]["grammar_tags"], "grammar": dict(config["rcc"]["grammar"])},
         "reasoning": {"system": system_prompt(reasoning["min_steps"], reasoning["max_steps"],
@@ -114,12 +114,14 @@ def write_bundle(config: Mapping[str, Any], mode: str, stage2_models: str | Path
     return manifest
 
 
-def _base_reference(llm: Mapping[str, Any]) -> dict[str, Any]:
-    """Which base LLM the Stage-I model was fine-tuned from, with the prepared folder's provenance."""
+def _base_reference(llm: Mapping[str, Any], stage1: Path) -> dict[str, Any]:
+    """Which base LLM the Stage-I model was fine-tuned from, with the provenance of the prepared folder (the
+    embedded model's wheel and its SHA-256), found in the base folder or, unchanged, in the Stage-I folder."""
     source = resolve_base(dict(llm))
-    provenance = Path(source) / PROVENANCE_FILE
+    provenance = next((folder / PROVENANCE_FILE for folder in (Path(source), stage1)
+                       if (folder / PROVENANCE_FILE).is_file()), None)
     return {"name": llm["base"], "source": source,
-            "provenance": json.loads(provenance.read_text()) if provenance.is_file() else None}
+            "provenance": json.loads(provenance.read_text()) if provenance else None}
 
 
 def _link_tree(source: Path, target: Path) -> None:

@@ -75,6 +75,8 @@ class R3LM:
             raise InputError(f"batch size must be at least 1, got {batch_size}")
         root = Path(folder)
         device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise InputError(f"device {device} asked for, but no CUDA GPU is visible; use --device cpu or auto")
         return cls(root, read_manifest(root), device, batch_size)
 
     @property
