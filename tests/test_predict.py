@@ -202,7 +202,7 @@ def test_score_refuses_bad_sequences_and_ids(model):
         model.score(["ACGT", ""], "HepG2")
     with pytest.raises(InputError, match="not one string"):
         model.score("ACGTACGT", "HepG2")
-    with pytest.raises(InputError, match="'x' is used twice"):
+    with pytest.raises(InputError, match="row 2, column 'id': id 'x' repeats row 1"):
         model.score(pd.Series(["ACGT", "ACGA"], index=["x", "x"]), "HepG2")
 
 

@@ -4,13 +4,12 @@ regions cut from a genome FASTA."""
 from __future__ import annotations
 
 import gzip
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from r3lm.data.checks import check_unique_ids, require_columns
+from r3lm.data.checks import require_columns
 from r3lm.data.tables import cut_regions, read_table
 from r3lm.errors import InputError
 
@@ -74,8 +73,15 @@ def read_sequences(path: str | Path, *, id_column: str = "id", sequence_column: 
         column = sequence_column
     if frame.empty:
         raise InputError("no sequences in the file", path=file)
-    frame["sequence"] = frame["sequence"].astype(str).str.strip().str.upper()
-    rows = pd.Series(np.arange(1, len(frame) + 1), index=frame.index)
+    return check_sequence_frame(frame, allow_n=allow_n, path=file, column=column,
+                                id_column="id" if _is_fasta(file) else id_column)
+
+
+def check_sequence_frame(frame: pd.DataFrame, *, allow_n: bool, path: str | Path | None = None,
+                         column: str = "sequence", id_column: str = "id") -> pd.DataFrame:
+    """(id, sequence) rows upper-cased and checked: only A C G T (and N where `allow_n`), none empty, unique
+    ids. Errors name the 1-based row and `column` (the field the user supplied the sequence in)."""
+    frame = frame.assign(sequence=frame["sequence"].astype(str).str.strip().str.upper()).reset_index(drop=True)
     alphabet = "ACGTN" if allow_n else "ACGT"
     foreign = ~frame["sequence"].str.fullmatch(f"[{alphabet}]*")
     if foreign.any():
@@ -83,15 +89,20 @@ def read_sequences(path: str | Path, *, id_column: str = "id", sequence_column: 
         value = frame["sequence"].iloc[position]
         at = next(index for index, base in enumerate(value) if base not in alphabet)
         raise InputError(f"sequence {frame['id'].iloc[position]!r} has {value[at]!r} at position {at + 1}; only "
-                         f"{', '.join(alphabet[:-1])} and {alphabet[-1]} are allowed", path=file, row=position + 1,
+                         f"{', '.join(alphabet[:-1])} and {alphabet[-1]} are allowed", path=path, row=position + 1,
                          column=column)
     empty = frame["sequence"].str.len() == 0
     if empty.any():
         position = int(np.flatnonzero(empty.to_numpy())[0])
-        raise InputError(f"sequence {frame['id'].iloc[position]!r} is empty", path=file, row=position + 1, column=column)
-    check_unique_ids(frame["id"], path=file, column="id" if _is_fasta(file) else id_column, policy="error",
-                     drops=Counter(), row_numbers=rows)
-    return frame.reset_index(drop=True)
+        raise InputError(f"sequence {frame['id'].iloc[position]!r} is empty", path=path, row=position + 1,
+                         column=column)
+    repeated = frame["id"].duplicated()
+    if repeated.any():
+        position = int(np.flatnonzero(repeated.to_numpy())[0])
+        first = int(np.flatnonzero((frame["id"] == frame["id"].iloc[position]).to_numpy())[0])
+        raise InputError(f"id {frame['id'].iloc[position]!r} repeats row {first + 1}", path=path, row=position + 1,
+                         column=id_column)
+    return frame
 
 
 def _is_bed(path: Path) -> bool:

@@ -27,6 +27,7 @@ import torch
 from tqdm import tqdm
 
 from r3lm.data.levels import assign_levels
+from r3lm.data.sequences import check_sequence_frame
 from r3lm.deploy.bundle import BACKBONE_DIR, LLM_DIR, read_manifest
 from r3lm.errors import InputError
 from r3lm.llm.generate import ChatGenerator, open_generator
@@ -217,19 +218,8 @@ def _named_sequences(sequences: Iterable[str] | Mapping[str, str] | pd.Series) -
         pairs = [(f"seq{index}", value) for index, value in enumerate(sequences, start=1)]
     if not pairs:
         raise InputError("no sequences to score")
-    ids, texts = [key for key, _ in pairs], []
-    for row, (key, value) in enumerate(pairs, start=1):
-        text = str(value).strip().upper()
-        foreign = next((index for index, base in enumerate(text) if base not in "ACGT"), None)
-        if not text or foreign is not None:
-            detail = "is empty" if not text else f"has {text[foreign]!r} at position {foreign + 1}"
-            raise InputError(f"sequence {key!r} {detail}; only A, C, G and T are allowed", row=row,
-                             column="sequence")
-        texts.append(text)
-    if len(set(ids)) != len(ids):
-        repeated = next(key for key in ids if ids.count(key) > 1)
-        raise InputError(f"id {repeated!r} is used twice", column="id")
-    return ids, texts
+    frame = check_sequence_frame(pd.DataFrame(pairs, columns=["id", "sequence"]), allow_n=False)
+    return frame["id"].tolist(), frame["sequence"].tolist()
 
 
 @lru_cache(maxsize=4)
