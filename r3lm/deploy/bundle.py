@@ -34,7 +34,13 @@ from r3lm.motifs.scan import background_for
 from r3lm.motifs.shards import dataset_sequences
 from r3lm.predictions import level_edges_from_summary
 from r3lm.reasoning.format import system_prompt
-from r3lm.stage2.folder import HEAD_FILE, MODEL_FILE, SHARED, read_model_info
+from r3lm.stage2.folder import (
+    HEAD_FILE,
+    MODEL_FILE,
+    SHARED,
+    read_model_info,
+    read_settings,
+)
 from r3lm.stage2.inputs import MODES
 
 log = logging.getLogger(__name__)
@@ -147,13 +153,7 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(f"not an r3lm model folder: no {MANIFEST} (the workflow writes one per Stage II mode "
                          "under results/<dataset>/runs/<run>/models/)", path=root)
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise InputError(f"not valid JSON: {error}", path=path) from error
-    missing = [key for key in MANIFEST_KEYS if key not in manifest]
-    if missing:
-        raise InputError(f"lacks the key(s) {', '.join(missing)}", path=path)
+    manifest = read_settings(path, MANIFEST_KEYS)
     if manifest["format"] != FORMAT:
         raise InputError(f"format {manifest['format']!r} is not {FORMAT!r}: written by another r3lm version",
                          path=path)
