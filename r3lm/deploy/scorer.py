@@ -102,7 +102,9 @@ class R3LM:
         ids, texts = _named_sequences(sequences)
         self._warn_on_length(texts)
         started = time.perf_counter()
-        batch = self.batch_size or self._auto_batch()
+        if self.batch_size is None:  # sized once, on first use: a design loop then reads no config per call
+            self.batch_size = self._auto_batch()
+        batch = self.batch_size
         chunk = batch * 4  # a progress step: scan, cards, rationales and regression for this many sequences
         frames = []
         with tqdm(total=len(texts), desc=f"predict {cell_type}", unit="seq", disable=not progress) as bar:
@@ -110,7 +112,7 @@ class R3LM:
                 frames.append(self._score_chunk(ids[first:first + chunk], texts[first:first + chunk], cell_type,
                                                 batch))
                 bar.update(len(frames[-1]))
-        table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*SCORE_COLUMNS, "card"])
+        table = pd.concat(frames, ignore_index=True)
         seconds = time.perf_counter() - started
         log.info("scored %d sequences for %s with the %s model in %.1f s (%.2f sequences/s, batch %d, %s)",
                  len(table), cell_type, self.mode, seconds, len(table) / max(seconds, 1e-9), batch, self.device)
