@@ -259,11 +259,8 @@ def _predict(args: argparse.Namespace) -> None:
     table_kind(args.out)  # an unknown output type fails before any work
     model = R3LM.load(args.model, device=args.device, batch_size=args.batch_size)
     model.check_cell_type(args.cell_type)
-    source = args.fasta or args.table or args.bed
-    if args.genome and not args.bed:
-        raise InputError("--genome goes with --bed")
-    sequences = read_sequences(source, id_column=args.id_column, sequence_column=args.sequence_column,
-                               genome=args.genome if args.bed else None, allow_n=False)
+    sequences = read_sequences(args.fasta or args.table or args.bed, id_column=args.id_column,
+                               sequence_column=args.sequence_column, genome=args.genome, allow_n=False)
     table = model.score(dict(zip(sequences["id"], sequences["sequence"])), args.cell_type,
                         with_card=args.with_card, progress=not args.no_progress)
     write_table(table, args.out)

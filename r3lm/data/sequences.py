@@ -16,11 +16,16 @@ from r3lm.errors import InputError
 FASTA_SUFFIXES = {".fa", ".fasta", ".fna", ".fas"}
 
 
-def _is_fasta(path: Path) -> bool:
+def _kind(path: Path) -> str:
+    """The file's type suffix, lower case, under an optional .gz."""
     suffixes = [suffix.lower() for suffix in path.suffixes]
     if suffixes and suffixes[-1] == ".gz":
         suffixes = suffixes[:-1]
-    return bool(suffixes) and suffixes[-1] in FASTA_SUFFIXES
+    return suffixes[-1] if suffixes else ""
+
+
+def _is_fasta(path: Path) -> bool:
+    return _kind(path) in FASTA_SUFFIXES
 
 
 def read_fasta(path: Path) -> pd.DataFrame:
@@ -106,8 +111,7 @@ def check_sequence_frame(frame: pd.DataFrame, *, allow_n: bool, path: str | Path
 
 
 def _is_bed(path: Path) -> bool:
-    suffixes = [suffix.lower() for suffix in path.suffixes]
-    return bool(suffixes) and ".bed" in suffixes[-2:]
+    return _kind(path) == ".bed"
 
 
 def read_regions(bed: Path, genome: str | Path) -> pd.DataFrame:

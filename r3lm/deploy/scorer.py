@@ -160,17 +160,20 @@ class R3LM:
     def _predictor(self, cell_type: str) -> Stage2Predictor:
         group = self.manifest["groups"][cell_type]
         if group not in self._predictors:
-            backbone = self.manifest["backbone"]
-            location = self.folder / backbone if backbone in (LLM_DIR, BACKBONE_DIR) else backbone
-            self._predictors[group] = Stage2Predictor.load(self.folder / group, device=self.device, backbone=location)
+            self._predictors[group] = Stage2Predictor.load(self.folder / group, device=self.device,
+                                                           backbone=self._backbone)
         return self._predictors[group]
+
+    @property
+    def _backbone(self) -> Path | str:
+        """The Stage-II backbone: a folder inside the bundle, or the hub id it records."""
+        backbone = self.manifest["backbone"]
+        return self.folder / backbone if backbone in (LLM_DIR, BACKBONE_DIR) else backbone
 
     def _auto_batch(self) -> int:
         from transformers import AutoConfig
 
-        backbone = self.manifest["backbone"]
-        config = AutoConfig.from_pretrained(str(self.folder / backbone if backbone in (LLM_DIR, BACKBONE_DIR)
-                                                else backbone))
+        config = AutoConfig.from_pretrained(str(self._backbone))
         tokens = int(self.manifest["stage2"]["cutoff_len"])
         return auto_batch_size(self.device, config.hidden_size, config.num_hidden_layers, tokens)
 
