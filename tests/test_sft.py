@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     AutoModelForCausalLM,
@@ -21,10 +22,12 @@ from transformers import (
 
 from r3lm.config import validate_config
 from r3lm.errors import InputError
+from r3lm.llm.base import native_bf16
 from r3lm.reasoning.format import compose, parse, student_messages
 from r3lm.stage1.sft import (
     IGNORE_INDEX,
     PaddingCollator,
+    answer_loss,
     encode_conversation,
     last_complete_checkpoint,
     load_sharegpt,
@@ -207,12 +210,31 @@ def test_truncated_and_dropped_examples_are_counted(chat_tokenizer: Any, tmp_pat
         tokenize_records(loaded[1:2], chat_tokenizer, 256, split="train")
 
 
-def test_collator_pads_right_and_masks_padding() -> None:
+def test_collator_pads_left_and_keeps_logits_for_the_answers_only() -> None:
     batch = PaddingCollator(pad_token_id=0, pad_to_multiple_of=4)([
-        {"input_ids": [5, 6, 7], "labels": [IGNORE_INDEX, 6, 7]}, {"input_ids": [8], "labels": [8]}])
-    assert batch["input_ids"].tolist() == [[5, 6, 7, 0], [8, 0, 0, 0]]
-    assert batch["labels"].tolist() == [[IGNORE_INDEX, 6, 7, IGNORE_INDEX], [8] + [IGNORE_INDEX] * 3]
-    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 0, 0, 0]]
+        {"input_ids": [5, 6, 7], "labels": [IGNORE_INDEX, 6, 7]}, {"input_ids": [8, 9], "labels": [IGNORE_INDEX, 9]}])
+    assert batch["input_ids"].tolist() == [[0, 5, 6, 7], [0, 0, 8, 9]]
+    assert batch["labels"].tolist() == [[IGNORE_INDEX, IGNORE_INDEX, 6, 7], [IGNORE_INDEX] * 3 + [9]]
+    assert batch["attention_mask"].tolist() == [[0, 1, 1, 1], [0, 0, 1, 1]]
+    assert batch["position_ids"].tolist() == [[0, 0, 1, 2], [0, 0, 0, 1]]
+    assert batch["logits_to_keep"] == 3  # the columns from the one before the first trained label
+
+
+def test_answer_loss_equals_the_full_causal_lm_loss(tiny_chat_model: Path) -> None:
+    """Keeping logits for the answers only changes no number: same loss as the model's own over all columns."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_chat_model).eval()
+    generator = torch.Generator().manual_seed(0)
+    features = [{"input_ids": ids, "labels": [IGNORE_INDEX] * prompt + ids[prompt:]}
+                for ids, prompt in ((torch.randint(3, 200, (length,), generator=generator).tolist(), prompt)
+                                    for length, prompt in ((40, 30), (25, 10), (33, 32)))]
+    batch = PaddingCollator(pad_token_id=0)(features)
+    with torch.no_grad():
+        kept = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                     position_ids=batch["position_ids"], logits_to_keep=batch["logits_to_keep"])
+        full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                     position_ids=batch["position_ids"], labels=batch["labels"])
+    assert kept.logits.shape[1] == batch["logits_to_keep"] == 16  # row 2 is padded by 15 and trains from 25
+    assert answer_loss(kept, batch["labels"]).item() == pytest.approx(full.loss.item(), rel=1e-5)
 
 
 # ---- Training ----
@@ -248,7 +270,8 @@ def test_full_fine_tuning_lowers_held_out_loss(tiny_chat_model: Path, sharegpt: 
     summary = train_stage1(stage1_config(gradient_checkpointing=False), tiny_chat_model, [sharegpt["train"]],
                            [sharegpt["val"]], out, max_steps=12)
     _check_outputs(out, summary, steps=12)
-    assert summary["method"] == "full" and summary["dtype"] == "float32" and summary["resumed_from_step"] is None
+    expected_dtype = "bfloat16" if native_bf16("cpu") else "float32"  # auto: what this CPU computes natively
+    assert summary["method"] == "full" and summary["dtype"] == expected_dtype and summary["resumed_from_step"] is None
     assert not (out / "adapter").exists()
     assert not (out / "checkpoints").exists()  # removed once the run finished (keep_checkpoints: false)
 

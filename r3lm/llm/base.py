@@ -53,7 +53,7 @@ def resolve_base(settings: dict[str, Any]) -> str:
 
 def load_causal_lm(path_or_id: str | Path, *, dtype: str = "auto", device: str = "auto",
                    padding_side: str = "left") -> tuple[Any, Any]:
-    """(model in eval mode, tokenizer) on `device`; auto = bfloat16 on a bf16-capable GPU, else float32.
+    """(model in eval mode, tokenizer) on `device`; auto = bfloat16 where the hardware has it (`native_bf16`).
 
     Left padding is the default because batched generation appends after the last prompt token; a
     tokenizer without a pad token pads with EOS (padding sits under the attention mask either way).
@@ -75,12 +75,28 @@ def load_causal_lm(path_or_id: str | Path, *, dtype: str = "auto", device: str =
 
 
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    """`dtype` itself, or for auto: bfloat16 where the hardware computes it natively, else float32."""
     import torch  # here, so the model-preparation and bundling steps start without it
 
     if dtype != "auto":
         return getattr(torch, dtype)
-    on_bf16_gpu = device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return torch.bfloat16 if on_bf16_gpu else torch.float32
+    return torch.bfloat16 if native_bf16(device) else torch.float32
+
+
+def native_bf16(device: str) -> bool:
+    """bfloat16 in hardware: a GPU of compute capability 8.0 or more, or a CPU with AVX512-BF16 or AMX.
+
+    Emulated bf16 does not count: it is slow on V100/T4 and vLLM refuses it; on a CPU without these
+    instructions bf16 matmuls run slower than float32 ones.
+    """
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device != "cpu":
+        return False
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
 
 
 def prepare_embedded_model(settings: dict[str, Any], out_dir: str | Path, *,
