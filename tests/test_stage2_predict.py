@@ -16,11 +16,12 @@ import torch
 from conftest import CELLS, STAGE2_MODE
 
 from r3lm.errors import InputError
-from r3lm.evaluate import disruption
 from r3lm.evaluate.disruption import TABLE_COLUMNS, run_disruption
 from r3lm.evaluate.faithfulness import cited_motifs
 from r3lm.llm.generate import ChatGenerator, Generation
 from r3lm.predictions import read_predictions
+from r3lm.reasoning.format import compose
+from r3lm.stage1 import writer
 from r3lm.stage2.inputs import load_mode_rows
 from r3lm.stage2.model import load_backbone
 from r3lm.stage2.predict import Stage2Predictor
@@ -128,13 +129,15 @@ def test_disruption_with_regenerated_rationales(stage2_config, stage2_trained, k
     (a recording stand-in for the generator: real generation is tested in test_generate.py)."""
     seen: list[list[dict[str, str]]] = []
 
-    def generate(conversations: list[list[dict[str, str]]], *, progress: bool = True) -> list[Generation]:
-        seen.extend(conversations)
-        return [Generation("<think>\n1. Nothing stands out.\n</think>\nActivity level: 0", 9, False)
-                for _ in conversations]
+    well_formed = compose([f"Step {number} finds nothing." for number in range(1, 6)], "Conclusion: Activity level: 0")
 
-    monkeypatch.setattr(disruption, "open_generator",
-                        lambda model, settings, dtype: ChatGenerator("stub", generate, 16, {}))
+    def generate(conversations: list[list[dict[str, str]]], *, progress: bool = True,
+                 grammar: str | None = None) -> list[Generation]:
+        seen.extend(conversations)
+        return [Generation(well_formed, 30, False) for _ in conversations]
+
+    monkeypatch.setattr(writer, "open_generator",
+                        lambda model, settings, dtype, device: ChatGenerator("stub", generate, 16, {}))
     table, _ = _disrupt(stage2_config, stage2_trained, tmp_path, max_sequences=1, seed=3, regenerate=True, stage1_model="stage1")
     original = kept[0]
     directed = table[table["claimed"] != 0]

@@ -52,6 +52,7 @@ from r3lm.reasoning.teacher import (
 )
 from r3lm.reasoning.validate import (
     REASONS,
+    invented_numbers,
     mentioned_motifs,
     unlisted_motifs,
     validate_rationale,
@@ -309,12 +310,29 @@ GOOD_STEPS = ["GATA1::TAL1 at 10-26 is an erythroid activator site.", "The JUN h
     (golden([*GOOD_STEPS[:4], "GATA1::TAL1 near a SP1 box."]), 3, "motif_not_in_card"),
     (golden([*GOOD_STEPS[:4], "The sequence looks like an enhancer."]), 3, "step_without_evidence"),
     (golden(GOOD_STEPS), 2, "level_mismatch"),
+    # numbers presented as the card's must be the card's
+    (golden([*GOOD_STEPS[:4], "FOS::JUN (Score 7.42) binds AP-1 sites."]), 3, "number_not_on_card"),
+    (golden([*GOOD_STEPS[:4], "FOS::JUN (Score 15.62) binds AP-1 sites."]), 3, "number_not_on_card"),  # GATA's score
+    (golden([*GOOD_STEPS[:4], "Hnf4a (Family: RXR-related receptors (NR2), Score: 9.99) is off."]), 3,
+     "number_not_on_card"),
+    (golden([*GOOD_STEPS[:4], "GATA1::TAL1 at 12-26 is an erythroid activator site."]), 3, "number_not_on_card"),
+    (golden([*GOOD_STEPS[:4], "GATA1::TAL1 sits at position 11."]), 3, "number_not_on_card"),
+    (golden([*GOOD_STEPS[:4], "GATA1::TAL1 with GC 0.61 favours activity."]), 3, "number_not_on_card"),
+    (golden([*GOOD_STEPS[:4], "GATA1::TAL1 with GC content of 61% favours activity."]), 3, "number_not_on_card"),
+    # card numbers, statistics of the training evidence and level ranges are fine
+    (golden([*GOOD_STEPS[:4], "GATA1::TAL1 (log2 OR +1.20, Score 15.62) at 10-50, GC 51.2%, levels 0-3."]), 3,
+     None),
 ])
 def test_validation_reasons_golden(text: str, label: int | None, reason: str | None) -> None:
     result = validate_rationale(text, GOLDEN_CARD, label=label, min_steps=5, max_steps=7, n_levels=4,
                                 motif_vocabulary=VOCABULARY)
     assert result.reason == reason and result.valid == (reason is None), result
     assert reason is None or reason in REASONS
+
+
+def test_invented_numbers_name_what_the_card_lacks() -> None:
+    text = "FOS::JUN (Score 7.42) at 40-51, position 120, GC 0.7; Nkx3-2 is a name, not a span."
+    assert invented_numbers(text, GOLDEN_CARD) == ("score 7.42 for FOS::JUN", "score 7.42", "span 40-51", "GC 0.7")
 
 
 def test_motif_mention_rules() -> None:
@@ -534,3 +552,4 @@ def test_a_span_or_decimal_ending_a_sentence_still_cites_the_card() -> None:
     assert elements.cited("GC is 0.530.") == ("gc",)
     assert elements.cited("Its score is 12.50.") == ("score:12.50",)
     assert elements.cited("Hits in 29-179.5 and GC 0.61") == ()
+

@@ -30,17 +30,18 @@ from r3lm.data.levels import assign_levels
 from r3lm.data.sequences import check_sequence_frame
 from r3lm.deploy.bundle import BACKBONE_DIR, LLM_DIR, read_manifest
 from r3lm.errors import InputError
-from r3lm.llm.generate import ChatGenerator, open_generator
 from r3lm.motifs.scan import MotifSet, build_motif_set, scan_sequences
 from r3lm.rcc.build import cards_for_table
 from r3lm.rcc.grammar import GrammarSettings
-from r3lm.reasoning.format import level_name, parse, student_messages
+from r3lm.reasoning.format import level_name, parse
+from r3lm.stage1.writer import RationaleFormat, RationaleWriter
 from r3lm.stage2.predict import Stage2Predictor
 
 log = logging.getLogger(__name__)
 
 SCORE_COLUMNS = ["id", "cell_type", "predicted", "level", "rationale", "rationale_level"]
 CPU_BATCH = 8
+RATIONALE_CHUNK = 128
 MAX_GPU_BATCH = 256
 # bytes per token per layer and hidden unit while generating: keys and values cached, activations in flight
 GPU_BYTES_PER_TOKEN_UNIT = 16
@@ -65,7 +66,7 @@ class R3LM:
     device: str
     batch_size: int | None = None
     _motif_set: MotifSet | None = field(default=None, repr=False)
-    _generator: ChatGenerator | None = field(default=None, repr=False)
+    _writer: RationaleWriter | None = field(default=None, repr=False)
     _predictors: dict[str, Stage2Predictor] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -105,7 +106,8 @@ class R3LM:
         if self.batch_size is None:  # sized once, on first use: a design loop then reads no config per call
             self.batch_size = self._auto_batch()
         batch = self.batch_size
-        chunk = batch * 4  # a progress step: scan, cards, rationales and regression for this many sequences
+        # a progress step: scan, cards, rationales and regression for this many sequences (vLLM batches within it)
+        chunk = max(batch * 4, RATIONALE_CHUNK) if self.manifest["rationale_model"] else batch * 4
         frames = []
         with tqdm(total=len(texts), desc=f"predict {cell_type}", unit="seq", disable=not progress) as bar:
             for first in range(0, len(texts), chunk):
@@ -129,7 +131,7 @@ class R3LM:
     def _score_chunk(self, ids: list[str], texts: list[str], cell_type: str, batch: int) -> pd.DataFrame:
         rows = pd.DataFrame({"id": ids, "sequence": texts, "cell_type": cell_type})
         rows["card_text"] = self._cards(rows)
-        rows["rationale"] = self._rationales(rows["card_text"].tolist(), batch) if self.manifest["rationale_model"] \
+        rows["rationale"] = self._rationales(rows["card_text"].tolist()) if self.manifest["rationale_model"] \
             else None
         predicted = self._predictor(cell_type).predict(rows, batch)
         levels = assign_levels(predicted, self.manifest["levels"]["edges"][cell_type])
@@ -147,15 +149,19 @@ class R3LM:
                                 with_grammar=rcc["grammar_tags"], progress=False)
         return cards["card_text"].tolist()
 
-    def _rationales(self, cards: list[str], batch: int) -> list[str]:
-        if self._generator is None:
-            # transformers, not vLLM: vLLM reserves most of the GPU, and the Stage-II backbone needs room beside it
-            settings = {**self.manifest["generation"], "backend": "hf", "batch_size": batch}
-            self._generator = open_generator(self.folder / self.manifest["rationale_model"], settings,
-                                             dtype=settings["dtype"], device=self.device)
-        system = self.manifest["reasoning"]["system"]
-        return [generation.text for generation in
-                self._generator.generate([student_messages(card, system) for card in cards], progress=False)]
+    def _rationales(self, cards: list[str]) -> list[str]:
+        if self._writer is None:
+            generation = self.manifest["generation"]
+            if generation["backend"] == "auto" and self.device.startswith("cuda"):
+                # transformers on a GPU: vLLM reserves most of it, and the Stage-II backbone needs room beside it
+                generation = {**generation, "backend": "hf"}
+            reasoning = self.manifest["reasoning"]
+            rationale_format = RationaleFormat(reasoning["system"], reasoning["min_steps"], reasoning["max_steps"],
+                                               int(self.manifest["levels"]["n_levels"]))
+            self._writer = RationaleWriter.open(self.folder / self.manifest["rationale_model"],
+                                           {**generation, "batch_size": self.batch_size}, rationale_format,
+                                           dtype=generation["dtype"], device=self.device)
+        return [generation.text for generation in self._writer.write(cards)]
 
     def _predictor(self, cell_type: str) -> Stage2Predictor:
         group = self.manifest["groups"][cell_type]

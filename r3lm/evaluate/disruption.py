@@ -36,13 +36,12 @@ from r3lm.evaluate.faithfulness import (
 )
 from r3lm.evaluate.metrics import block_rng
 from r3lm.io import table_kind, write_table
-from r3lm.llm.generate import open_generator
 from r3lm.motifs.scan import background_for, build_motif_set, scan_sequences
 from r3lm.motifs.shards import dataset_sequences
 from r3lm.predictions import read_predictions
 from r3lm.rcc.build import cards_for_table
 from r3lm.rcc.grammar import GrammarSettings
-from r3lm.reasoning.format import student_messages, system_prompt
+from r3lm.stage1.writer import RationaleWriter
 from r3lm.stage2.folder import SHARED, read_model_info
 from r3lm.stage2.predict import Stage2Predictor
 
@@ -204,13 +203,13 @@ def _rebuilt_cards(config: Mapping[str, Any], motifs: Mapping[str, Any], chosen:
 
 
 def _regenerate(config: Mapping[str, Any], stage1_model: str | Path, cards: list[str], progress: bool) -> list[str]:
-    """The Stage-I model's rationale for each card, written as `write_self_rationales` writes them."""
-    generator = open_generator(stage1_model, config["generation"],
-                               dtype=config["generation"]["dtype"] or config["llm"]["dtype"])
-    reasoning = config["reasoning"]
-    system = system_prompt(reasoning["min_steps"], reasoning["max_steps"], config["levels"]["n_levels"])
-    generations = generator.generate([student_messages(card, system) for card in cards], progress=progress)
-    return [generation.text for generation in generations]
+    """The Stage-I model's rationale for each card, written as `write_self_rationales` writes them.
+
+    Through transformers: vLLM would reserve most of a GPU that the Stage-II backbone needs beside it.
+    """
+    settings = {**config, "generation": {**config["generation"], "backend": "hf"}}
+    return [generation.text for generation in
+            RationaleWriter.from_config(settings, stage1_model).write(cards, progress=progress)]
 
 
 def _pair_table(pairs: pd.DataFrame, chosen: pd.DataFrame, claimed: pd.DataFrame) -> pd.DataFrame:

@@ -55,6 +55,27 @@ def teacher_messages(card_text: str, level: int, n_levels: int, system: str) -> 
                 f"evidence on the card, and end with 'Activity level: {level}'.")}]
 
 
+def rationale_grammar(min_steps: int, max_steps: int, n_levels: int) -> str:
+    """The format above as an EBNF grammar (xgrammar's dialect, which vLLM's structured outputs take too).
+
+    It fixes the frame and leaves the content free: `<think>`, steps numbered 1 to min_steps and
+    optionally on to max_steps, each one line, `</think>`, then a one-line conclusion that states
+    'Activity level: N' with N a valid level. Grammar cannot ground a claim; the validator still does.
+    """
+    steps = [f'"{number}. " step' for number in range(1, max_steps + 1)]
+    optional = "".join(f" ({step}" for step in steps[min_steps:]) + ")?" * (max_steps - min_steps)
+    return (f'root ::= "{THINK_OPEN}\\n" {" ".join(steps[:min_steps])}{optional} "{THINK_CLOSE}\\n" conclusion\n'
+            'step ::= [^\\n<]+ "\\n"\n'
+            f'conclusion ::= "Conclusion: " [^\\n]* "Activity level: " [0-{n_levels - 1}] [^\\n]{{0,40}}\n')
+
+
+def is_well_formed(text: str, min_steps: int, max_steps: int, n_levels: int) -> bool:
+    """The frame the grammar enforces: think block, step count and a level in range (content aside)."""
+    parsed = parse(text)
+    return (parsed.has_think and min_steps <= len(parsed.steps) <= max_steps and parsed.level is not None
+            and 0 <= parsed.level < n_levels)
+
+
 def compose(steps: list[str], conclusion: str) -> str:
     body = "\n".join(f"{number}. {step}" for number, step in enumerate(steps, start=1))
     return f"{THINK_OPEN}\n{body}\n{THINK_CLOSE}\n{conclusion}"

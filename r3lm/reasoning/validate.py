@@ -5,7 +5,7 @@ the Stage-I model's own rationales (label=None; level agreement is counted separ
 
 Reasons, in the order they are tested (the first failing one is reported):
   missing_think, too_few_steps, too_many_steps, missing_level, level_out_of_range,
-  motif_not_in_card, step_without_evidence, level_mismatch.
+  motif_not_in_card, number_not_on_card, step_without_evidence, level_mismatch.
 
 Motif mentions (`motif_not_in_card`): every name of the motif vocabulary (e.g. all JASPAR names of
 the release) is looked for CASE-SENSITIVELY as a whole token: not preceded or followed by a letter or
@@ -15,6 +15,15 @@ followed by "-related", "-like", "-type" or "-family" is a family term, not a mo
 own family strings are masked first (JASPAR families such as "Jun-related" or "TEF-1-related factors"
 contain motif names). A mention is allowed when it names a card motif or one half of a card dimer,
 ignoring case (a card listing FOS::JUN may say JUN; "HNF4A" may refer to a card's "Hnf4a").
+
+Numbers (`number_not_on_card`): a number the text presents as one of the card's must be the card's:
+  * a score ("Score 16.44", "Score: 16.44") must be a hit's score as printed, and the score of the
+    motif named just before it when there is one ("SP1 (Score 15.11", "SP1 (Family: ..., Score: 15.11");
+  * a span "a-b" (outside "level 0-3") must have both ends among the hits' coordinates, and so must
+    "position N";
+  * "GC 0.585", "GC content of 58.5%" must be the card's GC content within rounding.
+Statistics from the training evidence (log2 odds ratios, counts, distances, "mean GC 0.51 in high-activity
+sequences") are not card numbers.
 
 Step evidence (`step_without_evidence`): each step must cite at least one element of the card:
   * a card motif name or dimer half (names with a digit or "::" ignore case; purely alphabetic
@@ -42,7 +51,7 @@ from r3lm.reasoning.format import parse
 from r3lm.reasoning.roles import name_parts
 
 REASONS = ("missing_think", "too_few_steps", "too_many_steps", "missing_level", "level_out_of_range",
-           "motif_not_in_card", "step_without_evidence", "level_mismatch")
+           "motif_not_in_card", "number_not_on_card", "step_without_evidence", "level_mismatch")
 FAMILY_SUFFIXES = ("related", "like", "type", "family")
 PLACEHOLDER_FAMILY = "Unknown"
 MIN_SEQUENCE_CITATION = 8
@@ -50,10 +59,14 @@ MIN_SEQUENCE_CITATION = 8
 _TOKEN_START, _TOKEN_END = r"(?<![A-Za-z0-9])", r"(?![A-Za-z0-9])"
 _COMPOUND = re.compile(r"[A-Za-z0-9]+(?:(?:::|-)[A-Za-z0-9]+)*")
 _JOINER = re.compile(r"(::|-)")
-_SPAN = re.compile(r"(?<![\d.])(\d{1,5})\s*(?:-|–|to)\s*(\d{1,5})(?!\d|\.\d)")
+_SPAN = re.compile(r"(?<![A-Za-z\d.])(\d{1,5})\s*(?:-|–|to)\s*(\d{1,5})(?!\d|\.\d)")
 _POSITION = re.compile(r"\bpos(?:ition)?s?\.?:?\s*(\d{1,5})\b", re.IGNORECASE)
 _DECIMAL = re.compile(r"(?<![\d.])-?\d*\.\d+(?!\d|\.\d)")
 _PERCENT = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d+)?)\s?%")
+_NAMED_SCORE = re.compile(r"([A-Za-z0-9][A-Za-z0-9:.-]*) \((?:[^()]*?, )?Score:? (-?\d+\.\d+)")
+_SCORE = re.compile(r"\bScore:? (-?\d+\.\d+)", re.IGNORECASE)
+_GC_VALUE = re.compile(r"(?<!mean )(?<!median )(?<!average )\bGC(?: content)?(?: of| is| at|:|=)?\s*(\d+(?:\.\d+)?)\s?(%?)", re.IGNORECASE)
+_LEVEL_SPAN = re.compile(r"\blevels?\s*\(?\s*$", re.IGNORECASE)
 _BASES = re.compile(f"[ACGT]{{{MIN_SEQUENCE_CITATION},}}")
 _NO_MOTIFS = re.compile(r"\b(?:no|zero|without|none of the)\b(?:\s+[\w-]+){0,4}?\s+(?:motifs?|sites?|hits?)\b"
                         r"|\bmotifs?\s*:\s*none\b|\bno\s+identified\b", re.IGNORECASE)
@@ -67,6 +80,7 @@ class Validation:
     n_steps: int
     cited: tuple[tuple[str, ...], ...]
     unlisted_motifs: tuple[str, ...] = ()
+    invented_numbers: tuple[str, ...] = ()
 
 
 def _compounds(text: str) -> list[list[str]]:
@@ -138,6 +152,27 @@ def unlisted_motifs(text: str, card: Card, vocabulary: set[str] | frozenset[str]
                                if name.upper() not in allowed))
 
 
+def invented_numbers(text: str, card: Card) -> tuple[str, ...]:
+    """Scores, coordinates and GC values the text attributes to the card that the card does not have."""
+    scores = {f"{hit.score:.2f}" for hit in card.motifs}
+    by_name: dict[str, set[str]] = {}
+    for hit in card.motifs:
+        by_name.setdefault(hit.name, set()).add(f"{hit.score:.2f}")
+    coordinates = {coordinate for hit in card.motifs for coordinate in (hit.start, hit.end)}
+    invented = [f"score {value} for {name}" for name, value in _NAMED_SCORE.findall(text)
+                if name in by_name and value not in by_name[name]]
+    invented += [f"score {value}" for value in _SCORE.findall(text) if value not in scores]
+    invented += [f"span {match.group(1)}-{match.group(2)}" for match in _SPAN.finditer(text)
+                 if not _LEVEL_SPAN.search(text[:match.start()])
+                 and not {int(match.group(1)), int(match.group(2))} <= coordinates]
+    invented += [f"position {value}" for value in _POSITION.findall(text) if int(value) not in coordinates]
+    for value, percent in _GC_VALUE.findall(text):
+        stated = float(value) / 100 if percent else float(value)
+        if stated <= 1 and abs(stated - card.gc_content) > (0.0051 if not percent else 0.0051 + 0.005):
+            invented.append(f"GC {value}{percent}")
+    return tuple(dict.fromkeys(invented))
+
+
 class CardElements:
     """What a step may cite from one card, compiled once per card."""
 
@@ -184,6 +219,7 @@ def validate_rationale(text: str, card: Card, *, label: int | None, min_steps: i
     elements = CardElements(card)
     cited = tuple(elements.cited(step) for step in parsed.steps)
     unlisted = unlisted_motifs(text, card, motif_vocabulary) if motif_vocabulary else ()
+    invented = invented_numbers(text, card)
     checks = (
         ("missing_think", not parsed.has_think),
         ("too_few_steps", len(parsed.steps) < min_steps),
@@ -191,12 +227,13 @@ def validate_rationale(text: str, card: Card, *, label: int | None, min_steps: i
         ("missing_level", parsed.level is None),
         ("level_out_of_range", parsed.level is not None and not 0 <= parsed.level < n_levels),
         ("motif_not_in_card", bool(unlisted)),
+        ("number_not_on_card", bool(invented)),
         ("step_without_evidence", not all(cited)),
         ("level_mismatch", label is not None and parsed.level != label),
     )
     reason = next((name for name, failed in checks if failed), None)
     return Validation(valid=reason is None, reason=reason, level=parsed.level, n_steps=len(parsed.steps),
-                      cited=cited, unlisted_motifs=unlisted)
+                      cited=cited, unlisted_motifs=unlisted, invented_numbers=invented)
 
 
 def validation_counts(validations: Sequence[Validation], labels: Sequence[int] | None = None) -> dict:

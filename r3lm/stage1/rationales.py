@@ -8,6 +8,7 @@ Stage II uses every rationale, valid or not, because at prediction time there is
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,14 +18,13 @@ import pandas as pd
 
 from r3lm.errors import InputError
 from r3lm.io import write_json, write_parquet
-from r3lm.llm.generate import generate_to_table, open_generator
 from r3lm.reasoning.evidence import parse_card
-from r3lm.reasoning.format import student_messages
 from r3lm.reasoning.validate import (
     motif_vocabulary,
     validate_rationale,
     validation_counts,
 )
+from r3lm.stage1.writer import RationaleWriter
 
 log = logging.getLogger(__name__)
 
@@ -47,36 +47,63 @@ def write_self_rationales(config: Mapping[str, Any], model_dir: str | Path, teac
                           progress: bool = True) -> dict[str, Any]:
     """The workflow step for one Stage-II set: generate (resumably), validate, write the table and a summary."""
     started = time.perf_counter()
-    reasoning, n_levels = config["reasoning"], config["levels"]["n_levels"]
-    teacher_set = pd.read_parquet(teacher_set_path, columns=[*KEYS, "split", "activity", "level", "card_text",
-                                                             "system"])
+    teacher_set = pd.read_parquet(teacher_set_path, columns=[*KEYS, "split", "activity", "level", "card_text"])
     items = _with_cards(teacher_set, pd.read_parquet(cards_path, columns=[*KEYS, "card_json"]), cards_path)
-    items["messages"] = [student_messages(card_text, system)
-                         for card_text, system in zip(items["card_text"], items["system"])]
-    generator = open_generator(model_dir, config["generation"],
-                               dtype=config["generation"]["dtype"] or config["llm"]["dtype"])
+    writer = RationaleWriter.from_config(config, model_dir)
     out = Path(out_path)
     partial = out.with_name(f"{out.name}.partial.jsonl")
-    generated = generate_to_table(items[[*KEYS, "messages"]], generator, out, partial_path=partial,
-                                  text_column="rationale", source=teacher_set_path, progress=progress, write=False)
-    vocabulary = motif_vocabulary(config["motifs"])
-    validations = [validate_rationale(text, parse_card(card_json, cards_path, row), label=None,
-                                      min_steps=reasoning["min_steps"], max_steps=reasoning["max_steps"],
-                                      n_levels=n_levels, motif_vocabulary=vocabulary)
-                   for row, (text, card_json) in enumerate(zip(generated["rationale"], items["card_json"]), start=1)]
+    generated = writer.write_table(items, out, source=teacher_set_path, progress=progress, write=False)
+    cards = [parse_card(card_json, cards_path, row) for row, card_json in enumerate(items["card_json"], start=1)]
+    validate = rationale_validator(config)
+    final = [validate(text, card) for text, card in zip(generated["rationale"], cards)]
+    unguided = [validate(free if isinstance(free, str) else text, card)
+                for text, free, card in zip(generated["rationale"], generated["unguided_text"], cards)]
     table = items[[*KEYS, "split", "activity", "level", "card_text"]].assign(
         rationale=generated["rationale"].to_numpy(), n_new_tokens=generated["n_new_tokens"].to_numpy(),
-        truncated=generated["truncated"].to_numpy(), valid=[item.valid for item in validations],
-        reject_reason=[item.reason for item in validations], stated_level=[item.level for item in validations])
-    summary = {**validation_counts(validations, labels=table["level"].astype(int).tolist()),
-               "backend": generator.backend, "model": str(model_dir),
+        truncated=generated["truncated"].to_numpy(), guided=generated["guided"].to_numpy(),
+        valid=[item.valid for item in final], reject_reason=[item.reason for item in final],
+        stated_level=pd.array([item.level for item in final], dtype="Int64"),
+        valid_unguided=[item.valid for item in unguided], unguided_reject_reason=[item.reason for item in unguided])
+    labels = table["level"].astype(int).tolist()
+    summary = {**validation_counts(final, labels=labels),
+               "guidance": config["generation"]["guidance"], "guided": int(table["guided"].sum()),
+               "unguided": validation_counts(unguided, labels=labels) if writer.guidance != "always" else None,
+               "backend": writer.backend, "model": str(model_dir),
                "new_tokens": int(table["n_new_tokens"].sum()), "truncated": int(table["truncated"].sum()),
                "seconds": round(time.perf_counter() - started, 3),
-               "per_cell_type": {str(cell): {"rows": len(group), "valid": int(group["valid"].sum())}
-                                 for cell, group in table.groupby("cell_type", sort=True)}}
+               "per_cell_type": {str(cell): _cell_summary(group) for cell, group in table.groupby("cell_type", sort=True)}}
     write_parquet(table, out)
     write_json(summary, summary_path)
     partial.unlink()  # only now: a kill before this point resumes from the generated rows
-    log.info("%d of %d self-generated rationales pass the format filter; stated level agrees with the "
-             "measurement for %s", summary["valid"], summary["rows"], summary["level_agreement"])
+    log.info("%d of %d self-generated rationales are valid (%s without guidance, %d written again under the grammar); "
+             "stated level agrees with the measurement for %s", summary["valid"], summary["rows"],
+             summary["unguided"]["valid"] if summary["unguided"] else "not measured", summary["guided"],
+             summary["level_agreement"])
     return summary
+
+
+def rationale_validator(config: Mapping[str, Any]) -> Any:
+    """`validate_rationale` with the config's format and motif vocabulary, no label (the model never sees one)."""
+    reasoning, vocabulary = config["reasoning"], motif_vocabulary(config["motifs"])
+    return lambda text, card: validate_rationale(text, card, label=None, min_steps=reasoning["min_steps"],
+                                                 max_steps=reasoning["max_steps"],
+                                                 n_levels=config["levels"]["n_levels"], motif_vocabulary=vocabulary)
+
+
+def _cell_summary(group: pd.DataFrame) -> dict[str, Any]:
+    """Rows, validity with and without guidance, and level agreement with its 95% Wilson interval."""
+    stated = group.dropna(subset=["stated_level"])
+    agree = int((stated["stated_level"].astype(int) == stated["level"].astype(int)).sum())
+    return {"rows": len(group), "valid": int(group["valid"].sum()), "valid_unguided": int(group["valid_unguided"].sum()),
+            "with_level": len(stated), "level_agreement": agree / len(stated) if len(stated) else None,
+            "level_agreement_ci95": wilson_interval(agree, len(stated))}
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> list[float] | None:
+    """The Wilson score interval of a proportion (sound near 0 and 1 and for small counts)."""
+    if not trials:
+        return None
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return [round(centre - half, 4), round(centre + half, 4)]

@@ -311,18 +311,21 @@ def _save_models(model: Any, tokenizer: PreTrainedTokenizerBase, out_dir: Path, 
 
 
 class _ProgressLog(TrainerCallback):
-    """Logs held-out loss and training throughput at every evaluation (Trainer's tqdm shows the steps)."""
+    """Logs held-out loss and training throughput at every evaluation (Trainer's tqdm shows the steps), and
+    counts the evaluation time, which Trainer's train_runtime includes but training throughput must not."""
 
     def __init__(self) -> None:
-        self.started, self.tokens_at_start = time.perf_counter(), 0
+        self.started, self.tokens_at_start, self.eval_seconds = time.perf_counter(), 0, 0.0
 
     def on_train_begin(self, args: TrainingArguments, state: Any, control: Any, **kwargs: Any) -> None:
         self.started, self.tokens_at_start = time.perf_counter(), state.num_input_tokens_seen
 
     def on_evaluate(self, args: TrainingArguments, state: Any, control: Any, metrics: dict[str, float] | None = None,
                     **kwargs: Any) -> None:
+        if metrics:
+            self.eval_seconds += metrics.get("eval_runtime", 0.0)
         if state.is_world_process_zero and metrics:
-            seconds = time.perf_counter() - self.started
+            seconds = time.perf_counter() - self.started - self.eval_seconds
             log.info("step %d of %d: held-out loss %.4f; %.0f training tokens/s so far", state.global_step,
                      state.max_steps, metrics["eval_loss"],
                      (state.num_input_tokens_seen - self.tokens_at_start) / max(seconds, 1e-9))
@@ -405,6 +408,7 @@ def train_stage1(config: dict[str, Any], model_path: str | Path, train_files: li
     log.info("Stage I (%s, %s) on %d device(s): %d train and %d held-out examples", settings["method"],
              str(compute_dtype).removeprefix("torch."), args.world_size, len(train_examples), len(val_examples))
     metrics = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None).metrics
+    train_seconds = metrics["train_runtime"] - progress.eval_seconds
     state = trainer.state
     if not any("eval_loss" in entry and entry["step"] == state.global_step for entry in state.log_history):
         trainer.evaluate()
@@ -429,8 +433,9 @@ def train_stage1(config: dict[str, Any], model_path: str | Path, train_files: li
         "final_train_loss": float(curves.loc[curves["split"] == "train", "loss"].iloc[-1])
         if (curves["split"] == "train").any() else None,
         "tokens_trained_this_run": train_tokens,
-        "train_seconds": metrics["train_runtime"],
-        "tokens_per_second": train_tokens / max(metrics["train_runtime"], 1e-9),
+        "train_seconds": train_seconds,
+        "eval_seconds": progress.eval_seconds,
+        "tokens_per_second": train_tokens / max(train_seconds, 1e-9),
         "dtype": str(compute_dtype).removeprefix("torch."),
         "devices": args.world_size,
         "settings": {**settings, "max_steps": max_steps},

@@ -104,6 +104,12 @@ def slug(name):
     return Path(name.rstrip("/")).name
 
 
+def teacher_settings():
+    """What the teacher reads: the generation settings only matter to the hf teacher, which samples with them."""
+    sections = ["reasoning", "levels", "llm", "motifs"] + (["generation"] if TEACHER == "hf" else [])
+    return settings(*sections)
+
+
 def teacher_name():
     if TEACHER == "openai":
         return f"openai-{slug(config['reasoning']['openai']['model'])}"

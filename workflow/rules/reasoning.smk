@@ -49,7 +49,7 @@ rule teacher:
         sharegpt=directory(f"{REASONING_DIR}/sharegpt/{{set}}"),
         summary=f"{REASONING_DIR}/{{set}}.summary.json",
     params:
-        settings=settings("reasoning", "levels", "llm", "generation", "motifs"),
+        settings=teacher_settings(),
         cache=f"{REASONING_DIR}/cache",
     log:
         f"{LOG_DIR}/reasoning/{Path(REASONING_DIR).name}/teacher_{{set}}.log",
