@@ -156,7 +156,7 @@ def test_a_killed_run_resumes_with_only_the_missing_rows(smollm2_dir, one_at_a_t
     assert table["n_new_tokens"].tolist() == [reply.n_new_tokens for reply in one_at_a_time]
 
 
-def echo(conversations, *, progress: bool = True) -> list[Generation]:
+def echo(conversations, *, progress: bool = True, grammar: str | None = None) -> list[Generation]:
     return [Generation(f"reply to {chat[-1]['content']}", 3, False) for chat in conversations]
 
 

@@ -43,7 +43,7 @@ def test_the_model_folder_reproduces_run_stage2s_test_predictions(stage2_trained
     assert np.std(predicted) > 0
 
 
-def test_a_lora_adapter_in_the_folder_is_applied(smollm2_dir, stage2_config, stage2_trained, predictor, tmp_path):
+def test_a_lora_adapter_in_the_folder_is_applied(smollm2_dir, stage2_config, stage2_trained, tmp_path):
     """A folder with adapter/ predicts as the in-memory LoRA backbone it was saved from (B made non-zero, so the
     adapter changes the output)."""
     torch.manual_seed(0)
@@ -55,8 +55,9 @@ def test_a_lora_adapter_in_the_folder_is_applied(smollm2_dir, stage2_config, sta
     lora.save_pretrained(folder / "adapter")
     test = stage2_trained["sets"]["test"]
     rows = load_mode_rows(STAGE2_MODE, test.teacher_set, test.cards, test.rationales).iloc[:1]
-    in_memory = replace(predictor, backbone=lora.eval()).predict(rows)
-    loaded = Stage2Predictor.load(folder, device="cpu").predict(rows)
+    in_float32 = Stage2Predictor.load(stage2_trained["model"], device="cpu", dtype="float32")  # as the LoRA above
+    in_memory = replace(in_float32, backbone=lora.eval()).predict(rows)
+    loaded = Stage2Predictor.load(folder, device="cpu", dtype="float32").predict(rows)
     written, _ = read_predictions(stage2_trained["predictions"])
     frozen = rows[["id", "cell_type"]].merge(written, on=["id", "cell_type"])["predicted"]
     assert np.allclose(loaded, in_memory, rtol=0, atol=1e-5)

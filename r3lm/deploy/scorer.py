@@ -151,10 +151,9 @@ class R3LM:
 
     def _rationales(self, cards: list[str]) -> list[str]:
         if self._writer is None:
-            generation = self.manifest["generation"]
-            if generation["backend"] == "auto" and self.device.startswith("cuda"):
-                # transformers on a GPU: vLLM reserves most of it, and the Stage-II backbone needs room beside it
-                generation = {**generation, "backend": "hf"}
+            # transformers: on a GPU vLLM reserves most of it and the Stage-II backbone needs room beside it; on
+            # a CPU a vLLM engine takes ~20 s and ~5 GB to start, more than a design loop's few sequences cost
+            generation = {**self.manifest["generation"], "backend": "hf"}
             reasoning = self.manifest["reasoning"]
             rationale_format = RationaleFormat(reasoning["system"], reasoning["min_steps"], reasoning["max_steps"],
                                                int(self.manifest["levels"]["n_levels"]))
