@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 SCORE_COLUMNS = ["id", "cell_type", "predicted", "level", "rationale", "rationale_level"]
 CPU_BATCH = 8
-RATIONALE_CHUNK = 128
 MAX_GPU_BATCH = 256
 # bytes per token per layer and hidden unit while generating: keys and values cached, activations in flight
 GPU_BYTES_PER_TOKEN_UNIT = 16
@@ -106,8 +105,7 @@ class R3LM:
         if self.batch_size is None:  # sized once, on first use: a design loop then reads no config per call
             self.batch_size = self._auto_batch()
         batch = self.batch_size
-        # a progress step: scan, cards, rationales and regression for this many sequences (vLLM batches within it)
-        chunk = max(batch * 4, RATIONALE_CHUNK) if self.manifest["rationale_model"] else batch * 4
+        chunk = batch * 4  # a progress step: scan, cards, rationales and regression for this many sequences
         frames = []
         with tqdm(total=len(texts), desc=f"predict {cell_type}", unit="seq", disable=not progress) as bar:
             for first in range(0, len(texts), chunk):
