@@ -146,11 +146,17 @@ def _stage1_train(args: argparse.Namespace) -> None:
 
 
 def _self_rationales(args: argparse.Namespace) -> None:
-    from r3lm.config import load_config
-    from r3lm.stage1.rationales import write_self_rationales
+    from pathlib import Path
 
-    write_self_rationales(load_config(args.config), args.model, args.teacher_set, args.cards, args.out, args.summary,
-                          progress=not args.no_progress)
+    from r3lm.config import load_config
+    from r3lm.stage1.rationales import RationaleSet, write_self_rationales
+
+    columns = (args.teacher_set, args.cards, args.out, args.summary)
+    if len({len(column) for column in columns}) != 1:
+        raise InputError("--teacher-set, --cards, --out and --summary need one entry per set "
+                         f"(got {', '.join(str(len(column)) for column in columns)})")
+    sets = [RationaleSet(*map(Path, paths)) for paths in zip(*columns)]
+    write_self_rationales(load_config(args.config), args.model, sets, progress=not args.no_progress)
 
 
 def _stage2(args: argparse.Namespace) -> None:
@@ -385,13 +391,15 @@ def build_parser() -> argparse.ArgumentParser:
     stage1.add_argument("--out-dir", required=True, help="model/, loss.csv, loss.png, summary.json, checkpoints/")
     stage1.add_argument("--max-steps", type=int, default=None, help="cap on optimizer steps (default: epochs decide)")
 
-    rationales = _subcommand(commands, "self-rationales", "the Stage-I model's own rationale for each card of a set",
+    rationales = _subcommand(commands, "self-rationales",
+                             "the Stage-I model's own rationale for each card of one or more sets (one model load)",
                              _self_rationales, config=True)
     rationales.add_argument("--model", required=True, help="the Stage-I model folder")
-    rationales.add_argument("--teacher-set", required=True, help="the teacher table of the set (which cards)")
-    rationales.add_argument("--cards", required=True, help="the cards of the set's split")
-    rationales.add_argument("--out", required=True, help="rationales parquet")
-    rationales.add_argument("--summary", required=True, help="summary JSON (format validation, level agreement)")
+    rationales.add_argument("--teacher-set", nargs="+", required=True, help="per set, its teacher table (which cards)")
+    rationales.add_argument("--cards", nargs="+", required=True, help="per set, the cards of its split")
+    rationales.add_argument("--out", nargs="+", required=True, help="per set, the rationales parquet")
+    rationales.add_argument("--summary", nargs="+", required=True,
+                            help="per set, the summary JSON (format validation, level agreement)")
     rationales.add_argument("--no-progress", action="store_true")
 
     stage2 = _subcommand(commands, "stage2", "Stage II: train the regressor for one input mode and predict the test set",

@@ -159,3 +159,43 @@ def test_disruption_refuses_settings_that_did_not_build_the_cards(stage2_config,
     with pytest.raises(InputError, match="regenerate"):
         _disrupt(stage2_config, stage2_trained, tmp_path, max_sequences=1, regenerate=True)
     assert not (tmp_path / "pairs.tsv").exists()
+
+
+def test_self_rationales_for_several_sets_load_the_model_once(stage2_config, stage2_trained, tmp_path, monkeypatch):
+    """One model load and one generation pass for every set; each set gets its own table (in its own row
+    order) and summary, the guided rewrite covers only the broken replies, and the resume file goes."""
+    from r3lm.stage1.rationales import RationaleSet, write_self_rationales
+
+    opened: list[str] = []
+    calls: list[tuple[int, bool]] = []
+    good = compose([f"Step {number} finds nothing." for number in range(1, 6)], "Conclusion: Activity level: 2")
+
+    def generate(conversations, *, progress=True, grammar=None):
+        calls.append((len(conversations), grammar is not None))
+        # the free attempt breaks the format on cards without motifs; the grammar repairs it
+        return [Generation(good if grammar or "- none" not in user["content"] else "no think", 20, False,
+                           guided=grammar is not None)
+                for _, user in conversations]
+
+    def open_generator(model, settings, dtype, device):
+        opened.append(str(model))
+        return ChatGenerator("stub", generate, 64, {})
+
+    monkeypatch.setattr(writer, "open_generator", open_generator)
+    sets = [RationaleSet(stage2_trained["sets"][split].teacher_set, stage2_trained["sets"][split].cards,
+                         tmp_path / f"{split}.parquet", tmp_path / f"{split}.summary.json") for split in ("train", "test")]
+    summaries = write_self_rationales(stage2_config, "stage1-model", sets, progress=False)
+    assert opened == ["stage1-model"]
+    rows = {split: pd.read_parquet(stage2_trained["sets"][split].teacher_set) for split in ("train", "test")}
+    assert calls[0] == (sum(map(len, rows.values())), False)
+    broken = sum(int((frame["card_text"].str.contains("- none")).sum()) for frame in rows.values())
+    assert calls[1:] == ([(broken, True)] if broken else [])
+    for split, summary in zip(("train", "test"), summaries):
+        table = pd.read_parquet(tmp_path / f"{split}.parquet")
+        assert table[["id", "cell_type"]].equals(rows[split][["id", "cell_type"]].reset_index(drop=True))
+        assert (table["stated_level"] == 2).all()
+        assert table["guided"].tolist() == rows[split]["card_text"].str.contains("- none").tolist()
+        assert summary["rows"] == len(table) and summary["guided"] == int(table["guided"].sum())
+        assert json.loads((tmp_path / f"{split}.summary.json").read_text()) == summary
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        f"{split}{suffix}" for split in ("train", "test") for suffix in (".parquet", ".summary.json"))

@@ -205,11 +205,14 @@ def _rebuilt_cards(config: Mapping[str, Any], motifs: Mapping[str, Any], chosen:
 def _regenerate(config: Mapping[str, Any], stage1_model: str | Path, cards: list[str], progress: bool) -> list[str]:
     """The Stage-I model's rationale for each card, written as `write_self_rationales` writes them.
 
-    Through transformers: vLLM would reserve most of a GPU that the Stage-II backbone needs beside it.
+    On a GPU through transformers: vLLM would reserve most of the GPU that the Stage-II backbone needs
+    beside it. On a CPU its KV cache is sized to the batch, and it writes four times faster.
     """
-    settings = {**config, "generation": {**config["generation"], "backend": "hf"}}
-    return [generation.text for generation in
-            RationaleWriter.from_config(settings, stage1_model).write(cards, progress=progress)]
+    import torch
+
+    generation = config["generation"] | ({"backend": "hf"} if torch.cuda.is_available() else {})
+    writer = RationaleWriter.from_config({**config, "generation": generation}, stage1_model)
+    return [written.text for written in writer.write(cards, progress=progress)]
 
 
 def _pair_table(pairs: pd.DataFrame, chosen: pd.DataFrame, claimed: pd.DataFrame) -> pd.DataFrame:

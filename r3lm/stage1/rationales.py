@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,18 +43,49 @@ def _with_cards(teacher_set: pd.DataFrame, cards: pd.DataFrame, cards_path: str 
     return joined
 
 
-def write_self_rationales(config: Mapping[str, Any], model_dir: str | Path, teacher_set_path: str | Path,
-                          cards_path: str | Path, out_path: str | Path, summary_path: str | Path, *,
-                          progress: bool = True) -> dict[str, Any]:
-    """The workflow step for one Stage-II set: generate (resumably), validate, write the table and a summary."""
+@dataclass(frozen=True)
+class RationaleSet:
+    """One Stage-II set: which cards (its teacher table and card table) and where its rationales go."""
+
+    teacher_set: Path
+    cards: Path
+    out: Path
+    summary: Path
+
+
+def write_self_rationales(config: Mapping[str, Any], model_dir: str | Path, sets: Sequence[RationaleSet], *,
+                          progress: bool = True) -> list[dict[str, Any]]:
+    """The workflow step for the Stage-II sets: one model load and one generation pass over every card
+    (resumable; a small set alone would decode at a fraction of the batch), then per set a validated table
+    and a summary. Returns the summaries in `sets` order."""
     started = time.perf_counter()
-    teacher_set = pd.read_parquet(teacher_set_path, columns=[*KEYS, "split", "activity", "level", "card_text"])
-    items = _with_cards(teacher_set, pd.read_parquet(cards_path, columns=[*KEYS, "card_json"]), cards_path)
+    items = pd.concat([_set_items(item).assign(set=position) for position, item in enumerate(sets)],
+                      ignore_index=True)
     writer = RationaleWriter.from_config(config, model_dir)
-    out = Path(out_path)
-    partial = out.with_name(f"{out.name}.partial.jsonl")
-    generated = writer.write_table(items, out, source=teacher_set_path, progress=progress, write=False)
-    cards = [parse_card(card_json, cards_path, row) for row, card_json in enumerate(items["card_json"], start=1)]
+    partial = sets[0].out.with_name("rationales.partial.jsonl")
+    generated = writer.write_table(items, partial.with_suffix(".parquet"), keys=("set", *KEYS),
+                                   source=sets[0].teacher_set, progress=progress, write=False, partial_path=partial)
+    seconds = time.perf_counter() - started
+    summaries = []
+    for position, item in enumerate(sets):
+        chosen = (items["set"] == position).to_numpy()
+        summaries.append(_finish_set(config, writer, item, items[chosen].reset_index(drop=True),
+                                     generated[chosen].reset_index(drop=True), model_dir,
+                                     seconds * chosen.sum() / len(items)))
+    partial.unlink()  # only now: a kill before this point resumes from the generated rows
+    return summaries
+
+
+def _set_items(item: RationaleSet) -> pd.DataFrame:
+    teacher_set = pd.read_parquet(item.teacher_set, columns=[*KEYS, "split", "activity", "level", "card_text"])
+    return _with_cards(teacher_set, pd.read_parquet(item.cards, columns=[*KEYS, "card_json"]), item.cards)
+
+
+def _finish_set(config: Mapping[str, Any], writer: RationaleWriter, item: RationaleSet, items: pd.DataFrame,
+                generated: pd.DataFrame, model_dir: str | Path, seconds: float) -> dict[str, Any]:
+    """Validate one set's rationales (as written, and the free attempt before guidance) and write its table
+    and summary; `seconds` is the set's share of the generation time."""
+    cards = [parse_card(card_json, item.cards, row) for row, card_json in enumerate(items["card_json"], start=1)]
     validate = rationale_validator(config)
     final = [validate(text, card) for text, card in zip(generated["rationale"], cards)]
     unguided = [validate(free if isinstance(free, str) else text, card)
@@ -61,24 +93,23 @@ def write_self_rationales(config: Mapping[str, Any], model_dir: str | Path, teac
     table = items[[*KEYS, "split", "activity", "level", "card_text"]].assign(
         rationale=generated["rationale"].to_numpy(), n_new_tokens=generated["n_new_tokens"].to_numpy(),
         truncated=generated["truncated"].to_numpy(), guided=generated["guided"].to_numpy(),
-        valid=[item.valid for item in final], reject_reason=[item.reason for item in final],
-        stated_level=pd.array([item.level for item in final], dtype="Int64"),
-        valid_unguided=[item.valid for item in unguided], unguided_reject_reason=[item.reason for item in unguided])
+        valid=[check.valid for check in final], reject_reason=[check.reason for check in final],
+        stated_level=pd.array([check.level for check in final], dtype="Int64"),
+        valid_unguided=[check.valid for check in unguided], unguided_reject_reason=[check.reason for check in unguided])
     labels = table["level"].astype(int).tolist()
     summary = {**validation_counts(final, labels=labels),
                "guidance": config["generation"]["guidance"], "guided": int(table["guided"].sum()),
                "unguided": validation_counts(unguided, labels=labels) if writer.guidance != "always" else None,
                "backend": writer.backend, "model": str(model_dir),
                "new_tokens": int(table["n_new_tokens"].sum()), "truncated": int(table["truncated"].sum()),
-               "seconds": round(time.perf_counter() - started, 3),
+               "seconds": round(seconds, 3),
                "per_cell_type": {str(cell): _cell_summary(group) for cell, group in table.groupby("cell_type", sort=True)}}
-    write_parquet(table, out)
-    write_json(summary, summary_path)
-    partial.unlink()  # only now: a kill before this point resumes from the generated rows
-    log.info("%d of %d self-generated rationales are valid (%s without guidance, %d written again under the grammar); "
-             "stated level agrees with the measurement for %s", summary["valid"], summary["rows"],
-             summary["unguided"]["valid"] if summary["unguided"] else "not measured", summary["guided"],
-             summary["level_agreement"])
+    write_parquet(table, item.out)
+    write_json(summary, item.summary)
+    log.info("%s: %d of %d self-generated rationales are valid (%s without guidance, %d written again under the "
+             "grammar); stated level agrees with the measurement for %s", item.out.name, summary["valid"],
+             summary["rows"], summary["unguided"]["valid"] if summary["unguided"] else "not measured",
+             summary["guided"], summary["level_agreement"])
     return summary
 
 

@@ -91,11 +91,11 @@ class RationaleWriter:
 
     def write_table(self, items: pd.DataFrame, out_path: str | Path, *, keys: Sequence[str] = ("id", "cell_type"),
                     card_column: str = "card_text", source: str | Path | None = None, progress: bool = True,
-                    write: bool = True) -> pd.DataFrame:
+                    write: bool = True, partial_path: str | Path | None = None) -> pd.DataFrame:
         """`generate_to_table` over the cards of `items` (resumable): keys, rationale and the generation columns."""
         conversations = items[list(keys)].assign(messages=[self.messages(card) for card in items[card_column]])
         return generate_to_table(conversations, self.generator, out_path, keys=keys, text_column="rationale",
-                                 source=source, progress=progress, write=write)
+                                 source=source, progress=progress, write=write, partial_path=partial_path)
 
     def _generate(self, conversations: Sequence[list[dict[str, str]]], *, progress: bool = True,
                   grammar: str | None = None) -> list[Generation]:

@@ -35,20 +35,20 @@ rule stage1_train:
         " --train {input.train} --val {input.val} --out-dir {params.out_dir} > {log} 2>&1"
 
 
+# One job for every Stage-II set: the model loads once, and the small train and validation sets decode
+# in the same batches as the test set instead of at a fraction of the batch on their own.
 rule self_rationales:
     input:
         model=f"{STAGE1_DIR}/model",
-        teacher_set=f"{REASONING_DIR}/{{set}}.parquet",
-        cards=lambda wildcards: f"{RCC_DIR}/{TEACHER_SETS[wildcards.set]}.parquet",
+        teacher_sets=expand(f"{REASONING_DIR}/{{set}}.parquet", set=STAGE2_SETS),
+        cards=[f"{RCC_DIR}/{TEACHER_SETS[name]}.parquet" for name in STAGE2_SETS],
     output:
-        table=f"{STAGE1_DIR}/rationales/{{set}}.parquet",
-        summary=f"{STAGE1_DIR}/rationales/{{set}}.summary.json",
+        tables=expand(f"{STAGE1_DIR}/rationales/{{set}}.parquet", set=STAGE2_SETS),
+        summaries=expand(f"{STAGE1_DIR}/rationales/{{set}}.summary.json", set=STAGE2_SETS),
     params:
         settings=settings("reasoning", "levels", "llm", "generation", "motifs"),
     log:
-        f"{LOG_DIR}/stage1/{Path(STAGE1_DIR).name}/rationales_{{set}}.log",
-    wildcard_constraints:
-        set="|".join(STAGE2_SETS),
+        f"{LOG_DIR}/stage1/{Path(STAGE1_DIR).name}/rationales.log",
     threads: 2
     resources:
         mem_mb=16384,
@@ -58,4 +58,5 @@ rule self_rationales:
         ENV
     shell:
         "python -m r3lm self-rationales --config {params.settings:q} --model {input.model}"
-        " --teacher-set {input.teacher_set} --cards {input.cards} --out {output.table} --summary {output.summary} > {log} 2>&1"
+        " --teacher-set {input.teacher_sets} --cards {input.cards} --out {output.tables}"
+        " --summary {output.summaries} > {log} 2>&1"
