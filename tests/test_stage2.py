@@ -77,6 +77,29 @@ def test_each_mode_feeds_its_own_evidence(stage2_sets):
     assert oracle[["id", "cell_type"]].equals(dna[["id", "cell_type"]])  # every mode sees the same rows
 
 
+def test_both_rationale_modes_end_at_think_unless_the_conclusion_is_kept(stage2_sets, tmp_path):
+    """The official Stage II input: card, then the rationale up to </think>, in both modes alike; a rationale
+    that never closes its reasoning contributes nothing; keep_conclusion keeps the level in both."""
+    _, sets, _ = stage2_sets
+    teacher, cards, _ = sets["train"]
+    rows = pd.read_parquet(teacher)
+    written = rows[["id", "cell_type"]].assign(rationale=[
+        compose(["GATA1 is on the card."] * 5, "Conclusion: Activity level: 2"), "<think>\n1. cut off mid-step",
+        *[compose(["No site."] * 5, "Conclusion: Activity level: 0")] * (len(rows) - 2)])
+    generated = tmp_path / "generated.parquet"
+    written.to_parquet(generated, index=False)
+    answers = {}
+    for keep in (False, True):
+        for mode, own in (("oracle_cot", None), ("generated_cot", generated)):
+            answers[mode, keep] = [turn[-1]["content"] for turn in
+                                   load_mode_rows(mode, teacher, cards, own, keep_conclusion=keep)["messages"]]
+    for mode in ("oracle_cot", "generated_cot"):
+        assert all(text.endswith("</think>") for text in answers[mode, False] if text)
+        assert all("Activity level" in text for text in answers[mode, True] if "</think>" in text)
+    assert answers["generated_cot", False][:2] == [written["rationale"][0].split("\nConclusion")[0], ""]
+    assert answers["oracle_cot", True] == rows["rationale"].tolist()
+
+
 def test_bad_mode_inputs_are_one_line_errors(stage2_sets, tmp_path):
     _, sets, _ = stage2_sets
     teacher, cards, _ = sets["train"]

@@ -447,6 +447,45 @@ def test_summary_counts_rejections(real_cards: pd.DataFrame, real_evidence: Evid
     assert summary["backend"] == "half-bad" and summary["backend_stats"] == {"calls": 1}
 
 
+class WrongLevelBackend(HalfBadBackend):
+    """Concludes one level above the measured one (wrapping around) on every other card."""
+
+    name = "wrong-level"
+
+    def explain(self, jobs, check, *, progress: bool) -> list[TeacherAnswer]:
+        answers = []
+        for index, job in enumerate(jobs):
+            level = (job.level + index % 2) % N_LEVELS
+            text = self.grounded.explain(job.card, level, job.card_id)
+            answers.append(TeacherAnswer(text, check(job, text), 1))
+        return answers
+
+
+def test_label_filter_is_an_option_and_off_by_default(real_cards: pd.DataFrame, real_evidence: Evidence) -> None:
+    """The official filter checks format and evidence only; reasoning.label_filter also rejects a rationale
+    whose conclusion is not the measured level."""
+    cards = real_cards.iloc[:20]
+    rows = {}
+    for label_filter in (False, True):
+        config = validate_config({"reasoning": {"label_filter": label_filter}})
+        rows[label_filter] = run_teacher(config, cards, real_evidence, backend=WrongLevelBackend(teacher(real_evidence)),
+                                         vocabulary=VOCABULARY, progress=False)
+    assert rows[False]["valid"].all()
+    assert rows[True]["reject_reason"].tolist() == [None, "level_mismatch"] * 10
+
+
+def test_steps_never_state_the_measured_level(real_cards: pd.DataFrame, real_evidence: Evidence) -> None:
+    """Only the conclusion names the level: the reasoning a Stage-II oracle reads is not a copy of the label."""
+    for detail in ("full", "brief"):
+        grounded = teacher(real_evidence, detail=detail)
+        for row in real_cards.iloc[:40].itertuples():
+            text = grounded.explain(parse_card(row.card_json), row.level, row.id)
+            reasoning = parse(text)
+            # a level stated as such ("level 2", "the measured level"), not a training statistic ("average level 0.86")
+            assert not re.search(r"measured|\blevel [0-9](?![.0-9])", " ".join(reasoning.steps)), text
+            assert reasoning.level == row.level
+
+
 def test_write_teacher_set_sharegpt_and_dataset_info(real_cards: pd.DataFrame, tmp_path: Path) -> None:
     cards = pd.concat([real_cards, real_cards.assign(cell_type="K562")], ignore_index=True)
     cards_path, train_path = tmp_path / "cards.parquet", tmp_path / "train.parquet"

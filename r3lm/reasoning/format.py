@@ -102,6 +102,7 @@ def parse(text: str) -> ParsedRationale:
 
 
 def strip_conclusion(text: str) -> str:
-    """The reasoning alone (Stage II's oracle input must not carry the answer)."""
+    """The reasoning up to and including `</think>`, as the official Stage II reads it: the conclusion (the
+    answer) goes, and a rationale that never closes its reasoning contributes nothing."""
     closed = text.find(THINK_CLOSE)
-    return text[:closed + len(THINK_CLOSE)] if closed >= 0 else text
+    return text[:closed + len(THINK_CLOSE)] if closed >= 0 else ""

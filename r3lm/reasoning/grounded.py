@@ -6,14 +6,17 @@ would argue: what the card lists; which sites favour activity in this cell type 
 motifs or families enriched among high-activity training sequences, with their counts); which work
 against it (repressors, depleted motifs or families) or are architectural; how the sites are
 arranged (clusters, spacing, orientation, homotypic repeats); the quality of the key site; the GC
-content against the cell type's trend; and how the evidence balances toward the observed level,
-saying so when it is weak or contradicts the measurement. Then the conclusion with the level.
+content against the cell type's trend; and how the evidence balances, with a caveat when the card
+cannot account for the measurement. Then the conclusion with the level. The steps never state the
+level: only the conclusion does, so a Stage-II input stripped of its conclusion (oracle_cot) carries
+the teacher's reasoning, not the label.
 
 The balance is a naive-Bayes log2 odds that the card is high-activity: one term per significantly
 enriched or depleted family and motif of the cell type (carried or lacking), a +/-0.5 prior per
 curated activator or repressor role on the card, and a GC term (Spearman rho times the card's GC
 z-score). Its tiers were set on the demo data so that each tier mostly holds the levels it names;
-the teacher compares the tier with the observed level and says when they disagree.
+the teacher compares the tier with the observed level and, when they disagree, names what the card
+cannot show (unoccupied sites, unlisted repressors or cofactors).
 
 Grounding rules, enforced by construction and checked by validate.py: every step cites a card
 element (motif name, family, position, score, GC value, length), and the text never names a motif
@@ -657,10 +660,9 @@ class _FullWriter(_Writer):
 
     def balance(self) -> str:
         tier, weighed, tally = self._tier(), self._weighed(), self._tally()
-        observed = f"the measured level {self.level} ({level_name(self.level, self.teacher.n_levels)})"
         if self.consistent():
-            return f"{weighed}. {tally} " + self.pick(f"On balance the evidence is {tier}, which fits {observed}.",
-                                                      f"The evidence is therefore {tier}, in line with {observed}.")
+            return f"{weighed}. {tally} " + self.pick(f"On balance the evidence is {tier}.",
+                                                      f"The evidence is therefore {tier}.")
         if self._predicts_higher():
             why = self.pick("the activity-associated sites may be weak matches that are not occupied, or repressive "
                             "features not on the card may dominate",
@@ -670,9 +672,7 @@ class _FullWriter(_Writer):
             why = self.pick("activity likely comes from features the card does not capture, such as sites below "
                             "the scan threshold or unlisted cofactors",
                             "sub-threshold sites or sequence context outside the scanned motifs probably contribute")
-        return (f"{weighed}. {tally} The evidence is {tier}, which would predict "
-                f"{'higher' if self._predicts_higher() else 'lower'} activity than {observed}; the evidence is weak "
-                f"or contradictory here: {why}.")
+        return f"{weighed}. {tally} The evidence is {tier}, but it may not tell the whole story: {why}."
 
     def conclusion(self) -> str:
         words, verdict = self._verdict()
@@ -805,15 +805,11 @@ class _BriefWriter(_Writer):
         tier, gc = self._tier(), f"{self.card.gc_content:.3f}"
         weighed = f"GC {gc}" if self.card.motifs else f"GC {gc} alone"
         if self.consistent():
-            return self.pick(f"Net evidence with {weighed}: {tier}, fitting level {self.level}.",
-                             f"On balance, with {weighed}, the evidence is {tier}, consistent with level {self.level}.")
-        if self._predicts_higher():
-            direction = "higher"
-            why = self.pick("its sites may be unoccupied", "unlisted repressors may dominate")
-        else:
-            direction = "lower"
-            why = self.pick("unlisted weak sites may help", "context outside the motifs may help")
-        return f"Net evidence with {weighed}: {tier}, pointing {direction} than level {self.level}; {why}."
+            return self.pick(f"Net evidence with {weighed}: {tier}.",
+                             f"On balance, with {weighed}, the evidence is {tier}.")
+        why = (self.pick("its sites may be unoccupied", "unlisted repressors may dominate") if self._predicts_higher()
+               else self.pick("unlisted weak sites may help", "context outside the motifs may help"))
+        return f"Net evidence with {weighed}: {tier}, though {why}."
 
     def conclusion(self) -> str:
         words, verdict = self._verdict()

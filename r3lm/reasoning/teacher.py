@@ -188,7 +188,8 @@ def select_set(cards: pd.DataFrame, per_cell_type: int | None, seed: int) -> pd.
 def run_teacher(config: Mapping[str, Any], cards: pd.DataFrame, evidence: Evidence, *,
                 backend: TeacherBackend | None = None, vocabulary: frozenset[str] | None = None,
                 cards_path: str | Path | None = None, progress: bool = True) -> pd.DataFrame:
-    """Rationales for every card, validated against the card and its label (TEACHER_COLUMNS)."""
+    """Rationales for every card, validated against the card (and its label under `reasoning.label_filter`)
+    (TEACHER_COLUMNS)."""
     settings, n_levels = config["reasoning"], config["levels"]["n_levels"]
     check_cards(cards, n_levels, cards_path)
     backend = backend or make_backend(config, evidence)
@@ -201,7 +202,8 @@ def run_teacher(config: Mapping[str, Any], cards: pd.DataFrame, evidence: Eviden
                 rows, cards["id"], cards["card_json"], cards["card_text"], cards["level"])]
 
     def check(job: TeacherJob, text: str) -> Validation:
-        return validate_rationale(text, job.card, label=job.level, min_steps=settings["min_steps"],
+        return validate_rationale(text, job.card, label=job.level if settings["label_filter"] else None,
+                                  min_steps=settings["min_steps"],
                                   max_steps=settings["max_steps"], n_levels=n_levels, motif_vocabulary=vocabulary)
 
     answers = backend.explain(jobs, check, progress=progress)
@@ -334,7 +336,7 @@ def write_teacher_set(config: Mapping[str, Any], cards_path: str | Path, evidenc
     started = time.perf_counter()
     frame = run_teacher(config, selected, evidence, backend=backend, cards_path=cards_path, progress=progress)
     summary = teacher_summary(frame, seconds=time.perf_counter() - started, backend_stats=backend.stats(),
-                              set_name=set_name)
+                              set_name=set_name) | {"label_filter": settings["label_filter"]}
     write_parquet(frame, out)
     write_sharegpt(frame, sharegpt_dir)
     write_json(summary, summary_path)

@@ -4,10 +4,14 @@ Every mode is rendered with the backbone's own chat template, so the Stage-I mod
 conversation shape it was trained on:
 - `generated_cot`: the card, then the Stage-I model's own rationale as the assistant turn (deployable:
   the rationale was written from the card alone);
-- `oracle_cot`: the card, then the teacher's rationale with its conclusion stripped (the teacher saw the
-  label, so this is an upper bound and never a deployable result);
+- `oracle_cot`: the card, then the teacher's rationale (the teacher saw the label, so this is an upper
+  bound and never a deployable result);
 - `rcc_only`: the card alone;
 - `sequence_only`: the cell type and the raw DNA, the raw-sequence LLM baseline.
+
+Both rationale modes end the same way: by default the rationale stops at `</think>` (the official code
+strips the conclusion in both), so neither hands the regressor a stated level; `stage2.keep_conclusion`
+keeps it in both, for the ablation.
 """
 
 from __future__ import annotations
@@ -31,15 +35,16 @@ REGRESSION_SYSTEM = (
 )
 
 
-def messages_for(mode: str, *, card_text: str, sequence: str, cell_type: str,
-                 rationale: str | None) -> list[dict[str, str]]:
+def messages_for(mode: str, *, card_text: str, sequence: str, cell_type: str, rationale: str | None,
+                 keep_conclusion: bool) -> list[dict[str, str]]:
     if mode == "sequence_only":
         user = f"Cell type: {cell_type}\nDNA Sequence:\n{sequence}"
     else:
         user = card_text
     messages = [{"role": "system", "content": REGRESSION_SYSTEM}, {"role": "user", "content": user}]
     if mode in COT_MODES:
-        messages.append({"role": "assistant", "content": rationale or ""})
+        text = rationale or ""
+        messages.append({"role": "assistant", "content": text if keep_conclusion else strip_conclusion(text)})
     return messages
 
 
@@ -55,7 +60,7 @@ def _join(left: pd.DataFrame, right: pd.DataFrame, right_path: str | Path, what:
 
 
 def load_mode_rows(mode: str, teacher_set_path: str | Path, cards_path: str | Path,
-                   rationales_path: str | Path | None = None) -> pd.DataFrame:
+                   rationales_path: str | Path | None = None, *, keep_conclusion: bool = False) -> pd.DataFrame:
     """One set's rows (ROW_COLUMNS) with the `messages` and `rationale` the mode feeds the regressor.
 
     The teacher set decides which rows a Stage-II set holds, so every mode trains and predicts on
@@ -74,10 +79,11 @@ def load_mode_rows(mode: str, teacher_set_path: str | Path, cards_path: str | Pa
         generated = pd.read_parquet(rationales_path, columns=[*KEYS, "rationale"])
         rows = _join(rows, generated, rationales_path, "self-generated rationale")
     elif mode == "oracle_cot":
-        rows["rationale"] = [strip_conclusion(text) for text in rows["teacher_rationale"]]
+        rows["rationale"] = rows["teacher_rationale"]
     else:
         rows["rationale"] = None
-    rows["messages"] = [messages_for(mode, card_text=card, sequence=sequence, cell_type=cell, rationale=rationale)
+    rows["messages"] = [messages_for(mode, card_text=card, sequence=sequence, cell_type=cell, rationale=rationale,
+                                     keep_conclusion=keep_conclusion)
                         for card, sequence, cell, rationale in zip(rows["card_text"], rows["sequence"],
                                                                    rows["cell_type"], rows["rationale"])]
     return rows[[*ROW_COLUMNS, "sequence", "card_text", "rationale", "messages"]].reset_index(drop=True)

@@ -133,7 +133,8 @@ def run_stage2(config: Mapping[str, Any], mode: str, backbone_path: str | Path, 
     prepared: dict[str, Prepared] = {}
     for name in SETS:
         files = sets[name]
-        rows = load_mode_rows(mode, files.teacher_set, files.cards, files.rationales)
+        rows = load_mode_rows(mode, files.teacher_set, files.cards, files.rationales,
+                              keep_conclusion=settings["keep_conclusion"])
         if rows.empty:
             raise InputError(f"the Stage II {name} set is empty", path=files.teacher_set)
         encoded, truncated = tokenize_rows(tokenizer, rows["messages"].tolist(), settings["cutoff_len"])
@@ -249,7 +250,7 @@ def _save_model(folder: Path, mode: str, backbone_path: str | Path, head: torch.
                     "cell_types": sorted(stats) if group == SHARED else [group],
                     "standardisation": {cell: {"mean": mean, "std": std} for cell, (mean, std) in stats.items()},
                     "training": config["stage2"]["training"], "cutoff_len": config["stage2"]["cutoff_len"],
-                    "hidden_size": int(head[0].normalized_shape[0]), "best_val_pearson": result.best_pearson,
+                    "keep_conclusion": config["stage2"]["keep_conclusion"], "hidden_size": int(head[0].normalized_shape[0]), "best_val_pearson": result.best_pearson,
                     "best_step": result.best_step, "motifs": dict(config["motifs"]),
                     "levels": dict(config["levels"]),
                     "dtype": config["stage2"]["dtype"] or config["llm"]["dtype"]},
