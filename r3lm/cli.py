@@ -66,11 +66,11 @@ def _scan(args: argparse.Namespace) -> None:
 def _rcc(args: argparse.Namespace) -> None:
     from r3lm.io import write_table
     from r3lm.rcc.build import cards_for_table
-    from r3lm.rcc.grammar import GrammarSettings
+    from r3lm.rcc.card import CardSettings
 
     config, sequences, hits = _scan_file(args)
     cards = cards_for_table(sequences.assign(cell_type=args.cell_type), hits,
-                            GrammarSettings.from_config(config["rcc"]["grammar"]), with_grammar=args.grammar_tags)
+                            CardSettings.from_config(config["rcc"], with_grammar=args.grammar_tags))
     write_table(cards, args.out)
 
 

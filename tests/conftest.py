@@ -224,7 +224,7 @@ def stage2_trained(smollm2_dir: Path, stage2_config: dict[str, Any], tmp_path_fa
     from r3lm.io import write_json, write_parquet
     from r3lm.motifs.scan import background_for, build_motif_set, scan_sequences
     from r3lm.rcc.build import cards_for_table
-    from r3lm.rcc.grammar import GrammarSettings
+    from r3lm.rcc.card import CardSettings
     from r3lm.stage2.run import SetFiles, run_stage2
 
     root = tmp_path_factory.mktemp("stage2_predict")
@@ -238,8 +238,7 @@ def stage2_trained(smollm2_dir: Path, stage2_config: dict[str, Any], tmp_path_fa
     motifs = stage2_config["motifs"]
     hits = scan_sequences(table["id"].tolist(), table["sequence"].tolist(),
                           build_motif_set(motifs, background_for(motifs, [])), progress=False)
-    cards = cards_for_table(table, hits, GrammarSettings.from_config(stage2_config["rcc"]["grammar"]),
-                            with_grammar=stage2_config["rcc"]["grammar_tags"], progress=False)
+    cards = cards_for_table(table, hits, CardSettings.from_config(stage2_config["rcc"]), progress=False)
     cards["rationale"] = [_rationale(card) for card in cards["card_json"]]
     sets = {}
     for split in SIZES:

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from r3lm.config import validate_config
-from r3lm.rcc.card import Card, MotifHit, build_card, deduplicate, gc_content
+from r3lm.rcc.card import (
+    Card,
+    CardSettings,
+    MotifHit,
+    build_card,
+    deduplicate,
+    gc_content,
+)
 from r3lm.rcc.grammar import GrammarSettings
 
 SEQUENCE = "GGGCGGGGC" + "A" * 41 + "TTATCTGGCAGATAAG" + "C" * 24 + "T" * 20
-GRAMMAR = GrammarSettings.from_config(validate_config({})["rcc"]["grammar"])
+SETTINGS = CardSettings.from_config(validate_config({})["rcc"])
 
 
 def hit(name: str, family: str, start: int, end: int, strand: str = "+", score: float = 10.0,
@@ -18,63 +27,75 @@ def hit(name: str, family: str, start: int, end: int, strand: str = "+", score: 
                     start=start, end=end, strand=strand, score=score, pvalue=pvalue)
 
 
-def test_card_text_has_the_papers_field_order_golden() -> None:
+def test_card_text_is_the_official_layout_golden() -> None:
+    """Written out by hand from the official rules: blank lines before both headers, hits by score (highest
+    first, ties by start), the sequence and its length on one line; the same-family hit inside a kept one goes."""
+    sequence = "ACGT" * 50
     hits = [hit("GATA1", "C4-GATA-related", 51, 58, "+", 11.254, 3.1e-6),
-            hit("SP1", "Three-zinc finger Kruppel-related", 1, 9, "-", 12.5, 1.2e-6)]
-    card = build_card(SEQUENCE, "K562", hits, GRAMMAR)
+            hit("SP1", "Three-zinc finger Kruppel-related", 1, 9, "-", 12.5, 1.2e-6),
+            hit("TAL1::TCF3", "Tal-related; E2A-related factors", 120, 131, "+", 11.254, 4e-6),
+            hit("GATA2", "C4-GATA-related", 52, 59, "-", 10.0, 9e-6),
+            hit("KLF1", "Three-zinc finger Kruppel-related", 3, 12, "+", 9.5, 2e-5)]
+    card = build_card(sequence, "K562", hits, SETTINGS)
     assert card.to_text() == (
         "Context:\n"
         "- Cell Type: K562\n"
-        f"- GC Content: {gc_content(SEQUENCE):.3f}\n"
+        "- GC Content: 0.500\n"
+        "\n"
         "Identified Motifs:\n"
         "- SP1 (Family: Three-zinc finger Kruppel-related, Score: 12.50, Strand: -, Pos: 1-9)\n"
         "- GATA1 (Family: C4-GATA-related, Score: 11.25, Strand: +, Pos: 51-58)\n"
+        "- TAL1::TCF3 (Family: Tal-related; E2A-related factors, Score: 11.25, Strand: +, Pos: 120-131)\n"
+        "\n"
         "DNA Sequence:\n"
-        f"{SEQUENCE}\n"
-        f"(Total Length: {len(SEQUENCE)})"
+        f"{sequence} (Total Length: 200)"
     )
+    assert [h.name for h in card.motifs] == ["SP1", "GATA1", "TAL1::TCF3"]  # stored by position
 
 
 def test_gc_content_has_three_decimals_and_ignores_n() -> None:
     assert gc_content("GGCCAATT") == 0.5
     assert gc_content("GGNN") == 1.0
     assert gc_content("NNNN") == 0.0
-    card = build_card("GGGCA", "HepG2", [], GRAMMAR)
+    card = build_card("GGGCA", "HepG2", [], SETTINGS)
     assert "- GC Content: 0.800\n" in card.to_text()
 
 
-def test_card_without_motifs_says_none() -> None:
-    text = build_card("ACGTACGT", "SKNSH", [], GRAMMAR).to_text(with_grammar=True)
-    assert "Identified Motifs:\n- none\nDNA Sequence:" in text
+def test_card_without_motifs_leaves_the_line_after_the_header_empty() -> None:
+    text = build_card("ACGTACGT", "SKNSH", [], SETTINGS).to_text(with_grammar=True)
+    assert "\nIdentified Motifs:\n\nDNA Sequence:\nACGTACGT (Total Length: 8)" in text
     assert "- Grammar Tags: none\n" in text
 
 
 def test_grammar_line_only_when_switched_on() -> None:
-    card = build_card(SEQUENCE, "K562", [hit("GATA1", "C4-GATA-related", 51, 58)], GRAMMAR)
+    card = build_card(SEQUENCE, "K562", [hit("GATA1", "C4-GATA-related", 51, 58)], SETTINGS)
     assert "Grammar Tags" not in card.to_text()
     assert card.to_text(with_grammar=True).splitlines()[3].startswith("- Grammar Tags: ")
 
 
-def test_same_family_overlaps_keep_the_best_and_other_families_stay() -> None:
+def test_official_dedup_merges_identical_families_only() -> None:
     best = hit("FOS::JUN", "Jun-related; Fos-related", 20, 30, score=14.0, matrix_id="MA0099")
-    weaker = hit("JUN", "Jun-related", 22, 29, score=11.0, matrix_id="MA0488")
+    composite_twin = hit("FOSL1::JUN", "Jun-related; Fos-related", 30, 40, score=12.0, matrix_id="MA1130")
+    shares_a_family = hit("JUN", "Jun-related", 22, 29, score=11.0, matrix_id="MA0488")
     apart = hit("JUND", "Jun-related", 60, 67, score=9.0, matrix_id="MA0491")
-    other_family = hit("CREB1", "CREB-related", 21, 28, score=10.0, matrix_id="MA0018")
-    kept = deduplicate([weaker, apart, other_family, best])
-    assert [h.name for h in kept] == ["FOS::JUN", "CREB1", "JUND"]
+    no_family = [hit("X", "", 21, 28, score=10.0, matrix_id="MA1"), hit("Y", "", 22, 27, score=9.0, matrix_id="MA2")]
+    hits = [shares_a_family, apart, composite_twin, best, *no_family]
+    assert [h.name for h in deduplicate(hits, "same_family")] == ["FOS::JUN", "X", "Y", "JUN", "JUND"]
+    # the stricter option: any shared JASPAR family; hits without a family are still never merged
+    assert [h.name for h in deduplicate(hits, "shared_family")] == ["FOS::JUN", "X", "Y", "JUND"]
 
 
-def test_deduplication_ties_break_deterministically() -> None:
+def test_deduplication_visits_by_score_then_start() -> None:
     first = hit("A", "fam", 10, 20, score=10.0, pvalue=2e-5, matrix_id="MA2")
-    lower_p = hit("B", "fam", 12, 22, score=10.0, pvalue=1e-5, matrix_id="MA9")
-    assert deduplicate([first, lower_p]) == deduplicate([lower_p, first]) == (lower_p,)
+    later = hit("B", "fam", 12, 22, score=10.0, pvalue=1e-5, matrix_id="MA9")
+    assert deduplicate([later, first], "same_family") == deduplicate([first, later], "same_family") == (first,)
     same = [hit("C", "fam", 10, 20, matrix_id="MA5"), hit("D", "fam", 10, 20, matrix_id="MA3")]
-    assert [h.matrix_id for h in deduplicate(same)] == ["MA3"]
+    assert [h.matrix_id for h in deduplicate(same, "same_family")] == ["MA3"]
 
 
-def test_hits_are_listed_by_position_then_strand() -> None:
+def test_hits_are_stored_by_position_then_strand() -> None:
     hits = [hit("X", "f1", 30, 40, "-"), hit("Y", "f2", 5, 12), hit("Z", "f3", 30, 40, "+")]
-    assert [(h.name, h.strand) for h in deduplicate(hits)] == [("Y", "+"), ("Z", "+"), ("X", "-")]
+    assert [(h.name, h.strand) for h in deduplicate(hits, "same_family")] == [("Y", "+"), ("Z", "+"), ("X", "-")]
 
 
 def test_grammar_tags_each_rule() -> None:
@@ -83,7 +104,7 @@ def test_grammar_tags_each_rule() -> None:
             hit("GATA2", "C4-GATA-related", 40, 47, "+"),
             hit("SP1", "Three-zinc finger Kruppel-related", 150, 160, "-"),
             hit("KLF4", "Three-zinc finger Kruppel-related", 185, 194, "+")]
-    card = build_card("G" * 130 + "A" * 70, "K562", hits, GRAMMAR)
+    card = build_card("G" * 130 + "A" * 70, "K562", hits, SETTINGS)
     assert card.grammar_tags == (
         "GC-rich (0.65)",
         "motif cluster: 3 motifs in 10-47",
@@ -92,21 +113,22 @@ def test_grammar_tags_each_rule() -> None:
         "GATA1 + TAL1: convergent, 4 bp apart",
         "TAL1 + GATA2: divergent, 6 bp apart",
     )
-    at_rich = build_card("A" * 70 + "G" * 30, "K562", [], GRAMMAR)
+    at_rich = build_card("A" * 70 + "G" * 30, "K562", [], SETTINGS)
     assert at_rich.grammar_tags == ("AT-rich (0.30)",)
 
 
 def test_grammar_thresholds_come_from_config() -> None:
     hits = [hit("GATA1", "C4-GATA-related", 10, 17), hit("TAL1", "Tal-related", 40, 51)]
-    default = build_card("ACGT" * 25, "K562", hits, GRAMMAR)
+    default = build_card("ACGT" * 25, "K562", hits, SETTINGS)
     assert not any("GATA1 + TAL1" in tag for tag in default.grammar_tags)  # 22 bp apart > 20
     wider = GrammarSettings.from_config({**validate_config({})["rcc"]["grammar"], "pair_max_gap": 30})
-    assert "GATA1 + TAL1: tandem, 22 bp apart" in build_card("ACGT" * 25, "K562", hits, wider).grammar_tags
+    assert "GATA1 + TAL1: tandem, 22 bp apart" in build_card("ACGT" * 25, "K562", hits,
+                                                             replace(SETTINGS, grammar=wider)).grammar_tags
 
 
 @pytest.mark.parametrize("with_grammar", [False, True])
 def test_json_round_trip(with_grammar: bool) -> None:
-    card = build_card(SEQUENCE, "HepG2", [hit("HNF4A", "Thyroid hormone receptor-related factors", 3, 15)], GRAMMAR)
+    card = build_card(SEQUENCE, "HepG2", [hit("HNF4A", "Thyroid hormone receptor-related factors", 3, 15)], SETTINGS)
     again = Card.from_json(card.to_json())
     assert again == card
     assert again.to_text(with_grammar=with_grammar) == card.to_text(with_grammar=with_grammar)

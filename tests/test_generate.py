@@ -34,10 +34,10 @@ from r3lm.reasoning.format import rationale_grammar
 GENERATION = validate_config({})["generation"]
 GREEDY = {**GENERATION, "do_sample": False, "max_new_tokens": 16}
 SAMPLED = {**GENERATION, "max_new_tokens": 16}
-CARD = ("Context:\n- Cell Type: HepG2\n- GC Content: 0.480\nIdentified Motifs:\n"
+CARD = ("Context:\n- Cell Type: HepG2\n- GC Content: 0.480\n\nIdentified Motifs:\n"
         "- GATA1 (Family: C4-GATA-related, Score: 14.20, Strand: +, Pos: 31-42)\n"
-        "- HNF4A (Family: Nuclear receptor, Score: 12.10, Strand: -, Pos: 80-92)\nDNA Sequence:\n"
-        "ACGTGGATAAGCCTTAGGCAATCGGATCCAGTTGACCAATGGCATTAGGCTTACCGATAGCTTGCAAGTC\n(Total Length: 70)")
+        "- HNF4A (Family: Nuclear receptor, Score: 12.10, Strand: -, Pos: 80-92)\n\nDNA Sequence:\n"
+        "ACGTGGATAAGCCTTAGGCAATCGGATCCAGTTGACCAATGGCATTAGGCTTACCGATAGCTTGCAAGTC (Total Length: 70)")
 CONVERSATIONS = [
     [{"role": "user", "content": "Hi"}],
     [{"role": "system", "content": "You are an expert in regulatory genomics."},

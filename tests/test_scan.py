@@ -165,7 +165,7 @@ def test_rcc_command_writes_cards(fasta, tmp_path) -> None:
     first = records[0]["card_text"]
     assert first.startswith("Context:\n- Cell Type: K562\n- GC Content: ")
     assert "- Grammar Tags: " in first and "(Total Length: 45)" in first
-    assert "Identified Motifs:\n- none\n" in records[1]["card_text"]
+    assert "Identified Motifs:\n\nDNA Sequence:\n" in records[1]["card_text"]
     assert json.loads(records[0]["card_json"])["cell_type"] == "K562"
 
 

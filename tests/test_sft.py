@@ -55,7 +55,7 @@ def _record(index: int, rng: random.Random) -> dict[str, Any]:
     motif_lines = [f"- {name} (Family: {MOTIFS[name][0]}, Score: {rng.uniform(8, 15):.2f}, Strand: +, "
                    f"Pos: {rng.randint(1, 12)}-{rng.randint(13, 24)})" for name in names]
     card = "\n".join(["Context:", f"- Cell Type: {cell_type}", f"- GC Content: {rng.uniform(0.3, 0.7):.3f}",
-                      "Identified Motifs:", *motif_lines, "DNA Sequence:", sequence, "(Total Length: 24)"])
+                      "", "Identified Motifs:", *motif_lines, "", "DNA Sequence:", f"{sequence} (Total Length: 24)"])
     level = min(3, max(0, 1 + sum(MOTIFS[name][1] for name in names)))
     steps = [f"{name} is an {'activator' if MOTIFS[name][1] > 0 else 'repressor'} in {cell_type}." for name in names]
     rationale = compose(steps, f"Conclusion: the motifs set the activity. Activity level: {level} "

@@ -22,8 +22,8 @@ CELLS = ("K562", "HepG2")
 
 def _card_text(cell: str, sequence: str, motifs: list[str]) -> str:
     lines = "\n".join(f"- {name} (Family: Test, Score: 10.00, Strand: +, Pos: 1-8)" for name in motifs)
-    return (f"Context:\n- Cell Type: {cell}\n- GC Content: 0.500\nIdentified Motifs:\n{lines}\n"
-            f"DNA Sequence:\n{sequence}\n(Total Length: {len(sequence)})")
+    return (f"Context:\n- Cell Type: {cell}\n- GC Content: 0.500\n\nIdentified Motifs:\n{lines}\n\n"
+            f"DNA Sequence:\n{sequence} (Total Length: {len(sequence)})")
 
 
 def _write_set(folder, name: str, n: int, seed: int) -> tuple[str, str, str]:

@@ -161,6 +161,9 @@ def test_disruption_refuses_settings_that_did_not_build_the_cards(stage2_config,
     assert not (tmp_path / "pairs.tsv").exists()
 
 
+NO_MOTIFS = "Identified Motifs:\n\n"  # a card without hits: nothing under the header
+
+
 def test_self_rationales_for_several_sets_load_the_model_once(stage2_config, stage2_trained, tmp_path, monkeypatch):
     """One model load and one generation pass for every set; each set gets its own table (in its own row
     order) and summary, the guided rewrite covers only the broken replies, and the resume file goes."""
@@ -173,7 +176,7 @@ def test_self_rationales_for_several_sets_load_the_model_once(stage2_config, sta
     def generate(conversations, *, progress=True, grammar=None):
         calls.append((len(conversations), grammar is not None))
         # the free attempt breaks the format on cards without motifs; the grammar repairs it
-        return [Generation(good if grammar or "- none" not in user["content"] else "no think", 20, False,
+        return [Generation(good if grammar or NO_MOTIFS not in user["content"] else "no think", 20, False,
                            guided=grammar is not None)
                 for _, user in conversations]
 
@@ -188,13 +191,13 @@ def test_self_rationales_for_several_sets_load_the_model_once(stage2_config, sta
     assert opened == ["stage1-model"]
     rows = {split: pd.read_parquet(stage2_trained["sets"][split].teacher_set) for split in ("train", "test")}
     assert calls[0] == (sum(map(len, rows.values())), False)
-    broken = sum(int((frame["card_text"].str.contains("- none")).sum()) for frame in rows.values())
+    broken = sum(int((frame["card_text"].str.contains(NO_MOTIFS, regex=False)).sum()) for frame in rows.values())
     assert calls[1:] == ([(broken, True)] if broken else [])
     for split, summary in zip(("train", "test"), summaries):
         table = pd.read_parquet(tmp_path / f"{split}.parquet")
         assert table[["id", "cell_type"]].equals(rows[split][["id", "cell_type"]].reset_index(drop=True))
         assert (table["stated_level"] == 2).all()
-        assert table["guided"].tolist() == rows[split]["card_text"].str.contains("- none").tolist()
+        assert table["guided"].tolist() == rows[split]["card_text"].str.contains(NO_MOTIFS, regex=False).tolist()
         assert summary["rows"] == len(table) and summary["guided"] == int(table["guided"].sum())
         assert json.loads((tmp_path / f"{split}.summary.json").read_text()) == summary
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(

@@ -26,8 +26,7 @@ from r3lm.errors import InputError
 from r3lm.motifs.jaspar import load_motifs
 from r3lm.motifs.scan import background_for, build_motif_set, scan_sequences
 from r3lm.rcc.build import cards_for_table
-from r3lm.rcc.card import Card, MotifHit, build_card
-from r3lm.rcc.grammar import GrammarSettings
+from r3lm.rcc.card import Card, CardSettings, MotifHit, build_card
 from r3lm.reasoning.evidence import Evidence, compute_evidence, parse_card
 from r3lm.reasoning.format import (
     THINK_CLOSE,
@@ -60,7 +59,8 @@ from r3lm.reasoning.validate import (
 )
 
 CONFIG = validate_config({})
-GRAMMAR = GrammarSettings.from_config(CONFIG["rcc"]["grammar"])
+CARDS = CardSettings.from_config(CONFIG["rcc"])
+GRAMMAR = CARDS.grammar
 N_LEVELS = CONFIG["levels"]["n_levels"]
 VOCABULARY = frozenset(motif.name for motif in load_motifs())
 FAMILIES = frozenset(family for motif in load_motifs() for family in motif.family.split("; "))
@@ -80,7 +80,7 @@ def real_cards(hepg2_path: Path) -> pd.DataFrame:
     settings = CONFIG["motifs"]
     motif_set = build_motif_set(settings, background_for(settings, rows["sequence"].tolist()))
     hits = scan_sequences(rows["id"].tolist(), rows["sequence"].tolist(), motif_set, progress=False)
-    return cards_for_table(rows, hits, GRAMMAR, with_grammar=False, progress=False)
+    return cards_for_table(rows, hits, CARDS, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -262,7 +262,7 @@ def test_rationales_follow_the_evidence_and_rerun_identically(real_cards: pd.Dat
 
 @pytest.mark.parametrize("detail", ["full", "brief"])
 def test_card_without_motifs_gets_five_grounded_steps(real_evidence: Evidence, detail: str) -> None:
-    card = build_card("ATATATATGCGCAAAAAAAAAAAAGGCCTTAAGG" * 6, "HepG2", [], GRAMMAR)
+    card = build_card("ATATATATGCGCAAAAAAAAAAAAGGCCTTAAGG" * 6, "HepG2", [], CARDS)
     text = teacher(real_evidence, detail=detail).explain(card, 1, "empty")
     result = validate_rationale(text, card, label=1, min_steps=5, max_steps=7, n_levels=4,
                                 motif_vocabulary=VOCABULARY)
@@ -273,7 +273,7 @@ def test_card_without_motifs_gets_five_grounded_steps(real_evidence: Evidence, d
 @pytest.mark.parametrize(("detail", "expected"), [("full", "no WTC11 training evidence"),
                                                  ("brief", "no WTC11 trend is known")])
 def test_cell_type_without_evidence_still_validates(real_evidence: Evidence, detail: str, expected: str) -> None:
-    card = build_card("ACGTTGCA" * 25, "WTC11", [hit("CTCF", "More than 3 adjacent zinc fingers", 20, 38)], GRAMMAR)
+    card = build_card("ACGTTGCA" * 25, "WTC11", [hit("CTCF", "More than 3 adjacent zinc fingers", 20, 38)], CARDS)
     text = teacher(real_evidence, detail=detail).explain(card, 2, "w")
     assert expected in text
     assert validate_rationale(text, card, label=2, min_steps=5, max_steps=7, n_levels=4,

@@ -32,7 +32,7 @@ from r3lm.deploy.bundle import BACKBONE_DIR, LLM_DIR, read_manifest
 from r3lm.errors import InputError
 from r3lm.motifs.scan import MotifSet, build_motif_set, scan_sequences
 from r3lm.rcc.build import cards_for_table
-from r3lm.rcc.grammar import GrammarSettings
+from r3lm.rcc.card import CardSettings
 from r3lm.reasoning.format import level_name, parse
 from r3lm.stage1.writer import RationaleFormat, RationaleWriter
 from r3lm.stage2.predict import Stage2Predictor
@@ -143,8 +143,7 @@ class R3LM:
             self._motif_set = build_motif_set(self.manifest["motifs"], np.asarray(self.manifest["background"]))
         hits = scan_sequences(rows["id"].tolist(), rows["sequence"].tolist(), self._motif_set, progress=False)
         rcc = self.manifest["rcc"]
-        cards = cards_for_table(rows, hits, GrammarSettings.from_config(rcc["grammar"]),
-                                with_grammar=rcc["grammar_tags"], progress=False)
+        cards = cards_for_table(rows, hits, CardSettings.from_config(rcc), progress=False)
         return cards["card_text"].tolist()
 
     def _rationales(self, cards: list[str]) -> list[str]:

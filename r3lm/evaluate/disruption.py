@@ -40,7 +40,7 @@ from r3lm.motifs.scan import background_for, build_motif_set, scan_sequences
 from r3lm.motifs.shards import dataset_sequences
 from r3lm.predictions import read_predictions
 from r3lm.rcc.build import cards_for_table
-from r3lm.rcc.grammar import GrammarSettings
+from r3lm.rcc.card import CardSettings
 from r3lm.stage1.writer import RationaleWriter
 from r3lm.stage2.folder import SHARED, read_model_info
 from r3lm.stage2.predict import Stage2Predictor
@@ -190,15 +190,14 @@ def _rebuilt_cards(config: Mapping[str, Any], motifs: Mapping[str, Any], chosen:
     motif_set = build_motif_set(motifs, background_for(motifs, background))
     hits = scan_sequences(frame["id"].tolist(), frame["sequence"].tolist(), motif_set, progress=progress)
     rcc = config["rcc"]
-    cards = cards_for_table(frame, hits, GrammarSettings.from_config(rcc["grammar"]),
-                            with_grammar=rcc["grammar_tags"], progress=progress)["card_text"].tolist()
+    cards = cards_for_table(frame, hits, CardSettings.from_config(rcc), progress=progress)["card_text"].tolist()
     differ = [index for index, text in enumerate(chosen["card_text"]) if cards[index] != text]
     if differ:
         row = chosen.iloc[differ[0]]
         raise InputError(f"{len(differ)} of {len(chosen)} stored cards (e.g. id {row['id']!r} in "
-                         f"{row['cell_type']!r}) differ from a rescan with the model's motif settings and "
-                         f"rcc.grammar_tags={rcc['grammar_tags']}: the cards were built with other settings",
-                         path=cards_path)
+                         f"{row['cell_type']!r}) differ from a rescan with the model's motif settings, "
+                         f"rcc.grammar_tags={rcc['grammar_tags']} and rcc.dedup={rcc['dedup']}: the cards were built "
+                         "with other settings", path=cards_path)
     return cards[len(chosen):]
 
 

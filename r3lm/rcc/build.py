@@ -10,8 +10,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from r3lm.io import write_parquet
-from r3lm.rcc.card import MotifHit, build_card
-from r3lm.rcc.grammar import GrammarSettings
+from r3lm.rcc.card import CardSettings, MotifHit, build_card
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +28,7 @@ def hits_by_sequence(hits: pd.DataFrame) -> dict[str, list[MotifHit]]:
     return grouped
 
 
-def cards_for_table(table: pd.DataFrame, hits: pd.DataFrame, grammar: GrammarSettings, *, with_grammar: bool,
+def cards_for_table(table: pd.DataFrame, hits: pd.DataFrame, settings: CardSettings, *,
                     progress: bool = True) -> pd.DataFrame:
     """One card per (sequence, cell type) row: the row's identifying columns plus the card as JSON and text."""
     started = time.perf_counter()
@@ -38,9 +37,9 @@ def cards_for_table(table: pd.DataFrame, hits: pd.DataFrame, grammar: GrammarSet
     rows = zip(table["id"], table["sequence"], table["cell_type"])
     for seq_id, sequence, cell_type in tqdm(rows, total=len(table), desc="cards", unit="card", disable=not progress,
                                             mininterval=5):
-        card = build_card(sequence, cell_type, grouped.get(seq_id, ()), grammar)
+        card = build_card(sequence, cell_type, grouped.get(seq_id, ()), settings)
         json_cards.append(card.to_json())
-        text_cards.append(card.to_text(with_grammar=with_grammar))
+        text_cards.append(card.to_text(with_grammar=settings.with_grammar))
         motif_counts.append(len(card.motifs))
     keep = [column for column in ("id", "cell_type", "split", "activity", "level") if column in table.columns]
     cards = table[keep].reset_index(drop=True).assign(n_motifs=motif_counts, card_json=json_cards, card_text=text_cards)
@@ -54,6 +53,5 @@ def cards_for_table(table: pd.DataFrame, hits: pd.DataFrame, grammar: GrammarSet
 def write_cards(config: dict, table_path: str | Path, hits_path: str | Path, out: str | Path) -> None:
     """The workflow step: cards for one split table."""
     cards = cards_for_table(pd.read_parquet(table_path), pd.read_parquet(hits_path),
-                            GrammarSettings.from_config(config["rcc"]["grammar"]),
-                            with_grammar=config["rcc"]["grammar_tags"])
+                            CardSettings.from_config(config["rcc"]))
     write_parquet(cards, out)

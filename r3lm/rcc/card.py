@@ -1,17 +1,24 @@
 """The Regulatory Context Card: what R3LM's LLM reads about one sequence in one cell type.
 
 A card holds the context (cell type, GC content, optional grammar tags), the motif hits after
-deduplication, and the sequence. Deduplication: among hits whose TF families overlap (share at
-least one JASPAR family) and whose spans overlap, only the highest-scoring one stays, so a
-single site that several related matrices all match is reported once. Ties break by p-value,
-then position, then matrix id, and hits are listed by position, so a card is deterministic.
+deduplication, and the sequence. Its text is the official code's layout byte for byte (a blank line
+before `Identified Motifs:` and before `DNA Sequence:`, hits by score, highest first, ties by start,
+nothing under the header when no motif is found, the sequence and its length on one line), so cards
+match the released CRE-ReasonBench data and Stage-I checkpoints.
+
+Deduplication visits hits by score (highest first, then start, p-value, matrix id) and drops one that
+overlaps (inclusive coordinates) an already kept hit of the same family: `same_family`, the official
+rule, asks for the identical family string; `shared_family`, stricter, for any shared JASPAR family, so
+that a site matched by related matrices of composite families is reported once. Hits without a family
+are never merged. Kept hits are stored by position, the order grammar tags and the teacher read.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from r3lm.rcc.grammar import GrammarSettings, grammar_tags
 
@@ -53,14 +60,14 @@ class Card:
         return len(self.sequence)
 
     def to_text(self, *, with_grammar: bool = False) -> str:
-        """The paper's field order: Context, Identified Motifs, DNA Sequence."""
+        """The official layout (Context, Identified Motifs, DNA Sequence); grammar tags are r3lm's addition."""
         lines = ["Context:", f"- Cell Type: {self.cell_type}", f"- GC Content: {self.gc_content:.3f}"]
         if with_grammar:
             lines.append(f"- Grammar Tags: {'; '.join(self.grammar_tags) if self.grammar_tags else 'none'}")
-        lines.append("Identified Motifs:")
+        lines += ["", "Identified Motifs:"]
         lines += [f"- {hit.name} (Family: {hit.family}, Score: {hit.score:.2f}, Strand: {hit.strand}, "
-                  f"Pos: {hit.start}-{hit.end})" for hit in self.motifs] or ["- none"]
-        lines += ["DNA Sequence:", self.sequence, f"(Total Length: {self.length})"]
+                  f"Pos: {hit.start}-{hit.end})" for hit in sorted(self.motifs, key=lambda hit: (-hit.score, hit.start))]
+        lines += ["", "DNA Sequence:", f"{self.sequence} (Total Length: {self.length})"]
         return "\n".join(lines)
 
     def to_json(self) -> str:
@@ -83,18 +90,44 @@ def gc_content(sequence: str) -> float:
     return (sequence.count("G") + sequence.count("C")) / called if called else 0.0
 
 
-def deduplicate(hits: Iterable[MotifHit]) -> tuple[MotifHit, ...]:
-    """Best hit per overlapping same-family group, listed by position."""
-    ranked = sorted(hits, key=lambda hit: (-hit.score, hit.pvalue, hit.start, hit.matrix_id, hit.strand))
+def _same_family(hit: MotifHit, other: MotifHit) -> bool:
+    return bool(hit.family) and hit.family == other.family
+
+
+def _shared_family(hit: MotifHit, other: MotifHit) -> bool:
+    return bool(hit.family and other.family) and bool(hit.families & other.families)
+
+
+DEDUP_RULES: dict[str, Callable[[MotifHit, MotifHit], bool]] = {
+    "same_family": _same_family, "shared_family": _shared_family}
+
+
+def deduplicate(hits: Iterable[MotifHit], rule: str) -> tuple[MotifHit, ...]:
+    """The hits left after `rule` (see the module docstring), by position."""
+    related = DEDUP_RULES[rule]
     kept: list[MotifHit] = []
-    for hit in ranked:
-        if not any(hit.overlaps(other) and hit.families & other.families for other in kept):
+    for hit in sorted(hits, key=lambda hit: (-hit.score, hit.start, hit.pvalue, hit.matrix_id, hit.strand)):
+        if not any(hit.overlaps(other) and related(hit, other) for other in kept):
             kept.append(hit)
     return tuple(sorted(kept, key=lambda hit: (hit.start, hit.end, hit.strand, hit.name, hit.matrix_id)))
 
 
-def build_card(sequence: str, cell_type: str, hits: Sequence[MotifHit], grammar: GrammarSettings) -> Card:
-    motifs = deduplicate(hits)
+@dataclass(frozen=True)
+class CardSettings:
+    """The `rcc` config block: grammar-tag thresholds, whether the text shows the tags, the dedup rule."""
+
+    grammar: GrammarSettings
+    with_grammar: bool
+    dedup: str
+
+    @classmethod
+    def from_config(cls, rcc: Mapping[str, Any], *, with_grammar: bool | None = None) -> CardSettings:
+        return cls(GrammarSettings.from_config(rcc["grammar"]),
+                   rcc["grammar_tags"] if with_grammar is None else with_grammar, rcc["dedup"])
+
+
+def build_card(sequence: str, cell_type: str, hits: Sequence[MotifHit], settings: CardSettings) -> Card:
+    motifs = deduplicate(hits, settings.dedup)
     gc = gc_content(sequence)
     return Card(cell_type=cell_type, gc_content=gc, sequence=sequence, motifs=motifs,
-                grammar_tags=grammar_tags(motifs, gc, grammar))
+                grammar_tags=grammar_tags(motifs, gc, settings.grammar))
