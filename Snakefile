@@ -8,7 +8,11 @@ from snakemake.utils import min_version
 min_version("8.0")
 
 
-configfile: "config/config.yaml"
+# The demo's settings only when no --configfile is given: snakemake would otherwise merge a --configfile
+# over them, and the paper's run would inherit the demo's scale (p-value, rationale style, sizes).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"

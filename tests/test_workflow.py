@@ -41,6 +41,20 @@ def test_dry_run_plans_the_whole_chain(configfile: str, tmp_path: Path) -> None:
     assert ("simulate_demo" in planned) == configfile.endswith("config.yaml")
 
 
+def test_paper_config_replaces_the_demo_settings_and_trains_stage2_on_the_base_model(tmp_path: Path) -> None:
+    """A --configfile replaces the demo's settings (snakemake would merge it over them): the paper run scans at
+    p < 5e-5 with the full rationale style, and Stage II (LoRA) sits on the base model as in the official code."""
+    result = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(REPO / "config/gosai2024.yaml"))
+    assert result.returncode == 0, result.stderr
+    planned = result.stdout + result.stderr
+    assert "_p5e-05_" in planned and "grounded-full" in planned and "_p1e-05_" not in planned
+    stage2_jobs = [job for job in planned.split("rule ")[1:] if job.startswith("stage2:")]
+    assert len(stage2_jobs) == 4
+    for job in stage2_jobs:
+        inputs = job.split("output:")[0]
+        assert "base-backbone_lora" in job and not re.search(r"/stage1/[^,\s]*/model\b", inputs)
+
+
 def test_ablation_overrides_get_their_own_outputs(tmp_path: Path) -> None:
     """The README's ablation recipes: each override lands in folders of its own, from cards to report."""
     result = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(REPO / "config/config.yaml"),
