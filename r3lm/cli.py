@@ -288,8 +288,8 @@ def _add_sequence_input(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sequence-column", default="sequence", help="table input: the sequence column")
     parser.add_argument("--jaspar-release", default=None, help="JASPAR2026 (default) or JASPAR2024")
     parser.add_argument("--pvalue", type=float, default=None, help="FIMO p-value threshold (default 5e-5)")
-    parser.add_argument("--background", choices=["uniform", "input"], default=None,
-                        help="uniform (default) or estimated from the input sequences")
+    parser.add_argument("--background", choices=["uniform", "nrdb", "input"], default=None,
+                        help="uniform (default), nrdb (FIMO's default without --bfile) or estimated from the input")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu",
                         help="cpu (exact k-mer index kernel), or a torch device such as cuda (exact dense kernel)")

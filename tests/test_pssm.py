@@ -310,3 +310,46 @@ def test_write_meme_loads_in_fimo(motifs, tmp_path):
     for motif, meme_motif in zip(motifs[:50], loaded):
         assert np.array_equal(np.array([list(r) for r in meme_motif.frequencies]),
                               pssm.column_probabilities(motif))
+
+
+def test_scan_cli_equals_fimo_reading_the_meme_file(tmp_path):
+    """The check a user makes: the MEME file `r3lm motif-file` writes, read by pymemesuite's MotifFile
+    (FIMO's --motif-pseudo 0.1, both strands) and scored against the background it read with, against
+    `r3lm scan --background nrdb` on real lentiMPRA sequences, adaptors trimmed: every hit, score and p-value.
+
+    MotifFile takes no --bfile, so like fimo without one it weights the pseudocount by NRDB (motif-in.c
+    set_pseudo_bg): this is FIMO's default run. Scoring that file against a uniform Background instead mixes
+    two backgrounds (NRDB in the pseudocount, uniform in the log-odds), which no fimo run does: fimo weights
+    the pseudocount by its --bfile (fimo.c), so `fimo --bfile --uniform--` is `r3lm scan --background uniform`.
+    """
+    pytest.importorskip("pymemesuite")
+    from conftest import LEFT_ADAPTOR, RIGHT_ADAPTOR
+    from pymemesuite.common import MotifFile, Sequence
+    from pymemesuite.fimo import FIMO
+
+    from r3lm.cli import main
+
+    path = DATA / "agarwal2025/hepg2_lentimpra.tsv"
+    if not path.is_file():
+        pytest.skip(f"real data not found: {path}")
+    table = pd.read_csv(path, sep="\t", nrows=100)
+    table["seq"] = [s.upper().removeprefix(LEFT_ADAPTOR).removesuffix(RIGHT_ADAPTOR) for s in table["seq"]]
+    table.to_csv(tmp_path / "seqs.tsv", sep="\t", index=False)
+    config = '{"motifs": {"jaspar_release": "JASPAR2026", "pvalue": 5e-5}}'
+    assert main(["motif-file", "--config", config, "--out", str(tmp_path / "motifs.meme")]) == 0
+    assert main(["scan", "--sequences", str(tmp_path / "seqs.tsv"), "--id-column", "seq_id", "--sequence-column",
+                 "seq", "--pvalue", "5e-5", "--background", "nrdb", "--out", str(tmp_path / "hits.tsv")]) == 0
+    lengths = dict(zip(table["seq_id"], table["seq"].str.len()))
+    ours = {(row.seq_id, row.matrix_id, row.start, row.end, row.strand): (row.score, row.pvalue)
+            for row in pd.read_csv(tmp_path / "hits.tsv", sep="\t").itertuples() if row.end < lengths[row.seq_id]}
+    fimo, theirs = FIMO(both_strands=True, threshold=THRESHOLD), {}
+    sequences = [Sequence(sequence, name=name.encode()) for name, sequence in zip(table["seq_id"], table["seq"])]
+    with MotifFile(tmp_path / "motifs.meme", symmetrical=True, pseudocount=0.1) as motif_file:
+        for motif in motif_file:
+            for element in fimo.score_motif(motif, sequences, motif_file.background).matched_elements:
+                theirs[(element.source.name.decode(), motif.accession.decode(), min(element.start, element.stop),
+                        max(element.start, element.stop), element.strand)] = (element.score, element.pvalue)
+    assert ours.keys() == theirs.keys() and len(ours) > 1000
+    for key, (score, pvalue) in ours.items():
+        assert score == pytest.approx(theirs[key][0], abs=1e-6), key
+        assert pvalue == pytest.approx(theirs[key][1], rel=1e-6), key

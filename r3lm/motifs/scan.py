@@ -24,6 +24,7 @@ from r3lm.motifs.kernel import encode, scan
 from r3lm.motifs.pssm import (
     ScoredMotif,
     background_from_sequences,
+    nrdb_background,
     score_motif,
     uniform_background,
 )
@@ -55,8 +56,11 @@ class MotifSet:
 
 
 def background_for(settings: Mapping[str, Any], sequences: Sequence[str]) -> np.ndarray:
-    """`uniform`, or base frequencies of the input, both strands (as fasta-get-markov -m 0 makes them)."""
-    return uniform_background() if settings["background"] == "uniform" else background_from_sequences(sequences)
+    """`uniform`; `nrdb`, FIMO's own default (no --bfile); or `input`, base frequencies of the input on both
+    strands (as fasta-get-markov -m 0 makes them)."""
+    if settings["background"] == "input":
+        return background_from_sequences(sequences)
+    return nrdb_background() if settings["background"] == "nrdb" else uniform_background()
 
 
 def build_motif_set(settings: Mapping[str, Any], background: np.ndarray) -> MotifSet:
