@@ -26,7 +26,7 @@ def test_text_from_snakemake_config_is_coerced_to_the_schema_types() -> None:
 @pytest.mark.parametrize(("override", "key"), [
     ({"rcc": {"grammar_tags": "yes please"}}, "rcc.grammar_tags"),
     ({"motifs": {"shards": "2.5"}}, "motifs.shards"),
-    ({"motifs": {"background": "nrdb"}}, "motifs.background"),
+    ({"motifs": {"background": "markov"}}, "motifs.background"),
 ])
 def test_text_that_does_not_fit_is_still_an_error_naming_the_key(override: dict, key: str) -> None:
     with pytest.raises(InputError, match=f"key '{key}'"):
