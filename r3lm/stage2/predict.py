@@ -93,10 +93,9 @@ class Stage2Predictor:
         if rows.empty:
             return np.zeros(0)
         rationales = rows["rationale"] if "rationale" in rows.columns else [None] * len(rows)
-        keep_conclusion = bool(self.info.get("keep_conclusion", False))
         conversations = [messages_for(self.mode, card_text=card, sequence=sequence, cell_type=cell,
                                       rationale=None if pd.isna(rationale) else str(rationale),
-                                      keep_conclusion=keep_conclusion)
+                                      keep_conclusion=bool(self.info["keep_conclusion"]))
                          for card, sequence, cell, rationale in zip(rows["card_text"], rows["sequence"], cells,
                                                                     rationales)]
         encoded, truncated = tokenize_rows(self.tokenizer, conversations, int(self.info["cutoff_len"]))
