@@ -142,13 +142,15 @@ def _stage1_train(args: argparse.Namespace) -> None:
     from r3lm.config import load_config
     from r3lm.stage1.sft import train_stage1
 
-    train_stage1(load_config(args.config), args.base, args.train, args.val, args.out_dir, max_steps=args.max_steps)
+    train_stage1(load_config(args.config), args.base, args.train, args.val, args.out_dir, max_steps=args.max_steps,
+                 cell_type=args.cell_type)
 
 
 def _self_rationales(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from r3lm.config import load_config
+    from r3lm.stage1.models import Stage1Models
     from r3lm.stage1.rationales import RationaleSet, write_self_rationales
 
     columns = (args.teacher_set, args.cards, args.out, args.summary)
@@ -156,7 +158,17 @@ def _self_rationales(args: argparse.Namespace) -> None:
         raise InputError("--teacher-set, --cards, --out and --summary need one entry per set "
                          f"(got {', '.join(str(len(column)) for column in columns)})")
     sets = [RationaleSet(*map(Path, paths)) for paths in zip(*columns)]
-    write_self_rationales(load_config(args.config), args.model, sets, progress=not args.no_progress)
+    write_self_rationales(load_config(args.config), Stage1Models.parse(args.model), sets, progress=not args.no_progress)
+
+
+def _merge_rationales(args: argparse.Namespace) -> None:
+    from r3lm.config import load_config
+    from r3lm.stage1.rationales import merge_rationales
+
+    if len(args.tables) != len(args.summaries):
+        raise InputError(f"--tables and --summaries need one entry per job (got {len(args.tables)} and "
+                         f"{len(args.summaries)})")
+    merge_rationales(load_config(args.config), args.tables, args.summaries, args.teacher_set, args.out, args.summary)
 
 
 def _stage2(args: argparse.Namespace) -> None:
@@ -226,6 +238,7 @@ def _disruption(args: argparse.Namespace) -> None:
 
     from r3lm.config import load_config
     from r3lm.evaluate.disruption import run_disruption
+    from r3lm.stage1.models import Stage1Models
 
     config = load_config(args.config)
     settings = config["evaluation"]["disruption"]
@@ -233,7 +246,8 @@ def _disruption(args: argparse.Namespace) -> None:
     if not model_dirs:
         raise InputError("no Stage II model folders inside", path=args.models)
     run_disruption(config, model_dirs, args.predictions, args.cards, args.out, args.summary,
-                   stage1_model=args.stage1_model, regenerate=settings["regenerate"],
+                   stage1_models=Stage1Models.parse(args.stage1_model, option="--stage1-model")
+                   if args.stage1_model else None, regenerate=settings["regenerate"],
                    max_sequences=settings["max_sequences"], seed=settings["seed"], data_dir=args.data_dir,
                    settings=config["evaluation"]["bootstrap"], progress=not args.no_progress)
 
@@ -253,8 +267,10 @@ def _report(args: argparse.Namespace) -> None:
 def _package_model(args: argparse.Namespace) -> None:
     from r3lm.config import load_config
     from r3lm.deploy.bundle import write_bundle
+    from r3lm.stage1.models import Stage1Models
 
-    write_bundle(load_config(args.config), args.mode, args.stage2_models, args.stage1_model, args.data_dir, args.out)
+    write_bundle(load_config(args.config), args.mode, args.stage2_models,
+                 Stage1Models.parse(args.stage1_model, option="--stage1-model"), args.data_dir, args.out)
 
 
 def _predict(args: argparse.Namespace) -> None:
@@ -390,17 +406,28 @@ def build_parser() -> argparse.ArgumentParser:
     stage1.add_argument("--val", nargs="+", required=True, help="held-out ShareGPT JSONL files or folders")
     stage1.add_argument("--out-dir", required=True, help="model/, loss.csv, loss.png, summary.json, checkpoints/")
     stage1.add_argument("--max-steps", type=int, default=None, help="cap on optimizer steps (default: epochs decide)")
+    stage1.add_argument("--cell-type", default=None, help="train on this cell type's records only (default: all)")
 
     rationales = _subcommand(commands, "self-rationales",
                              "the Stage-I model's own rationale for each card of one or more sets (one model load)",
                              _self_rationales, config=True)
-    rationales.add_argument("--model", required=True, help="the Stage-I model folder")
+    rationales.add_argument("--model", nargs="+", required=True,
+                            help="the Stage-I model (folder or hub id), or CELL=MODEL per cell type")
     rationales.add_argument("--teacher-set", nargs="+", required=True, help="per set, its teacher table (which cards)")
     rationales.add_argument("--cards", nargs="+", required=True, help="per set, the cards of its split")
     rationales.add_argument("--out", nargs="+", required=True, help="per set, the rationales parquet")
     rationales.add_argument("--summary", nargs="+", required=True,
                             help="per set, the summary JSON (format validation, level agreement)")
     rationales.add_argument("--no-progress", action="store_true")
+
+    merge = _subcommand(commands, "merge-rationales",
+                        "one set's self-generated rationales from the jobs of its Stage-I models, summarised",
+                        _merge_rationales, config=True)
+    merge.add_argument("--tables", nargs="+", required=True, help="the set's rationale table from each job")
+    merge.add_argument("--summaries", nargs="+", required=True, help="each job's summary JSON (same order)")
+    merge.add_argument("--teacher-set", required=True, help="the set's teacher table (which rows, in which order)")
+    merge.add_argument("--out", required=True, help="the merged rationales parquet")
+    merge.add_argument("--summary", required=True, help="the merged summary JSON")
 
     stage2 = _subcommand(commands, "stage2", "Stage II: train the regressor for one input mode and predict the test set",
                          _stage2, config=True)
@@ -451,7 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     disruption.add_argument("--models", required=True, help="a Stage II mode's model/ folder (one folder per group)")
     disruption.add_argument("--predictions", required=True, help="that mode's predictions folder")
     disruption.add_argument("--cards", required=True, help="the cards of the predicted rows")
-    disruption.add_argument("--stage1-model", default=None, help="the Stage-I model (to regenerate rationales)")
+    disruption.add_argument("--stage1-model", nargs="+", default=None,
+                            help="the Stage-I model, or CELL=MODEL per cell type (to regenerate rationales)")
     disruption.add_argument("--data-dir", default=None, help="the prepared dataset (motifs.background: input)")
     disruption.add_argument("--out", required=True, help="pair table TSV (one row per disrupted motif)")
     disruption.add_argument("--summary", required=True, help="agreement per cell type TSV")
@@ -461,7 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "and explain", _package_model, config=True)
     package.add_argument("--mode", required=True, help="the Stage II input mode (generated_cot, rcc_only, ...)")
     package.add_argument("--stage2-models", required=True, help="the mode's model/ folder (one folder per group)")
-    package.add_argument("--stage1-model", required=True, help="the Stage-I model folder")
+    package.add_argument("--stage1-model", nargs="+", required=True,
+                         help="the Stage-I model, or CELL=MODEL per cell type")
     package.add_argument("--data-dir", required=True, help="the prepared dataset (level edges, training lengths)")
     package.add_argument("--out", required=True, help="the model folder to write")
 

@@ -22,6 +22,7 @@ from r3lm.llm.generate import ChatGenerator, Generation
 from r3lm.predictions import read_predictions
 from r3lm.reasoning.format import compose
 from r3lm.stage1 import writer
+from r3lm.stage1.models import SHARED, Stage1Models
 from r3lm.stage2.inputs import load_mode_rows
 from r3lm.stage2.model import load_backbone
 from r3lm.stage2.predict import Stage2Predictor
@@ -126,28 +127,32 @@ def test_disruption_moves_predictions_and_counts_every_cited_motif(stage2_traine
 
 
 def test_disruption_with_regenerated_rationales(stage2_config, stage2_trained, kept, tmp_path, monkeypatch):
-    """The Stage-I model sees the rebuilt card of each disrupted sequence and Stage II reads its new rationale
-    (a recording stand-in for the generator: real generation is tested in test_generate.py)."""
-    seen: list[list[dict[str, str]]] = []
-
+    """Each cell type's Stage-I model sees the rebuilt card of its own disrupted sequences and Stage II reads the
+    new rationale (a recording stand-in for the generator: real generation is tested in test_generate.py)."""
+    seen: list[tuple[str, list[dict[str, str]]]] = []
     well_formed = compose([f"Step {number} finds nothing." for number in range(1, 6)], "Conclusion: Activity level: 0")
 
-    def generate(conversations: list[list[dict[str, str]]], *, progress: bool = True,
-                 grammar: str | None = None) -> list[Generation]:
-        seen.extend(conversations)
-        return [Generation(well_formed, 30, False) for _ in conversations]
+    def open_generator(model, settings, dtype, device):
+        def generate(conversations, *, progress=True, grammar=None):
+            seen.extend((Path(model).name, conversation) for conversation in conversations)
+            return [Generation(well_formed, 30, False) for _ in conversations]
+        return ChatGenerator("stub", generate, 16, {})
 
-    monkeypatch.setattr(writer, "open_generator",
-                        lambda model, settings, dtype, device: ChatGenerator("stub", generate, 16, {}))
-    table, _ = _disrupt(stage2_config, stage2_trained, tmp_path, max_sequences=1, seed=3, regenerate=True, stage1_model="stage1")
+    monkeypatch.setattr(writer, "open_generator", open_generator)
+    models = Stage1Models({cell: str(tmp_path / f"stage1_{cell}") for cell in CELLS})
+    for folder in models.by_group.values():
+        Path(folder).mkdir()
+    table, _ = _disrupt(stage2_config, stage2_trained, tmp_path, max_sequences=1, seed=3, regenerate=True,
+                        stage1_models=models)
     original = kept[0]
     directed = table[table["claimed"] != 0]
     assert len(seen) == len(directed) and np.isfinite(directed["delta"]).all()
+    assert sorted(name for name, _ in seen) == sorted(f"stage1_{cell}" for cell in directed["cell_type"])
     stored = set(pd.read_parquet(stage2_trained["sets"]["test"].cards)["card_text"])
-    for system, user in seen:
+    for name, (system, user) in seen:
         card = user["content"].removesuffix("\n\nExplain the regulatory activity of this sequence.")
         assert system["content"].startswith("You are an expert") and "Identified Motifs:" in card
-        assert card not in stored
+        assert f"Cell Type: {name.removeprefix('stage1_')}" in card and card not in stored
     assert np.allclose(table["original"], original["original"])
     assert not np.allclose(directed["disrupted"], original.loc[original["claimed"] != 0, "disrupted"], atol=1e-4)
 
@@ -164,7 +169,8 @@ def test_disruption_refuses_settings_that_did_not_build_the_cards(stage2_config,
 NO_MOTIFS = "Identified Motifs:\n\n"  # a card without hits: nothing under the header
 
 
-def test_self_rationales_for_several_sets_load_the_model_once(stage2_config, stage2_trained, tmp_path, monkeypatch):
+def test_self_rationales_for_several_sets_load_the_model_once(stage2_config, stage2_trained, tmp_path,
+                                                             tmp_path_factory, monkeypatch):
     """One model load and one generation pass for every set; each set gets its own table (in its own row
     order) and summary, the guided rewrite covers only the broken replies, and the resume file goes."""
     from r3lm.stage1.rationales import RationaleSet, write_self_rationales
@@ -187,8 +193,9 @@ def test_self_rationales_for_several_sets_load_the_model_once(stage2_config, sta
     monkeypatch.setattr(writer, "open_generator", open_generator)
     sets = [RationaleSet(stage2_trained["sets"][split].teacher_set, stage2_trained["sets"][split].cards,
                          tmp_path / f"{split}.parquet", tmp_path / f"{split}.summary.json") for split in ("train", "test")]
-    summaries = write_self_rationales(stage2_config, "stage1-model", sets, progress=False)
-    assert opened == ["stage1-model"]
+    model = tmp_path_factory.mktemp("stage1-model")
+    summaries = write_self_rationales(stage2_config, Stage1Models({SHARED: str(model)}), sets, progress=False)
+    assert opened == [str(model)]
     rows = {split: pd.read_parquet(stage2_trained["sets"][split].teacher_set) for split in ("train", "test")}
     assert calls[0] == (sum(map(len, rows.values())), False)
     broken = sum(int((frame["card_text"].str.contains(NO_MOTIFS, regex=False)).sum()) for frame in rows.values())
@@ -202,3 +209,46 @@ def test_self_rationales_for_several_sets_load_the_model_once(stage2_config, sta
         assert json.loads((tmp_path / f"{split}.summary.json").read_text()) == summary
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
         f"{split}{suffix}" for split in ("train", "test") for suffix in (".parquet", ".summary.json"))
+
+
+def test_per_cell_type_models_write_their_own_rows_and_the_jobs_merge(stage2_config, stage2_trained, tmp_path,
+                                                                     monkeypatch):
+    """Per-cell-type Stage I: each job loads its cell type's model for that cell type's rows alone; the merge
+    puts the set back in the teacher table's order and summarises it as one job would have."""
+    from r3lm.stage1.rationales import RationaleSet, merge_rationales, rationale_summary, write_self_rationales
+
+    def open_generator(model, settings, dtype, device):
+        level = CELLS.index(Path(model).name)  # each model states its own level, so rows show who wrote them
+        text = compose([f"Step {number} finds nothing." for number in range(1, 6)],
+                       f"Conclusion: Activity level: {level}")
+        return ChatGenerator("stub", lambda conversations, **_: [Generation(text, 20, False) for _ in conversations],
+                             64, {})
+
+    monkeypatch.setattr(writer, "open_generator", open_generator)
+    teacher = stage2_trained["sets"]["test"]
+    for cell in CELLS:
+        (tmp_path / cell).mkdir()
+        write_self_rationales(stage2_config, Stage1Models({cell: str(tmp_path / cell)}),
+                              [RationaleSet(teacher.teacher_set, teacher.cards, tmp_path / cell / "test.parquet",
+                                            tmp_path / cell / "test.summary.json")], progress=False)
+        assert set(pd.read_parquet(tmp_path / cell / "test.parquet")["cell_type"]) == {cell}
+    tables = [tmp_path / cell / "test.parquet" for cell in CELLS]
+    summaries = [tmp_path / cell / "test.summary.json" for cell in CELLS]
+    summary = merge_rationales(stage2_config, tables, summaries, teacher.teacher_set, tmp_path / "test.parquet",
+                               tmp_path / "test.summary.json")
+    merged = pd.read_parquet(tmp_path / "test.parquet")
+    expected = pd.read_parquet(teacher.teacher_set)[["id", "cell_type"]].reset_index(drop=True)
+    assert merged[["id", "cell_type"]].equals(expected)
+    assert (merged["stated_level"] == merged["cell_type"].map(CELLS.index)).all()
+    assert summary["rows"] == len(merged) and summary["models"] == [f"{cell}={tmp_path / cell}" for cell in CELLS]
+    assert summary == {**rationale_summary(merged, stage2_config, backend="stub", models=summary["models"],
+                                           seconds=summary["seconds"])}
+    agree = int((merged["level"] == merged["stated_level"]).sum())
+    assert summary["level_agreement"] == {"with_level": len(merged), "agree": agree, "fraction": agree / len(merged)}
+    with pytest.raises(InputError, match=f"do not cover this set's rows \\(cell types {CELLS[1]}\\)"):
+        merge_rationales(stage2_config, tables[:1], summaries[:1], teacher.teacher_set, tmp_path / "x.parquet",
+                         tmp_path / "x.json")
+    with pytest.raises(InputError, match="comes from two jobs"):
+        merge_rationales(stage2_config, tables + tables[:1], summaries + summaries[:1], teacher.teacher_set,
+                         tmp_path / "x.parquet", tmp_path / "x.json")
+    assert not (tmp_path / "x.parquet").exists()

@@ -55,7 +55,6 @@ from r3lm.reasoning.validate import (
     mentioned_motifs,
     unlisted_motifs,
     validate_rationale,
-    validation_counts,
 )
 
 CONFIG = validate_config({})
@@ -348,17 +347,6 @@ def test_motif_mention_rules() -> None:
     for family in sorted(FAMILIES):  # a family term never counts as a motif once the card lists it
         card = Card("K562", 0.5, "ACGT", (hit("X", family, 1, 5),))
         assert unlisted_motifs(f"a site of the {family} family", card, VOCABULARY) == (), family
-
-
-def test_validation_counts_level_agreement() -> None:
-    texts = [golden(GOOD_STEPS), golden(GOOD_STEPS, "Conclusion: Weak. Activity level: 1 (weak)."),
-             golden(GOOD_STEPS[:2])]
-    results = [validate_rationale(text, GOLDEN_CARD, label=None, min_steps=5, max_steps=7, n_levels=4,
-                                  motif_vocabulary=VOCABULARY) for text in texts]
-    counts = validation_counts(results, labels=[3, 3, 3])
-    assert counts["rows"] == 3 and counts["valid"] == 2
-    assert counts["rejections"] == {**dict.fromkeys(REASONS, 0), "too_few_steps": 1}
-    assert counts["level_agreement"] == {"with_level": 3, "agree": 2, "fraction": pytest.approx(2 / 3)}
 
 
 # ------------------------------------------------------------------------------------------- roles

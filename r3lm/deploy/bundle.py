@@ -5,7 +5,8 @@ Everything a prediction needs travels in the folder, so a result can be reproduc
     <bundle>/
       r3lm_bundle.json       manifest: mode, cell types, level edges, motif release/threshold/background,
                              card settings, the rationale prompt and sampling, base-model reference, provenance
-      llm/                   the Stage-I model: writes rationales (generated_cot) and is the Stage-II backbone
+      llm/                   the Stage-I model: writes rationales (generated_cot), and the Stage-II backbone when
+                             stage2.backbone is stage1; llm/<cell_type>/ per cell type with per-cell-type Stage I
       backbone/              the Stage-II backbone when it is not the Stage-I model (stage2.backbone: base)
       stage2/<group>/        head.pt, stage2.json and (LoRA) adapter/ per cell type, or one `shared` group
 
@@ -41,22 +42,23 @@ from r3lm.stage2.folder import (
     read_model_info,
     read_settings,
 )
+from r3lm.stage1.models import Stage1Models, local_model
 from r3lm.stage2.inputs import MODES
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "r3lm_bundle.json"
-FORMAT = "r3lm-bundle/1"
+FORMAT = "r3lm-bundle/2"  # /2: a rationale model per cell type
 LLM_DIR, BACKBONE_DIR, STAGE2_DIR = "llm", "backbone", "stage2"
 # The teacher saw the measured level when it wrote oracle_cot's rationales: no new sequence has one.
 DEPLOYABLE_MODES = tuple(mode for mode in MODES if mode != "oracle_cot")
-MANIFEST_KEYS = ("format", "mode", "cell_types", "groups", "backbone", "rationale_model", "motifs", "background",
+MANIFEST_KEYS = ("format", "mode", "cell_types", "groups", "backbone", "rationale_models", "motifs", "background",
                  "rcc", "reasoning", "generation", "levels", "stage2")
 
 
-def write_bundle(config: Mapping[str, Any], mode: str, stage2_models: str | Path, stage1_model: str | Path,
+def write_bundle(config: Mapping[str, Any], mode: str, stage2_models: str | Path, stage1_models: Stage1Models,
                  data_dir: str | Path, out: str | Path) -> dict[str, Any]:
-    """Gather a Stage-II run's model folders (`model/<group>/`), the Stage-I model and the dataset's level
+    """Gather a Stage-II run's model folders (`model/<group>/`), the Stage-I model(s) and the dataset's level
     edges and training lengths into `out`, atomically; returns the manifest."""
     started = time.perf_counter()
     if mode not in DEPLOYABLE_MODES:
@@ -73,10 +75,11 @@ def write_bundle(config: Mapping[str, Any], mode: str, stage2_models: str | Path
         raise InputError(f"the model folders hold modes {sorted(modes)} and backbones {sorted(backbones)}; "
                          f"a bundle is one mode on one backbone", path=models)
     backbone = backbones.pop()
-    stage1 = Path(stage1_model)
-    same_as_stage1 = Path(backbone).resolve() == stage1.resolve()
     groups = {cell: group for group, info in infos.items() for cell in (info["cell_types"] if group == SHARED
                                                                          else [group])}
+    stage1 = {folder: Path(local_model(model, what="the Stage-I model")) for folder, model in
+              _rationale_folders(stage1_models, groups).items()}
+    same_as_stage1 = stage1_models.shared and Path(backbone).resolve() == stage1[LLM_DIR].resolve()
     data = Path(data_dir)
     edges = level_edges_from_summary(data / "summary.json")
     missing = sorted(set(groups) - set(edges))
@@ -91,8 +94,9 @@ def write_bundle(config: Mapping[str, Any], mode: str, stage2_models: str | Path
         "format": FORMAT, "mode": mode, "cell_types": sorted(groups),
         "groups": {cell: f"{STAGE2_DIR}/{group}" for cell, group in sorted(groups.items())},
         "backbone": LLM_DIR if same_as_stage1 else (BACKBONE_DIR if Path(backbone).is_dir() else backbone),
-        "rationale_model": LLM_DIR if mode == "generated_cot" else None,
-        "base_model": _base_reference(config["llm"], stage1),
+        "rationale_models": ({cell: _rationale_folder(stage1_models, cell) for cell in sorted(groups)}
+                             if mode == "generated_cot" else None),
+        "base_model": _base_reference(config["llm"], next(iter(stage1.values()))),
         "motifs": motifs, "background": [float(value) for value in background],
         "rcc": {"grammar_tags": config["rcc"]["grammar_tags"], "grammar": dict(config["rcc"]["grammar"]),
                 "dedup": config["rcc"]["dedup"]},
@@ -105,12 +109,13 @@ def write_bundle(config: Mapping[str, Any], mode: str, stage2_models: str | Path
                    "best_val_pearson": {group: info.get("best_val_pearson") for group, info in infos.items()}},
         "training_data": {"dataset": config["dataset"]["name"], "train_rows": len(lengths),
                           "length_min": int(lengths.min()), "length_max": int(lengths.max())},
-        "sources": {"stage1_model": str(stage1), "stage2_models": str(models), "data": str(data)},
+        "sources": {"stage1_models": stage1_models.arguments(), "stage2_models": str(models), "data": str(data)},
         "r3lm_version": __version__,
     }
     with atomic_dir(out) as tmp:
-        if LLM_DIR in (manifest["backbone"], manifest["rationale_model"]):
-            _link_tree(stage1, tmp / LLM_DIR)
+        if manifest["rationale_models"] or same_as_stage1:
+            for folder, source in stage1.items():
+                _link_tree(source, tmp / folder)
         if manifest["backbone"] == BACKBONE_DIR:
             _link_tree(Path(backbone), tmp / BACKBONE_DIR)
         for folder in group_dirs:
@@ -119,6 +124,15 @@ def write_bundle(config: Mapping[str, Any], mode: str, stage2_models: str | Path
     log.info("bundled the %s model for %s into %s in %.1f s", mode, ", ".join(manifest["cell_types"]), out,
              time.perf_counter() - started)
     return manifest
+
+
+def _rationale_folder(stage1_models: Stage1Models, cell_type: str) -> str:
+    return LLM_DIR if stage1_models.shared else f"{LLM_DIR}/{cell_type}"
+
+
+def _rationale_folders(stage1_models: Stage1Models, groups: Mapping[str, str]) -> dict[str, str]:
+    """The bundle folder of each Stage-I model its cell types need, and the model that goes there."""
+    return {_rationale_folder(stage1_models, cell): stage1_models.for_cell(cell) for cell in sorted(groups)}
 
 
 def _base_reference(llm: Mapping[str, Any], stage1: Path) -> dict[str, Any]:
@@ -160,8 +174,9 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
                          path=path)
     if manifest["mode"] not in DEPLOYABLE_MODES:
         raise InputError(f"mode {manifest['mode']!r} cannot predict new sequences", path=path)
-    for piece in {manifest["rationale_model"], manifest["backbone"]} & {LLM_DIR, BACKBONE_DIR}:
-        _require_model_dir(root / piece)
+    for piece in {*(manifest["rationale_models"] or {}).values(), manifest["backbone"]} - {None}:
+        if piece.split("/")[0] in (LLM_DIR, BACKBONE_DIR):
+            _require_model_dir(root / piece)
     for cell, group in manifest["groups"].items():
         for name in (MODEL_FILE, HEAD_FILE):
             if not (root / group / name).is_file():

@@ -65,7 +65,7 @@ class R3LM:
     device: str
     batch_size: int | None = None
     _motif_set: MotifSet | None = field(default=None, repr=False)
-    _writer: RationaleWriter | None = field(default=None, repr=False)
+    _writers: dict[str, RationaleWriter] = field(default_factory=dict, repr=False)
     _predictors: dict[str, Stage2Predictor] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -129,8 +129,8 @@ class R3LM:
     def _score_chunk(self, ids: list[str], texts: list[str], cell_type: str, batch: int) -> pd.DataFrame:
         rows = pd.DataFrame({"id": ids, "sequence": texts, "cell_type": cell_type})
         rows["card_text"] = self._cards(rows)
-        rows["rationale"] = self._rationales(rows["card_text"].tolist()) if self.manifest["rationale_model"] \
-            else None
+        rows["rationale"] = (self._rationales(rows["card_text"].tolist(), cell_type)
+                             if self.manifest["rationale_models"] else None)
         predicted = self._predictor(cell_type).predict(rows, batch)
         levels = assign_levels(predicted, self.manifest["levels"]["edges"][cell_type])
         stated = [parse(text).level if isinstance(text, str) else None for text in rows["rationale"]]
@@ -146,18 +146,21 @@ class R3LM:
         cards = cards_for_table(rows, hits, CardSettings.from_config(rcc), progress=False)
         return cards["card_text"].tolist()
 
-    def _rationales(self, cards: list[str]) -> list[str]:
-        if self._writer is None:
+    def _rationales(self, cards: list[str], cell_type: str) -> list[str]:
+        """The cell type's Stage-I model writes them (one shared model, or its own with per-cell-type Stage I)."""
+        folder = self.manifest["rationale_models"][cell_type]
+        if folder not in self._writers:
             # transformers: on a GPU vLLM reserves most of it and the Stage-II backbone needs room beside it; on
             # a CPU a vLLM engine takes ~20 s and ~5 GB to start, more than a design loop's few sequences cost
             generation = {**self.manifest["generation"], "backend": "hf"}
             reasoning = self.manifest["reasoning"]
             rationale_format = RationaleFormat(reasoning["system"], reasoning["min_steps"], reasoning["max_steps"],
                                                int(self.manifest["levels"]["n_levels"]))
-            self._writer = RationaleWriter.open(self.folder / self.manifest["rationale_model"],
-                                           {**generation, "batch_size": self.batch_size}, rationale_format,
-                                           dtype=generation["dtype"], device=self.device)
-        return [generation.text for generation in self._writer.write(cards)]
+            self._writers[folder] = RationaleWriter.open(self.folder / folder,
+                                                         {**generation, "batch_size": self.batch_size},
+                                                         rationale_format, dtype=generation["dtype"],
+                                                         device=self.device)
+        return [generation.text for generation in self._writers[folder].write(cards)]
 
     def _predictor(self, cell_type: str) -> Stage2Predictor:
         group = self.manifest["groups"][cell_type]

@@ -41,6 +41,7 @@ from r3lm.motifs.shards import dataset_sequences
 from r3lm.predictions import read_predictions
 from r3lm.rcc.build import cards_for_table
 from r3lm.rcc.card import CardSettings
+from r3lm.stage1.models import Stage1Models, local_model
 from r3lm.stage1.writer import RationaleWriter
 from r3lm.stage2.folder import SHARED, read_model_info
 from r3lm.stage2.predict import Stage2Predictor
@@ -53,7 +54,7 @@ REPRODUCTION_TOL = 1e-3  # beyond it the reloaded model is not the one that wrot
 
 def run_disruption(config: Mapping[str, Any], model_dirs: Mapping[str, str | Path], predictions_dir: str | Path,
                    cards_path: str | Path, out_table: str | Path, out_summary: str | Path, *,
-                   stage1_model: str | Path | None = None, regenerate: bool = False, max_sequences: int = 100,
+                   stage1_models: Stage1Models | None = None, regenerate: bool = False, max_sequences: int = 100,
                    seed: int = 0, data_dir: str | Path | None = None, settings: Mapping[str, Any] | None = None,
                    progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Disrupt every directionally cited motif of up to `max_sequences` rows per cell type; write the pair
@@ -70,9 +71,9 @@ def run_disruption(config: Mapping[str, Any], model_dirs: Mapping[str, str | Pat
         table_kind(path)  # an unknown output type fails before any work
     infos = {group: read_model_info(path) for group, path in model_dirs.items()}
     mode, motifs = _shared_settings(infos, model_dirs)
-    if regenerate and (mode != "generated_cot" or stage1_model is None):
-        raise InputError("regenerate needs generated_cot models and the Stage-I model (stage1_model); "
-                         f"got {mode} and {stage1_model}")
+    if regenerate and (mode != "generated_cot" or stage1_models is None):
+        raise InputError("regenerate needs generated_cot models and the Stage-I models (stage1_models); "
+                         f"got {mode} and {stage1_models}")
     table, summary = read_predictions(predictions_dir)
     if "rationale" not in table.columns:
         raise InputError("no rationales to test: pass a cot method's predictions", path=predictions_dir,
@@ -87,7 +88,7 @@ def run_disruption(config: Mapping[str, Any], model_dirs: Mapping[str, str | Pat
                                                              claimed["cell_type"], claimed["id"])]
     claimed["card_text"] = _rebuilt_cards(config, motifs, chosen, claimed, cards_path, data_dir, progress)
     if regenerate:
-        claimed["rationale"] = _regenerate(config, stage1_model, claimed["card_text"].tolist(), progress)
+        claimed["rationale"] = _regenerate(config, stage1_models, claimed, progress)
     original = pd.Series(np.nan, index=chosen.index)
     claimed["disrupted"] = np.nan
     batch_size = int(config["stage2"]["batch_size"])
@@ -201,8 +202,10 @@ def _rebuilt_cards(config: Mapping[str, Any], motifs: Mapping[str, Any], chosen:
     return cards[len(chosen):]
 
 
-def _regenerate(config: Mapping[str, Any], stage1_model: str | Path, cards: list[str], progress: bool) -> list[str]:
-    """The Stage-I model's rationale for each card, written as `write_self_rationales` writes them.
+def _regenerate(config: Mapping[str, Any], stage1_models: Stage1Models, claimed: pd.DataFrame,
+                progress: bool) -> list[str]:
+    """The rationale for each claimed row's disrupted card, written by its cell type's Stage-I model as
+    `write_self_rationales` writes them.
 
     On a GPU through transformers: vLLM would reserve most of the GPU that the Stage-II backbone needs
     beside it. On a CPU its KV cache is sized to the batch, and it writes four times faster.
@@ -210,8 +213,15 @@ def _regenerate(config: Mapping[str, Any], stage1_model: str | Path, cards: list
     import torch
 
     generation = config["generation"] | ({"backend": "hf"} if torch.cuda.is_available() else {})
-    writer = RationaleWriter.from_config({**config, "generation": generation}, stage1_model)
-    return [written.text for written in writer.write(cards, progress=progress)]
+    texts = pd.Series("", index=claimed.index, dtype=object)
+    for model, cells in stage1_models.cells_by_model(claimed["cell_type"]).items():
+        rows = claimed["cell_type"].isin(cells)
+        writer = RationaleWriter.from_config({**config, "generation": generation},
+                                             local_model(model, what="the Stage-I model"))
+        texts[rows] = [written.text for written in writer.write(claimed.loc[rows, "card_text"].tolist(),
+                                                                progress=progress)]
+        del writer
+    return texts.tolist()
 
 
 def _pair_table(pairs: pd.DataFrame, chosen: pd.DataFrame, claimed: pd.DataFrame) -> pd.DataFrame:

@@ -40,8 +40,7 @@ Step evidence (`step_without_evidence`): each step must cite at least one elemen
 from __future__ import annotations
 
 import re
-from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
@@ -234,21 +233,6 @@ def validate_rationale(text: str, card: Card, *, label: int | None, min_steps: i
     reason = next((name for name, failed in checks if failed), None)
     return Validation(valid=reason is None, reason=reason, level=parsed.level, n_steps=len(parsed.steps),
                       cited=cited, unlisted_motifs=unlisted, invented_numbers=invented)
-
-
-def validation_counts(validations: Sequence[Validation], labels: Sequence[int] | None = None) -> dict:
-    """Counts for summaries: valid rows, rejections by reason (every reason listed), and, given labels,
-    how often a stated level agrees with the label (the Stage-I model's accuracy as a reasoner)."""
-    reasons = Counter(item.reason for item in validations if item.reason is not None)
-    counts: dict = {"rows": len(validations), "valid": sum(item.valid for item in validations),
-                    "rejections": {reason: reasons.get(reason, 0) for reason in REASONS}}
-    if labels is not None:
-        stated = [(item.level, label) for item, label in zip(validations, labels, strict=True)
-                  if item.level is not None]
-        agree = sum(level == label for level, label in stated)
-        counts["level_agreement"] = {"with_level": len(stated), "agree": agree,
-                                     "fraction": agree / len(stated) if stated else None}
-    return counts
 
 
 def motif_vocabulary(motif_settings: Mapping[str, Any]) -> frozenset[str]:

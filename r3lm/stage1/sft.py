@@ -98,8 +98,9 @@ def _parse_record(line: str, path: Path, line_number: int) -> dict[str, Any]:
             "path": str(path), "line": line_number}
 
 
-def load_sharegpt(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Records from JSONL files (or directories of *.jsonl): id, cell_type, chat messages, and where each came from.
+def load_sharegpt(paths: Iterable[str | Path], *, cell_type: str | None = None) -> list[dict[str, Any]]:
+    """Records from JSONL files (or directories of *.jsonl): id, cell_type, chat messages, and where each came from;
+    only `cell_type`'s records when given (a Stage-I model per cell type learns from its own cell type alone).
 
     The `system` key becomes the system message; `human` turns become `user`, `gpt` turns `assistant`.
     Blank lines are skipped; anything else malformed is an InputError.
@@ -110,8 +111,11 @@ def load_sharegpt(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
         with path.open(encoding="utf-8") as handle:
             records += [_parse_record(line, path, number) for number, line in enumerate(handle, start=1)
                         if line.strip()]
+    if cell_type is not None:
+        records = [record for record in records if record["cell_type"] == cell_type]
     if not records:
-        raise InputError("no ShareGPT records", path=", ".join(map(str, files)) or "(no files given)")
+        raise InputError("no ShareGPT records" + (f" for cell type {cell_type}" if cell_type else ""),
+                         path=", ".join(map(str, files)) or "(no files given)")
     return records
 
 
@@ -371,12 +375,13 @@ def _training_arguments(settings: dict[str, Any], checkpoints: Path, compute_dty
 
 
 def train_stage1(config: dict[str, Any], model_path: str | Path, train_files: list[str | Path],
-                 val_files: list[str | Path], out_dir: str | Path, *, max_steps: int | None = None) -> dict[str, Any]:
+                 val_files: list[str | Path], out_dir: str | Path, *, max_steps: int | None = None,
+                 cell_type: str | None = None) -> dict[str, Any]:
     """Fine-tune `model_path` on the train records; write model/, adapter/ (LoRA), loss.csv, loss.png, summary.json.
 
     `config` is the validated workflow config (stage1 and llm.dtype are read). `max_steps` caps the
-    optimizer steps (else stage1.epochs decide). Rerunning after a kill resumes from the newest
-    checkpoint in out_dir/checkpoints. Only the main process writes outputs; every process returns the summary.
+    optimizer steps (else stage1.epochs decide); `cell_type` keeps that cell type's records only. Rerunning after a
+    kill resumes from the newest checkpoint in out_dir/checkpoints. Only the main process writes outputs; every process returns the summary.
     """
     started = time.perf_counter()
     settings = config["stage1"]
@@ -387,7 +392,8 @@ def train_stage1(config: dict[str, Any], model_path: str | Path, train_files: li
     compute_dtype = resolve_dtype(config["llm"]["dtype"], "cuda" if torch.cuda.is_available() else "cpu")
 
     tokenizer = _load_tokenizer(model_path)
-    train_records, val_records = load_sharegpt(train_files), load_sharegpt(val_files)
+    train_records = load_sharegpt(train_files, cell_type=cell_type)
+    val_records = load_sharegpt(val_files, cell_type=cell_type)
     train_examples, train_counts = tokenize_records(train_records, tokenizer, settings["cutoff_len"], split="train")
     val_examples, val_counts = tokenize_records(val_records, tokenizer, settings["cutoff_len"], split="val")
 

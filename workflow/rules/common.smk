@@ -3,6 +3,7 @@
 import json
 import shlex
 import sys
+import zlib
 from pathlib import Path
 
 # Rules and this file use the r3lm package of this checkout (a conda env needs only the dependencies).
@@ -15,8 +16,12 @@ shell.prefix(
 )
 
 from r3lm.config import validate_config
+from r3lm.data.gosai import CELL_TYPES as GOSAI_CELL_TYPES
 from r3lm.data.prepare import OUTPUT_TABLES
+from r3lm.data.simulate import load_catalogue
 from r3lm.data.splits import SPLITS
+from r3lm.errors import InputError
+from r3lm.stage1.models import SHARED as SHARED_STAGE1
 
 # workflow/schemas/config.schema.yaml fills every default; an invalid key or value stops the
 # workflow here with one line naming the key.
@@ -119,10 +124,64 @@ def teacher_name():
 
 
 REASONING_DIR = f"{RESULTS}/reasoning/{Path(RCC_DIR).name}_{teacher_name()}"
+
+# Stage I: one shared model, or one per cell type (the official setting), trained here or given as
+# pretrained models (which skip training). Each model writes its own cell types' rationales in its own job.
 STAGE1 = config["stage1"]
-STAGE1_DIR = (
-    f"{RESULTS}/stage1/{Path(REASONING_DIR).name}_{slug(LLM['base'])}_{STAGE1['method']}"
-)
+PRETRAINED = STAGE1["pretrained"]
+PER_CELL_TYPE_STAGE1 = STAGE1["models"] == "per_cell_type" or PRETRAINED is not None
+
+
+def planned_cell_types():
+    """The cell types, known before any data is read, so that each gets its own Stage-I jobs."""
+    if DATASET["cell_types"]:
+        return list(DATASET["cell_types"])
+    if DATASET["source"] == "gosai2024":
+        return list(GOSAI_CELL_TYPES)
+    if DATASET["source"] == "demo":
+        return list(load_catalogue().cell_types)
+    raise InputError(
+        "per-cell-type Stage I (stage1.models or stage1.pretrained) needs dataset.cell_types for a table source",
+        path="config",
+    )
+
+
+def stage1_groups():
+    if not PER_CELL_TYPE_STAGE1:
+        return [SHARED_STAGE1]
+    cells = planned_cell_types()
+    missing = [cell for cell in cells if PRETRAINED is not None and cell not in PRETRAINED]
+    if missing:
+        raise InputError(f"stage1.pretrained has no model for {', '.join(missing)}", path="config")
+    return cells
+
+
+STAGE1_GROUPS = stage1_groups()
+if PRETRAINED:
+    STAGE1_DIR = f"{RESULTS}/stage1/{Path(REASONING_DIR).name}_pretrained-{zlib.crc32(json.dumps(PRETRAINED, sort_keys=True).encode()):08x}"
+else:
+    STAGE1_DIR = (
+        f"{RESULTS}/stage1/{Path(REASONING_DIR).name}_{slug(LLM['base'])}_{STAGE1['method']}"
+        + ("_per-cell-type" if PER_CELL_TYPE_STAGE1 else "")
+    )
+
+
+def stage1_model(group):
+    return PRETRAINED[group] if PRETRAINED else f"{STAGE1_DIR}/{group}/model"
+
+
+def stage1_models_argument(groups=None):
+    """The --model / --stage1-model argument (r3lm.stage1.models.Stage1Models reads it)."""
+    groups = groups or STAGE1_GROUPS
+    if groups == [SHARED_STAGE1]:
+        return shlex.quote(stage1_model(SHARED_STAGE1))
+    return named({group: stage1_model(group) for group in groups})
+
+
+def stage1_model_inputs(groups=None):
+    """The models a job loads that are files here (hub ids are fetched by the job itself)."""
+    models = [stage1_model(group) for group in groups or STAGE1_GROUPS]
+    return [model for model in models if not PRETRAINED or Path(model).expanduser().is_dir()]
 
 
 def base_model():
@@ -150,9 +209,8 @@ def teacher_outputs():
 
 
 def stage1_outputs():
-    return [f"{STAGE1_DIR}/summary.json"] + [
-        f"{STAGE1_DIR}/rationales/{name}.parquet" for name in STAGE2_SETS
-    ]
+    summaries = [] if PRETRAINED else [f"{STAGE1_DIR}/{group}/summary.json" for group in STAGE1_GROUPS]
+    return summaries + [f"{STAGE1_DIR}/rationales/{name}.parquet" for name in STAGE2_SETS]
 
 
 def launcher(gpus):
@@ -187,12 +245,20 @@ CITATION_TRUTH = f"{DATA_DIR}/ground_truth.parquet" if DATASET["source"] == "dem
 
 
 def stage2_backbone():
-    return f"{STAGE1_DIR}/model" if STAGE2["backbone"] == "stage1" else base_model()
+    if STAGE2["backbone"] != "stage1":
+        return base_model()
+    if PER_CELL_TYPE_STAGE1:
+        raise InputError(
+            "stage2.backbone: stage1 needs one shared Stage-I model; with a Stage-I model per cell type use "
+            "stage2.backbone: base (the official setting)",
+            path="config",
+        )
+    return stage1_model(SHARED_STAGE1)
 
 
 def stage2_backbone_input(wildcards):
     if STAGE2["backbone"] == "stage1":
-        return {"backbone": f"{STAGE1_DIR}/model"}
+        return {"backbone": stage1_model_inputs()}
     return base_model_input(wildcards)
 
 
@@ -234,7 +300,10 @@ def faithfulness_tables():
 
 
 def training_curves():
-    curves = {"Stage I (held-out loss)": f"{STAGE1_DIR}/loss.csv"}
+    curves = {} if PRETRAINED else {
+        f"Stage I {group} (held-out loss)".replace(f" {SHARED_STAGE1} ", " "): f"{STAGE1_DIR}/{group}/loss.csv"
+        for group in STAGE1_GROUPS
+    }
     if "cnn" in BASELINES:
         curves["CNN baseline"] = f"{prediction_dir('cnn')}/curve.csv"  # written with its predictions
     for mode in STAGE2_MODES:

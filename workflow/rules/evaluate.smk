@@ -115,12 +115,13 @@ rule disruption:
         models=f"{STAGE2_DIR}/{DISRUPTION['mode']}/model",
         predictions=prediction_dir(DISRUPTION["mode"]),
         cards=f"{RCC_DIR}/{TEACHER_SETS['test']}.parquet",
-        stage1_model=f"{STAGE1_DIR}/model",
+        stage1_models=stage1_model_inputs(),
         data_summary=f"{DATA_DIR}/summary.json",
     output:
         table=f"{EVAL_DIR}/disruption.tsv",
         summary=f"{EVAL_DIR}/disruption_summary.tsv",
     params:
+        stage1_models=stage1_models_argument(),
         settings=settings("evaluation", "rcc", "generation", "reasoning", "levels", "llm", "stage2", "motifs"),
         data_dir=lambda wildcards, input: Path(input.data_summary).parent,
     log:
@@ -134,5 +135,5 @@ rule disruption:
         ENV
     shell:
         "python -m r3lm disruption --config {params.settings:q} --models {input.models}"
-        " --predictions {input.predictions} --cards {input.cards} --stage1-model {input.stage1_model}"
+        " --predictions {input.predictions} --cards {input.cards} --stage1-model {params.stage1_models}"
         " --data-dir {params.data_dir} --out {output.table} --summary {output.summary} --no-progress > {log} 2>&1"

@@ -44,11 +44,12 @@ rule stage2:
 rule package_model:
     input:
         models=f"{STAGE2_DIR}/{{mode}}/model",
-        stage1_model=f"{STAGE1_DIR}/model",
+        stage1_models=stage1_model_inputs(),
         data=dataset_tables(),
     output:
         directory(f"{MODELS_DIR}/{{mode}}"),
     params:
+        stage1_models=stage1_models_argument(),
         settings=settings("stage2", "llm", "levels", "motifs", "rcc", "reasoning", "generation", "dataset"),
         data_dir=lambda wildcards, input: Path(input.data[0]).parent,
     log:
@@ -63,5 +64,5 @@ rule package_model:
         ENV
     shell:
         "python -m r3lm package-model --config {params.settings:q} --mode {wildcards.mode}"
-        " --stage2-models {input.models} --stage1-model {input.stage1_model} --data-dir {params.data_dir}"
+        " --stage2-models {input.models} --stage1-model {params.stage1_models} --data-dir {params.data_dir}"
         " --out {output} > {log} 2>&1"
