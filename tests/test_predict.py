@@ -4,6 +4,7 @@ BED + genome, the Python API), and bad input stops with exit code 2, one line, a
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -18,8 +19,11 @@ import r3lm
 from r3lm.cli import main
 from r3lm.data.levels import assign_levels
 from r3lm.deploy.bundle import MANIFEST, write_bundle
+from r3lm.deploy import scorer
 from r3lm.deploy.scorer import R3LM, SCORE_COLUMNS, auto_batch_size
 from r3lm.errors import InputError
+from r3lm.llm.generate import Generation
+from r3lm.stage1.models import SHARED, Stage1Models
 from r3lm.stage2.predict import Stage2Predictor
 
 EDGES = [-0.5, 0.0, 0.5]  # the stage2_trained fixture's level edges
@@ -31,7 +35,8 @@ def bundle(stage2_config: dict[str, Any], stage2_trained: dict[str, Any], smollm
     """The fixture's generated_cot run with SmolLM2 as its Stage-I model; 12 new tokens keep generation cheap."""
     config = {**stage2_config, "generation": {**stage2_config["generation"], "max_new_tokens": 12}}
     out = tmp_path_factory.mktemp("bundle") / "generated_cot"
-    write_bundle(config, "generated_cot", stage2_trained["models"], smollm2_dir, stage2_trained["data"], out)
+    write_bundle(config, "generated_cot", stage2_trained["models"], Stage1Models({SHARED: str(smollm2_dir)}),
+                 stage2_trained["data"], out)
     return out
 
 
@@ -56,13 +61,45 @@ def scored(model: R3LM, queries: pd.DataFrame) -> pd.DataFrame:
 def test_the_bundle_is_self_contained(bundle, stage2_trained, smollm2_dir):
     manifest = json.loads((bundle / MANIFEST).read_text())
     assert manifest["mode"] == "generated_cot" and manifest["cell_types"] == list(CELLS)
-    assert manifest["backbone"] == manifest["rationale_model"] == "llm"
+    assert manifest["backbone"] == "llm" and manifest["rationale_models"] == {cell: "llm" for cell in CELLS}
     assert manifest["levels"]["edges"] == {cell: EDGES for cell in CELLS}
     assert manifest["motifs"]["jaspar_release"] == "JASPAR2026" and manifest["motifs"]["pvalue"] == 5e-5
     assert manifest["background"] == [0.25] * 4 and manifest["base_model"]["provenance"]["wheel_sha256"]
     assert "Activity level: N" in manifest["reasoning"]["system"]
     assert (bundle / "llm/model.safetensors").read_bytes() == (smollm2_dir / "model.safetensors").read_bytes()
     assert (bundle / "stage2/shared/head.pt").is_file()
+
+
+def test_a_bundle_with_a_stage1_model_per_cell_type_writes_each_rationale_with_its_own(
+        stage2_config, stage2_trained, smollm2_dir, queries, tmp_path, monkeypatch):
+    """Per-cell-type Stage I: llm/<cell_type>/ per model, the shared Stage-II backbone beside them, and a
+    prediction for a cell type loads that cell type's model (a recording stand-in writes the rationale)."""
+    models = {}
+    for cell in CELLS:  # hard links: two 'different' Stage-I models without copying the weights
+        models[cell] = str(shutil.copytree(smollm2_dir, tmp_path / f"stage1_{cell}", copy_function=os.link))
+    out = tmp_path / "bundle"
+    manifest = write_bundle(stage2_config, "generated_cot", stage2_trained["models"], Stage1Models(models),
+                            stage2_trained["data"], out)
+    assert manifest["rationale_models"] == {cell: f"llm/{cell}" for cell in CELLS}
+    assert manifest["backbone"] == "backbone" and (out / "backbone/config.json").is_file()
+    for cell in CELLS:
+        assert (out / f"llm/{cell}/model.safetensors").stat().st_ino == (smollm2_dir / "model.safetensors").stat().st_ino
+    opened = []
+
+    class Recorder:
+        @classmethod
+        def open(cls, folder, generation, rationale_format, *, dtype, device):
+            opened.append(Path(folder).relative_to(out).as_posix())
+            return cls()
+
+        def write(self, cards):
+            return [Generation("<think>\n1. x\n</think>\nActivity level: 1", 8, False) for _ in cards]
+
+    monkeypatch.setattr(scorer, "RationaleWriter", Recorder)
+    model = R3LM.load(out, device="cpu")
+    for cell in reversed(CELLS):
+        model.score(dict(zip(queries["id"][:1], queries["sequence"][:1])), cell)
+    assert opened == [f"llm/{cell}" for cell in reversed(CELLS)]
 
 
 def test_score_rebuilds_the_cards_and_predicts_with_the_stage2_model(model, queries, scored, bundle):
@@ -206,14 +243,19 @@ def test_score_refuses_bad_sequences_and_ids(model):
         model.score(pd.Series(["ACGT", "ACGA"], index=["x", "x"]), "HepG2")
 
 
-def test_a_bundle_needs_a_deployable_mode_and_level_edges(stage2_config, stage2_trained, smollm2_dir, tmp_path):
+def test_a_bundle_needs_a_deployable_mode_level_edges_and_a_model_per_cell_type(stage2_config, stage2_trained,
+                                                                                smollm2_dir, tmp_path):
+    shared = Stage1Models({SHARED: str(smollm2_dir)})
     with pytest.raises(InputError, match="oracle_cot cannot be bundled"):
-        write_bundle(stage2_config, "oracle_cot", stage2_trained["models"], smollm2_dir, stage2_trained["data"],
+        write_bundle(stage2_config, "oracle_cot", stage2_trained["models"], shared, stage2_trained["data"],
                      tmp_path / "oracle")
     data = shutil.copytree(stage2_trained["data"], tmp_path / "data")
     (data / "summary.json").write_text(json.dumps({"levels": {"edges": {"HepG2": EDGES}}}))
     with pytest.raises(InputError, match="no level edges for K562"):
-        write_bundle(stage2_config, "generated_cot", stage2_trained["models"], smollm2_dir, data, tmp_path / "out")
+        write_bundle(stage2_config, "generated_cot", stage2_trained["models"], shared, data, tmp_path / "out")
+    with pytest.raises(InputError, match="no Stage-I model for cell type 'K562'"):
+        write_bundle(stage2_config, "generated_cot", stage2_trained["models"],
+                     Stage1Models({"HepG2": str(smollm2_dir)}), stage2_trained["data"], tmp_path / "out")
     assert not (tmp_path / "oracle").exists() and not (tmp_path / "out").exists()
 
 

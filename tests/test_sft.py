@@ -131,6 +131,20 @@ def test_load_sharegpt_maps_turns_to_chat_messages(sharegpt: dict[str, Path]) ->
     assert (first["id"], first["path"], first["line"]) == ("seq0", str(sharegpt["train"]), 1)
 
 
+def test_a_per_cell_type_model_learns_from_its_own_cell_type_alone(tiny_chat_model: Path, sharegpt: dict[str, Path],
+                                                                   tmp_path: Path) -> None:
+    """stage1-train --cell-type: the official per-cell-type Stage I; records of other cell types are left out."""
+    cell = CELL_TYPES[0]
+    records = load_sharegpt([sharegpt["train"]], cell_type=cell)
+    expected = [record["id"] for record in make_records(32, seed=1) if record["cell_type"] == cell]
+    assert [record["id"] for record in records] == expected and 0 < len(expected) < 32
+    summary = train_stage1(stage1_config(gradient_checkpointing=False), tiny_chat_model, [sharegpt["train"]],
+                           [sharegpt["val"]], tmp_path / cell, max_steps=1, cell_type=cell)
+    assert summary["cell_types"] == {cell: len(expected)} and summary["data"]["train"]["records"] == len(expected)
+    with pytest.raises(InputError, match="no ShareGPT records for cell type Jurkat"):
+        load_sharegpt([sharegpt["train"]], cell_type="Jurkat")
+
+
 def _turns(human: Any = "card", gpt: Any = "<think>\n1. x\n</think>\nActivity level: 1") -> list[Any]:
     return [{"from": "human", "value": human}, {"from": "gpt", "value": gpt}]
 

@@ -55,6 +55,41 @@ def test_paper_config_replaces_the_demo_settings_and_trains_stage2_on_the_base_m
         assert "base-backbone_lora" in job and not re.search(r"/stage1/[^,\s]*/model\b", inputs)
 
 
+def test_paper_config_trains_and_uses_a_stage1_model_per_cell_type(tmp_path: Path) -> None:
+    """The official setting: one Stage-I training job and one rationale job per cell type (each job generating
+    with its own cell type's model), merged per Stage-II set; a stage1 Stage-II backbone cannot be per cell type."""
+    result = snakemake("-n", "-p", "--directory", str(tmp_path), "--configfile", str(REPO / "config/gosai2024.yaml"))
+    assert result.returncode == 0, result.stderr
+    planned = result.stdout + result.stderr
+    jobs = planned.split("\nrule ")
+    training = sorted(re.search(r"wildcards: group=(\w+)", job).group(1) for job in jobs if job.startswith("stage1_train:"))
+    assert training == ["HepG2", "K562", "SKNSH"]
+    for cell in training:
+        assert f"stage1-train --config" in planned and f"--cell-type {cell} --out-dir" in planned
+        assert re.search(rf"self-rationales .*--model {cell}=\S*_per-cell-type/{cell}/model --teacher-set", planned)
+    assert sum(job.startswith("merge_rationales:") for job in jobs) == 3
+    bad = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(REPO / "config/gosai2024.yaml"),
+                    "--config", 'stage2={"backbone": "stage1"}')
+    assert bad.returncode != 0 and "stage2.backbone: stage1 needs one shared Stage-I model" in bad.stdout + bad.stderr
+
+
+def test_pretrained_stage1_models_plan_no_stage1_training(tmp_path: Path) -> None:
+    """stage1.pretrained: the released checkpoints (hub ids here) write the rationales; nothing trains Stage I,
+    and a cell type without a model is an error at planning time."""
+    released = {"K562": "DuanYi/R3LM_K562", "HepG2": "DuanYi/R3LM_HepG2", "SKNSH": "DuanYi/R3LM_SKNSH"}
+    result = snakemake("-n", "-p", "--directory", str(tmp_path), "--configfile", str(REPO / "config/gosai2024.yaml"),
+                       "--config", f"stage1={json.dumps({'pretrained': released})}")
+    assert result.returncode == 0, result.stderr
+    planned = result.stdout + result.stderr
+    assert "rule stage1_train" not in planned and "stage1-train" not in planned and "self_rationales" in planned
+    for cell, hub_id in released.items():
+        assert f"--model {cell}={hub_id} --teacher-set" in planned
+    assert "--stage1-model K562=DuanYi/R3LM_K562 HepG2=DuanYi/R3LM_HepG2 SKNSH=DuanYi/R3LM_SKNSH" in planned
+    partial = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(REPO / "config/gosai2024.yaml"),
+                        "--config", f"stage1={json.dumps({'pretrained': {'K562': released['K562']}})}")
+    assert partial.returncode != 0 and "stage1.pretrained has no model for HepG2, SKNSH" in partial.stdout + partial.stderr
+
+
 def test_ablation_overrides_get_their_own_outputs(tmp_path: Path) -> None:
     """The README's ablation recipes: each override lands in folders of its own, from cards to report."""
     result = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(REPO / "config/config.yaml"),
@@ -68,7 +103,7 @@ def test_ablation_overrides_get_their_own_outputs(tmp_path: Path) -> None:
     assert "resources/motifs/JASPAR2024_CORE_vertebrates.meme" in planned
     stage1 = f"results/demo/stage1/{setting}_grammar_grounded-brief_SmolLM2-360M-Instruct_full"
     stage2 = stage1.replace("/stage1/", "/stage2/") + "_stage1-backbone_frozen"
-    assert f"{stage1}/model" in planned and f"{stage2}/rcc_only/predictions" in planned
+    assert f"{stage1}/shared/model" in planned and f"{stage2}/rcc_only/predictions" in planned
     assert f"results/demo/baselines/motif_ridge/{setting}_grammar/predictions" in planned
     assert "results/demo/runs/ablation/report/summary.md" in planned
     assert "results/demo/runs/ablation/models/generated_cot" in planned and "runs/main" not in planned
@@ -194,9 +229,9 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path
     info = json.loads((reasoning / "sharegpt/dataset_info.json").read_text())
     assert info["stage1_train_K562"]["file_name"] == "stage1_train/K562.jsonl"
     stage1 = tmp_path / f"results/tiny/stage1/{reasoning.name}_{smollm2_dir.name}_full"
-    summary = json.loads((stage1 / "summary.json").read_text())
+    summary = json.loads((stage1 / "shared/summary.json").read_text())
     assert summary["steps"] == 2 and summary["data"]["train"]["examples"] == 3
-    assert (stage1 / "model/config.json").is_file() and (stage1 / "loss.png").is_file()
+    assert (stage1 / "shared/model/config.json").is_file() and (stage1 / "shared/loss.png").is_file()
     for name, per_cell_type in (("stage2_train", 3), ("stage2_val", 2), ("test", 2)):
         rationales = pd.read_parquet(stage1 / f"rationales/{name}.parquet")
         assert rationales.groupby("cell_type").size().eq(per_cell_type).all()
@@ -237,8 +272,9 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path
     manifest = json.loads((bundle / "r3lm_bundle.json").read_text())
     assert manifest["levels"]["edges"]["HepG2"] == json.loads((data / "summary.json").read_text())[
         "levels"]["edges"]["HepG2"]
-    assert manifest["motifs"]["pvalue"] == 5e-5 and manifest["backbone"] == manifest["rationale_model"] == "llm"
-    assert (bundle / "llm/model.safetensors").stat().st_ino == (stage1 / "model/model.safetensors").stat().st_ino
+    assert manifest["motifs"]["pvalue"] == 5e-5 and manifest["backbone"] == "llm"
+    assert set(manifest["rationale_models"].values()) == {"llm"}
+    assert (bundle / "llm/model.safetensors").stat().st_ino == (stage1 / "shared/model/model.safetensors").stat().st_ino
     queries = tables["test"].drop_duplicates("id").head(2)
     fasta = tmp_path / "queries.fa"
     fasta.write_text("".join(f">{row.id}\n{row.sequence}\n" for row in queries.itertuples()))
