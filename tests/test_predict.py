@@ -18,8 +18,8 @@ from conftest import CELLS
 import r3lm
 from r3lm.cli import main
 from r3lm.data.levels import assign_levels
-from r3lm.deploy.bundle import MANIFEST, write_bundle
 from r3lm.deploy import scorer
+from r3lm.deploy.bundle import MANIFEST, write_bundle
 from r3lm.deploy.scorer import R3LM, SCORE_COLUMNS, auto_batch_size
 from r3lm.errors import InputError
 from r3lm.llm.generate import Generation

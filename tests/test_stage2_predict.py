@@ -215,7 +215,12 @@ def test_per_cell_type_models_write_their_own_rows_and_the_jobs_merge(stage2_con
                                                                      monkeypatch):
     """Per-cell-type Stage I: each job loads its cell type's model for that cell type's rows alone; the merge
     puts the set back in the teacher table's order and summarises it as one job would have."""
-    from r3lm.stage1.rationales import RationaleSet, merge_rationales, rationale_summary, write_self_rationales
+    from r3lm.stage1.rationales import (
+        RationaleSet,
+        merge_rationales,
+        rationale_summary,
+        write_self_rationales,
+    )
 
     def open_generator(model, settings, dtype, device):
         level = CELLS.index(Path(model).name)  # each model states its own level, so rows show who wrote them

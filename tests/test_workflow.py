@@ -65,7 +65,7 @@ def test_paper_config_trains_and_uses_a_stage1_model_per_cell_type(tmp_path: Pat
     training = sorted(re.search(r"wildcards: group=(\w+)", job).group(1) for job in jobs if job.startswith("stage1_train:"))
     assert training == ["HepG2", "K562", "SKNSH"]
     for cell in training:
-        assert f"stage1-train --config" in planned and f"--cell-type {cell} --out-dir" in planned
+        assert "stage1-train --config" in planned and f"--cell-type {cell} --out-dir" in planned
         assert re.search(rf"self-rationales .*--model {cell}=\S*_per-cell-type/{cell}/model --teacher-set", planned)
     assert sum(job.startswith("merge_rationales:") for job in jobs) == 3
     bad = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(REPO / "config/gosai2024.yaml"),

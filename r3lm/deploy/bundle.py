@@ -35,6 +35,7 @@ from r3lm.motifs.scan import background_for
 from r3lm.motifs.shards import dataset_sequences
 from r3lm.predictions import level_edges_from_summary
 from r3lm.reasoning.format import system_prompt
+from r3lm.stage1.models import Stage1Models, local_model
 from r3lm.stage2.folder import (
     HEAD_FILE,
     MODEL_FILE,
@@ -42,7 +43,6 @@ from r3lm.stage2.folder import (
     read_model_info,
     read_settings,
 )
-from r3lm.stage1.models import Stage1Models, local_model
 from r3lm.stage2.inputs import MODES
 
 log = logging.getLogger(__name__)
