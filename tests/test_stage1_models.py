@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from r3lm.errors import InputError
-from r3lm.stage1.models import SHARED, Stage1Models, local_model
+from r3lm.hub import local_copy
+from r3lm.stage1.models import SHARED, Stage1Models
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,16 +36,16 @@ def test_malformed_model_arguments_are_errors(entries: list[str]) -> None:
 
 
 def test_a_model_folder_is_used_as_given_and_a_bad_name_is_an_error(tmp_path: Path) -> None:
-    assert local_model(tmp_path) == str(tmp_path)
-    with pytest.raises(InputError, match="neither a model folder nor a hub id"):
-        local_model(tmp_path / "missing")
-    with pytest.raises(InputError, match="neither a model folder nor a hub id"):
-        local_model("R3LM_K562")
+    assert local_copy(tmp_path) == str(tmp_path)
+    with pytest.raises(InputError, match="neither a folder nor a hub id"):
+        local_copy(tmp_path / "missing")
+    with pytest.raises(InputError, match="neither a folder nor a hub id"):
+        local_copy("R3LM_K562")
 
 
 def test_a_released_checkpoint_offline_fails_at_once_with_one_line_that_says_what_to_do(tmp_path: Path) -> None:
     """No network and nothing in the Hugging Face cache: one line naming the model and the way round it."""
-    code = "from r3lm.stage1.models import local_model; local_model('DuanYi/R3LM_K562', what='the Stage-I model')"
+    code = "from r3lm.hub import local_copy; local_copy('DuanYi/R3LM_K562', what='the Stage-I model')"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(REPO)}
     result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env,
                             timeout=60)

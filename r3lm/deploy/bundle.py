@@ -29,13 +29,14 @@ import pandas as pd
 
 from r3lm import __version__
 from r3lm.errors import InputError
+from r3lm.hub import local_copy
 from r3lm.io import atomic_dir, write_json
 from r3lm.llm.base import PROVENANCE_FILE, resolve_base
 from r3lm.motifs.scan import background_for
 from r3lm.motifs.shards import dataset_sequences
 from r3lm.predictions import level_edges_from_summary
 from r3lm.reasoning.format import system_prompt
-from r3lm.stage1.models import Stage1Models, local_model
+from r3lm.stage1.models import Stage1Models
 from r3lm.stage2.folder import (
     HEAD_FILE,
     MODEL_FILE,
@@ -77,7 +78,7 @@ def write_bundle(config: Mapping[str, Any], mode: str, stage2_models: str | Path
     backbone = backbones.pop()
     groups = {cell: group for group, info in infos.items() for cell in (info["cell_types"] if group == SHARED
                                                                          else [group])}
-    stage1 = {folder: Path(local_model(model, what="the Stage-I model")) for folder, model in
+    stage1 = {folder: Path(local_copy(model, what="the Stage-I model")) for folder, model in
               _rationale_folders(stage1_models, groups).items()}
     same_as_stage1 = stage1_models.shared and Path(backbone).resolve() == stage1[LLM_DIR].resolve()
     data = Path(data_dir)

@@ -35,13 +35,14 @@ from r3lm.evaluate.faithfulness import (
     disruption_agreement,
 )
 from r3lm.evaluate.metrics import block_rng
+from r3lm.hub import local_copy
 from r3lm.io import table_kind, write_table
 from r3lm.motifs.scan import background_for, build_motif_set, scan_sequences
 from r3lm.motifs.shards import dataset_sequences
 from r3lm.predictions import read_predictions
 from r3lm.rcc.build import cards_for_table
 from r3lm.rcc.card import CardSettings
-from r3lm.stage1.models import Stage1Models, local_model
+from r3lm.stage1.models import Stage1Models
 from r3lm.stage1.writer import RationaleWriter
 from r3lm.stage2.folder import SHARED, read_model_info
 from r3lm.stage2.predict import Stage2Predictor
@@ -217,7 +218,7 @@ def _regenerate(config: Mapping[str, Any], stage1_models: Stage1Models, claimed:
     for model, cells in stage1_models.cells_by_model(claimed["cell_type"]).items():
         rows = claimed["cell_type"].isin(cells)
         writer = RationaleWriter.from_config({**config, "generation": generation},
-                                             local_model(model, what="the Stage-I model"))
+                                             local_copy(model, what="the Stage-I model"))
         texts[rows] = [written.text for written in writer.write(claimed.loc[rows, "card_text"].tolist(),
                                                                 progress=progress)]
         del writer

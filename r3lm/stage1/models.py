@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from r3lm.errors import InputError
 
@@ -65,31 +64,3 @@ class Stage1Models:
 
     def covers(self, cell_type: str) -> bool:
         return self.shared or cell_type in self.by_group
-
-
-def local_model(name_or_path: str | Path, *, what: str = "model") -> str:
-    """A model folder as given, or a hub id fetched into the Hugging Face cache.
-
-    The cache answers first, so a model downloaded once loads offline; with no network and no cached copy
-    the error says how to fetch it and where to point the config instead of a long connection trace.
-    """
-    path = Path(str(name_or_path)).expanduser()
-    if path.is_dir():
-        return str(path)
-    name = str(name_or_path)
-    if name.startswith(("/", "./", "../", "~")) or name.count("/") != 1:
-        raise InputError(f"{what} is neither a model folder nor a hub id (owner/name)", path=name)
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        return snapshot_download(repo_id=name, local_files_only=True)
-    except LocalEntryNotFoundError:
-        pass
-    try:
-        return snapshot_download(repo_id=name)
-    except Exception as error:  # noqa: BLE001 - any hub failure gets the same one-line advice
-        raise InputError(
-            f"cannot download {what} {name} ({type(error).__name__}); with no network, fetch it elsewhere with "
-            f"`hf download {name} --local-dir DIR`, copy DIR here and give that folder instead of the hub id"
-        ) from None

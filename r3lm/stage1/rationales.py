@@ -19,10 +19,11 @@ from typing import Any
 import pandas as pd
 
 from r3lm.errors import InputError
+from r3lm.hub import local_copy
 from r3lm.io import write_json, write_parquet
 from r3lm.reasoning.evidence import parse_card
 from r3lm.reasoning.validate import REASONS, motif_vocabulary, validate_rationale
-from r3lm.stage1.models import Stage1Models, local_model
+from r3lm.stage1.models import Stage1Models
 from r3lm.stage1.writer import RationaleWriter
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ def _generate(config: Mapping[str, Any], models: Stage1Models, items: pd.DataFra
     for number, (model, cells) in enumerate(models.cells_by_model(items["cell_type"]).items()):
         chosen = items[items["cell_type"].isin(cells)]
         log.info("model %s writes %d rationales for %s", model, len(chosen), ", ".join(cells))
-        writer = RationaleWriter.from_config(config, local_model(model, what="the Stage-I model"))
+        writer = RationaleWriter.from_config(config, local_copy(model, what="the Stage-I model"))
         partial = folder / f"rationales.{number}.partial.jsonl"
         written = writer.write_table(chosen, partial.with_suffix(".parquet"), keys=("set", *KEYS), source=model,
                                      progress=progress, write=False, partial_path=partial)

@@ -121,7 +121,7 @@ rule disruption:
         table=f"{EVAL_DIR}/disruption.tsv",
         summary=f"{EVAL_DIR}/disruption_summary.tsv",
     params:
-        stage1_models=stage1_models_argument(),
+        stage1_models=lambda wildcards: stage1_models_argument(),
         settings=settings("evaluation", "rcc", "generation", "reasoning", "levels", "llm", "stage2", "motifs"),
         data_dir=lambda wildcards, input: Path(input.data_summary).parent,
     log:

@@ -49,7 +49,7 @@ rule package_model:
     output:
         directory(f"{MODELS_DIR}/{{mode}}"),
     params:
-        stage1_models=stage1_models_argument(),
+        stage1_models=lambda wildcards: stage1_models_argument(),
         settings=settings("stage2", "llm", "levels", "motifs", "rcc", "reasoning", "generation", "dataset"),
         data_dir=lambda wildcards, input: Path(input.data[0]).parent,
     log:
