@@ -130,6 +130,15 @@ def _teacher(args: argparse.Namespace) -> None:
                       set_name=args.set, cache_dir=args.cache, progress=not args.no_progress)
 
 
+def _released(args: argparse.Namespace) -> None:
+    from r3lm.config import load_config
+    from r3lm.reasoning.released import write_released_sets
+
+    cards = {"train": args.train_cards, "val": args.val_cards, "test": args.test_cards,
+             "test_subset": args.test_subset_cards}
+    write_released_sets(load_config(args.config), cards, args.out_dir, progress=not args.no_progress)
+
+
 def _dataset_info(args: argparse.Namespace) -> None:
     from pathlib import Path
 
@@ -393,6 +402,15 @@ def build_parser() -> argparse.ArgumentParser:
     teacher.add_argument("--summary", required=True, help="summary JSON (rejections by reason)")
     teacher.add_argument("--cache", default=None, help="response cache of the openai teacher (resumes a rerun)")
     teacher.add_argument("--no-progress", action="store_true")
+
+    released = _subcommand(commands, "released",
+                           "workflow step: the teacher sets from the released CRE-ReasonBench (reasoning.released)",
+                           _released, config=True)
+    for split in ("train", "val", "test", "test-subset"):
+        released.add_argument(f"--{split}-cards", required=True, help=f"the dataset's {split} cards")
+    released.add_argument("--out-dir", required=True,
+                          help="<set>.parquet, sharegpt/<set>/, <set>.summary.json per set, released.summary.json")
+    released.add_argument("--no-progress", action="store_true")
 
     info = _subcommand(commands, "dataset-info", "LLaMA-Factory's dataset_info.json for ShareGPT set folders",
                        _dataset_info, config=False)

@@ -185,11 +185,11 @@ def select_set(cards: pd.DataFrame, per_cell_type: int | None, seed: int) -> pd.
     return cards.loc[np.sort(np.concatenate(chosen))]
 
 
-def run_teacher(config: Mapping[str, Any], cards: pd.DataFrame, evidence: Evidence, *,
+def run_teacher(config: Mapping[str, Any], cards: pd.DataFrame, evidence: Evidence | None, *,
                 backend: TeacherBackend | None = None, vocabulary: frozenset[str] | None = None,
                 cards_path: str | Path | None = None, progress: bool = True) -> pd.DataFrame:
     """Rationales for every card, validated against the card (and its label under `reasoning.label_filter`)
-    (TEACHER_COLUMNS)."""
+    (TEACHER_COLUMNS). `evidence` builds the configured backend; a given `backend` needs none."""
     settings, n_levels = config["reasoning"], config["levels"]["n_levels"]
     check_cards(cards, n_levels, cards_path)
     backend = backend or make_backend(config, evidence)

@@ -120,6 +120,8 @@ def teacher_name():
         return f"openai-{slug(config['reasoning']['openai']['model'])}"
     if TEACHER == "hf":
         return f"hf-{slug(config['reasoning']['hf']['model'] or LLM['base'])}"
+    if TEACHER == "released":
+        return f"released-{slug(config['reasoning']['released']['source'])}"
     return f"{TEACHER}-{config['reasoning']['detail']}"
 
 
@@ -200,6 +202,12 @@ def hf_teacher_input(wildcards):
     if TEACHER == "hf" and not config["reasoning"]["hf"]["model"]:
         return base_model_input(wildcards)
     return {}
+
+
+def released_source_input(wildcards):
+    """A local copy of the released files is an input; a hub id is fetched (or found in the cache) by the job."""
+    source = config["reasoning"]["released"]["source"]
+    return {"source": source} if Path(source).expanduser().is_dir() else {}
 
 
 def teacher_outputs():

@@ -19,52 +19,82 @@ rule prepare_base_model:
         "python -m r3lm prepare-model --config {params.settings:q} --out {output} > {log} 2>&1"
 
 
-rule family_evidence:
-    input:
-        cards=f"{RCC_DIR}/train.parquet",
-    output:
-        f"{REASONING_DIR}/evidence.parquet",
-    params:
-        settings=settings("reasoning", "levels"),
-    log:
-        f"{LOG_DIR}/reasoning/{Path(REASONING_DIR).name}/family_evidence.log",
-    threads: 1
-    resources:
-        mem_mb=4096,
-        runtime=20,
-    conda:
-        ENV
-    shell:
-        "python -m r3lm evidence --config {params.settings:q} --cards {input.cards}"
-        " --out {output} > {log} 2>&1"
+if TEACHER != "released":
+
+    rule family_evidence:
+        input:
+            cards=f"{RCC_DIR}/train.parquet",
+        output:
+            f"{REASONING_DIR}/evidence.parquet",
+        params:
+            settings=settings("reasoning", "levels"),
+        log:
+            f"{LOG_DIR}/reasoning/{Path(REASONING_DIR).name}/family_evidence.log",
+        threads: 1
+        resources:
+            mem_mb=4096,
+            runtime=20,
+        conda:
+            ENV
+        shell:
+            "python -m r3lm evidence --config {params.settings:q} --cards {input.cards}"
+            " --out {output} > {log} 2>&1"
 
 
-rule teacher:
-    input:
-        unpack(hf_teacher_input),
-        cards=lambda wildcards: f"{RCC_DIR}/{TEACHER_SETS[wildcards.set]}.parquet",
-        evidence=f"{REASONING_DIR}/evidence.parquet",
-    output:
-        table=f"{REASONING_DIR}/{{set}}.parquet",
-        sharegpt=directory(f"{REASONING_DIR}/sharegpt/{{set}}"),
-        summary=f"{REASONING_DIR}/{{set}}.summary.json",
-    params:
-        settings=teacher_settings(),
-        cache=f"{REASONING_DIR}/cache",
-    log:
-        f"{LOG_DIR}/reasoning/{Path(REASONING_DIR).name}/teacher_{{set}}.log",
-    wildcard_constraints:
-        set="|".join(TEACHER_SETS),
-    threads: 2
-    resources:
-        mem_mb=8192,
-        runtime=240,
-    conda:
-        ENV
-    shell:
-        "python -m r3lm teacher --config {params.settings:q} --set {wildcards.set}"
-        " --cards {input.cards} --evidence {input.evidence} --cache {params.cache}"
-        " --out {output.table} --sharegpt {output.sharegpt} --summary {output.summary} > {log} 2>&1"
+    rule teacher:
+        input:
+            unpack(hf_teacher_input),
+            cards=lambda wildcards: f"{RCC_DIR}/{TEACHER_SETS[wildcards.set]}.parquet",
+            evidence=f"{REASONING_DIR}/evidence.parquet",
+        output:
+            table=f"{REASONING_DIR}/{{set}}.parquet",
+            sharegpt=directory(f"{REASONING_DIR}/sharegpt/{{set}}"),
+            summary=f"{REASONING_DIR}/{{set}}.summary.json",
+        params:
+            settings=teacher_settings(),
+            cache=f"{REASONING_DIR}/cache",
+        log:
+            f"{LOG_DIR}/reasoning/{Path(REASONING_DIR).name}/teacher_{{set}}.log",
+        wildcard_constraints:
+            set="|".join(TEACHER_SETS),
+        threads: 2
+        resources:
+            mem_mb=8192,
+            runtime=240,
+        conda:
+            ENV
+        shell:
+            "python -m r3lm teacher --config {params.settings:q} --set {wildcards.set}"
+            " --cards {input.cards} --evidence {input.evidence} --cache {params.cache}"
+            " --out {output.table} --sharegpt {output.sharegpt} --summary {output.summary} > {log} 2>&1"
+
+else:
+
+    # The released CRE-ReasonBench stands in for the teacher: one job maps its records onto the five sets.
+    rule released_sets:
+        input:
+            unpack(released_source_input),
+            cards=[f"{RCC_DIR}/{split}.parquet" for split in ("train", "val", "test", "test_subset")],
+        output:
+            tables=[f"{REASONING_DIR}/{name}.parquet" for name in TEACHER_SETS],
+            sharegpt=[directory(f"{REASONING_DIR}/sharegpt/{name}") for name in TEACHER_SETS],
+            summaries=[f"{REASONING_DIR}/{name}.summary.json" for name in TEACHER_SETS],
+            summary=f"{REASONING_DIR}/released.summary.json",
+        params:
+            settings=settings("reasoning", "levels", "motifs"),
+            out_dir=lambda wildcards, output: Path(output.summary).parent,
+        log:
+            f"{LOG_DIR}/reasoning/{Path(REASONING_DIR).name}/released_sets.log",
+        threads: 1
+        resources:
+            mem_mb=16384,
+            runtime=240,
+        conda:
+            ENV
+        shell:
+            "python -m r3lm released --config {params.settings:q} --train-cards {input.cards[0]}"
+            " --val-cards {input.cards[1]} --test-cards {input.cards[2]} --test-subset-cards {input.cards[3]}"
+            " --out-dir {params.out_dir} --no-progress > {log} 2>&1"
 
 
 rule dataset_info:
