@@ -31,6 +31,7 @@ from r3lm.reasoning.evidence import Evidence, compute_evidence, parse_card
 from r3lm.reasoning.format import (
     THINK_CLOSE,
     THINK_OPEN,
+    RationaleFormat,
     compose,
     parse,
     student_messages,
@@ -47,6 +48,7 @@ from r3lm.reasoning.teacher import (
     teacher_summary,
     write_dataset_info,
     write_evidence,
+    write_sharegpt,
     write_teacher_set,
 )
 from r3lm.reasoning.validate import (
@@ -507,6 +509,27 @@ def test_write_teacher_set_sharegpt_and_dataset_info(real_cards: pd.DataFrame, t
                      "columns": {"messages": "conversations", "system": "system"},
                      "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}}
     assert (tmp_path / "llamafactory" / entry["file_name"]).resolve() == (out / "sharegpt" / "K562.jsonl").resolve()
+
+
+def test_the_official_prompt_asks_with_the_card_alone_under_the_cell_types_system_prompt(
+        real_cards: pd.DataFrame, tmp_path: Path) -> None:
+    """reasoning.prompt: official - Stage I trains on what the released checkpoints saw: build_rcc.py's system
+    prompt for the card's cell type, and the card, byte for byte, as the user turn."""
+    config = validate_config({"reasoning": {"prompt": "official"}})
+    frame = pd.DataFrame({"id": ["a", "b"], "cell_type": ["HepG2", "SKNSH"], "level": [1, 2], "valid": True,
+                          "card_text": [card.replace("HepG2", cell) for card, cell in
+                                        zip(real_cards["card_text"].head(2), ["HepG2", "SKNSH"])],
+                          "rationale": ["<think>\n1. x\n</think>\nActivity level: 1"] * 2})
+    write_sharegpt(frame, tmp_path, RationaleFormat.from_config(config))
+    record = json.loads((tmp_path / "SKNSH.jsonl").read_text())
+    assert record["system"] == (
+        "You are a computational regulatory genomics expert specializing in SKNSH cell line biology. Your task is "
+        "to analyze the provided DNA sequence features and transcription factor (TF) motifs to predict the gene "
+        "expression level (0-3).\nProvide a step-by-step reasoning chain explaining the biological mechanism.")
+    assert record["conversations"][0] == {"from": "human", "value": frame["card_text"][1]}
+    assert RationaleFormat.from_config(config).messages(frame["card_text"][0])[0]["content"].count("HepG2") == 1
+    with pytest.raises(ValueError, match="names no cell type"):
+        RationaleFormat.from_config(config).messages("Context:\n- GC Content: 0.5")
 
 
 def test_bad_inputs_name_file_row_and_column(real_cards: pd.DataFrame, tmp_path: Path) -> None:

@@ -85,6 +85,14 @@ def test_pretrained_stage1_models_plan_no_stage1_training(tmp_path: Path) -> Non
     for cell, hub_id in released.items():
         assert f"--model {cell}={hub_id} --teacher-set" in planned
     assert "--stage1-model K562=DuanYi/R3LM_K562 HepG2=DuanYi/R3LM_HepG2 SKNSH=DuanYi/R3LM_SKNSH" in planned
+    released_run = snakemake("-n", "-p", "--directory", str(tmp_path), "--configfile",
+                             str(REPO / "config/gosai2024.yaml"), "--config",
+                             f"stage1={json.dumps({'pretrained': released})}", 'reasoning={"teacher": "released"}')
+    assert released_run.returncode == 0, released_run.stdout + released_run.stderr
+    planned = released_run.stdout + released_run.stderr
+    jobs = {job.split(":")[0] for job in planned.split("\nrule ")[1:]}
+    assert "released_sets" in jobs and not jobs & {"teacher", "family_evidence", "stage1_train"}
+    assert "_released-Cre-ReasonBench" in planned and "r3lm released --config" in planned
     partial = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(REPO / "config/gosai2024.yaml"),
                         "--config", f"stage1={json.dumps({'pretrained': {'K562': released['K562']}})}")
     assert partial.returncode != 0 and "stage1.pretrained has no model for HepG2, SKNSH" in partial.stdout + partial.stderr

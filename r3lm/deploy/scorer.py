@@ -33,8 +33,8 @@ from r3lm.errors import InputError
 from r3lm.motifs.scan import MotifSet, build_motif_set, scan_sequences
 from r3lm.rcc.build import cards_for_table
 from r3lm.rcc.card import CardSettings
-from r3lm.reasoning.format import level_name, parse
-from r3lm.stage1.writer import RationaleFormat, RationaleWriter
+from r3lm.reasoning.format import RationaleFormat, level_name, parse
+from r3lm.stage1.writer import RationaleWriter
 from r3lm.stage2.predict import Stage2Predictor
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ class R3LM:
             generation = {**self.manifest["generation"], "backend": "hf"}
             reasoning = self.manifest["reasoning"]
             rationale_format = RationaleFormat(reasoning["system"], reasoning["min_steps"], reasoning["max_steps"],
-                                               int(self.manifest["levels"]["n_levels"]))
+                                               int(self.manifest["levels"]["n_levels"]), reasoning["prompt"])
             self._writers[folder] = RationaleWriter.open(self.folder / folder,
                                                          {**generation, "batch_size": self.batch_size},
                                                          rationale_format, dtype=generation["dtype"],

@@ -13,7 +13,9 @@ the activity level, so Stage II can keep the reasoning and strip the conclusion:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 _STEP = re.compile(r"^\s*(\d+)[.)]\s+(.*\S)\s*$")
@@ -29,6 +31,18 @@ SYSTEM_PROMPT = (
 )
 
 
+# The official build_rcc.py's system prompt, which the released Stage-I models were trained on (with the card
+# alone as the user turn): the format is learned from the rationales, not asked for.
+OFFICIAL_SYSTEM_PROMPT = (
+    "You are a computational regulatory genomics expert specializing in {{cell_type}} cell line biology. Your "
+    "task is to analyze the provided DNA sequence features and transcription factor (TF) motifs to predict "
+    "the gene expression level (0-{top}).\nProvide a step-by-step reasoning chain explaining the biological "
+    "mechanism."
+)
+_CELL_TYPE_LINE = re.compile(r"^- Cell Type: (.+)$", re.MULTILINE)
+STUDENT_REQUEST = "Explain the regulatory activity of this sequence."
+
+
 def level_name(level: int, n_levels: int) -> str:
     """Words for a level: the paper's four, or generic quantile names for other level counts."""
     if n_levels == 4:
@@ -36,14 +50,22 @@ def level_name(level: int, n_levels: int) -> str:
     return f"quantile {level + 1} of {n_levels}"
 
 
-def system_prompt(min_steps: int, max_steps: int, n_levels: int) -> str:
-    return SYSTEM_PROMPT.format(min_steps=min_steps, max_steps=max_steps, top=n_levels - 1)
+def system_prompt(min_steps: int, max_steps: int, n_levels: int, prompt: str = "r3lm") -> str:
+    """r3lm's (the format spelled out), or the official one as a template over `{cell_type}`."""
+    template = OFFICIAL_SYSTEM_PROMPT if prompt == "official" else SYSTEM_PROMPT
+    return template.format(min_steps=min_steps, max_steps=max_steps, top=n_levels - 1)
 
 
-def student_messages(card_text: str, system: str) -> list[dict[str, str]]:
-    """What the Stage-I model sees: the card alone, never the label."""
-    return [{"role": "system", "content": system},
-            {"role": "user", "content": f"{card_text}\n\nExplain the regulatory activity of this sequence."}]
+def student_messages(card_text: str, system: str, prompt: str = "r3lm") -> list[dict[str, str]]:
+    """What the Stage-I model sees: the card alone, never the label. r3lm: `system` and a request after the
+    card; official: `system` filled with the card's cell type, and the card as the whole user turn."""
+    if prompt != "official":
+        return [{"role": "system", "content": system}, {"role": "user", "content": f"{card_text}\n\n{STUDENT_REQUEST}"}]
+    cell_type = _CELL_TYPE_LINE.search(card_text)
+    if cell_type is None:
+        raise ValueError("the card names no cell type ('- Cell Type: ...' line)")
+    return [{"role": "system", "content": system.format(cell_type=cell_type.group(1))},
+            {"role": "user", "content": card_text}]
 
 
 def teacher_messages(card_text: str, level: int, n_levels: int, system: str) -> list[dict[str, str]]:
@@ -74,6 +96,34 @@ def is_well_formed(text: str, min_steps: int, max_steps: int, n_levels: int) -> 
     parsed = parse(text)
     return (parsed.has_think and min_steps <= len(parsed.steps) <= max_steps and parsed.level is not None
             and 0 <= parsed.level < n_levels)
+
+
+@dataclass(frozen=True)
+class RationaleFormat:
+    """What a rationale must look like: the prompt that asks for it (`reasoning.prompt`: r3lm's or the
+    official one) and the frame the grammar enforces."""
+
+    system: str
+    min_steps: int
+    max_steps: int
+    n_levels: int
+    prompt: str = "r3lm"
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> RationaleFormat:
+        reasoning, n_levels = config["reasoning"], config["levels"]["n_levels"]
+        return cls(system_prompt(reasoning["min_steps"], reasoning["max_steps"], n_levels, reasoning["prompt"]),
+                   reasoning["min_steps"], reasoning["max_steps"], n_levels, reasoning["prompt"])
+
+    def messages(self, card_text: str) -> list[dict[str, str]]:
+        return student_messages(card_text, self.system, self.prompt)
+
+    @property
+    def grammar(self) -> str:
+        return rationale_grammar(self.min_steps, self.max_steps, self.n_levels)
+
+    def well_formed(self, text: str) -> bool:
+        return is_well_formed(text, self.min_steps, self.max_steps, self.n_levels)
 
 
 def compose(steps: list[str], conclusion: str) -> str:

@@ -31,6 +31,7 @@ import pandas as pd
 from r3lm.errors import InputError
 from r3lm.hub import local_copy
 from r3lm.io import write_json, write_parquet
+from r3lm.reasoning.format import RationaleFormat
 from r3lm.reasoning.teacher import (
     TEACHER_COLUMNS,
     Checker,
@@ -196,7 +197,7 @@ def _write_set(config: Mapping[str, Any], chosen: pd.DataFrame, set_name: str, o
                               set_name=set_name) | {"label_filter": config["reasoning"]["label_filter"],
                                                     "card_mismatches": int((~table["card_matches"]).sum())}
     write_parquet(table, out / f"{set_name}.parquet")
-    write_sharegpt(table, out / "sharegpt" / set_name)
+    write_sharegpt(table, out / "sharegpt" / set_name, RationaleFormat.from_config(config))
     write_json(summary, out / f"{set_name}.summary.json")
     return summary
 

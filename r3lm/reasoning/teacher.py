@@ -40,7 +40,7 @@ from r3lm.reasoning.evidence import (
     parse_card,
     read_evidence,
 )
-from r3lm.reasoning.format import student_messages, system_prompt, teacher_messages
+from r3lm.reasoning.format import RationaleFormat, system_prompt, teacher_messages
 from r3lm.reasoning.grounded import GroundedTeacher
 from r3lm.reasoning.roles import RoleTable, load_roles
 from r3lm.reasoning.validate import (
@@ -242,23 +242,24 @@ def teacher_summary(frame: pd.DataFrame, *, seconds: float, backend_stats: Mappi
         "seconds": round(seconds, 3), "backend_stats": dict(backend_stats)}
 
 
-def sharegpt_records(frame: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
-    """Valid rows as LLaMA-Factory ShareGPT records per cell type; the human turn is the STUDENT prompt."""
+def sharegpt_records(frame: pd.DataFrame, student: RationaleFormat) -> dict[str, list[dict[str, Any]]]:
+    """Valid rows as LLaMA-Factory ShareGPT records per cell type, in the STUDENT's prompt (never the teacher's,
+    which holds the label)."""
     records: dict[str, list[dict[str, Any]]] = {str(cell): [] for cell in sorted(frame["cell_type"].unique())}
     for row in frame[frame["valid"]].itertuples(index=False):
-        human = student_messages(row.card_text, row.system)[1]["content"]
+        system, human = (message["content"] for message in student.messages(row.card_text))
         records[str(row.cell_type)].append({
-            "id": str(row.id), "cell_type": str(row.cell_type), "level": int(row.level), "system": row.system,
+            "id": str(row.id), "cell_type": str(row.cell_type), "level": int(row.level), "system": system,
             "conversations": [{"from": "human", "value": human}, {"from": "gpt", "value": row.rationale}]})
     return records
 
 
-def write_sharegpt(frame: pd.DataFrame, directory: str | Path) -> list[Path]:
+def write_sharegpt(frame: pd.DataFrame, directory: str | Path, student: RationaleFormat) -> list[Path]:
     """`<cell_type>.jsonl` per cell type of the set (empty when none is valid); stale .jsonl files go."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for cell_type, records in sharegpt_records(frame).items():
+    for cell_type, records in sharegpt_records(frame, student).items():
         path = folder / f"{cell_type}.jsonl"
         with atomic_path(path) as tmp:
             tmp.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
@@ -338,7 +339,7 @@ def write_teacher_set(config: Mapping[str, Any], cards_path: str | Path, evidenc
     summary = teacher_summary(frame, seconds=time.perf_counter() - started, backend_stats=backend.stats(),
                               set_name=set_name) | {"label_filter": settings["label_filter"]}
     write_parquet(frame, out)
-    write_sharegpt(frame, sharegpt_dir)
+    write_sharegpt(frame, sharegpt_dir, RationaleFormat.from_config(config))
     write_json(summary, summary_path)
     log.info("teacher set %s: %d of %d valid in %.1f s; rejections %s", set_name or out.stem, summary["valid"],
              summary["rows"], summary["seconds"], {k: v for k, v in summary["rejections"].items() if v})

@@ -13,7 +13,7 @@ result apart; `always` constrains every rationale; `off` never does.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,35 +25,7 @@ from r3lm.llm.generate import (
     generate_to_table,
     open_generator,
 )
-from r3lm.reasoning.format import (
-    is_well_formed,
-    rationale_grammar,
-    student_messages,
-    system_prompt,
-)
-
-
-@dataclass(frozen=True)
-class RationaleFormat:
-    """What a rationale must look like: the system prompt that asks for it and the frame the grammar enforces."""
-
-    system: str
-    min_steps: int
-    max_steps: int
-    n_levels: int
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> RationaleFormat:
-        reasoning, n_levels = config["reasoning"], config["levels"]["n_levels"]
-        return cls(system_prompt(reasoning["min_steps"], reasoning["max_steps"], n_levels), reasoning["min_steps"],
-                   reasoning["max_steps"], n_levels)
-
-    @property
-    def grammar(self) -> str:
-        return rationale_grammar(self.min_steps, self.max_steps, self.n_levels)
-
-    def well_formed(self, text: str) -> bool:
-        return is_well_formed(text, self.min_steps, self.max_steps, self.n_levels)
+from r3lm.reasoning.format import RationaleFormat
 
 
 class RationaleWriter:
@@ -83,7 +55,7 @@ class RationaleWriter:
         return self._chat.backend
 
     def messages(self, card_text: str) -> list[dict[str, str]]:
-        return student_messages(card_text, self.format.system)
+        return self.format.messages(card_text)
 
     def write(self, cards: Sequence[str], *, progress: bool = False) -> list[Generation]:
         """One rationale per card, in order."""
