@@ -151,7 +151,7 @@ def test_slurm_profile_dry_runs(configfile: str, tmp_path: Path) -> None:
 
 def test_slurm_profile_names_only_existing_rules() -> None:
     # A renamed rule must not silently lose its cluster resources.
-    rules = set(re.findall(r"^rule (\w+):", "".join(
+    rules = set(re.findall(r"^\s*rule (\w+):", "".join(
         path.read_text() for path in [REPO / "Snakefile", *sorted((REPO / "workflow/rules").glob("*.smk"))]),
         flags=re.MULTILINE))
     profile = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())
