@@ -97,7 +97,12 @@ def _sequence(card: str, path: str, line: int) -> str:
 def match_records(records: pd.DataFrame, cards: pd.DataFrame) -> pd.DataFrame:
     """Each record with its dataset row (id, split, level, card), or `status` saying why it has none."""
     sequences = [json.loads(card)["sequence"].upper() for card in cards["card_json"]]
-    known = cards.assign(sequence=sequences).drop_duplicates(["cell_type", "sequence"])
+    known = cards.assign(sequence=sequences)
+    repeated = known.duplicated(["cell_type", "sequence"])
+    if repeated.any():  # the same sequence under two ids: its records go to the first
+        log.warning("%d dataset rows repeat a sequence of their cell type; released records match the first",
+                    int(repeated.sum()))
+    known = known[~repeated]
     matched = records.merge(known, on=["cell_type", "sequence"], how="left", suffixes=("", "_r3lm"))
     matched["card_matches"] = matched["card"] == matched["card_text"]
     in_test, in_subset = matched["split"] == "test", matched["in_test_subset"].eq(True)
