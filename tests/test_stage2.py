@@ -8,12 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from transformers import AutoTokenizer
 
 from r3lm.config import validate_config
 from r3lm.errors import InputError
 from r3lm.predictions import read_predictions
 from r3lm.reasoning.format import compose
-from r3lm.stage2.inputs import load_mode_rows
+from r3lm.stage2.inputs import load_mode_rows, render, tokenize_rows
+from r3lm.stage2.predict import Stage2Predictor
 from r3lm.stage2.run import SetFiles, run_stage2
 from r3lm.stage2.train import batch_plan, fit
 
@@ -63,16 +65,16 @@ def test_each_mode_feeds_its_own_evidence(stage2_sets):
     _, sets, _ = stage2_sets
     teacher, cards, generated = sets["train"]
     oracle = load_mode_rows("oracle_cot", teacher, cards)
-    assert oracle["messages"][0][-1]["role"] == "assistant"
-    assert "Activity level" not in oracle["messages"][0][-1]["content"]  # the teacher's answer is stripped
-    assert "</think>" in oracle["messages"][0][-1]["content"]
+    assert oracle["input"][0][-1]["role"] == "assistant"
+    assert "Activity level" not in oracle["input"][0][-1]["content"]  # the teacher's answer is stripped
+    assert "</think>" in oracle["input"][0][-1]["content"]
     own = load_mode_rows("generated_cot", teacher, cards, generated)
-    assert own["messages"][0][-1]["content"].startswith("<think>\n1.")
+    assert own["input"][0][-1]["content"].startswith("<think>\n1.")
     card_only = load_mode_rows("rcc_only", teacher, cards)
-    assert [turn["role"] for turn in card_only["messages"][0]] == ["system", "user"]
-    assert "Identified Motifs" in card_only["messages"][0][1]["content"]
+    assert [turn["role"] for turn in card_only["input"][0]] == ["system", "user"]
+    assert "Identified Motifs" in card_only["input"][0][1]["content"]
     dna = load_mode_rows("sequence_only", teacher, cards)
-    user = dna["messages"][0][1]["content"]
+    user = dna["input"][0][1]["content"]
     assert "Identified Motifs" not in user and dna["sequence"][0] in user and "K562" in user
     assert oracle[["id", "cell_type"]].equals(dna[["id", "cell_type"]])  # every mode sees the same rows
 
@@ -92,12 +94,40 @@ def test_both_rationale_modes_end_at_think_unless_the_conclusion_is_kept(stage2_
     for keep in (False, True):
         for mode, own in (("oracle_cot", None), ("generated_cot", generated)):
             answers[mode, keep] = [turn[-1]["content"] for turn in
-                                   load_mode_rows(mode, teacher, cards, own, keep_conclusion=keep)["messages"]]
+                                   load_mode_rows(mode, teacher, cards, own, keep_conclusion=keep)["input"]]
     for mode in ("oracle_cot", "generated_cot"):
         assert all(text.endswith("</think>") for text in answers[mode, False] if text)
         assert all("Activity level" in text for text in answers[mode, True] if "</think>" in text)
     assert answers["generated_cot", False][:2] == [written["rationale"][0].split("\nConclusion")[0], ""]
     assert answers["oracle_cot", True] == rows["rationale"].tolist()
+
+
+def test_the_official_input_format_is_train_stage2s_plain_text(stage2_sets, smollm2_dir):
+    """stage2.input_format: official - the per-cell-line instruction, the card, a newline, the rationale up to
+    </think>, a newline; no chat template, and a long input loses its END, as the official tokenizer call does."""
+    _, sets, _ = stage2_sets
+    teacher, cards, generated = sets["train"]
+    prefix = ("You are a computational regulatory genomics expert specializing in {cell} cell line biology. Your task "
+              "is to analyze the provided DNA sequence features to predict the gene expression level (0-3).\n"
+              "Provide a step-by-step reasoning chain explaining the biological mechanism.\n\n")
+    rows = pd.read_parquet(teacher)
+    own = pd.read_parquet(generated)
+    for mode, rationales in (("oracle_cot", None), ("generated_cot", generated), ("rcc_only", None)):
+        texts = load_mode_rows(mode, teacher, cards, rationales, input_format="official")["input"]
+        for text, row, written in zip(texts, rows.itertuples(), own["rationale"], strict=True):
+            reasoning = {"oracle_cot": row.rationale.split("\n</think>")[0] + "\n</think>",
+                         "generated_cot": written, "rcc_only": None}[mode]
+            body = row.card_text if reasoning is None else f"{row.card_text}\n{reasoning}".rstrip()
+            assert text == prefix.format(cell=row.cell_type) + body + "\n"
+    smollm2_tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    text = texts[0]
+    ids = smollm2_tokenizer(text, add_special_tokens=False)["input_ids"]
+    encoded, truncated = tokenize_rows(smollm2_tokenizer, [text], cutoff_len=len(ids) - 5)
+    assert truncated == 1 and encoded[0] == ids[:len(ids) - 5]
+    chat = load_mode_rows("rcc_only", teacher, cards)["input"][0]
+    full = render(smollm2_tokenizer, chat)
+    encoded, _ = tokenize_rows(smollm2_tokenizer, [chat], cutoff_len=len(full) - 5)
+    assert encoded[0] == full[5:]  # a chat input keeps its end: the last token is the one the head reads
 
 
 def test_bad_mode_inputs_are_one_line_errors(stage2_sets, tmp_path):
@@ -173,12 +203,13 @@ def test_fit_learns_keeps_the_best_and_resumes_exactly(tmp_path):
 
 
 def test_lora_stage2_on_the_real_model(stage2_sets, smollm2_dir, tmp_path):
-    """The paper's mode end to end on SmolLM2: LoRA adapters and head train, the best validation
-    checkpoint is kept, and the predictions, adapter and model card are written."""
+    """The paper's mode end to end on SmolLM2, on the official plain-text input: LoRA adapters and head train,
+    the best validation checkpoint is kept, the predictions, adapter and model card are written, and the
+    reloaded model predicts the same from the same input format."""
     _, sets, summary = stage2_sets
     config = validate_config({"stage2": {"training": "lora", "epochs": 1, "batch_size": 4, "eval_steps": 2,
                                          "save_steps": 100, "learning_rate": 1e-3, "per_cell_type": False,
-                                         "lora": {"r": 4, "alpha": 8}}})
+                                         "input_format": "official", "lora": {"r": 4, "alpha": 8}}})
     files = {name: SetFiles(teacher, cards, generated) for name, (teacher, cards, generated) in sets.items()}
     result = run_stage2(config, "generated_cot", smollm2_dir, files, summary, tmp_path / "work", tmp_path / "pred",
                         progress=False)
@@ -191,5 +222,10 @@ def test_lora_stage2_on_the_real_model(stage2_sets, smollm2_dir, tmp_path):
     assert (model_dir / "adapter" / "adapter_config.json").is_file() and (model_dir / "head.pt").is_file()
     card = json.loads((model_dir / "stage2.json").read_text())
     assert card["mode"] == "generated_cot" and set(card["standardisation"]) == set(CELLS)
+    assert card["input_format"] == "official"
+    test_rows = load_mode_rows("generated_cot", *sets["test"])
+    reloaded = Stage2Predictor.load(model_dir, device="cpu").predict(test_rows, batch_size=4)
+    assert np.allclose(reloaded, table.set_index(["cell_type", "id"]).loc[
+        list(zip(test_rows["cell_type"], test_rows["id"])), "predicted"], atol=1e-3)
     curve = pd.read_csv(tmp_path / "work" / "curve.csv")
     assert curve["step"].tolist() == [0, 2, 4]

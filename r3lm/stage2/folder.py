@@ -10,7 +10,8 @@ from r3lm.errors import InputError
 from r3lm.stage2.inputs import MODES
 
 MODEL_FILE, HEAD_FILE, ADAPTER_DIR = "stage2.json", "head.pt", "adapter"
-REQUIRED_KEYS = ("mode", "backbone", "standardisation", "cutoff_len", "keep_conclusion", "hidden_size", "dtype")
+REQUIRED_KEYS = ("mode", "backbone", "standardisation", "cutoff_len", "keep_conclusion", "input_format",
+                 "hidden_size", "dtype")
 SHARED = "shared"  # the group of a model that serves every cell type (stage2.per_cell_type: false)
 
 

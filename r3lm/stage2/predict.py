@@ -20,7 +20,7 @@ from torch import nn
 from r3lm.errors import InputError
 from r3lm.llm.base import resolve_dtype
 from r3lm.stage2.folder import ADAPTER_DIR, HEAD_FILE, read_model_info
-from r3lm.stage2.inputs import COT_MODES, messages_for, tokenize_rows
+from r3lm.stage2.inputs import COT_MODES, input_for, tokenize_rows
 from r3lm.stage2.model import embed, load_backbone, load_tokenizer, regression_head
 from r3lm.stage2.run import standardise
 
@@ -93,14 +93,13 @@ class Stage2Predictor:
         if rows.empty:
             return np.zeros(0)
         rationales = rows["rationale"] if "rationale" in rows.columns else [None] * len(rows)
-        conversations = [messages_for(self.mode, card_text=card, sequence=sequence, cell_type=cell,
-                                      rationale=None if pd.isna(rationale) else str(rationale),
-                                      keep_conclusion=bool(self.info["keep_conclusion"]))
-                         for card, sequence, cell, rationale in zip(rows["card_text"], rows["sequence"], cells,
-                                                                    rationales)]
-        encoded, truncated = tokenize_rows(self.tokenizer, conversations, int(self.info["cutoff_len"]))
+        inputs = [input_for(self.mode, card_text=card, sequence=sequence, cell_type=cell,
+                            rationale=None if pd.isna(rationale) else str(rationale),
+                            keep_conclusion=bool(self.info["keep_conclusion"]), input_format=self.info["input_format"])
+                  for card, sequence, cell, rationale in zip(rows["card_text"], rows["sequence"], cells, rationales)]
+        encoded, truncated = tokenize_rows(self.tokenizer, inputs, int(self.info["cutoff_len"]))
         if truncated:
-            log.warning("%d of %d inputs longer than cutoff_len=%d lost their start", truncated, len(rows),
+            log.warning("%d of %d inputs longer than cutoff_len=%d were cut", truncated, len(rows),
                         self.info["cutoff_len"])
         states = embed(self.backbone, encoded, self.tokenizer.pad_token_id, self.dtype, self.device, batch_size)
         standardised = self.head(torch.as_tensor(states, device=self.device)).squeeze(-1).float().cpu().numpy()

@@ -134,12 +134,12 @@ def run_stage2(config: Mapping[str, Any], mode: str, backbone_path: str | Path, 
     for name in SETS:
         files = sets[name]
         rows = load_mode_rows(mode, files.teacher_set, files.cards, files.rationales,
-                              keep_conclusion=settings["keep_conclusion"])
+                              keep_conclusion=settings["keep_conclusion"], input_format=settings["input_format"])
         if rows.empty:
             raise InputError(f"the Stage II {name} set is empty", path=files.teacher_set)
-        encoded, truncated = tokenize_rows(tokenizer, rows["messages"].tolist(), settings["cutoff_len"])
+        encoded, truncated = tokenize_rows(tokenizer, rows["input"].tolist(), settings["cutoff_len"])
         if truncated:
-            log.warning("%s: %d of %d inputs longer than stage2.cutoff_len=%d lost their start", name, truncated,
+            log.warning("%s: %d of %d inputs longer than stage2.cutoff_len=%d were cut", name, truncated,
                         len(rows), settings["cutoff_len"])
         prepared[name] = Prepared(rows, encoded, truncated)
     stats = _standardiser(prepared["train"].rows)
@@ -251,6 +251,7 @@ def _save_model(folder: Path, mode: str, backbone_path: str | Path, head: torch.
                     "standardisation": {cell: {"mean": mean, "std": std} for cell, (mean, std) in stats.items()},
                     "training": config["stage2"]["training"], "cutoff_len": config["stage2"]["cutoff_len"],
                     "keep_conclusion": config["stage2"]["keep_conclusion"],
+                    "input_format": config["stage2"]["input_format"],
                     "hidden_size": int(head[0].normalized_shape[0]), "best_val_pearson": result.best_pearson,
                     "best_step": result.best_step, "motifs": dict(config["motifs"]),
                     "levels": dict(config["levels"]),
