@@ -69,7 +69,7 @@ def write_self_rationales(config: Mapping[str, Any], models: Stage1Models, sets:
         log.info("%d of %d rows are in other cell types: their models write them in another job",
                  int((~covered).sum()), len(items))
     items = items[covered].reset_index(drop=True)
-    generated, backend = _generate(config, models, items, sets[0].out.parent, progress)
+    generated, backend = _generate(config, models, items, sets[0], progress)
     seconds = time.perf_counter() - started
     summaries = []
     for position, item in enumerate(sets):
@@ -84,17 +84,18 @@ def write_self_rationales(config: Mapping[str, Any], models: Stage1Models, sets:
     return summaries
 
 
-def _generate(config: Mapping[str, Any], models: Stage1Models, items: pd.DataFrame, folder: Path,
+def _generate(config: Mapping[str, Any], models: Stage1Models, items: pd.DataFrame, first: RationaleSet,
               progress: bool) -> tuple[pd.DataFrame, str]:
-    """Each model writes the rows of its cell types (one load each); the rows come back in `items` order."""
+    """Each model writes the rows of its cell types (one load each, its partial file beside the first set's
+    output); the rows come back in `items` order."""
     parts, backend = [], ""
     for number, (model, cells) in enumerate(models.cells_by_model(items["cell_type"]).items()):
         chosen = items[items["cell_type"].isin(cells)]
         log.info("model %s writes %d rationales for %s", model, len(chosen), ", ".join(cells))
         writer = RationaleWriter.from_config(config, local_copy(model, what="the Stage-I model"))
-        partial = folder / f"rationales.{number}.partial.jsonl"
-        written = writer.write_table(chosen, partial.with_suffix(".parquet"), keys=("set", *KEYS), source=model,
-                                     progress=progress, write=False, partial_path=partial)
+        partial = first.out.parent / f"rationales.{number}.partial.jsonl"
+        written = writer.write_table(chosen, partial.with_suffix(".parquet"), keys=("set", *KEYS),
+                                     source=first.teacher_set, progress=progress, write=False, partial_path=partial)
         parts.append(written.set_axis(chosen.index))
         backend = writer.backend
         del writer
@@ -139,7 +140,8 @@ def rationale_summary(table: pd.DataFrame, config: Mapping[str, Any], *, backend
 
 
 def _counts(table: pd.DataFrame, valid: str, reason: str, stated: str) -> dict[str, Any]:
-    """`validation_counts` read back from a table's columns."""
+    """Rows, valid rows, rejections by reason (every reason listed) and how often a stated level agrees with
+    the measured one, read from the table's columns."""
     reasons = table[reason].dropna().value_counts()
     with_level = table.dropna(subset=[stated])
     agree = int((with_level[stated].astype(int) == with_level["level"].astype(int)).sum())

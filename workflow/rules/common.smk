@@ -159,8 +159,9 @@ def stage1_groups():
 
 
 STAGE1_GROUPS = stage1_groups()
-if PRETRAINED:
-    STAGE1_DIR = f"{RESULTS}/stage1/{Path(REASONING_DIR).name}_pretrained-{zlib.crc32(json.dumps(PRETRAINED, sort_keys=True).encode()):08x}"
+if PRETRAINED:  # named by a checksum of the models given, so another set of models gets its own folder
+    PRETRAINED_ID = zlib.crc32(json.dumps(PRETRAINED, sort_keys=True).encode())
+    STAGE1_DIR = f"{RESULTS}/stage1/{Path(REASONING_DIR).name}_pretrained-{PRETRAINED_ID:08x}"
 else:
     STAGE1_DIR = (
         f"{RESULTS}/stage1/{Path(REASONING_DIR).name}_{slug(LLM['base'])}_{STAGE1['method']}"
@@ -308,10 +309,10 @@ def faithfulness_tables():
 
 
 def training_curves():
-    curves = {} if PRETRAINED else {
-        f"Stage I {group} (held-out loss)".replace(f" {SHARED_STAGE1} ", " "): f"{STAGE1_DIR}/{group}/loss.csv"
-        for group in STAGE1_GROUPS
-    }
+    curves = {}
+    for group in [] if PRETRAINED else STAGE1_GROUPS:
+        name = "Stage I" if group == SHARED_STAGE1 else f"Stage I {group}"
+        curves[f"{name} (held-out loss)"] = f"{STAGE1_DIR}/{group}/loss.csv"
     if "cnn" in BASELINES:
         curves["CNN baseline"] = f"{prediction_dir('cnn')}/curve.csv"  # written with its predictions
     for mode in STAGE2_MODES:
