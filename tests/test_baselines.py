@@ -16,6 +16,7 @@ from conftest import assert_input_error, written_files
 from r3lm.baselines import cnn
 from r3lm.baselines.common import pearson
 from r3lm.baselines.motif_ridge import run_motif_ridge
+from r3lm.config import validate_config
 from r3lm.data.levels import assign_levels, level_edges
 from r3lm.errors import InputError
 from r3lm.predictions import PREDICTION_COLUMNS, read_predictions
@@ -25,8 +26,8 @@ ACTIVATOR_FAMILY, REPRESSOR_FAMILY = "Fos-related; Jun-related", "C4-GATA-relate
 DECOYS = ["Decoy-one", "Decoy-two", "Decoy-three"]
 NOISE = 0.3  # measurement noise SD, against site effects of 0.5 and 1
 SLOT = 10  # sites go into distinct 10-bp slots, so they never overlap
-TINY_CNN = {"channels": 16, "blocks": 2, "kernel_size": 7, "epochs": 4, "batch_size": 32,
-            "learning_rate": 0.01, "patience": 0, "device": "cpu"}
+TINY_CNN = {"stem_channels": 16, "stage_channels": [16, 16], "kernel_size": 5, "expansion": 2, "epochs": 4,
+            "batch_size": 32, "learning_rate": 0.01, "patience": 0, "device": "cpu"}
 
 
 def _sequence(length: int, sites: list[str], rng: np.random.Generator) -> str:
@@ -173,6 +174,40 @@ def test_cnn_learns_the_planted_signal_and_is_reproducible(dataset: dict[str, Pa
     np.testing.assert_array_equal(second["predicted"], table["predicted"])
 
 
+def test_cnn_stops_on_its_criterion_and_reports_why(dataset: dict[str, Path], tmp_path: Path) -> None:
+    """No val Pearson gain of min_delta for `patience` epochs ends training before the cap; patience 0 runs to it."""
+    stopped = _run_cnn(dataset, tmp_path / "stopped", epochs=12, patience=2, min_delta=1.0)
+    assert (stopped["epochs_run"], stopped["stopped_by"]) == (3, "patience")
+    curve = pd.read_csv(tmp_path / "stopped" / "curve.csv")
+    assert stopped["best_epoch"] == int(curve["val_pearson"].idxmax()) + 1
+    capped = _run_cnn(dataset, tmp_path / "capped", epochs=2)
+    assert (capped["epochs_run"], capped["stopped_by"]) == (2, "epoch cap")
+
+
+def test_the_default_cnn_is_the_published_legnet() -> None:
+    """MPRA-LegNet's example.cfg: stem 64 (kernel 5), stages 80/96/112/128 (kernel 3, expansion 4, each after a
+    concatenation that doubles its input), a mapper doubling 128, and a 256-wide head; AdamW at weight decay 0.1
+    and a one-cycle to 0.01 over 25 epochs of batch 1024."""
+    settings = validate_config({})["baselines"]["cnn"]
+    model = cnn.LegNet.from_settings(3, settings)
+    assert model.stem[0].in_channels == 4 and model.stem[0].out_channels == 64 and model.stem[0].kernel_size == (5,)
+    widths = [(stage[1].in_channels, stage[1].out_channels, stage[1].kernel_size[0]) for stage in model.stages]
+    assert widths == [(128, 80, 3), (160, 96, 3), (192, 112, 3), (224, 128, 3)]
+    assert [stage[0].body[0].out_channels for stage in model.stages] == [256, 320, 384, 448]
+    assert (model.mapper[1].in_channels, model.mapper[1].out_channels) == (128, 256)
+    assert [layer.out_features for layer in model.head if isinstance(layer, torch.nn.Linear)] == [256, 3]
+    assert {key: settings[key] for key in ("epochs", "batch_size", "learning_rate", "weight_decay")} == {
+        "epochs": 25, "batch_size": 1024, "learning_rate": 0.01, "weight_decay": 0.1}
+    optimizer, scheduler = cnn._one_cycle(model, settings, steps_per_epoch=10)
+    rates = []
+    for _ in range(250):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == pytest.approx(0.01 / 25) and max(rates) == pytest.approx(0.01)
+    assert int(np.argmax(rates)) == 74 and rates[-1] < 1e-5  # the peak at 30% of the steps
+
+
 def test_cnn_prediction_is_strand_symmetric() -> None:
     """A sequence and its reverse complement get the same prediction, also when padding is involved."""
     sequences = [_sequence(length, [ACTIVATOR], np.random.default_rng(length)) for length in (40, 47, 60)]
@@ -184,7 +219,7 @@ def test_cnn_prediction_is_strand_symmetric() -> None:
     np.testing.assert_array_equal(
         cnn.reverse_complement(torch.from_numpy(codes).long(), torch.from_numpy(lengths)).numpy(), reverse_codes)
     torch.manual_seed(0)
-    model = cnn.SequenceCNN(2, channels=8, blocks=2, kernel_size=5)
+    model = cnn.LegNet(2, stem_channels=8, stem_kernel=5, stage_channels=[8, 8], kernel_size=3, expansion=2)
     model(cnn.one_hot(torch.from_numpy(codes).long()))  # a train-mode pass moves BatchNorm off its initial stats
     predicted = cnn.predict_codes(model, codes, lengths, batch_size=2, device=torch.device("cpu"))
     predicted_reverse = cnn.predict_codes(model, reverse_codes, lengths, batch_size=2, device=torch.device("cpu"))

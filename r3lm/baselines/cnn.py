@@ -1,12 +1,22 @@
-"""A specialised sequence CNN: the bar a model reading raw DNA sets on the same splits.
+"""A specialised sequence CNN at the field's level: MPRA-LegNet (Agarwal et al., Nature 2025).
 
-The body follows LegNet (Penzar et al. 2023): EfficientNet-style inverted-bottleneck blocks (1x1
-expand, depthwise conv, squeeze-and-excitation, 1x1 project, BatchNorm, SiLU, residual), each
-after a max pooling. The output follows Malinois (Gosai et al. 2024): one shared body, one head
-per cell type, trained jointly with the MSE masked where a cell type was not measured. Sequences are
-one-hot (N and the right padding up to the longest sequence are all zeros), trained with random
-reverse-complement flips and predicted as the mean over both strands, so a sequence and its reverse
-complement get the same prediction, as they should for an enhancer.
+The architecture and training recipe are those of the published model (autosome-ru/human_legnet,
+`model.py`, `trainer.py` and the settings in `models/example.cfg`), with every size a setting
+(`baselines.cnn`, whose defaults are the published ones):
+
+* a stem convolution (64 channels, kernel 5), then per stage an EfficientNetV2-style block (1x1 expand
+  x4, depthwise conv, squeeze-and-excitation, 1x1 project, each with BatchNorm and SiLU) whose output is
+  concatenated to its input, a convolution mapping the concatenation to the stage's width (80, 96, 112,
+  128; kernel 3) and a max pool of 2; a 1x1 "mapper" doubling the width, global average pooling, and an
+  MLP head; convolutions initialised He-normal, linear layers N(0, 0.001);
+* MSE, AdamW at weight decay 0.1, a one-cycle schedule to 0.01 (30% rising, from 0.01/25), batch 1024,
+  25 epochs; reverse-complement augmentation in training and both strands averaged in prediction.
+
+What r3lm changes: one output per cell type (Malinois-style, Gosai et al. 2024), trained jointly with the
+MSE masked where a cell type was not measured, on targets standardised per cell type; the epoch of the
+best validation Pearson is kept, and training stops early once it has not improved by `min_delta` for
+`patience` epochs (LegNet keeps its last epoch). Sequences are one-hot, N and the right padding up to the
+longest sequence all zeros.
 """
 
 from __future__ import annotations
@@ -46,9 +56,7 @@ log = logging.getLogger(__name__)
 
 DATA_COLUMNS = [*ROW_COLUMNS, "sequence"]
 CURVE_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "val_pearson"]
-EXPANSION = 2  # inverted-bottleneck width factor, as in LegNet's blocks
-SE_REDUCTION = 4  # squeeze-and-excitation bottleneck: expanded channels / 4
-GRAD_CLIP = 1.0
+ARCHITECTURE_KEYS = ("stem_channels", "stem_kernel", "stage_channels", "kernel_size", "expansion")
 PAD = 4  # the code of N and of padding: both one-hot to all zeros
 
 _CODES = np.full(256, PAD, dtype=np.uint8)
@@ -96,52 +104,77 @@ def one_hot(codes: torch.Tensor) -> torch.Tensor:
 class SqueezeExcite(nn.Module):
     """Channel re-weighting from the whole sequence: lets a block gate motifs by global context."""
 
-    def __init__(self, channels: int, reduced: int) -> None:
+    def __init__(self, channels: int, reduction: int) -> None:
         super().__init__()
-        self.gate = nn.Sequential(nn.Linear(channels, reduced), nn.SiLU(), nn.Linear(reduced, channels), nn.Sigmoid())
+        self.gate = nn.Sequential(nn.Linear(channels, channels // reduction), nn.SiLU(),
+                                  nn.Linear(channels // reduction, channels), nn.Sigmoid())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x.mean(dim=2))[:, :, None]
 
 
-class EffBlock(nn.Module):
-    """LegNet's inverted bottleneck: cheap depthwise conv in a wide space, residual around it."""
+def conv_bn_silu(in_channels: int, out_channels: int, kernel_size: int, groups: int = 1) -> list[nn.Module]:
+    return [nn.Conv1d(in_channels, out_channels, kernel_size, padding="same", groups=groups, bias=False),
+            nn.BatchNorm1d(out_channels), nn.SiLU()]
 
-    def __init__(self, channels: int, kernel_size: int) -> None:
+
+class EffBlock(nn.Module):
+    """LegNet's inverted bottleneck (1x1 expand, depthwise conv, SE, 1x1 project); its output is concatenated
+    to its input, so the next convolution sees both the block's features and what it started from."""
+
+    def __init__(self, channels: int, kernel_size: int, expansion: int) -> None:
         super().__init__()
-        inner = channels * EXPANSION
-        self.body = nn.Sequential(
-            nn.Conv1d(channels, inner, 1, bias=False), nn.BatchNorm1d(inner), nn.SiLU(),
-            nn.Conv1d(inner, inner, kernel_size, padding="same", groups=inner, bias=False),
-            nn.BatchNorm1d(inner), nn.SiLU(),
-            SqueezeExcite(inner, max(inner // SE_REDUCTION, 4)),
-            nn.Conv1d(inner, channels, 1, bias=False), nn.BatchNorm1d(channels),
-        )
+        inner = channels * expansion
+        self.body = nn.Sequential(*conv_bn_silu(channels, inner, 1), *conv_bn_silu(inner, inner, kernel_size, inner),
+                                  SqueezeExcite(inner, expansion), *conv_bn_silu(inner, channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+        return torch.cat([self.body(x), x], dim=1)
 
 
-class SequenceCNN(nn.Module):
-    """Stem conv, `blocks` x (max-pool 2, EffBlock), global average pool, one MLP head per cell type.
+class LegNet(nn.Module):
+    """Stem, stages of (EffBlock, conv to the stage width, max pool 2), mapper, average pool, MLP head with one
+    output per cell type."""
 
-    Only the stem runs at full resolution: pooling before each block halves the cost of the widest
-    layers, which is what makes a few epochs on a CPU take about a minute.
-    """
-
-    def __init__(self, n_outputs: int, *, channels: int, blocks: int, kernel_size: int) -> None:
+    def __init__(self, n_outputs: int, *, stem_channels: int, stem_kernel: int, stage_channels: Sequence[int],
+                 kernel_size: int, expansion: int) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv1d(4, channels, kernel_size, padding="same", bias=False),
-                                  nn.BatchNorm1d(channels), nn.SiLU())
-        self.body = nn.Sequential(*(nn.Sequential(nn.MaxPool1d(2, ceil_mode=True), EffBlock(channels, kernel_size))
-                                    for _ in range(blocks)))
-        self.heads = nn.ModuleList(nn.Sequential(nn.Linear(channels, channels), nn.SiLU(), nn.Linear(channels, 1))
-                                   for _ in range(n_outputs))
+        self.stem = nn.Sequential(*conv_bn_silu(4, stem_channels, stem_kernel))
+        stages, width = [], stem_channels
+        for out_channels in stage_channels:  # ceil: a short sequence never pools to length 0
+            stages.append(nn.Sequential(EffBlock(width, kernel_size, expansion),
+                                        *conv_bn_silu(2 * width, out_channels, kernel_size),
+                                        nn.MaxPool1d(2, ceil_mode=True)))
+            width = out_channels
+        self.stages = nn.Sequential(*stages)
+        self.mapper = nn.Sequential(nn.BatchNorm1d(width), nn.Conv1d(width, 2 * width, 1))
+        self.head = nn.Sequential(nn.Linear(2 * width, 2 * width), nn.BatchNorm1d(2 * width), nn.SiLU(),
+                                  nn.Linear(2 * width, n_outputs))
+        self.apply(_initialise)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, 4, length) one-hot -> (batch, cell types)."""
-        pooled = self.body(self.stem(x)).mean(dim=2)
-        return torch.cat([head(pooled) for head in self.heads], dim=1)
+        return self.head(self.mapper(self.stages(self.stem(x))).mean(dim=2))
+
+    @classmethod
+    def from_settings(cls, n_outputs: int, settings: Mapping[str, Any]) -> LegNet:
+        return cls(n_outputs, stem_channels=settings["stem_channels"], stem_kernel=settings["stem_kernel"],
+                   stage_channels=settings["stage_channels"], kernel_size=settings["kernel_size"],
+                   expansion=settings["expansion"])
+
+
+def _initialise(module: nn.Module) -> None:
+    """LegNet's initialisation: He-normal convolutions, BatchNorm at identity, near-zero linear layers."""
+    if isinstance(module, nn.Conv1d):
+        module.weight.data.normal_(0, math.sqrt(2 / (module.kernel_size[0] * module.out_channels)))
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm1d):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Linear):
+        module.weight.data.normal_(0, 0.001)
+        nn.init.zeros_(module.bias)
 
 
 def predict_codes(model: nn.Module, codes: np.ndarray, lengths: np.ndarray, *, batch_size: int,
@@ -218,7 +251,7 @@ def sequence_set(rows: pd.DataFrame, cell_types: Sequence[str]) -> SequenceSet:
 class CNNFit:
     """The trained model (best epoch's weights) and what is needed to use and report it."""
 
-    model: SequenceCNN
+    model: LegNet
     cell_types: list[str]
     target_mean: np.ndarray
     target_std: np.ndarray
@@ -228,6 +261,7 @@ class CNNFit:
     best_epoch: int
     best_val_pearson: dict[str, float]
     train_sequences: int
+    stopped_by: str  # "patience" (the criterion) or "epoch cap"
 
     def predict(self, data: SequenceSet) -> np.ndarray:
         """Activity (sequences, cell types) in the measured units, both strands averaged."""
@@ -250,84 +284,119 @@ def _standardise(activity: np.ndarray, cell_types: Sequence[str], path: str) -> 
     return mean, np.where(std > 0, std, 1.0)
 
 
+@dataclass
+class _Batches:
+    """The training set on the device, with its standardised targets and which of them were measured."""
+
+    codes: torch.Tensor
+    lengths: torch.Tensor
+    targets: torch.Tensor
+    mask: torch.Tensor
+
+    @classmethod
+    def of(cls, data: SequenceSet, mean: np.ndarray, std: np.ndarray, device: torch.device) -> _Batches:
+        measured = np.isfinite(data.activity)
+        return cls(torch.from_numpy(data.codes).to(device), torch.from_numpy(data.lengths).to(device),
+                   torch.from_numpy(np.where(measured, (data.activity - mean) / std, 0.0)).float().to(device),
+                   torch.from_numpy(measured).float().to(device))
+
+
 def fit_cnn(settings: Mapping[str, Any], train: pd.DataFrame, val: pd.DataFrame, *, progress: bool = True) -> CNNFit:
-    """Train on the train rows, keep the epoch with the best mean validation Pearson across cell types."""
+    """Train on the train rows and keep the epoch with the best mean validation Pearson across cell types;
+    stop once it has not improved by `min_delta` for `patience` epochs (or at the `epochs` cap, logged as such)."""
     settings = resolve_settings(settings, "cnn")
     device = resolve_device(str(settings["device"]))
     cell_types = sorted(train["cell_type"].unique())
     train_set, val_set = sequence_set(train, cell_types), sequence_set(val, cell_types)
     mean, std = _standardise(train_set.activity, cell_types, source(train))
-
     torch.manual_seed(settings["seed"])
     rng = np.random.default_rng(settings["seed"])  # batch order and strand flips: the same every run
-    model = SequenceCNN(len(cell_types), channels=settings["channels"], blocks=settings["blocks"],
-                        kernel_size=settings["kernel_size"]).to(device)
+    model = LegNet.from_settings(len(cell_types), settings).to(device)
     log.info("CNN: %d parameters, %d train / %d val sequences, cell types %s, device %s, %d CPU threads",
              sum(p.numel() for p in model.parameters()), len(train_set.ids), len(val_set.ids), cell_types, device,
              torch.get_num_threads())
-    batch_size, epochs = int(settings["batch_size"]), int(settings["epochs"])
-    steps_per_epoch = math.ceil(len(train_set.ids) / batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings["learning_rate"],
-                                  weight_decay=settings["weight_decay"])
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings["learning_rate"],
-                                                    total_steps=epochs * steps_per_epoch)
-    codes = torch.from_numpy(train_set.codes).to(device)
-    lengths = torch.from_numpy(train_set.lengths).to(device)
-    measured = np.isfinite(train_set.activity)
-    targets = torch.from_numpy(np.where(measured, (train_set.activity - mean) / std, 0.0)).float().to(device)
-    mask = torch.from_numpy(measured).float().to(device)
-    val_measured = np.isfinite(val_set.activity)
-    val_targets = np.where(val_measured, (val_set.activity - mean) / std, 0.0)
-
-    curve, best_state, best_epoch, best_score, best_pearson, step = [], None, 0, -math.inf, {}, 0
-    for epoch in range(1, epochs + 1):
-        model.train()
-        started, total_loss = time.perf_counter(), 0.0
-        order = torch.from_numpy(rng.permutation(len(train_set.ids))).to(device)
-        flips = torch.from_numpy(rng.random(len(train_set.ids)) < 0.5).to(device)
-        with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False) as bar:
-            for start in range(0, len(order), batch_size):
-                batch = order[start:start + batch_size]
-                batch_codes = codes[batch].long()
-                batch_codes = torch.where(flips[batch][:, None], reverse_complement(batch_codes, lengths[batch]),
-                                          batch_codes)
-                with _autocast(device):
-                    predicted = model(one_hot(batch_codes))
-                loss = _masked_mse(predicted.float(), targets[batch], mask[batch])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                batch_loss = loss.item()
-                total_loss += batch_loss * len(batch)
-                bar.update()
-                bar.set_postfix(loss=f"{batch_loss:.3f}")
+    batches = _Batches.of(train_set, mean, std, device)
+    optimizer, scheduler = _one_cycle(model, settings, math.ceil(len(train_set.ids) / settings["batch_size"]))
+    curve, best_state, best_epoch, best_score, best_pearson, last_gain = [], None, 0, -math.inf, {}, 0
+    stopped_by = "epoch cap"
+    for epoch in range(1, settings["epochs"] + 1):
+        started = time.perf_counter()
+        train_loss = _train_epoch(model, batches, optimizer, scheduler, rng, settings, epoch, progress)
         seconds = time.perf_counter() - started
-        val_predicted = predict_codes(model, val_set.codes, val_set.lengths, batch_size=batch_size, device=device)
-        val_loss = float(((val_predicted - val_targets) ** 2 * val_measured).sum() / max(val_measured.sum(), 1))
-        per_cell = {cell: pearson(val_set.activity[:, i], val_predicted[:, i]) for i, cell in enumerate(cell_types)}
+        val_loss, per_cell = _validate(model, val_set, mean, std, cell_types, settings["batch_size"], device)
         finite = [value for value in per_cell.values() if np.isfinite(value)]
         score = float(np.mean(finite)) if finite else math.nan
-        curve.append({"epoch": epoch, "step": step, "train_loss": total_loss / len(order), "val_loss": val_loss,
-                      "val_pearson": score})
-        log.info("epoch %d/%d: train loss %.4f, val loss %.4f, val Pearson %.3f (%s), %.0f sequences/s",
-                 epoch, epochs, total_loss / len(order), val_loss, score,
-                 ", ".join(f"{cell} {value:.3f}" for cell, value in per_cell.items()), len(order) / seconds)
+        curve.append({"epoch": epoch, "step": epoch * math.ceil(len(train_set.ids) / settings["batch_size"]),
+                      "train_loss": train_loss, "val_loss": val_loss, "val_pearson": score})
+        log.info("epoch %d/%d: train loss %.4f, val loss %.4f, val Pearson %.4f (%s), %.0f sequences/s", epoch,
+                 settings["epochs"], train_loss, val_loss, score,
+                 ", ".join(f"{cell} {value:.3f}" for cell, value in per_cell.items()), len(train_set.ids) / seconds)
+        if score > best_score + settings["min_delta"] or (best_state is None and np.isfinite(score)):
+            last_gain = epoch
         if score > best_score:  # NaN never counts as better
             best_state = {name: value.detach().clone() for name, value in model.state_dict().items()}
             best_epoch, best_score, best_pearson = epoch, score, per_cell
-        elif settings["patience"] and epoch - best_epoch >= settings["patience"]:
-            log.info("no better val Pearson for %d epochs: stopping; best epoch %d", settings["patience"], best_epoch)
+        if settings["patience"] and epoch - last_gain >= settings["patience"]:
+            log.info("val Pearson has not improved by %g for %d epochs: stopping; best epoch %d",
+                     settings["min_delta"], settings["patience"], best_epoch)
+            stopped_by = "patience"
             break
+    else:
+        log.warning("stopped at the epoch cap (%d) while the val Pearson still rose within the last %d epochs: "
+                    "raise baselines.cnn.epochs", settings["epochs"], settings["patience"])
     if best_state is None:
         log.warning("validation Pearson undefined at every epoch; keeping the last epoch")
         best_epoch = len(curve)
     else:
         model.load_state_dict(best_state)
     return CNNFit(model, cell_types, mean, std, settings, device, pd.DataFrame(curve, columns=CURVE_COLUMNS),
-                  best_epoch, best_pearson, len(train_set.ids))
+                  best_epoch, best_pearson, len(train_set.ids), stopped_by)
+
+
+def _one_cycle(model: nn.Module, settings: Mapping[str, Any], steps_per_epoch: int) -> tuple[Any, Any]:
+    """LegNet's optimiser: AdamW from learning_rate / 25 up to learning_rate over 30% of the steps, then down."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings["learning_rate"] / 25,
+                                  weight_decay=settings["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings["learning_rate"], pct_start=0.3,
+                                                    three_phase=False, cycle_momentum=False,
+                                                    total_steps=settings["epochs"] * steps_per_epoch)
+    return optimizer, scheduler
+
+
+def _train_epoch(model: nn.Module, batches: _Batches, optimizer: Any, scheduler: Any, rng: np.random.Generator,
+                 settings: Mapping[str, Any], epoch: int, progress: bool) -> float:
+    """One pass in a seeded order, each sequence on a random strand; returns the mean training loss."""
+    model.train()
+    device, batch_size, count = batches.codes.device, settings["batch_size"], len(batches.codes)
+    order = torch.from_numpy(rng.permutation(count)).to(device)
+    flips = torch.from_numpy(rng.random(count) < 0.5).to(device)
+    total = 0.0
+    with tqdm(total=math.ceil(count / batch_size), desc=f"epoch {epoch}/{settings['epochs']}", disable=not progress,
+              leave=False) as bar:
+        for start in range(0, count, batch_size):
+            batch = order[start:start + batch_size]
+            codes = batches.codes[batch].long()
+            codes = torch.where(flips[batch][:, None], reverse_complement(codes, batches.lengths[batch]), codes)
+            with _autocast(device):
+                predicted = model(one_hot(codes))
+            loss = _masked_mse(predicted.float(), batches.targets[batch], batches.mask[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += loss.item() * len(batch)
+            bar.update()
+    return total / count
+
+
+def _validate(model: nn.Module, data: SequenceSet, mean: np.ndarray, std: np.ndarray, cell_types: Sequence[str],
+              batch_size: int, device: torch.device) -> tuple[float, dict[str, float]]:
+    """Validation MSE on the standardised scale and Pearson per cell type (both strands averaged)."""
+    predicted = predict_codes(model, data.codes, data.lengths, batch_size=batch_size, device=device)
+    measured = np.isfinite(data.activity)
+    targets = np.where(measured, (data.activity - mean) / std, 0.0)
+    loss = float(((predicted - targets) ** 2 * measured).sum() / max(measured.sum(), 1))
+    return loss, {cell: pearson(data.activity[:, i], predicted[:, i]) for i, cell in enumerate(cell_types)}
 
 
 def _rows_predicted(fit: CNNFit, rows: pd.DataFrame, data: SequenceSet) -> np.ndarray:
@@ -364,13 +433,13 @@ def run_cnn(settings: Mapping[str, Any], train_path: str | Path, val_path: str |
     summary = {
         "method": "cnn",
         "settings": fit.settings,
-        "architecture": {"channels": fit.settings["channels"], "blocks": fit.settings["blocks"],
-                         "kernel_size": fit.settings["kernel_size"], "expansion": EXPANSION,
-                         "se_reduction": SE_REDUCTION, "heads": fit.cell_types},
+        "architecture": {"name": "LegNet", "heads": fit.cell_types,
+                         **{key: fit.settings[key] for key in ARCHITECTURE_KEYS}},
         "parameters": sum(p.numel() for p in fit.model.parameters()),
         "train_sequences": fit.train_sequences,
         "train_rows": {cell: int(count) for cell, count in train.groupby("cell_type")["activity"].count().items()},
         "epochs_run": len(fit.curve),
+        "stopped_by": fit.stopped_by,
         "best_epoch": fit.best_epoch,
         "val_pearson": {cell: finite_or_none(value) for cell, value in fit.best_val_pearson.items()},
         "device": str(fit.device),
