@@ -207,7 +207,8 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path
         "generation": {"batch_size": 4, "max_new_tokens": 8, "dtype": "bfloat16"},
         "stage2": {"modes": ["generated_cot", "rcc_only"], "training": "frozen", "dtype": "bfloat16",
                    "frozen": {"epochs": 20}},
-        "baselines": {"cnn": {"epochs": 1, "channels": 8, "blocks": 1}},
+        "baselines": {"cnn": {"epochs": 1, "stem_channels": 8, "stage_channels": [8], "expansion": 2,
+                              "batch_size": 64}},
         "evaluation": {"bootstrap": {"n_boot": 200}, "disruption": {"max_sequences": 1}}}))
     result = snakemake("--cores", "2", "--directory", str(tmp_path), "--configfile", str(config), timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
