@@ -321,10 +321,8 @@ def fit_cnn(settings: Mapping[str, Any], train: pd.DataFrame, val: pd.DataFrame,
              torch.get_num_threads())
     batches = _Batches.of(train_set, mean, std, device)
     optimizer, scheduler = _one_cycle(model, settings, math.ceil(len(train_set.ids) / settings["batch_size"]))
-    curve, best_state, best_epoch, best_score, best_pearson, last_gain = [], None, 0, -math.inf, {}, 0
-    stopped_by = "epoch cap"
-    # the one-cycle's rise to its peak learning rate is noisy by design: patience counts from the peak on
-    peak_epoch = math.ceil(PEAK_FRACTION * settings["epochs"])
+    curve, best_state, best_epoch, best_score, best_pearson = [], None, 0, -math.inf, {}
+    stopping = _Stopping(settings)
     for epoch in range(1, settings["epochs"] + 1):
         started = time.perf_counter()
         train_loss = _train_epoch(model, batches, optimizer, scheduler, rng, settings, epoch, progress)
@@ -337,26 +335,41 @@ def fit_cnn(settings: Mapping[str, Any], train: pd.DataFrame, val: pd.DataFrame,
         log.info("epoch %d/%d: train loss %.4f, val loss %.4f, val Pearson %.4f (%s), %.0f sequences/s", epoch,
                  settings["epochs"], train_loss, val_loss, score,
                  ", ".join(f"{cell} {value:.3f}" for cell, value in per_cell.items()), len(train_set.ids) / seconds)
-        if score > best_score + settings["min_delta"] or (best_state is None and np.isfinite(score)):
-            last_gain = epoch
         if score > best_score:  # NaN never counts as better
             best_state = {name: value.detach().clone() for name, value in model.state_dict().items()}
             best_epoch, best_score, best_pearson = epoch, score, per_cell
-        if settings["patience"] and epoch - max(last_gain, peak_epoch) >= settings["patience"]:
+        if stopping.should_stop(epoch, score):
             log.info("val Pearson has not improved by %g for %d epochs: stopping; best epoch %d",
                      settings["min_delta"], settings["patience"], best_epoch)
-            stopped_by = "patience"
             break
     else:
-        log.warning("stopped at the epoch cap (%d) while the val Pearson still rose within the last %d epochs: "
-                    "raise baselines.cnn.epochs", settings["epochs"], settings["patience"])
+        if settings["patience"]:
+            log.warning("stopped at the epoch cap (%d) while the val Pearson still rose within the last %d epochs: "
+                        "raise baselines.cnn.epochs", settings["epochs"], settings["patience"])
     if best_state is None:
         log.warning("validation Pearson undefined at every epoch; keeping the last epoch")
         best_epoch = len(curve)
     else:
         model.load_state_dict(best_state)
     return CNNFit(model, cell_types, mean, std, settings, device, pd.DataFrame(curve, columns=CURVE_COLUMNS),
-                  best_epoch, best_pearson, len(train_set.ids), stopped_by)
+                  best_epoch, best_pearson, len(train_set.ids), stopping.reason)
+
+
+class _Stopping:
+    """Early stopping: no val Pearson gain above `min_delta` for `patience` epochs, counted from the one-cycle's
+    learning-rate peak on (the rise to it is noisy by design); `patience` 0 runs to the cap."""
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        self.patience, self.min_delta = settings["patience"], settings["min_delta"]
+        self.peak_epoch = math.ceil(PEAK_FRACTION * settings["epochs"])
+        self.best, self.last_gain, self.reason = -math.inf, 0, "epoch cap"
+
+    def should_stop(self, epoch: int, score: float) -> bool:
+        if score > self.best + self.min_delta or (self.last_gain == 0 and np.isfinite(score)):
+            self.best, self.last_gain = score, epoch
+        if self.patience and epoch - max(self.last_gain, self.peak_epoch) >= self.patience:
+            self.reason = "patience"
+        return self.reason == "patience"
 
 
 def _one_cycle(model: nn.Module, settings: Mapping[str, Any], steps_per_epoch: int) -> tuple[Any, Any]:
