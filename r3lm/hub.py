@@ -6,6 +6,8 @@ from pathlib import Path
 
 from r3lm.errors import InputError
 
+LOCAL_PREFIXES = ("/", "./", "../", "~")  # a name that starts so is a folder, never a hub id
+
 
 def local_copy(name_or_path: str | Path, *, what: str = "model", repo_type: str = "model") -> str:
     """A folder as given, or a hub id (a model, or a dataset such as CRE-ReasonBench) fetched into the
@@ -18,7 +20,7 @@ def local_copy(name_or_path: str | Path, *, what: str = "model", repo_type: str 
     if path.is_dir():
         return str(path)
     name = str(name_or_path)
-    if name.startswith(("/", "./", "../", "~")) or name.count("/") != 1:
+    if name.startswith(LOCAL_PREFIXES) or name.count("/") != 1:
         raise InputError(f"{what} is neither a folder nor a hub id (owner/name)", path=name)
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError

@@ -320,7 +320,8 @@ def fit_cnn(settings: Mapping[str, Any], train: pd.DataFrame, val: pd.DataFrame,
              sum(p.numel() for p in model.parameters()), len(train_set.ids), len(val_set.ids), cell_types, device,
              torch.get_num_threads())
     batches = _Batches.of(train_set, mean, std, device)
-    optimizer, scheduler = _one_cycle(model, settings, math.ceil(len(train_set.ids) / settings["batch_size"]))
+    steps_per_epoch = math.ceil(len(train_set.ids) / settings["batch_size"])
+    optimizer, scheduler = _one_cycle(model, settings, steps_per_epoch)
     curve, best_state, best_epoch, best_score, best_pearson = [], None, 0, -math.inf, {}
     stopping = _Stopping(settings)
     for epoch in range(1, settings["epochs"] + 1):
@@ -330,7 +331,7 @@ def fit_cnn(settings: Mapping[str, Any], train: pd.DataFrame, val: pd.DataFrame,
         val_loss, per_cell = _validate(model, val_set, mean, std, cell_types, settings["batch_size"], device)
         finite = [value for value in per_cell.values() if np.isfinite(value)]
         score = float(np.mean(finite)) if finite else math.nan
-        curve.append({"epoch": epoch, "step": epoch * math.ceil(len(train_set.ids) / settings["batch_size"]),
+        curve.append({"epoch": epoch, "step": epoch * steps_per_epoch,
                       "train_loss": train_loss, "val_loss": val_loss, "val_pearson": score})
         log.info("epoch %d/%d: train loss %.4f, val loss %.4f, val Pearson %.4f (%s), %.0f sequences/s", epoch,
                  settings["epochs"], train_loss, val_loss, score,

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 
 from r3lm.errors import InputError
+from r3lm.hub import LOCAL_PREFIXES
 from r3lm.io import atomic_dir, write_json
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,6 @@ DEFAULT_WHEEL_DIR = "resources/wheels"
 # labels by id, so with pad == eos the model would never learn to end its answer; <|endoftext|>
 # (id 0, the document separator) never appears inside a chat and is free to pad with.
 EMBEDDED_PAD_TOKEN = "<|endoftext|>"
-_LOCAL_PREFIXES = ("/", "./", "../", "~")
 
 
 def resolve_base(settings: dict[str, Any]) -> str:
@@ -46,7 +46,7 @@ def resolve_base(settings: dict[str, Any]) -> str:
         return str(Path(settings["models_dir"]) / EMBEDDED_NAME)
     if Path(base).expanduser().is_dir():
         return str(Path(base).expanduser())
-    if base.startswith(_LOCAL_PREFIXES):
+    if base.startswith(LOCAL_PREFIXES):
         raise InputError("llm.base looks like a local model folder but no such folder exists", path=base)
     return base
 

@@ -30,17 +30,17 @@ import pandas as pd
 
 from r3lm.errors import InputError
 from r3lm.hub import local_copy
-from r3lm.io import write_json, write_parquet
-from r3lm.reasoning.format import RationaleFormat
+from r3lm.io import write_json
 from r3lm.reasoning.teacher import (
+    SET_NAMES,
     TEACHER_COLUMNS,
     Checker,
     TeacherAnswer,
     TeacherJob,
     run_teacher,
+    save_teacher_set,
     select_set,
     teacher_summary,
-    write_sharegpt,
 )
 
 log = logging.getLogger(__name__)
@@ -149,8 +149,6 @@ class ReleasedAnswers:
         self.rationales = list(rationales)
 
     def explain(self, jobs: Sequence[TeacherJob], check: Checker, *, progress: bool) -> list[TeacherAnswer]:
-        if len(jobs) != len(self.rationales):
-            raise ValueError(f"{len(jobs)} cards for {len(self.rationales)} released rationales")
         return [TeacherAnswer(text, check(job, text), 1) for job, text in zip(jobs, self.rationales, strict=True)]
 
     def stats(self) -> dict[str, Any]:
@@ -170,10 +168,9 @@ def write_released_sets(config: Mapping[str, Any], card_paths: Mapping[str, str 
     matched = match_records(records, cards)
     matched["set"] = assign_sets(matched, settings, settings["seed"])
     out = Path(out_dir)
-    summaries = {}
-    for set_name in ("stage1_train", "stage1_val", "stage2_train", "stage2_val", "test"):
+    for set_name in SET_NAMES:
         chosen = select_set(matched[matched["set"] == set_name], settings["sets"][set_name], settings["seed"])
-        summaries[set_name] = _write_set(config, chosen, set_name, out, progress)
+        _write_set(config, chosen, set_name, out, progress)
     summary = released_summary(matched, source=str(settings["released"]["source"]), folder=folder,
                                seconds=time.perf_counter() - started)
     write_json(summary, out / "released.summary.json")
@@ -190,8 +187,7 @@ def _dataset_cards(card_paths: Mapping[str, str | Path]) -> pd.DataFrame:
     return cards
 
 
-def _write_set(config: Mapping[str, Any], chosen: pd.DataFrame, set_name: str, out: Path,
-               progress: bool) -> dict[str, Any]:
+def _write_set(config: Mapping[str, Any], chosen: pd.DataFrame, set_name: str, out: Path, progress: bool) -> None:
     started = time.perf_counter()
     backend = ReleasedAnswers(chosen["rationale"].tolist())
     table = run_teacher(config, chosen.reset_index(drop=True), None, backend=backend, progress=progress)
@@ -199,12 +195,9 @@ def _write_set(config: Mapping[str, Any], chosen: pd.DataFrame, set_name: str, o
         f"{path}:{line}" for path, line in zip(chosen["path"], chosen["line"])])[[*TEACHER_COLUMNS, "card_matches",
                                                                                  "source"]]
     summary = teacher_summary(table, seconds=time.perf_counter() - started, backend_stats=backend.stats(),
-                              set_name=set_name) | {"label_filter": config["reasoning"]["label_filter"],
-                                                    "card_mismatches": int((~table["card_matches"]).sum())}
-    write_parquet(table, out / f"{set_name}.parquet")
-    write_sharegpt(table, out / "sharegpt" / set_name, RationaleFormat.from_config(config))
-    write_json(summary, out / f"{set_name}.summary.json")
-    return summary
+                              set_name=set_name) | {"card_mismatches": int((~table["card_matches"]).sum())}
+    save_teacher_set(config, table, summary, out / f"{set_name}.parquet", out / "sharegpt" / set_name,
+                     out / f"{set_name}.summary.json")
 
 
 def released_summary(matched: pd.DataFrame, *, source: str, folder: str, seconds: float) -> dict[str, Any]:

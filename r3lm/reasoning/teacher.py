@@ -44,9 +44,9 @@ from r3lm.reasoning.format import RationaleFormat, system_prompt, teacher_messag
 from r3lm.reasoning.grounded import GroundedTeacher
 from r3lm.reasoning.roles import RoleTable, load_roles
 from r3lm.reasoning.validate import (
-    REASONS,
     Validation,
     motif_vocabulary,
+    rejection_counts,
     validate_rationale,
 )
 
@@ -226,8 +226,7 @@ def teacher_summary(frame: pd.DataFrame, *, seconds: float, backend_stats: Mappi
                     set_name: str | None = None) -> dict[str, Any]:
     """Rows, valid rows, rejections by reason, per-cell-type counts and level distribution of valid rows."""
     counts: dict[str, Any] = {"rows": len(frame), "valid": int(frame["valid"].sum())}
-    reasons = frame["reject_reason"].dropna().value_counts()
-    rejections = {reason: int(reasons.get(reason, 0)) for reason in REASONS}
+    rejections = rejection_counts(frame["reject_reason"])
     valid = frame[frame["valid"]]
     return {
         "set": set_name, "backend": frame["backend"].iloc[0] if len(frame) else None, **counts,
@@ -291,6 +290,17 @@ def write_dataset_info(sharegpt_dirs: Mapping[str, str | Path], out_path: str | 
     return info
 
 
+def save_teacher_set(config: Mapping[str, Any], frame: pd.DataFrame, summary: dict[str, Any],
+                     out_parquet: str | Path, sharegpt_dir: str | Path, summary_path: str | Path) -> dict[str, Any]:
+    """A teacher set's outputs, whichever teacher wrote it: the table (every row), the ShareGPT files (valid rows,
+    in the student's prompt) and the summary, which names the filter that ran; returns the summary."""
+    summary = summary | {"label_filter": config["reasoning"]["label_filter"]}
+    write_parquet(frame, out_parquet)
+    write_sharegpt(frame, sharegpt_dir, RationaleFormat.from_config(config))
+    write_json(summary, summary_path)
+    return summary
+
+
 def read_cards(path: str | Path) -> pd.DataFrame:
     file = Path(path)
     if not file.is_file():
@@ -337,10 +347,8 @@ def write_teacher_set(config: Mapping[str, Any], cards_path: str | Path, evidenc
     started = time.perf_counter()
     frame = run_teacher(config, selected, evidence, backend=backend, cards_path=cards_path, progress=progress)
     summary = teacher_summary(frame, seconds=time.perf_counter() - started, backend_stats=backend.stats(),
-                              set_name=set_name) | {"label_filter": settings["label_filter"]}
-    write_parquet(frame, out)
-    write_sharegpt(frame, sharegpt_dir, RationaleFormat.from_config(config))
-    write_json(summary, summary_path)
+                              set_name=set_name)
+    summary = save_teacher_set(config, frame, summary, out, sharegpt_dir, summary_path)
     log.info("teacher set %s: %d of %d valid in %.1f s; rejections %s", set_name or out.stem, summary["valid"],
              summary["rows"], summary["seconds"], {k: v for k, v in summary["rejections"].items() if v})
     return summary

@@ -45,6 +45,8 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
 
+import pandas as pd
+
 from r3lm.rcc.card import FAMILY_SEPARATOR, Card
 from r3lm.reasoning.format import parse
 from r3lm.reasoning.roles import name_parts
@@ -233,6 +235,12 @@ def validate_rationale(text: str, card: Card, *, label: int | None, min_steps: i
     reason = next((name for name, failed in checks if failed), None)
     return Validation(valid=reason is None, reason=reason, level=parsed.level, n_steps=len(parsed.steps),
                       cited=cited, unlisted_motifs=unlisted, invented_numbers=invented)
+
+
+def rejection_counts(reasons: pd.Series) -> dict[str, int]:
+    """Rejections by reason, every reason listed (0 where none), from a column of reasons (None = valid)."""
+    counts = reasons.dropna().value_counts()
+    return {reason: int(counts.get(reason, 0)) for reason in REASONS}
 
 
 def motif_vocabulary(motif_settings: Mapping[str, Any]) -> frozenset[str]:

@@ -22,7 +22,11 @@ from r3lm.errors import InputError
 from r3lm.hub import local_copy
 from r3lm.io import write_json, write_parquet
 from r3lm.reasoning.evidence import parse_card
-from r3lm.reasoning.validate import REASONS, motif_vocabulary, validate_rationale
+from r3lm.reasoning.validate import (
+    motif_vocabulary,
+    rejection_counts,
+    validate_rationale,
+)
 from r3lm.stage1.models import Stage1Models
 from r3lm.stage1.writer import RationaleWriter
 
@@ -142,11 +146,10 @@ def rationale_summary(table: pd.DataFrame, config: Mapping[str, Any], *, backend
 def _counts(table: pd.DataFrame, valid: str, reason: str, stated: str) -> dict[str, Any]:
     """Rows, valid rows, rejections by reason (every reason listed) and how often a stated level agrees with
     the measured one, read from the table's columns."""
-    reasons = table[reason].dropna().value_counts()
     with_level = table.dropna(subset=[stated])
     agree = int((with_level[stated].astype(int) == with_level["level"].astype(int)).sum())
     return {"rows": len(table), "valid": int(table[valid].sum()),
-            "rejections": {name: int(reasons.get(name, 0)) for name in REASONS},
+            "rejections": rejection_counts(table[reason]),
             "level_agreement": {"with_level": len(with_level), "agree": agree,
                                 "fraction": agree / len(with_level) if len(with_level) else None}}
 
