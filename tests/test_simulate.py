@@ -24,6 +24,7 @@ from r3lm.data.simulate import (
 )
 from r3lm.errors import InputError
 from r3lm.motifs.jaspar import motifs_by_name
+from r3lm.motifs.pssm import score_motif, uniform_background
 
 CELL_TYPES = ["K562", "HepG2", "SKNSH"]
 MEASUREMENT_COLUMNS = ["id", "sequence", "cell_type", "activity", "activity_noiseless", "gc", "n_sites"]
@@ -270,3 +271,27 @@ def test_write_simulation_writes_both_tables_and_logs(tmp_path: Path, caplog: py
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out" / "truth.parquet"), ground_truth)
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["measurements.parquet", "truth.parquet"]
     assert any("100 sequences" in record.getMessage() for record in caplog.records)
+
+
+def test_site_pvalue_plants_only_sites_the_scan_would_report() -> None:
+    """Every site passes the scan threshold, and the redraws keep graded affinity above it."""
+    settings = demo_settings(n_sequences=600, seed=2, site_pvalue=1e-5)
+    _, ground_truth = simulate(settings)
+    planted = ground_truth.drop_duplicates(["seq_id", "site_index"])
+    free = simulate(demo_settings(n_sequences=600, seed=2))[1].drop_duplicates(["seq_id", "site_index"])
+    motifs = motifs_by_name(settings["jaspar_release"])
+    scored = {name: score_motif(motifs[name], uniform_background(), 1e-5) for name in planted["tf"].unique()}
+    codes = {base: index for index, base in enumerate("ACGT")}
+    for site in planted.itertuples():
+        text = site.site if site.strand == "+" else site.site[::-1].translate(str.maketrans("ACGT", "TGCA"))
+        matrix = scored[site.tf]
+        total = sum(int(matrix.forward[column, codes[base]]) for column, base in enumerate(text))
+        assert total >= matrix.threshold, site
+    assert planted["strength"].std() > 0.03
+    assert planted["strength"].mean() > free["strength"].mean()
+    assert (free.groupby("tf")["strength"].min() < planted.groupby("tf")["strength"].min()).all()
+
+
+def test_a_site_pvalue_a_catalogue_matrix_cannot_reach_is_named() -> None:
+    with pytest.raises(InputError, match=r"cannot reach dataset\.demo\.site_pvalue 1e-09"):
+        simulate(demo_settings(n_sequences=50, site_pvalue=1e-9))

@@ -36,7 +36,7 @@ from r3lm.reasoning.format import (
     parse,
     student_messages,
 )
-from r3lm.reasoning.grounded import GroundedTeacher
+from r3lm.reasoning.grounded import DETAILS, GroundedTeacher
 from r3lm.reasoning.roles import load_roles
 from r3lm.reasoning.teacher import (
     TEACHER_COLUMNS,
@@ -138,6 +138,7 @@ def step_cites_card(step: str, card: Card) -> bool:
     spans = any(int(a) in coordinates and int(b) in coordinates for a, b in re.findall(r"(\d+)-(\d+)", step))
     return (any(re.search(rf"(?<![A-Za-z0-9]){re.escape(n)}(?![A-Za-z0-9])", step) for n in names)
             or any(f in step for f in families) or spans or f"{card.gc_content:.3f}" in step
+            or re.search(rf"\bGC {card.gc_content:.2f}\b", step) is not None
             or f"{card.length}-bp" in step)
 
 
@@ -163,7 +164,7 @@ def test_grounded_rationales_on_real_cards_all_validate(real_cards: pd.DataFrame
 @pytest.fixture(scope="module")
 def real_rationales(real_cards: pd.DataFrame, real_evidence: Evidence) -> dict[str, pd.DataFrame]:
     return {detail: run_teacher(CONFIG, real_cards, real_evidence, backend=GroundedBackend(
-        teacher(real_evidence, detail=detail)), vocabulary=VOCABULARY, progress=False) for detail in ("full", "brief")}
+        teacher(real_evidence, detail=detail)), vocabulary=VOCABULARY, progress=False) for detail in DETAILS}
 
 
 def test_brief_rationales_on_real_cards_validate_and_stay_short(real_cards: pd.DataFrame,
@@ -200,6 +201,27 @@ def test_brief_and_full_make_the_same_decisions(real_cards: pd.DataFrame,
         assert direction.findall(full_steps[-1]) == direction.findall(brief_steps[-1]), (full_text, brief_text)
         full_sites, brief_sites = card_motifs_in_order(full_steps[1], card), card_motifs_in_order(brief_steps[1], card)
         assert brief_sites and brief_sites == full_sites[:len(brief_sites)], (full_steps[1], brief_steps[1])
+
+
+def test_compact_rationales_keep_the_decisions_in_half_the_text(real_cards: pd.DataFrame,
+                                                                real_rationales: dict[str, pd.DataFrame]) -> None:
+    """Valid on real cards, one phrasing, no positions or scores, about half of brief, and the full style's level,
+    tier and lead activators."""
+    tier = re.compile(r"\b(strongly positive|positive|mixed|negative)\b")
+    full, brief, compact = (real_rationales[detail] for detail in ("full", "brief", "compact"))
+    assert compact["valid"].all(), compact.loc[~compact["valid"], "reject_reason"].value_counts().to_dict()
+    assert compact["rationale"].str.len().mean() < 0.7 * brief["rationale"].str.len().mean()
+    assert (compact["level"] == full["level"]).all()
+    for full_text, text, card_json in zip(full["rationale"], compact["rationale"], real_cards["card_json"],
+                                          strict=True):
+        card, steps = Card.from_json(card_json), parse(text).steps
+        assert 5 <= len(steps) <= 7 and all(step_cites_card(step, card) for step in steps), text
+        assert not re.search(r"Score|(?<![A-Za-z0-9])\d+-\d+", text), text
+        assert tier.findall(parse(full_text).steps[-1])[-1] == tier.findall(steps[-1])[-1], (full_text, text)
+        assert parse(text).conclusion == f"Conclusion: Activity level: {parse(text).level} " \
+            f"({('low', 'weak', 'moderate', 'high')[parse(text).level]})."
+        full_sites, sites = card_motifs_in_order(parse(full_text).steps[1], card), card_motifs_in_order(steps[1], card)
+        assert sites == full_sites[:len(sites)], (full_text, text)
 
 
 def test_brief_style_is_seeded_and_configured(real_cards: pd.DataFrame, real_evidence: Evidence) -> None:
@@ -261,18 +283,21 @@ def test_rationales_follow_the_evidence_and_rerun_identically(real_cards: pd.Dat
     assert len(phrasings) > 1  # the seed varies the wording, not the facts
 
 
-@pytest.mark.parametrize("detail", ["full", "brief"])
+@pytest.mark.parametrize("detail", DETAILS)
 def test_card_without_motifs_gets_five_grounded_steps(real_evidence: Evidence, detail: str) -> None:
     card = build_card("ATATATATGCGCAAAAAAAAAAAAGGCCTTAAGG" * 6, "HepG2", [], CARDS)
     text = teacher(real_evidence, detail=detail).explain(card, 1, "empty")
     result = validate_rationale(text, card, label=1, min_steps=5, max_steps=7, n_levels=4,
                                 motif_vocabulary=VOCABULARY)
     assert result.valid and result.n_steps == 5, (result, text)
-    assert "AAAAAAAAAAAA" in text  # the longest A/T run is quoted from the sequence
+    # the longest A/T run is quoted from the sequence, except in the compact notes, which count its CpGs
+    assert ("AAAAAAAAAAAA" in text) == (detail != "compact")
+    assert detail != "compact" or f"{card.sequence.count('CG')} CpGs" in text
 
 
 @pytest.mark.parametrize(("detail", "expected"), [("full", "no WTC11 training evidence"),
-                                                 ("brief", "no WTC11 trend is known")])
+                                                 ("brief", "no WTC11 trend is known"),
+                                                 ("compact", "no WTC11 trend known")])
 def test_cell_type_without_evidence_still_validates(real_evidence: Evidence, detail: str, expected: str) -> None:
     card = build_card("ACGTTGCA" * 25, "WTC11", [hit("CTCF", "More than 3 adjacent zinc fingers", 20, 38)], CARDS)
     text = teacher(real_evidence, detail=detail).explain(card, 2, "w")
@@ -466,7 +491,7 @@ def test_label_filter_is_an_option_and_off_by_default(real_cards: pd.DataFrame, 
 
 def test_steps_never_state_the_measured_level(real_cards: pd.DataFrame, real_evidence: Evidence) -> None:
     """Only the conclusion names the level: the reasoning a Stage-II oracle reads is not a copy of the label."""
-    for detail in ("full", "brief"):
+    for detail in DETAILS:
         grounded = teacher(real_evidence, detail=detail)
         for row in real_cards.iloc[:40].itertuples():
             text = grounded.explain(parse_card(row.card_json), row.level, row.id)

@@ -14,6 +14,10 @@ checked against the truth:
   random non-overlapping position. Sampling instead of pasting the consensus gives sites of
   graded affinity, so `strength` (log-odds score rescaled to 0..1 between the worst and best
   possible score, uniform background) is a quantity a model has to estimate, not a constant.
+  With `site_pvalue`, a site is redrawn until FIMO (uniform background, its motif pseudocount) would
+  report it at that p-value: planted sites are then real binding sites that a scan at that threshold
+  can list on the card, so what drives activity is evidence the card can carry. Without it, most
+  sampled sites of short matrices stay below a strict threshold and the card shows background hits.
 * Cell-type specificity: a site adds `weight[tf][cell type] * strength`. Erythroid TFs act in
   K562, hepatocyte TFs in HepG2, neuroblastoma TFs in SK-N-SH, AP-1/CREB/SP/KLF/ETS everywhere;
   REST represses in K562 and HepG2 but not in SK-N-SH, so the same site has opposite relevance
@@ -46,10 +50,12 @@ import yaml
 from r3lm.errors import InputError
 from r3lm.io import write_parquet
 from r3lm.motifs.jaspar import Motif, motifs_by_name
+from r3lm.motifs.pssm import score_motif, uniform_background
 
 CATALOGUE_PATH = Path(__file__).with_name("demo_tfs.yaml")
 ROLES = ("activator", "repressor")
 _BASES = np.frombuffer(b"ACGT", dtype=np.uint8)
+MAX_SITE_DRAWS = 1000  # rounds of redrawing the sites below site_pvalue (the rarest catalogue TF passes ~1 in 8)
 _LOGGER = logging.getLogger(__name__)
 
 
@@ -167,7 +173,7 @@ def simulate(settings: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(settings["seed"])
     codes = _background(rng, n_sequences, length, gc_low, gc_high)
     sites = _plant_sites(rng, codes, catalogue, motifs, float(settings["mean_sites"]),
-                         float(settings["site_pseudocount"]))
+                         float(settings["site_pseudocount"]), settings.get("site_pvalue"))
     gc = ((codes == 1) | (codes == 2)).mean(axis=1)
 
     cooperative = _cooperative_bonus(sites, catalogue)
@@ -228,7 +234,8 @@ def _exclusive_group_cumsum(values: np.ndarray, group: np.ndarray) -> np.ndarray
 
 
 def _plant_sites(rng: np.random.Generator, codes: np.ndarray, catalogue: Catalogue,
-                 motifs: Sequence[Motif], mean_sites: float, pseudocount: float) -> _Sites:
+                 motifs: Sequence[Motif], mean_sites: float, pseudocount: float,
+                 site_pvalue: float | None = None) -> _Sites:
     """Draw sites, write them into `codes` in place, and return them sorted by sequence and position."""
     n_sequences, length = codes.shape
     widths_of_tf = np.array([motif.width for motif in motifs], dtype=np.int64)
@@ -254,8 +261,7 @@ def _plant_sites(rng: np.random.Generator, codes: np.ndarray, catalogue: Catalog
     for index, motif in enumerate(motifs):
         chosen = np.flatnonzero(tf == index)
         probabilities = _smoothed_probabilities(motif, pseudocount)
-        draws = rng.random((len(chosen), motif.width))
-        bases = (draws[:, None, :] > np.cumsum(probabilities, axis=0)[None, :3, :]).sum(axis=1)
+        bases = _draw_sites(rng, motif, probabilities, len(chosen), site_pvalue)
         log_odds = np.log2(probabilities / 0.25)
         score = log_odds[bases, np.arange(motif.width)].sum(axis=1)
         worst, best = log_odds.min(axis=0).sum(), log_odds.max(axis=0).sum()
@@ -264,6 +270,32 @@ def _plant_sites(rng: np.random.Generator, codes: np.ndarray, catalogue: Catalog
         codes[sequence[chosen, None], start[chosen, None] + np.arange(motif.width)] = bases
         text[chosen] = [row.decode() for row in _BASES[bases].view(f"S{motif.width}").ravel().tolist()]
     return _Sites(sequence, tf, start, width, minus_strand, strength, text)
+
+
+def _draw_sites(rng: np.random.Generator, motif: Motif, probabilities: np.ndarray, count: int,
+                site_pvalue: float | None) -> np.ndarray:
+    """`count` sites as (count, width) base codes; with `site_pvalue`, rows are redrawn until the scan would
+    report each one at that p-value (rejection sampling keeps the sites' graded affinity above it)."""
+    cumulative = np.cumsum(probabilities, axis=0)[None, :3, :]
+
+    def draw(rows: int) -> np.ndarray:
+        return (rng.random((rows, motif.width))[:, None, :] > cumulative).sum(axis=1)
+
+    bases = draw(count)
+    if site_pvalue is None or count == 0:
+        return bases
+    scored = score_motif(motif, uniform_background(), site_pvalue)
+    if scored is None:
+        raise InputError(f"demo TF catalogue: {motif.name} ({motif.matrix_id}, {motif.width} bp) cannot reach "
+                         f"dataset.demo.site_pvalue {site_pvalue:g}; choose another matrix or a larger p-value")
+    columns = np.arange(motif.width)
+    for _ in range(MAX_SITE_DRAWS):
+        weak = np.flatnonzero(scored.forward[columns, bases].sum(axis=1) < scored.threshold)
+        if weak.size == 0:
+            return bases
+        bases[weak] = draw(weak.size)
+    raise InputError(f"demo TF catalogue: sites of {motif.name} ({motif.matrix_id}) drawn from its matrix reach "
+                     f"p < {site_pvalue:g} too rarely ({MAX_SITE_DRAWS} draws); raise dataset.demo.site_pvalue")
 
 
 def _smoothed_probabilities(motif: Motif, pseudocount: float) -> np.ndarray:

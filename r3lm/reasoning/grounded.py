@@ -27,7 +27,10 @@ Two styles (`reasoning.detail`) share every decision (which sites favour or oppo
 arrangement, the GC reading, the balance and its tier) and differ only in how the steps are written:
 `full` cites every count and statistic (carriers, log2 odds ratios, Fisher p-values, the feature
 tally); `brief` writes each step as one short sentence naming at most three motifs, with a single
-statistic (the lead activator's log2 odds ratio), for small students and CPU demos.
+statistic (the lead activator's log2 odds ratio), for small students; `compact` writes each step as a
+terse note (names, the key score, GC, the tier), about half of brief's tokens, for a 135M student on a
+CPU, where every generated token costs time and the mapping from card to level must be learned from a
+few hundred examples.
 
 Phrasing varies by a seeded choice per (seed, card id, cell type), so the set does not read like one
 template, yet a rerun gives identical text.
@@ -62,7 +65,7 @@ NO_GC_TREND = 0.05
 SHOWN_SITES = 3
 PLURAL = {"family": "families", "motif": "motifs"}
 FOUR_LEVEL_WORDS = ("barely active", "weakly active", "moderately active", "highly active")
-DETAILS = ("full", "brief")
+DETAILS = ("full", "brief", "compact")
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,7 @@ class GroundedTeacher:
     seed: int
     max_steps: int = 7
     detail: str = "full"
+    min_steps: int = 5
 
     def __post_init__(self) -> None:
         if self.detail not in DETAILS:
@@ -190,7 +194,7 @@ class GroundedTeacher:
     def explain(self, card: Card, level: int, card_id: str) -> str:
         """The rationale for `card` at its observed `level`; `card_id` only seeds the phrasing."""
         digest = hashlib.sha256(f"{self.seed}\0{card_id}\0{card.cell_type}".encode()).digest()
-        writer_class = _BriefWriter if self.detail == "brief" else _FullWriter
+        writer_class = {"full": _FullWriter, "brief": _BriefWriter, "compact": _CompactWriter}[self.detail]
         writer = writer_class(self, card, level, random.Random(int.from_bytes(digest[:8], "big")))
         return compose(writer.steps(), writer.conclusion())
 
@@ -816,6 +820,80 @@ class _BriefWriter(_Writer):
         if self.consistent():
             return f"Conclusion: Given {self._drivers()}, it is {words} in {self.cell}. {verdict}"
         return f"Conclusion: With {self._drivers()}, the card explains it only partly; it is {words}. {verdict}"
+
+
+class _CompactWriter(_BriefWriter):
+    """The same decisions as terse notes, one phrasing each and few digits (a 135M tokenizer spends a token
+    per digit): names carry the evidence; GC is the one number. The GC reading and the balance share a step."""
+
+    def pick(self, *options: str) -> str:
+        return options[0]
+
+    def steps(self) -> list[str]:
+        steps = super().steps()
+        return steps[:-2] + [f"{steps[-2][:-1]}; net {self._tier()}."] if len(steps) > self.teacher.min_steps \
+            else steps
+
+    def overview(self) -> str:
+        if not self.card.motifs:
+            return f"No motifs on the {self.card.length}-bp sequence."
+        inventory = self._inventory()
+        return f"{inventory.n_hits} hit{'s' if inventory.n_hits > 1 else ''}; top {inventory.top.name}."
+
+    def activators(self) -> str:
+        if not self.pro:
+            return f"No {self.cell} activator; closest {self._leading_reading().hit.name}."
+        return f"For {self.cell}: {_names(self.pro, 2)}."
+
+    def counterweights(self) -> str:
+        if not (self.con or self.architectural):
+            others = self.neutral or self.pro
+            return f"Against: none; {_names(others, 2, more=False)} {'neutral' if self.neutral else 'favour it'}."
+        parts = [f"Against: {_names(self.con, 2)}"] if self.con else ["Against: none"]
+        if self.architectural:
+            parts.append(f"{_names(self.architectural, 1)} architectural")
+        return "; ".join(parts) + "."
+
+    def uninformative_sites(self) -> str:
+        lead = self._leading_reading()
+        sites = [lead] + [other for other in self.readings if other.hit.name != lead.hit.name]
+        return f"{_names(sites, 2, more=False)}: no {self.cell} signal."
+
+    def arrangement(self) -> str:
+        motifs, layout = self.card.motifs, self._layout()
+        if len(motifs) == 1:
+            return f"Single site {motifs[0].name}."
+        pair = layout.pair
+        if pair is not None:
+            both = f"{pair.left.name} and {pair.right.name}"
+            return (f"{both} overlap." if pair.gap < 0
+                    else f"{both} close, cooperative." if pair.cooperative else f"{both} far apart.")
+        if layout.cluster:
+            return f"Cluster of {len(layout.cluster)} around {layout.cluster[0].name}."
+        return f"No cluster; {_names(self.readings, 2, more=False)} spread out."
+
+    def site_quality(self) -> str:
+        lead, _, strong = self._quality()
+        return f"{lead.name} is a {'strong' if strong else 'weak'} match."
+
+    def composition(self) -> str:
+        cpg = self._composition()[0]
+        return f"GC {self.card.gc_content:.2f} with {cpg} CpG{'s' if cpg != 1 else ''}."
+
+    def absent_sites(self) -> str:
+        return f"No sites for {self.cell} activators or repressors."
+
+    def gc_step(self) -> str:
+        gc, reading = f"{self.card.gc_content:.2f}", self._gc_reading()
+        if reading is None:
+            return f"GC {gc}: no {self.cell} trend known."
+        return f"GC {gc}: {reading.place} the mean, {reading.effect} activity."
+
+    def balance(self) -> str:
+        return f"Net with GC {self.card.gc_content:.2f}: {self._tier()}."
+
+    def conclusion(self) -> str:
+        return f"Conclusion: {self._verdict()[1]}"
 
 
 def _longest_run(sequence: str, letters: str) -> tuple[int, int]:
