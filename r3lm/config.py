@@ -12,7 +12,7 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import best_match
 
-from r3lm.errors import InputError
+from r3lm.errors import InputError, require_file
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
@@ -96,11 +96,18 @@ def load_config(path: str | Path) -> dict[str, Any]:
             return validate_config(json.loads(text), source="settings")
         except json.JSONDecodeError as error:
             raise InputError(f"the config string is not valid JSON: {error}", path="settings") from error
-    file = Path(path)
-    if not file.is_file():
-        raise InputError("config file not found", path=file)
+    file = require_file(path, "config file")
     try:
         raw = yaml.safe_load(file.read_text()) or {}
     except yaml.YAMLError as error:
-        raise InputError(f"not valid YAML: {error}".splitlines()[0], path=file) from error
+        raise InputError(_yaml_problem(error), path=file) from error
     return validate_config(raw, source=str(file))
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """One line with the 1-based line and column of the problem, which the YAML parser reports over several."""
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    context = getattr(error, "context", None)
+    return f"not valid YAML{where}: {problem}" + (f" ({context})" if context else "")

@@ -35,3 +35,23 @@ class InputError(Exception):
             None if self.column is None else f"column '{self.column}'",
         ) if part]
         return f"{', '.join(where)}: {self.message}" if where else self.message
+
+
+def require_file(path: str | Path, what: str = "file") -> Path:
+    """`path` as a Path when it is a file; a folder or a missing path is named as what it is."""
+    file = Path(path)
+    if file.is_dir():
+        raise InputError(f"is a folder; a {what} is expected here", path=file)
+    if not file.is_file():
+        raise InputError(f"{what} not found", path=file)
+    return file
+
+
+def require_folder(path: str | Path, what: str = "folder") -> Path:
+    """`path` as a Path when it is a folder; a file or a missing path is named as what it is."""
+    folder = Path(path)
+    if folder.is_file():
+        raise InputError(f"is a file; a {what} is expected here", path=folder)
+    if not folder.is_dir():
+        raise InputError(f"{what} not found", path=folder)
+    return folder

@@ -1,17 +1,83 @@
-"""Atomic output writers: a killed or failed step never leaves a half-written file behind."""
+"""Outputs: checked before any work starts, written atomically, so a killed or failed step never leaves a
+half-written file behind (and the litter of a killed one is swept by the next run)."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+from r3lm.errors import InputError
+
+if TYPE_CHECKING:  # the command line imports this module before any work; pandas loads only where used
+    import pandas as pd
+
+
+class OutputFile(str):
+    """A command-line path that the command writes as a file (argparse `type`; checked by `check_outputs`)."""
+
+
+class OutputFolder(str):
+    """A command-line path that the command writes as a folder."""
+
+
+def check_outputs(values: Iterable[Any]) -> None:
+    """Before any work: each OutputFile/OutputFolder among `values` can be written, and none of them is one of the
+    other values that names an existing file (an input the output would replace)."""
+    flat = [item for value in values for item in (value if isinstance(value, list) else [value])]
+    inputs = {Path(item).resolve(): item for item in flat
+              if isinstance(item, str) and not isinstance(item, OutputFile | OutputFolder) and item
+              and Path(item).is_file()}
+    for item in flat:
+        if isinstance(item, OutputFile | OutputFolder):
+            if Path(item).resolve() in inputs:
+                raise InputError(f"the output would replace the input {inputs[Path(item).resolve()]}; choose another "
+                                 "output path", path=item)
+            _check_writable(Path(item), folder=isinstance(item, OutputFolder))
+
+
+def _check_writable(target: Path, *, folder: bool) -> None:
+    if target.is_dir() and not folder:
+        raise InputError("is a folder; give a file path for this output", path=target)
+    if target.exists() and not target.is_dir() and folder:
+        raise InputError("is a file; this output is a folder", path=target)
+    parent = target.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except FileExistsError as error:
+        raise InputError(f"cannot create the folder {error.filename}: a file has that name", path=target) from error
+    except OSError as error:
+        raise InputError(f"cannot write into {error.filename or parent}: {error.strerror or error}",
+                         path=target) from error
+
+
+def _sweep_litter(target: Path) -> None:
+    """Remove temporaries of `target` left by a killed process (their names carry the writer's pid)."""
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        pid = stale.name[len(target.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextmanager
@@ -19,7 +85,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    _sweep_litter(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -35,7 +102,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary folder beside `path` that replaces it only if the block succeeds (model folders)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    _sweep_litter(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent))
     retired = tmp.with_suffix(".old")
     try:
         yield tmp
@@ -78,8 +146,6 @@ TABLE_KINDS = (".parquet", ".tsv", ".txt", ".csv", ".jsonl")
 
 def table_kind(path: str | Path) -> tuple[str, str | None]:
     """(extension, compression) of an output table; unknown kinds are input errors, caught before any work."""
-    from r3lm.errors import InputError
-
     suffixes = [suffix.lower() for suffix in Path(path).suffixes]
     compressed = bool(suffixes) and suffixes[-1] == ".gz"
     kind = suffixes[-2] if compressed and len(suffixes) > 1 else (suffixes[-1] if suffixes else "")

@@ -198,6 +198,11 @@ def _broken_bundle(bundle: Path, tmp_path: Path, piece: str) -> Path:
     ("BED without genome", r"regions.bed: BED regions need the genome FASTA"),
     ("unknown output type", r"out.xlsx: unknown output type '.xlsx'"),
     ("a GPU that is not there", r"device cuda:3 asked for, but no CUDA GPU is visible"),
+    ("model path is a file", r"r3lm_bundle.json: is a file; a model folder is expected here"),
+    ("no tokenizer", r"llm: the model folder has no tokenizer \(tokenizer.json\)"),
+    ("input is a folder", r"queries.fa: is a folder; a file is expected here"),
+    ("output is a folder", r"out.tsv: is a folder; give a file path for this output"),
+    ("output is the input", r"queries.tsv: the output would replace the input"),
 ])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(bundle, tmp_path, capsys, monkeypatch, case, message):
     fasta = _fasta(tmp_path / "queries.fa", {"a": "ACGTACGTAC" * 3, "b": "ACNTACGTAC" * 3})
@@ -210,10 +215,18 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(bundle, tmp_path, ca
         fasta.write_text("")
     elif case == "unknown cell type":
         cell = "WTC11"
-    elif case in ("no head", "no weights", "no manifest"):
+    elif case in ("no head", "no weights", "no manifest", "no tokenizer"):
         model = _broken_bundle(bundle, tmp_path, {"no head": "stage2/shared/head.pt",
                                                   "no weights": "llm/model.safetensors",
-                                                  "no manifest": MANIFEST}[case])
+                                                  "no manifest": MANIFEST, "no tokenizer": "llm/tokenizer.json"}[case])
+    elif case == "model path is a file":
+        model = bundle / MANIFEST
+    elif case == "input is a folder":
+        fasta.unlink()
+        fasta.mkdir()
+    elif case == "output is the input":
+        out = tmp_path / "queries.tsv"
+        source = ["--table", str(out)]
     elif case in ("region off the chromosome", "unknown chromosome", "BED without genome"):
         bed.write_text("chrX\t5\t40\n" if case == "unknown chromosome" else "chr1\t5\t500\n")
         source = ["--bed", str(bed)] + ([] if case == "BED without genome" else ["--genome", str(genome)])
@@ -223,19 +236,45 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(bundle, tmp_path, ca
     if case == "a GPU that is not there":
         device = "cuda:3"
         monkeypatch.setattr("torch.cuda.is_available", lambda: False)  # also on a machine with GPUs
-    if out.suffix == ".tsv":
+    if case == "output is a folder":
+        out.mkdir()
+    elif out.suffix == ".tsv":
         out.write_text("an earlier result\n")  # an earlier result stays as it was
     code = main(["predict", "--model", str(model), "--cell-type", cell, *source, "--out", str(out),
                  "--device", device, "--no-progress"])
     error = capsys.readouterr().err.strip()
     assert code == 2 and len(error.splitlines()) == 1 and error.startswith("r3lm predict: error: ")
     assert re.search(message, error), error
-    assert (out.read_text() == "an earlier result\n") if out.suffix == ".tsv" else not out.exists()
+    assert out.is_dir() or ((out.read_text() == "an earlier result\n") if out.suffix == ".tsv" else not out.exists())
     assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".")) == []
 
 
+def test_ctrl_c_during_predict_is_one_line_and_writes_nothing(bundle, tmp_path, capsys, monkeypatch):
+    fasta = _fasta(tmp_path / "queries.fa", {"a": "ACGTACGTAC" * 3})
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(R3LM, "score", interrupted)
+    code = main(["predict", "--model", str(bundle), "--cell-type", "HepG2", "--fasta", str(fasta), "--out",
+                 str(tmp_path / "out.tsv"), "--device", "cpu", "--no-progress"])
+    assert code == 130 and capsys.readouterr().err.strip() == "r3lm predict: interrupted; no output was left half-written"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["queries.fa"]
+
+
+def test_the_length_warning_names_the_sequences(model, caplog):
+    trained = model.manifest["training_data"]
+    short, fine = "ACGT" * 3, "ACGT" * ((trained["length_min"] + 3) // 4)
+    assert len(short) < trained["length_min"] <= len(fine) <= trained["length_max"]
+    with caplog.at_level("WARNING"):
+        model._warn_on_length(["fine", *(f"short{index}" for index in range(7))], [fine, *[short] * 7])
+    assert ("7 of 8 sequences are outside the training lengths" in caplog.text
+            and "short0 (12 bp), short1 (12 bp)" in caplog.text and "and 2 more" in caplog.text)
+    assert "fine" not in caplog.text
+
+
 def test_score_refuses_bad_sequences_and_ids(model):
-    with pytest.raises(InputError, match="sequence 'seq2' is empty"):
+    with pytest.raises(InputError, match="sequence 'seq2' is missing or empty"):
         model.score(["ACGT", ""], "HepG2")
     with pytest.raises(InputError, match="not one string"):
         model.score("ACGTACGT", "HepG2")

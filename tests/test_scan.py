@@ -172,7 +172,7 @@ def test_rcc_command_writes_cards(fasta, tmp_path) -> None:
 @pytest.mark.parametrize(("name", "content", "message"), [
     ("seqs.fa", ">a\nACGU\n", "row 1, column 'sequence': sequence 'a' has 'U'"),
     ("seqs.fa", "", "no sequences in the file"),
-    ("seqs.fa", ">a\n\n>b\nACGT\n", "row 1, column 'sequence': sequence 'a' is empty"),
+    ("seqs.fa", ">a\n\n>b\nACGT\n", "row 1, column 'sequence': sequence 'a' is missing or empty"),
     ("seqs.fa", "ACGT\n", "before any '>' header"),
     ("seqs.fa", ">a\nACGT\n>a\nACGT\n", "row 2, column 'id': id 'a' repeats row 1"),
     ("seqs.tsv", "id\tsequence\n", "table is empty"),

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from r3lm.data.checks import first_row, parse_numbers, require_columns
-from r3lm.errors import InputError
+from r3lm.errors import InputError, require_file
 from r3lm.predictions import (
     level_edges_from_summary,
     prediction_table,
@@ -42,9 +42,7 @@ def read_rows(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
 
     The path is kept in `frame.attrs["path"]` so that row-level errors found later can name the file.
     """
-    file = Path(path)
-    if not file.is_file():
-        raise InputError("file not found", path=file)
+    file = require_file(path)
     try:
         frame = pd.read_parquet(file)
     except (OSError, ValueError) as error:
@@ -94,9 +92,7 @@ def check_cell_types(frame: pd.DataFrame, known: Sequence[str], what: str) -> No
 
 def read_edges(summary_path: str | Path, cell_types: Sequence[str]) -> dict[str, list[float]]:
     """The train-fixed level edges, checked to cover every cell type that will be predicted."""
-    path = Path(summary_path)
-    if not path.is_file():
-        raise InputError("data summary not found", path=path)
+    path = require_file(summary_path, "data summary")
     try:
         edges = level_edges_from_summary(path)
     except (ValueError, KeyError, TypeError, AttributeError) as error:

@@ -11,9 +11,10 @@ import pandas as pd
 
 from r3lm.data.checks import require_columns
 from r3lm.data.tables import cut_regions, read_table
-from r3lm.errors import InputError
+from r3lm.errors import InputError, require_file
 
 FASTA_SUFFIXES = {".fa", ".fasta", ".fna", ".fas"}
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 def _kind(path: Path) -> str:
@@ -24,13 +25,28 @@ def _kind(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
+def _gzipped(path: Path) -> bool:
+    """By the magic bytes, not the name: a gzip file named .fa is still gzip."""
+    with open(path, "rb") as handle:
+        return handle.read(2) == GZIP_MAGIC
+
+
 def _is_fasta(path: Path) -> bool:
-    return _kind(path) in FASTA_SUFFIXES
+    """A FASTA suffix, or a file of another name whose first non-blank character is '>'."""
+    if _kind(path) in FASTA_SUFFIXES:
+        return True
+    if _kind(path) in {".parquet", ".bed"}:
+        return False
+    try:
+        with (gzip.open if _gzipped(path) else open)(path, "rt") as handle:
+            return next((line.lstrip() for line in handle if line.strip()), "").startswith(">")
+    except (OSError, UnicodeDecodeError, EOFError):
+        return False
 
 
 def read_fasta(path: Path) -> pd.DataFrame:
     """Records as (id, sequence); the id is the header's first word, as most tools take it."""
-    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    opener = gzip.open if _gzipped(path) else open
     ids: list[str] = []
     chunks: list[list[str]] = []
     try:
@@ -60,12 +76,11 @@ def read_sequences(path: str | Path, *, id_column: str = "id", sequence_column: 
     A BED file (.bed, optionally .gz) needs `genome`: each region is cut from it, reverse-complemented on
     the '-' strand, and named by its name column or as chrom:start-end(strand).
     """
-    file = Path(path)
-    if not file.is_file():
-        raise InputError("file not found", path=file)
+    file = require_file(path)
     if genome is not None and not _is_bed(file):
         raise InputError("a genome is only read together with BED regions (.bed)", path=file)
-    if _is_fasta(file):
+    fasta = _is_fasta(file)
+    if fasta:
         frame, column = read_fasta(file), "sequence"
     elif _is_bed(file):
         if genome is None:
@@ -74,19 +89,27 @@ def read_sequences(path: str | Path, *, id_column: str = "id", sequence_column: 
     else:
         table = read_table(file)
         require_columns(table.columns, [id_column, sequence_column], path=file)
-        frame = pd.DataFrame({"id": table[id_column].astype(str).str.strip(), "sequence": table[sequence_column]})
+        frame = pd.DataFrame({"id": table[id_column], "sequence": table[sequence_column]})
         column = sequence_column
     if frame.empty:
         raise InputError("no sequences in the file", path=file)
     return check_sequence_frame(frame, allow_n=allow_n, path=file, column=column,
-                                id_column="id" if _is_fasta(file) else id_column)
+                                id_column="id" if fasta else id_column)
 
 
 def check_sequence_frame(frame: pd.DataFrame, *, allow_n: bool, path: str | Path | None = None,
                          column: str = "sequence", id_column: str = "id") -> pd.DataFrame:
-    """(id, sequence) rows upper-cased and checked: only A C G T (and N where `allow_n`), none empty, unique
-    ids. Errors name the 1-based row and `column` (the field the user supplied the sequence in)."""
-    frame = frame.assign(sequence=frame["sequence"].astype(str).str.strip().str.upper()).reset_index(drop=True)
+    """(id, sequence) rows upper-cased and checked: ids present and unique, sequences present and only A C G T
+    (and N where `allow_n`). Errors name the 1-based row and the user's column (`id_column`, `column`)."""
+    frame = frame.reset_index(drop=True)
+    for field, name in (("id", id_column), ("sequence", column)):
+        blank = frame[field].isna() | (frame[field].astype(str).str.strip() == "")
+        if blank.any():
+            position = int(np.flatnonzero(blank.to_numpy())[0])
+            what = "the id" if field == "id" else f"sequence {str(frame['id'].iloc[position]).strip()!r}"
+            raise InputError(f"{what} is missing or empty", path=path, row=position + 1, column=name)
+    frame = frame.assign(id=frame["id"].astype(str).str.strip(),
+                         sequence=frame["sequence"].astype(str).str.strip().str.upper())
     alphabet = "ACGTN" if allow_n else "ACGT"
     foreign = ~frame["sequence"].str.fullmatch(f"[{alphabet}]*")
     if foreign.any():
@@ -95,11 +118,6 @@ def check_sequence_frame(frame: pd.DataFrame, *, allow_n: bool, path: str | Path
         at = next(index for index, base in enumerate(value) if base not in alphabet)
         raise InputError(f"sequence {frame['id'].iloc[position]!r} has {value[at]!r} at position {at + 1}; only "
                          f"{', '.join(alphabet[:-1])} and {alphabet[-1]} are allowed", path=path, row=position + 1,
-                         column=column)
-    empty = frame["sequence"].str.len() == 0
-    if empty.any():
-        position = int(np.flatnonzero(empty.to_numpy())[0])
-        raise InputError(f"sequence {frame['id'].iloc[position]!r} is empty", path=path, row=position + 1,
                          column=column)
     repeated = frame["id"].duplicated()
     if repeated.any():

@@ -7,7 +7,10 @@ The result is the long format every source ends in: one row per (sequence, cell 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import io
 import logging
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,19 +26,19 @@ from r3lm.data.checks import (
     parse_numbers,
     require_columns,
 )
-from r3lm.errors import InputError
+from r3lm.errors import InputError, require_file
 
 log = logging.getLogger(__name__)
 
 BED_COLUMNS = ["chrom", "start", "end", "name", "score", "strand"]
+BED_META_LINES = ("track", "browser")
+GENOME_INDEX_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "r3lm" / "faidx"
 _COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """Every column as text (ids like '007' stay intact), by file extension; empty tables are errors."""
-    file = Path(path)
-    if not file.is_file():
-        raise InputError("file not found", path=file)
+    file = require_file(path)
     suffixes = [suffix.lower() for suffix in file.suffixes]
     kind = suffixes[-2] if suffixes and suffixes[-1] == ".gz" and len(suffixes) > 1 else (suffixes[-1] if suffixes else "")
     try:
@@ -60,14 +63,20 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 
 def _read_bed(file: Path) -> pd.DataFrame:
-    """BED is headerless unless its first line starts with '#': then that line names the columns."""
+    """BED is headerless unless its first data line is a '#' line: then that line names the columns. UCSC
+    `track` and `browser` lines are skipped (and counted), as bedtools does."""
     opener = gzip.open if file.suffix == ".gz" else open
     with opener(file, "rt") as handle:
-        first = handle.readline()
-    if first.startswith("#"):
-        names = first[1:].rstrip("\n").split("\t")
-        return pd.read_csv(file, sep="\t", dtype=str, keep_default_na=False, skiprows=1, header=None, names=names)
-    frame = pd.read_csv(file, sep="\t", dtype=str, keep_default_na=False, header=None, comment="#")
+        lines = handle.readlines()
+    kept = [line for line in lines if not line.startswith(BED_META_LINES)]
+    if len(kept) < len(lines):
+        log.info("%s: skipped %d UCSC track/browser line(s)", file, len(lines) - len(kept))
+    if kept and kept[0].startswith("#"):
+        names = kept[0][1:].rstrip("\n").split("\t")
+        return pd.read_csv(io.StringIO("".join(kept[1:])), sep="\t", dtype=str, keep_default_na=False, header=None,
+                           names=names)
+    frame = pd.read_csv(io.StringIO("".join(kept)), sep="\t", dtype=str, keep_default_na=False, header=None,
+                        comment="#")
     frame.columns = BED_COLUMNS[: frame.shape[1]] + [f"column{i}" for i in range(7, frame.shape[1] + 1)]
     return frame
 
@@ -82,7 +91,7 @@ def cut_regions(frame: pd.DataFrame, genome: str | Path, *, path: str | Path) ->
     ends = parse_numbers(frame["end"], path=path, column="end", row_numbers=rows)
     strands = frame["strand"] if "strand" in frame.columns else pd.Series("+", index=frame.index)
     try:
-        fasta = Fasta(str(genome), as_raw=True, sequence_always_upper=True)
+        fasta = Fasta(str(genome), as_raw=True, sequence_always_upper=True, indexname=_genome_index(Path(genome)))
     except (FastaIndexingError, OSError, ValueError) as error:
         raise InputError(f"cannot read genome FASTA: {error}", path=genome) from error
     sequences = []
@@ -97,6 +106,21 @@ def cut_regions(frame: pd.DataFrame, genome: str | Path, *, path: str | Path) ->
             sequence = fasta[chrom][int(start):int(end)]
             sequences.append(sequence.translate(_COMPLEMENT)[::-1] if strand == "-" else sequence)
     return pd.Series(sequences, index=frame.index, dtype=object)
+
+
+def _genome_index(genome: Path) -> str:
+    """The genome's own `.fai` when it has one or its folder is writable; else one built in r3lm's cache,
+    named by the genome's path, size and time, so a read-only genome needs no action from the user."""
+    beside = Path(f"{genome}.fai")
+    if beside.exists() or not genome.is_file() or os.access(genome.parent, os.W_OK):
+        return str(beside)
+    stat = genome.stat()
+    key = hashlib.sha256(f"{genome.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    GENOME_INDEX_CACHE.mkdir(parents=True, exist_ok=True)
+    cached = GENOME_INDEX_CACHE / f"{genome.name}.{key}.fai"
+    if not cached.exists():
+        log.info("%s has no .fai and its folder is read-only: indexing it into %s", genome, cached)
+    return str(cached)
 
 
 def trim_adaptors(sequences: pd.Series, trim: dict[str, Any], *, path: str | Path, column: str, policy: str,

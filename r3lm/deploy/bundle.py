@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from r3lm import __version__
-from r3lm.errors import InputError
+from r3lm.errors import InputError, require_folder
 from r3lm.hub import local_copy
 from r3lm.io import atomic_dir, write_json
 from r3lm.llm.base import PROVENANCE_FILE, resolve_base
@@ -149,8 +149,7 @@ def _base_reference(llm: Mapping[str, Any], stage1: Path) -> dict[str, Any]:
 
 def _link_tree(source: Path, target: Path) -> None:
     """Hard links where the filesystem allows (same device), copies elsewhere."""
-    if not source.is_dir():
-        raise InputError("model folder not found", path=source)
+    require_folder(source, "model folder")
 
     def link_or_copy(src: str, dst: str) -> None:
         try:
@@ -165,8 +164,7 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     """The bundle's manifest, after checking that every piece it names is there (nothing heavy is loaded)."""
     root = Path(folder)
     path = root / MANIFEST
-    if not root.is_dir():
-        raise InputError("model folder not found", path=root)
+    require_folder(root, "model folder")
     if not path.is_file():
         raise InputError(f"not an r3lm model folder: no {MANIFEST} (the workflow writes one per Stage II mode "
                          "under results/<dataset>/runs/<run>/models/)", path=root)
@@ -189,7 +187,12 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
 
 
 def _require_model_dir(folder: Path) -> None:
-    if not (folder / "config.json").is_file():
-        raise InputError("the model folder lacks config.json", path=folder)
+    """Everything transformers reads from a model folder, named here: its own message would be cut to a line."""
+    for name in ("config.json", "tokenizer_config.json"):
+        if not (folder / name).is_file():
+            raise InputError(f"the model folder lacks {name}", path=folder)
+    if not (folder / "tokenizer.json").is_file() and not any(folder.glob("*.model")) \
+            and not (folder / "vocab.json").is_file():
+        raise InputError("the model folder has no tokenizer (tokenizer.json)", path=folder)
     if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
         raise InputError("the model folder has no weights (*.safetensors)", path=folder)

@@ -39,6 +39,7 @@ from r3lm.stage2.predict import Stage2Predictor
 
 log = logging.getLogger(__name__)
 
+LISTED_IDS = 5  # how many offending ids a warning names
 SCORE_COLUMNS = ["id", "cell_type", "predicted", "level", "rationale", "rationale_level"]
 CPU_BATCH = 8
 MAX_GPU_BATCH = 256
@@ -100,7 +101,7 @@ class R3LM:
         `with_card` the card text. Plain sequences get ids seq1, seq2, ..."""
         self.check_cell_type(cell_type)
         ids, texts = _named_sequences(sequences)
-        self._warn_on_length(texts)
+        self._warn_on_length(ids, texts)
         started = time.perf_counter()
         if self.batch_size is None:  # sized once, on first use: a design loop then reads no config per call
             self.batch_size = self._auto_batch()
@@ -182,15 +183,18 @@ class R3LM:
         tokens = int(self.manifest["stage2"]["cutoff_len"])
         return auto_batch_size(self.device, config.hidden_size, config.num_hidden_layers, tokens)
 
-    def _warn_on_length(self, texts: list[str]) -> None:
+    def _warn_on_length(self, ids: list[str], texts: list[str]) -> None:
         trained = self.manifest.get("training_data") or {}
         low, high = trained.get("length_min"), trained.get("length_max")
         if low is None:
             return
-        outside = sum(not low <= len(text) <= high for text in texts)
+        outside = [f"{name} ({len(text)} bp)" for name, text in zip(ids, texts, strict=True)
+                   if not low <= len(text) <= high]
         if outside:
-            log.warning("%d of %d sequences are outside the training lengths %d-%d bp; their predictions "
-                        "extrapolate", outside, len(texts), low, high)
+            shown = ", ".join(outside[:LISTED_IDS]) + (f" and {len(outside) - LISTED_IDS} more"
+                                                       if len(outside) > LISTED_IDS else "")
+            log.warning("%d of %d sequences are outside the training lengths %d-%d bp, so their predictions "
+                        "extrapolate: %s", len(outside), len(texts), low, high, shown)
 
 
 @dataclass(frozen=True)

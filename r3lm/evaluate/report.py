@@ -20,7 +20,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from r3lm.errors import InputError
+from r3lm.errors import InputError, require_file
 from r3lm.evaluate.metrics import (
     PROTOCOLS,
     Block,
@@ -38,9 +38,7 @@ MAX_SETTINGS = 10
 
 
 def _read_tsv(path: str | Path, what: str) -> pd.DataFrame:
-    file = Path(path)
-    if not file.is_file():
-        raise InputError(f"{what} not found", path=file)
+    file = require_file(path, what)
     return pd.read_csv(file, sep="\t")
 
 

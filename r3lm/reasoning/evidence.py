@@ -34,7 +34,7 @@ import pandas as pd
 from scipy.stats import fisher_exact, spearmanr
 from tqdm import tqdm
 
-from r3lm.errors import InputError
+from r3lm.errors import InputError, require_file
 from r3lm.rcc.card import FAMILY_SEPARATOR, Card
 
 log = logging.getLogger(__name__)
@@ -247,7 +247,5 @@ def _gc_trend(cell_type: str, gc_values: np.ndarray, levels: np.ndarray, high: n
 
 
 def read_evidence(path: str | Path) -> Evidence:
-    file = Path(path)
-    if not file.is_file():
-        raise InputError("evidence table not found", path=file)
+    file = require_file(path, "evidence table")
     return Evidence.from_table(pd.read_parquet(file), file)

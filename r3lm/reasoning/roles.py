@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from r3lm.errors import InputError
+from r3lm.errors import InputError, require_file
 from r3lm.rcc.card import MotifHit
 
 PACKAGED_ROLES = Path(__file__).with_name("roles.yaml")
@@ -104,9 +104,7 @@ def _parse_role(entry: Any, sources: dict[str, str], path: Path, row: int) -> Ro
 
 def load_roles(path: str | Path | None = None) -> RoleTable:
     """The table at `path` (None = the packaged one); `row` in errors is the 1-based entry of `roles`."""
-    file = PACKAGED_ROLES if path is None else Path(path)
-    if not file.is_file():
-        raise InputError("roles table not found", path=file)
+    file = require_file(PACKAGED_ROLES if path is None else path, "roles table")
     try:
         payload = yaml.safe_load(file.read_text())
     except yaml.YAMLError as error:

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from r3lm.errors import InputError
+from r3lm.errors import InputError, require_file
 from r3lm.io import atomic_path, write_json, write_parquet
 from r3lm.rcc.card import Card
 from r3lm.rcc.grammar import GrammarSettings
@@ -303,9 +303,7 @@ def save_teacher_set(config: Mapping[str, Any], frame: pd.DataFrame, summary: di
 
 
 def read_cards(path: str | Path) -> pd.DataFrame:
-    file = Path(path)
-    if not file.is_file():
-        raise InputError("card table not found", path=file)
+    file = require_file(path, "card table")
     return pd.read_parquet(file)
 
 
