@@ -94,7 +94,7 @@ def test_an_output_folder_without_write_permission_is_found_before_any_work(tmp_
     scanned = []
     monkeypatch.setattr("r3lm.motifs.scan.scan_sequences", lambda *args, **kwargs: scanned.append(1))
 
-    def refuse(*args, dir=None, **kwargs):  # noqa: A002 - tempfile's own keyword
+    def refuse(*args, dir=None, **kwargs):
         raise PermissionError(13, "Permission denied", str(dir))
 
     monkeypatch.setattr(io.tempfile, "TemporaryFile", refuse)
