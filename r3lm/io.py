@@ -47,16 +47,16 @@ def _check_writable(target: Path, *, folder: bool) -> None:
         raise InputError("is a folder; give a file path for this output", path=target)
     if target.exists() and not target.is_dir() and folder:
         raise InputError("is a file; this output is a folder", path=target)
-    parent = target.parent
+    # Creates nothing: the folders are made when the output is written, so a later input error leaves none.
+    existing = next(folder for folder in (target.parent.absolute(), *target.parent.absolute().parents)
+                    if folder.exists())
+    if not existing.is_dir():
+        raise InputError(f"cannot create the folder {target.parent}: {existing} is a file", path=target)
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=parent):
+        with tempfile.TemporaryFile(dir=existing):
             pass
-    except FileExistsError as error:
-        raise InputError(f"cannot create the folder {error.filename}: a file has that name", path=target) from error
     except OSError as error:
-        raise InputError(f"cannot write into {error.filename or parent}: {error.strerror or error}",
-                         path=target) from error
+        raise InputError(f"cannot write into {existing}: {error.strerror or error}", path=target) from error
 
 
 def _sweep_litter(target: Path) -> None:

@@ -66,7 +66,12 @@ def make_input(tmp_path: Path, case: str) -> tuple[list[str], str]:
         return [str(path), str(path)], r"seqs.tsv: the output would replace the input .*seqs.tsv"
     if case == "output below a file":
         (tmp_path / "note.txt").write_text("a note\n")
-        return [str(good), str(tmp_path / "note.txt" / "hits.tsv")], r"cannot create the folder .*note.txt"
+        return [str(good), str(tmp_path / "note.txt" / "sub" / "hits.tsv")], \
+            r"cannot create the folder .*note.txt/sub: .*note.txt is a file"
+    if case == "bad input with a new output folder":  # the output's folders are made only when it is written
+        (tmp_path / "empty.fa").write_text("")
+        return [str(tmp_path / "empty.fa"), str(tmp_path / "new" / "deeper" / "hits.tsv")], \
+            r"empty.fa: no sequences in the file"
     if case == "input is a folder":
         (tmp_path / "folder.fa").mkdir()
         return [str(tmp_path / "folder.fa"), str(out)], r"folder.fa: is a folder; a file is expected here"
@@ -74,7 +79,8 @@ def make_input(tmp_path: Path, case: str) -> tuple[list[str], str]:
 
 
 SCAN_CASES = ["null sequence in parquet", "one null id in parquet", "two null ids in parquet", "empty id in a TSV",
-              "output is a folder", "output is the input", "output below a file", "input is a folder"]
+              "output is a folder", "output is the input", "output below a file", "input is a folder",
+              "bad input with a new output folder"]
 
 
 @pytest.mark.parametrize("command", ["scan", "rcc"])
@@ -99,8 +105,8 @@ def test_an_output_folder_without_write_permission_is_found_before_any_work(tmp_
 
     monkeypatch.setattr(io.tempfile, "TemporaryFile", refuse)
     assert main(["scan", "--sequences", str(tmp_path / "seqs.fa"), "--out", str(tmp_path / "ro" / "h.tsv")]) == 2
-    assert re.search(r"ro/h.tsv: cannot write into .*ro: Permission denied", one_line_error(capsys, "scan"))
-    assert not scanned
+    assert re.search(r"ro/h.tsv: cannot write into .*: Permission denied", one_line_error(capsys, "scan"))
+    assert not scanned and not (tmp_path / "ro").exists()
 
 
 def test_rcc_refuses_an_empty_cell_type(tmp_path, capsys) -> None:
