@@ -202,6 +202,24 @@ def test_fit_learns_keeps_the_best_and_resumes_exactly(tmp_path):
         assert torch.allclose(value, resumed.best_state[name], atol=1e-6)
 
 
+def test_the_loss_meets_predictions_and_targets_on_the_model_s_device(tmp_path, monkeypatch):
+    """On a GPU the predictions live on CUDA; the targets must join them there. A 'meta' prediction stands in for
+    the GPU (a CPU run cannot show the mismatch otherwise), and the loss records where its inputs are."""
+    seen = []
+    anchor = torch.nn.Parameter(torch.zeros(()))
+
+    def recording_loss(predicted, target):
+        seen.append((predicted.device.type, target.device.type, target.dtype))
+        return anchor * 0.0
+
+    monkeypatch.setattr(torch.nn.functional, "mse_loss", recording_loss)
+    model = torch.nn.Linear(2, 1)
+    fit(model, lambda indices: torch.zeros(len(indices), device="meta"), np.zeros(40, dtype=np.float32),
+        np.zeros(40, dtype=int), lambda: np.zeros(10), np.arange(10, dtype=np.float32),
+        {**SETTINGS, "epochs": 1}, tmp_path, progress=False)
+    assert seen and set(seen) == {("meta", "meta", torch.float32)}
+
+
 def test_lora_stage2_on_the_real_model(stage2_sets, smollm2_dir, tmp_path):
     """The paper's mode end to end on SmolLM2, on the official plain-text input: LoRA adapters and head train,
     the best validation checkpoint is kept, the predictions, adapter and model card are written, and the

@@ -141,7 +141,9 @@ def fit(model: nn.Module, predict_batch: Callable[[np.ndarray], torch.Tensor], t
             step_loss = 0.0
             chunk = plan[step_batches * accumulation:(step_batches + 1) * accumulation]
             for indices in chunk:
-                loss = nn.functional.mse_loss(predict_batch(indices), target_tensor[indices]) * len(indices)
+                predicted = predict_batch(indices)  # on the model's device: the targets go there (a GPU)
+                loss = nn.functional.mse_loss(predicted.float(), target_tensor[indices].to(predicted.device)) \
+                    * len(indices)
                 (loss / sum(len(part) for part in chunk)).backward()
                 step_loss += loss.item()
             nn.utils.clip_grad_norm_(trainable, settings["max_grad_norm"])
