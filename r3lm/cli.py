@@ -347,6 +347,9 @@ def _subcommand(commands: argparse._SubParsersAction, name: str, help_text: str,
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="r3lm", description=__doc__)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--gpus", type=int, default=0,
+                        help="GPUs this step holds (the workflow passes a rule's gpu resource): it sees only those, "
+                             "and stops with one line if torch cannot use them")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     download = _subcommand(commands, "download", "resumable download with a recorded SHA-256", _download, config=False)
@@ -576,6 +579,21 @@ def available_cores() -> int:
     return len(affinity(0)) if affinity else os.cpu_count() or 1
 
 
+def claim_gpus(count: int) -> None:
+    """A job that holds `count` GPUs sees only those (the first ones, unless SLURM or the user chose), and stops
+    at once when torch cannot use them, instead of running on the CPU for hours."""
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", ",".join(map(str, range(count))))
+    import torch
+
+    if torch.version.cuda is None:
+        raise InputError(f"this step asks for {count} GPU(s), but torch {torch.__version__} is a CPU-only build; "
+                         "install the CUDA build of torch, or set the step's gpus to 0")
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if visible < count:
+        raise InputError(f"this step asks for {count} GPU(s), but torch sees {visible} (CUDA_VISIBLE_DEVICES="
+                         f"{os.environ['CUDA_VISIBLE_DEVICES']!r}; check the driver with nvidia-smi)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # torch and the scan read this when they load (after parsing, in the handler); snakemake sets it per rule
@@ -583,6 +601,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler: Callable[[argparse.Namespace], None] = args.handler
     try:
+        if args.gpus:
+            claim_gpus(args.gpus)
         check_outputs(vars(args).values())
         handler(args)
     except InputError as error:

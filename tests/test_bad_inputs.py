@@ -218,3 +218,24 @@ def test_threads_follow_the_cores_given_to_the_process(monkeypatch) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert main(["check-config", "--config", str(Path(__file__).parents[1] / "config/config.yaml")]) == 0
     assert os.environ["OMP_NUM_THREADS"] == "2"
+
+
+def test_a_step_that_asks_for_gpus_stops_at_once_without_them(tmp_path, capsys, monkeypatch) -> None:
+    """A CPU-only torch, or a CUDA torch that sees fewer GPUs than the step holds: one line, before any work;
+    only the held GPUs are visible to the step."""
+    import torch
+
+    config = str(Path(__file__).parents[1] / "config/config.yaml")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # so that the teardown restores the session's own setting
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    monkeypatch.setattr(torch.version, "cuda", None)
+    assert main(["--gpus", "2", "check-config", "--config", config]) == 2
+    assert "asks for 2 GPU(s), but torch 2" in one_line_error(capsys, "check-config")
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert main(["--gpus", "2", "check-config", "--config", config]) == 2
+    assert "asks for 2 GPU(s), but torch sees 1 (CUDA_VISIBLE_DEVICES='0,1'" in one_line_error(capsys, "check-config")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert main(["--gpus", "2", "check-config", "--config", config]) == 0

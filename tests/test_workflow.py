@@ -68,6 +68,9 @@ def test_paper_config_trains_and_uses_a_stage1_model_per_cell_type(tmp_path: Pat
         assert "stage1-train --config" in planned and f"--cell-type {cell} --out-dir" in planned
         assert re.search(rf"self-rationales .*--model {cell}=\S*_per-cell-type/{cell}/model --teacher-set", planned)
     assert sum(job.startswith("merge_rationales:") for job in jobs) == 3
+    # every GPU step holds its GPUs: r3lm --gpus hides the others and stops at once where torch cannot use them
+    for step in ("stage1-train", "self-rationales", "stage2", "disruption"):
+        assert re.search(rf"python -m r3lm --gpus 1 {step} --config", planned), step
     bad = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(REPO / "config/gosai2024.yaml"),
                     "--config", 'stage2={"backbone": "stage1"}')
     assert bad.returncode != 0 and "stage2.backbone: stage1 needs one shared Stage-I model" in bad.stdout + bad.stderr

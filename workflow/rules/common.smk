@@ -222,11 +222,13 @@ def stage1_outputs():
     return summaries + [f"{STAGE1_DIR}/rationales/{name}.parquet" for name in STAGE2_SETS]
 
 
-def launcher(gpus):
-    """One process, or accelerate's data-parallel launcher when a job holds several GPUs."""
-    if gpus > 1:
-        return f"accelerate launch --multi_gpu --num_processes {gpus} -m r3lm"
-    return "python -m r3lm"
+def launcher(gpus, data_parallel=False):
+    """`python -m r3lm` holding the job's GPUs (r3lm --gpus hides the others and stops when torch cannot use
+    them), or accelerate's data-parallel launcher for a job that spreads over several."""
+    claim = f" --gpus {gpus}" if gpus else ""
+    if data_parallel and gpus > 1:
+        return f"accelerate launch --multi_gpu --num_processes {gpus} -m r3lm{claim}"
+    return f"python -m r3lm{claim}"
 
 
 # Stage II and the baselines write their predictions beside their models, in folders named by the

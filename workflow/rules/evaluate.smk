@@ -124,6 +124,7 @@ rule disruption:
         stage1_models=lambda wildcards: stage1_models_argument(),
         settings=settings("evaluation", "rcc", "generation", "reasoning", "levels", "llm", "stage2", "motifs"),
         data_dir=lambda wildcards, input: Path(input.data_summary).parent,
+        launcher=launcher(STAGE2["gpus"]),
     log:
         f"{RUN_LOG_DIR}/disruption.log",
     threads: 2
@@ -134,6 +135,6 @@ rule disruption:
     conda:
         ENV
     shell:
-        "python -m r3lm disruption --config {params.settings:q} --models {input.models}"
+        "{params.launcher} disruption --config {params.settings:q} --models {input.models}"
         " --predictions {input.predictions} --cards {input.cards} --stage1-model {params.stage1_models}"
         " --data-dir {params.data_dir} --out {output.table} --summary {output.summary} --no-progress > {log} 2>&1"

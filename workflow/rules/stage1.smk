@@ -25,7 +25,7 @@ rule stage1_train:
         cell_type=lambda wildcards: (
             "" if wildcards.group == SHARED_STAGE1 else f"--cell-type {wildcards.group}"
         ),
-        launcher=launcher(STAGE1["gpus"]),
+        launcher=launcher(STAGE1["gpus"], data_parallel=True),
     log:
         f"{LOG_DIR}/stage1/{Path(STAGE1_DIR).name}/train_{{group}}.log",
     wildcard_constraints:
@@ -58,6 +58,7 @@ rule self_rationales:
     params:
         settings=settings("reasoning", "levels", "llm", "generation", "motifs"),
         models=lambda wildcards: stage1_models_argument([wildcards.group]),
+        launcher=launcher(config["generation"]["gpus"]),
     log:
         f"{LOG_DIR}/stage1/{Path(STAGE1_DIR).name}/rationales_{{group}}.log",
     wildcard_constraints:
@@ -70,7 +71,7 @@ rule self_rationales:
     conda:
         ENV
     shell:
-        "python -m r3lm self-rationales --config {params.settings:q} --model {params.models}"
+        "{params.launcher} self-rationales --config {params.settings:q} --model {params.models}"
         " --teacher-set {input.teacher_sets} --cards {input.cards} --out {output.tables}"
         " --summary {output.summaries} > {log} 2>&1"
 

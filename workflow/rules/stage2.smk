@@ -23,6 +23,7 @@ rule stage2:
         rationales=lambda wildcards, input: (
             f"--rationales {' '.join(input.rationales)}" if input.rationales else ""
         ),
+        launcher=launcher(STAGE2["gpus"]),
     log:
         f"{LOG_DIR}/stage2/{Path(STAGE2_DIR).name}/{{mode}}.log",
     wildcard_constraints:
@@ -35,7 +36,7 @@ rule stage2:
     conda:
         ENV
     shell:
-        "python -m r3lm stage2 --config {params.settings:q} --mode {wildcards.mode} --backbone {params.backbone:q}"
+        "{params.launcher} stage2 --config {params.settings:q} --mode {wildcards.mode} --backbone {params.backbone:q}"
         " --teacher-sets {input.teacher_sets} --cards {input.cards} {params.rationales}"
         " --data-summary {input.data_summary} --work-dir {params.work_dir}"
         " --predictions {output.predictions} --no-progress > {log} 2>&1"
