@@ -177,6 +177,22 @@ def test_explain_prints_the_card_rationale_and_prediction(bundle, queries, score
     assert level == int(assign_levels(np.array([predicted]), EDGES)[0])
 
 
+@pytest.mark.parametrize(("case", "sequence", "cell", "message"), [
+    ("empty sequence", " ", "HepG2", r"sequence 'query' is missing or empty"),
+    ("other letters", "ACGTUACGT", "HepG2", r"sequence 'query' has 'U' at position 5"),
+    ("N", "ACGTNACGT", "HepG2", r"sequence 'query' has 'N' at position 5; only A, C, G and T are allowed"),
+    ("unknown cell type", "ACGTACGT", "", r"unknown cell type '': this model predicts HepG2, K562"),
+    ("model path is a file", "ACGTACGT", "HepG2", r"r3lm_bundle.json: is a file; a model folder is expected here"),
+])
+def test_explain_refuses_bad_input_in_one_line(bundle, capsys, case, sequence, cell, message):
+    model = bundle / MANIFEST if case == "model path is a file" else bundle
+    assert main(["explain", "--model", str(model), "--cell-type", cell, "--sequence", sequence, "--device", "cpu"]) == 2
+    captured = capsys.readouterr()
+    error = captured.err.strip()
+    assert len(error.splitlines()) == 1 and error.startswith("r3lm explain: error: ") and not captured.out
+    assert re.search(message, error), error
+
+
 def _broken_bundle(bundle: Path, tmp_path: Path, piece: str) -> Path:
     copy = shutil.copytree(bundle, tmp_path / "bundle")
     target = copy / piece
