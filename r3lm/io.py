@@ -32,14 +32,21 @@ def check_outputs(values: Iterable[Any]) -> None:
     other values that names an existing file (an input the output would replace)."""
     flat = [item for value in values for item in (value if isinstance(value, list) else [value])]
     inputs = {Path(item).resolve(): item for item in flat
-              if isinstance(item, str) and not isinstance(item, OutputFile | OutputFolder) and item
-              and Path(item).is_file()}
+              if isinstance(item, str) and not isinstance(item, OutputFile | OutputFolder) and _is_file(item)}
     for item in flat:
         if isinstance(item, OutputFile | OutputFolder):
             if Path(item).resolve() in inputs:
                 raise InputError(f"the output would replace the input {inputs[Path(item).resolve()]}; choose another "
                                  "output path", path=item)
             _check_writable(Path(item), folder=isinstance(item, OutputFolder))
+
+
+def _is_file(value: str) -> bool:
+    """Whether a command-line value names an existing file (a JSON config string or an id is no path)."""
+    try:
+        return bool(value) and Path(value).is_file()
+    except OSError:  # a name too long for the filesystem
+        return False
 
 
 def _check_writable(target: Path, *, folder: bool) -> None:

@@ -94,6 +94,15 @@ def test_scan_and_rcc_refuse_bad_input_in_one_line_and_change_nothing(tmp_path, 
     assert snapshot(tmp_path) == before
 
 
+def test_a_long_json_config_string_is_not_taken_for_a_path(tmp_path, capsys) -> None:
+    """Workflow steps pass their settings as one JSON string, longer than any file name may be."""
+    settings = '{"motifs": {"pvalue": 1e-05}, "note": "' + "x" * 5000 + '"}'
+    assert main(["check-config", "--config", settings]) == 2
+    assert "'note'" in one_line_error(capsys, "check-config")
+    assert main(["motif-file", "--config", '{"motifs": {"pvalue": 1e-05}, "rcc": {}' + " " * 5000 + "}",
+                 "--out", str(tmp_path / "motifs.meme")]) == 0
+
+
 def test_an_output_folder_without_write_permission_is_found_before_any_work(tmp_path, capsys, monkeypatch) -> None:
     """As a user without rights on the folder sees it (the tests may run as root, whom modes do not stop)."""
     (tmp_path / "seqs.fa").write_text(fasta_text())
