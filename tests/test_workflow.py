@@ -112,9 +112,9 @@ def test_ablation_overrides_get_their_own_outputs(tmp_path: Path) -> None:
     assert f"results/demo/motifs/{setting}/shards/0002.parquet" in planned
     assert f"results/demo/rcc/{setting}_grammar/train.parquet" in planned
     assert "resources/motifs/JASPAR2024_CORE_vertebrates.meme" in planned
-    stage1 = f"results/demo/stage1/{setting}_grammar_grounded-brief_SmolLM2-360M-Instruct_full"
+    stage1 = f"results/demo/stage1/{setting}_grammar_grounded-compact_SmolLM2-360M-Instruct_full"
     stage2 = stage1.replace("/stage1/", "/stage2/") + "_stage1-backbone_frozen"
-    assert f"{stage1}/shared/model" in planned and f"{stage2}/rcc_only/predictions" in planned
+    assert f"{stage1}/shared/model" in planned and f"{stage2}/sequence_only/predictions" in planned
     assert f"results/demo/baselines/motif_ridge/{setting}_grammar/predictions" in planned
     assert "results/demo/runs/ablation/report/summary.md" in planned
     assert "results/demo/runs/ablation/models/generated_cot" in planned and "runs/main" not in planned
