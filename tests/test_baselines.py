@@ -174,6 +174,50 @@ def test_cnn_learns_the_planted_signal_and_is_reproducible(dataset: dict[str, Pa
     np.testing.assert_array_equal(second["predicted"], table["predicted"])
 
 
+def test_cnn_cross_validation_predicts_every_row_out_of_fold(dataset: dict[str, Path], tmp_path: Path) -> None:
+    """MPRA-LegNet's protocol: random folds over every row of the split tables; each row predicted once, by the
+    model of its own fold; the test rows in the shared format; per-fold curves, models and stopping reasons."""
+    summary = _run_cnn(dataset, tmp_path / "cv", epochs=3, cross_validation={"folds": 3, "seed": 1})
+    table = assert_shared_format(tmp_path / "cv", dataset["test"], dataset["summary"])
+    oof = pd.read_parquet(tmp_path / "cv" / "oof.parquet")
+    every = pd.concat([pd.read_parquet(dataset[name]) for name in ("train", "val", "test")])
+    assert sorted(zip(oof["id"], oof["cell_type"])) == sorted(zip(every["id"], every["cell_type"]))
+    assert set(oof["fold"]) == {1, 2, 3} and oof.groupby("id")["fold"].nunique().max() == 1
+    assert np.isfinite(oof["predicted"]).all()
+    on_test = oof.merge(table, on=["id", "cell_type"])
+    np.testing.assert_allclose(on_test["predicted_x"], on_test["predicted_y"], rtol=1e-6)
+    folds = summary["cross_validation"]
+    assert (folds["folds"], folds["fold_source"], folds["rows"]) == (3, "random", len(every))
+    assert len(folds["stopped_by"]) == len(folds["val_pearson"]) == 3
+    assert all(value > 0.7 for value in folds["oof_pearson"].values()), folds["oof_pearson"]
+    assert sorted(pd.read_csv(tmp_path / "cv" / "curve.csv")["fold"].unique()) == [1, 2, 3]
+    assert len(torch.load(tmp_path / "cv" / "model.pt")["folds"]) == 3
+
+
+def test_cnn_cross_validation_follows_the_data_s_fold_column(dataset: dict[str, Path], tmp_path: Path) -> None:
+    paths = {}
+    for name in ("train", "val", "test"):
+        table = pd.read_parquet(dataset[name])
+        table["fold"] = table["id"].map(lambda name: f"fold{sum(map(ord, name)) % 4}")
+        paths[name] = tmp_path / f"{name}.parquet"
+        table.to_parquet(paths[name], index=False)
+    summary = cnn.run_cnn({**TINY_CNN, "epochs": 2, "cross_validation": {"folds": 10}}, paths["train"], paths["val"],
+                          [paths["test"]], dataset["summary"], tmp_path / "cv", progress=False)
+    assert (summary["cross_validation"]["folds"], summary["cross_validation"]["fold_source"]) == (4, "data")
+    oof = pd.read_parquet(tmp_path / "cv" / "oof.parquet")
+    expected = oof["id"].map(lambda name: sum(map(ord, name)) % 4 + 1)
+    assert (oof["fold"] == expected).all()
+    table = pd.read_parquet(paths["train"])
+    table["fold"] = table["id"].map(lambda name: f"fold{sum(map(ord, name)) % 2}")
+    table.to_parquet(paths["train"], index=False)
+    for name in ("val", "test"):
+        pd.read_parquet(paths[name]).assign(fold="fold0").to_parquet(paths[name], index=False)
+    with pytest.raises(InputError, match="needs at least 3 folds") as caught:
+        cnn.run_cnn({**TINY_CNN, "cross_validation": {"folds": 10}}, paths["train"], paths["val"], [paths["test"]],
+                    dataset["summary"], tmp_path / "bad", progress=False)
+    assert caught.value.column == "fold" and written_files(tmp_path / "bad") == []
+
+
 def test_cnn_stops_on_its_criterion_and_reports_why(dataset: dict[str, Path], tmp_path: Path) -> None:
     """No val Pearson gain of min_delta for `patience` epochs past the learning-rate peak (epoch 4 of 12) ends
     training before the cap; patience 0 runs to it."""

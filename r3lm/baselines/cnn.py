@@ -49,6 +49,7 @@ from r3lm.baselines.common import (
     write_outputs,
 )
 from r3lm.data.checks import first_row
+from r3lm.data.splits import fold_key
 from r3lm.errors import InputError
 from r3lm.io import atomic_path, write_table
 from r3lm.llm.base import native_bf16
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 
 DATA_COLUMNS = [*ROW_COLUMNS, "sequence"]
 CURVE_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "val_pearson"]
+MIN_FOLDS = 3  # one held out, one validating, at least one training
 PEAK_FRACTION = 0.3  # LegNet's one-cycle peaks 30% into training
 ARCHITECTURE_KEYS = ("stem_channels", "stem_kernel", "stage_channels", "kernel_size", "expansion")
 PAD = 4  # the code of N and of padding: both one-hot to all zeros
@@ -428,10 +430,44 @@ def _rows_predicted(fit: CNNFit, rows: pd.DataFrame, data: SequenceSet) -> np.nd
     return activity[sequence_index, cell_index]
 
 
+def assign_folds(rows: pd.DataFrame, folds: int, seed: int) -> tuple[pd.Series, str]:
+    """A fold (0..k-1) per row, the same for every row of a sequence, and where it came from: the data's own
+    `fold` column where every row has one (the `table` source keeps it), else sequences dealt at random into
+    `folds` equal parts."""
+    if "fold" in rows.columns and (rows["fold"].astype(str).str.strip() != "").all():
+        labels = sorted(rows["fold"].map(fold_key).unique(), key=lambda label: (len(label), label))
+        if len(labels) < MIN_FOLDS:
+            raise InputError(f"cross-validation needs at least {MIN_FOLDS} folds (held out, validation, training); "
+                             f"the data's fold column has {len(labels)}", path=source(rows), column="fold")
+        return rows["fold"].map(fold_key).map({label: index for index, label in enumerate(labels)}), "data"
+    ids = rows["id"].unique()
+    order = np.random.default_rng(seed).permutation(len(ids))
+    return rows["id"].map(dict(zip(ids[order], np.arange(len(ids)) % folds, strict=True))), "random"
+
+
+def cross_validate(settings: Mapping[str, Any], rows: pd.DataFrame, folds: pd.Series, *,
+                   progress: bool = True) -> tuple[np.ndarray, pd.DataFrame, list[CNNFit]]:
+    """Out-of-fold predictions for every row, MPRA-LegNet's protocol: fold k is predicted by a model trained
+    on the other folds with fold k+1 validating, so every sequence is scored by a model that never saw it.
+    Returns the predictions, the curves (with a `fold` column) and the fits."""
+    count = int(folds.max()) + 1
+    predicted, curves, fits = np.full(len(rows), np.nan), [], []
+    for fold in range(count):
+        held_out, validating = folds == fold, folds == (fold + 1) % count
+        log.info("CNN cross-validation: fold %d of %d (%d rows held out)", fold + 1, count, int(held_out.sum()))
+        fit = fit_cnn(settings, rows[~held_out & ~validating], rows[validating], progress=progress)
+        held = rows[held_out]
+        predicted[held_out.to_numpy()] = _rows_predicted(fit, held, sequence_set(held, fit.cell_types))
+        curves.append(fit.curve.assign(fold=fold + 1))
+        fits.append(fit)
+    return predicted, pd.concat(curves, ignore_index=True), fits
+
+
 def run_cnn(settings: Mapping[str, Any], train_path: str | Path, val_path: str | Path,
             test_paths: Sequence[str | Path], summary_path: str | Path, out_dir: str | Path, *,
             progress: bool = True) -> dict[str, Any]:
-    """The workflow step: train, then write curve.csv, model.pt and the predictions for every test row."""
+    """The workflow step: train (or cross-validate, with `cross_validation.folds`), then write curve.csv,
+    model.pt and the predictions for every test row."""
     started = time.perf_counter()
     settings = resolve_settings(settings, "cnn")
     train, val = read_rows(train_path, DATA_COLUMNS), read_rows(val_path, DATA_COLUMNS)
@@ -443,29 +479,61 @@ def run_cnn(settings: Mapping[str, Any], train_path: str | Path, val_path: str |
         check_cell_types(test, cell_types, "train cell types")
     test_sets = [sequence_set(test, cell_types) for test in tests]  # checked before hours of training, not after
     edges = read_edges(summary_path, cell_types)
-    fit = fit_cnn(settings, train, val, progress=progress)
-    predicted = [_rows_predicted(fit, test, data) for test, data in zip(tests, test_sets)]
     out = Path(out_dir)
-    write_table(fit.curve, out / "curve.csv")
-    with atomic_path(out / "model.pt") as tmp:
-        torch.save({"state_dict": {name: value.cpu() for name, value in fit.model.state_dict().items()},
-                    "cell_types": fit.cell_types, "settings": fit.settings,
-                    "target_mean": fit.target_mean.tolist(), "target_std": fit.target_std.tolist()}, tmp)
+    if settings["cross_validation"]["folds"]:
+        predicted, curve, fits, extra = _cross_validated(settings, train, val, tests, out, progress=progress)
+    else:
+        fit = fit_cnn(settings, train, val, progress=progress)
+        predicted = [_rows_predicted(fit, test, data) for test, data in zip(tests, test_sets, strict=True)]
+        curve, fits, extra = fit.curve, [fit], {"stopped_by": fit.stopped_by, "best_epoch": fit.best_epoch,
+                                              "val_pearson": {cell: finite_or_none(value)
+                                                              for cell, value in fit.best_val_pearson.items()}}
+    write_table(curve, out / "curve.csv")
+    records = [{"state_dict": {name: value.cpu() for name, value in fit.model.state_dict().items()},
+                "target_mean": fit.target_mean.tolist(), "target_std": fit.target_std.tolist()} for fit in fits]
+    with atomic_path(out / "model.pt") as tmp:  # one model, or one per fold
+        torch.save({**(records[0] if len(records) == 1 else {"folds": records}),
+                    "cell_types": fits[0].cell_types, "settings": fits[0].settings}, tmp)
     summary = {
         "method": "cnn",
-        "settings": fit.settings,
-        "architecture": {"name": "LegNet", "heads": fit.cell_types,
-                         **{key: fit.settings[key] for key in ARCHITECTURE_KEYS}},
-        "parameters": sum(p.numel() for p in fit.model.parameters()),
-        "train_sequences": fit.train_sequences,
+        "settings": fits[0].settings,
+        "architecture": {"name": "LegNet", "heads": fits[0].cell_types,
+                         **{key: fits[0].settings[key] for key in ARCHITECTURE_KEYS}},
+        "parameters": sum(p.numel() for p in fits[0].model.parameters()),
+        "train_sequences": [fit.train_sequences for fit in fits] if len(fits) > 1 else fits[0].train_sequences,
         "train_rows": {cell: int(count) for cell, count in train.groupby("cell_type")["activity"].count().items()},
-        "epochs_run": len(fit.curve),
-        "stopped_by": fit.stopped_by,
-        "best_epoch": fit.best_epoch,
-        "val_pearson": {cell: finite_or_none(value) for cell, value in fit.best_val_pearson.items()},
-        "device": str(fit.device),
+        "epochs_run": [len(fit.curve) for fit in fits] if len(fits) > 1 else len(curve),
+        **extra,
+        "device": str(fits[0].device),
         "threads": torch.get_num_threads(),
         "seconds": round(time.perf_counter() - started, 2),
     }
     write_outputs(tests, predicted, edges, out, summary)
     return summary
+
+
+def _cross_validated(settings: Mapping[str, Any], train: pd.DataFrame, val: pd.DataFrame,
+                     tests: Sequence[pd.DataFrame], out: Path, *, progress: bool
+                     ) -> tuple[list[np.ndarray], pd.DataFrame, list[CNNFit], dict[str, Any]]:
+    """Cross-validation over every row of the split tables (their split is ignored): the test rows get their
+    out-of-fold predictions, and oof.parquet holds every row's, the figure MPRA-LegNet reports."""
+    rows = pd.concat([train, val, *tests], ignore_index=True).drop_duplicates(["id", "cell_type"],
+                                                                              ignore_index=True)
+    rows.attrs["path"] = source(train)
+    folds, fold_source = assign_folds(rows, settings["cross_validation"]["folds"],
+                                      settings["cross_validation"]["seed"])
+    predicted, curve, fits = cross_validate(settings, rows, folds, progress=progress)
+    oof = rows[["id", "cell_type", "split", "activity"]].assign(fold=folds.to_numpy() + 1, predicted=predicted)
+    write_table(oof, out / "oof.parquet")
+    lookup = pd.Series(predicted, index=pd.MultiIndex.from_frame(rows[["id", "cell_type"]]))
+    on_tests = [lookup.reindex(pd.MultiIndex.from_frame(test[["id", "cell_type"]])).to_numpy() for test in tests]
+    extra = {"cross_validation": {
+        "folds": int(folds.max()) + 1, "fold_source": fold_source,
+        "rows": len(rows), "stopped_by": [fit.stopped_by for fit in fits],
+        "best_epoch": [fit.best_epoch for fit in fits],
+        "val_pearson": [{cell: finite_or_none(value) for cell, value in fit.best_val_pearson.items()} for fit in fits],
+        "oof_pearson": {cell: finite_or_none(pearson(group["activity"].to_numpy(), group["predicted"].to_numpy()))
+                        for cell, group in oof.groupby("cell_type")}}}
+    log.info("cross-validation over %d %s folds: out-of-fold Pearson %s", extra["cross_validation"]["folds"],
+             fold_source, extra["cross_validation"]["oof_pearson"])
+    return on_tests, curve, fits, extra

@@ -34,7 +34,7 @@ def resolve_settings(settings: Mapping[str, Any], method: str) -> dict[str, Any]
     unknown = sorted(set(settings) - set(defaults))
     if unknown:
         raise InputError(f"unknown {method} setting(s) {unknown}; known: {sorted(defaults)}", column=unknown[0])
-    return {**defaults, **settings}
+    return validate_config({"baselines": {method: dict(settings)}})["baselines"][method]  # nested defaults too
 
 
 def read_rows(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
