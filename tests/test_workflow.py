@@ -71,6 +71,10 @@ def test_paper_config_trains_and_uses_a_stage1_model_per_cell_type(tmp_path: Pat
     # every GPU step holds its GPUs: r3lm --gpus hides the others and stops at once where torch cannot use them
     for step in ("stage1-train", "self-rationales", "stage2", "disruption"):
         assert re.search(rf"python -m r3lm --gpus 1 {step} --config", planned), step
+    two = snakemake("-n", "-p", "--directory", str(tmp_path), "--configfile", str(REPO / "config/gosai2024.yaml"),
+                    "--config", 'stage1={"gpus": 2, "models": "per_cell_type"}')
+    assert re.search(r"accelerate launch --multi_gpu --num_processes 2 --main_process_port \$\(python -c .*\) "
+                     r"-m r3lm --gpus 2 stage1-train", two.stdout + two.stderr)
     bad = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(REPO / "config/gosai2024.yaml"),
                     "--config", 'stage2={"backbone": "stage1"}')
     assert bad.returncode != 0 and "stage2.backbone: stage1 needs one shared Stage-I model" in bad.stdout + bad.stderr

@@ -227,7 +227,9 @@ def launcher(gpus, data_parallel=False):
     them), or accelerate's data-parallel launcher for a job that spreads over several."""
     claim = f" --gpus {gpus}" if gpus else ""
     if data_parallel and gpus > 1:
-        return f"accelerate launch --multi_gpu --num_processes {gpus} -m r3lm{claim}"
+        # a free port per job: two jobs on one node would otherwise both take accelerate's 29500
+        port = "$(python -c 'import socket; s = socket.socket(); s.bind((\"\", 0)); print(s.getsockname()[1])')"
+        return f"accelerate launch --multi_gpu --num_processes {gpus} --main_process_port {port} -m r3lm{claim}"
     return f"python -m r3lm{claim}"
 
 
