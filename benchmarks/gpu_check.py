@@ -46,9 +46,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from r3lm.config import validate_config  # noqa: E402
-from r3lm.io import write_json  # noqa: E402
-from r3lm.rcc.card import Card, MotifHit  # noqa: E402
+from r3lm.config import validate_config
+from r3lm.io import write_json
+from r3lm.rcc.card import Card, MotifHit
 
 CELLS = ("K562", "HepG2")
 TF_NAMES = ("GATA1", "TAL1::TCF3", "HNF4A", "CEBPB", "SP1", "REST", "FOS::JUN", "ELK1")
@@ -178,7 +178,7 @@ class Check:
         if backend == "vllm":
             try:
                 choose_backend("vllm", self.device)
-            except Exception as error:  # noqa: BLE001 - the reason is the skip's line
+            except Exception as error:
                 raise Skip(str(error).splitlines()[0]) from error
         generator = open_generator(self.model, settings, device=self.device)
         chats = [[{"role": "user", "content": text}] for text in self.cards["card_text"][:4]]
@@ -241,6 +241,7 @@ class Check:
         try:
             if stage == 2:
                 from peft import LoraConfig, get_peft_model
+                model.model.enable_input_require_grads()  # checkpointing a frozen base still passes gradients
                 model = get_peft_model(model.model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear"))
                 hidden = model(input_ids=tokens).last_hidden_state[:, -1].float()
                 loss = hidden.pow(2).mean()
