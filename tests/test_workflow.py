@@ -210,7 +210,7 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path
         "reasoning": {"detail": "brief",
                       "sets": {"stage1_train": 1, "stage1_val": 1, "stage2_train": 3, "stage2_val": 2}},
         "stage1": {"epochs": 1, "batch_size": 2, "gradient_accumulation": 1, "learning_rate": 1e-4,
-                   "gradient_checkpointing": False, "cutoff_len": 1024},
+                   "gradient_checkpointing": False, "cutoff_len": 2048},
         "generation": {"batch_size": 4, "max_new_tokens": 8, "dtype": "bfloat16"},
         "stage2": {"modes": ["generated_cot", "rcc_only"], "training": "frozen", "dtype": "bfloat16",
                    "frozen": {"epochs": 20}},
