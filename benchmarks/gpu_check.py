@@ -128,7 +128,7 @@ class Check:
         self.model: Path | None = None
 
     def config(self, **sections: Any) -> dict[str, Any]:
-        return validate_config({"llm": {"dtype": "auto"}, **sections})
+        return validate_config(sections)
 
     def run(self, name: str, step: Callable[[Path], str]) -> None:
         work = self.out / name

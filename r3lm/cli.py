@@ -320,7 +320,8 @@ def _explain(args: argparse.Namespace) -> None:
 def _add_sequence_input(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sequences", required=True,
                         help="FASTA (.fa/.fasta/.fna, optionally .gz) or a table (.tsv/.csv/.parquet)")
-    parser.add_argument("--out", type=OutputFile, required=True, help="output: .parquet, .tsv, .csv (optionally .gz) or .jsonl")
+    parser.add_argument("--out", type=OutputFile, required=True,
+                        help="output: .parquet, .tsv, .csv (optionally .gz) or .jsonl")
     parser.add_argument("--id-column", default="id", help="table input: the id column (default: id)")
     parser.add_argument("--sequence-column", default="sequence", help="table input: the sequence column")
     parser.add_argument("--jaspar-release", default=None, help="JASPAR2026 (default) or JASPAR2024")
@@ -360,14 +361,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     simulate = _subcommand(commands, "simulate", "simulate the demo MPRA from JASPAR matrices", _simulate, config=True)
     simulate.add_argument("--out", type=OutputFile, required=True, help="measurements parquet")
-    simulate.add_argument("--ground-truth", type=OutputFile, required=True, help="planted sites and their contributions (parquet)")
+    simulate.add_argument("--ground-truth", type=OutputFile, required=True,
+                          help="planted sites and their contributions (parquet)")
 
     _subcommand(commands, "check-config", "validate a config file (YAML and every key, with the line of a syntax "
                 "error), as the workflow does before planning", _check_config, config=True)
 
     prepare = _subcommand(commands, "prepare-data", "filter, split, level and sample a dataset", _prepare_data,
                           config=True)
-    prepare.add_argument("--out-dir", type=OutputFolder, required=True, help="folder for {train,val,test,test_subset}.parquet")
+    prepare.add_argument("--out-dir", type=OutputFolder, required=True,
+                         help="folder for {train,val,test,test_subset}.parquet")
     prepare.add_argument("--input", default=None, help="the source file (Gosai table or simulated demo)")
 
     scan = _subcommand(commands, "scan", "FIMO-exact motif scan of sequences against JASPAR", _scan, config=False)
@@ -416,8 +419,10 @@ def build_parser() -> argparse.ArgumentParser:
     teacher.add_argument("--set", required=True, help="stage1_train, stage1_val, stage2_train, stage2_val or test")
     teacher.add_argument("--cards", required=True, help="the cards of the set's split")
     teacher.add_argument("--evidence", required=True, help="the evidence parquet of the train split")
-    teacher.add_argument("--out", type=OutputFile, required=True, help="teacher table parquet (every row, with its validation)")
-    teacher.add_argument("--sharegpt", type=OutputFolder, required=True, help="folder for <cell_type>.jsonl (valid rows)")
+    teacher.add_argument("--out", type=OutputFile, required=True,
+                         help="teacher table parquet (every row, with its validation)")
+    teacher.add_argument("--sharegpt", type=OutputFolder, required=True,
+                         help="folder for <cell_type>.jsonl (valid rows)")
     teacher.add_argument("--summary", type=OutputFile, required=True, help="summary JSON (rejections by reason)")
     teacher.add_argument("--cache", default=None, help="response cache of the openai teacher (resumes a rerun)")
     teacher.add_argument("--no-progress", action="store_true")
@@ -441,7 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     stage1.add_argument("--base", required=True, help="base model: a folder or hub id")
     stage1.add_argument("--train", nargs="+", required=True, help="ShareGPT JSONL files or folders")
     stage1.add_argument("--val", nargs="+", required=True, help="held-out ShareGPT JSONL files or folders")
-    stage1.add_argument("--out-dir", type=OutputFolder, required=True, help="model/, loss.csv, loss.png, summary.json, checkpoints/")
+    stage1.add_argument("--out-dir", type=OutputFolder, required=True,
+                        help="model/, loss.csv, loss.png, summary.json, checkpoints/")
     stage1.add_argument("--max-steps", type=int, default=None, help="cap on optimizer steps (default: epochs decide)")
     stage1.add_argument("--cell-type", default=None, help="train on this cell type's records only (default: all)")
 
@@ -477,8 +483,10 @@ def build_parser() -> argparse.ArgumentParser:
     stage2.add_argument("--rationales", nargs=3, default=None, metavar=("TRAIN", "VAL", "TEST"),
                         help="generated_cot: the Stage-I model's rationales of the three sets")
     stage2.add_argument("--data-summary", required=True, help="the dataset's summary.json (level edges)")
-    stage2.add_argument("--work-dir", type=OutputFolder, required=True, help="model/, curve.csv, embeddings/, checkpoints, summary.json")
-    stage2.add_argument("--predictions", type=OutputFolder, required=True, help="folder for <cell_type>.parquet and summary.json")
+    stage2.add_argument("--work-dir", type=OutputFolder, required=True,
+                        help="model/, curve.csv, embeddings/, checkpoints, summary.json")
+    stage2.add_argument("--predictions", type=OutputFolder, required=True,
+                        help="folder for <cell_type>.parquet and summary.json")
     stage2.add_argument("--no-progress", action="store_true")
 
     for name, what in (("baseline-ridge", "motif-count ridge regression on the cards"),
@@ -488,7 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
         baseline.add_argument("--val", required=True, help="validation table of the same kind")
         baseline.add_argument("--test", nargs="+", required=True, help="tables to predict")
         baseline.add_argument("--data-summary", required=True, help="the dataset's summary.json (level edges)")
-        baseline.add_argument("--out-dir", type=OutputFolder, required=True, help="predictions folder (<cell_type>.parquet, summary.json)")
+        baseline.add_argument("--out-dir", type=OutputFolder, required=True,
+                              help="predictions folder (<cell_type>.parquet, summary.json)")
         baseline.add_argument("--no-progress", action="store_true")
 
     metrics = _subcommand(commands, "metrics", "per-cell-type metrics with bootstrap intervals, both protocols",
@@ -499,7 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("--test", required=True, help="the full test table")
     metrics.add_argument("--test-subset", required=True, help="the paper protocol's test subset")
     metrics.add_argument("--out", type=OutputFile, required=True, help="metrics.tsv")
-    metrics.add_argument("--skipped", type=OutputFile, required=True, help="TSV of (method, protocol, cell type) not covered")
+    metrics.add_argument("--skipped", type=OutputFile, required=True,
+                         help="TSV of (method, protocol, cell type) not covered")
 
     citation = _subcommand(commands, "citation-faithfulness",
                            "cited motifs against the simulator's planted causal sites (demo)",
@@ -518,7 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
     disruption.add_argument("--stage1-model", nargs="+", default=None,
                             help="the Stage-I model, or CELL=MODEL per cell type (to regenerate rationales)")
     disruption.add_argument("--data-dir", default=None, help="the prepared dataset (motifs.background: input)")
-    disruption.add_argument("--out", type=OutputFile, required=True, help="pair table TSV (one row per disrupted motif)")
+    disruption.add_argument("--out", type=OutputFile, required=True,
+                            help="pair table TSV (one row per disrupted motif)")
     disruption.add_argument("--summary", type=OutputFile, required=True, help="agreement per cell type TSV")
     disruption.add_argument("--no-progress", action="store_true")
 
@@ -542,7 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--genome", help="genome FASTA the BED regions refer to (indexed with pyfaidx)")
     predict.add_argument("--id-column", default="id", help="--table: the id column (default: id)")
     predict.add_argument("--sequence-column", default="sequence", help="--table: the sequence column")
-    predict.add_argument("--out", type=OutputFile, required=True, help="output: .tsv, .csv, .parquet or .jsonl (text kinds .gz)")
+    predict.add_argument("--out", type=OutputFile, required=True,
+                         help="output: .tsv, .csv, .parquet or .jsonl (text kinds .gz)")
     predict.add_argument("--with-card", action="store_true", help="add each sequence's card as a column")
     predict.add_argument("--batch-size", type=int, default=None, help="default: sized to the device")
     predict.add_argument("--device", default="auto", help="auto (a CUDA GPU when present), cpu, cuda, cuda:1, ...")

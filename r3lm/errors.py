@@ -39,19 +39,17 @@ class InputError(Exception):
 
 def require_file(path: str | Path, what: str = "file") -> Path:
     """`path` as a Path when it is a file; a folder or a missing path is named as what it is."""
-    file = Path(path)
-    if file.is_dir():
-        raise InputError(f"is a folder; a {what} is expected here", path=file)
-    if not file.is_file():
-        raise InputError(f"{what} not found", path=file)
-    return file
+    return _require(Path(path), what, folder=False)
 
 
 def require_folder(path: str | Path, what: str = "folder") -> Path:
     """`path` as a Path when it is a folder; a file or a missing path is named as what it is."""
-    folder = Path(path)
-    if folder.is_file():
-        raise InputError(f"is a file; a {what} is expected here", path=folder)
-    if not folder.is_dir():
-        raise InputError(f"{what} not found", path=folder)
-    return folder
+    return _require(Path(path), what, folder=True)
+
+
+def _require(path: Path, what: str, *, folder: bool) -> Path:
+    if (path.is_file() if folder else path.is_dir()):
+        raise InputError(f"is a {'file' if folder else 'folder'}; a {what} is expected here", path=path)
+    if not (path.is_dir() if folder else path.is_file()):
+        raise InputError(f"{what} not found", path=path)
+    return path

@@ -35,9 +35,10 @@ def check_outputs(values: Iterable[Any]) -> None:
               if isinstance(item, str) and not isinstance(item, OutputFile | OutputFolder) and _is_file(item)}
     for item in flat:
         if isinstance(item, OutputFile | OutputFolder):
-            if Path(item).resolve() in inputs:
-                raise InputError(f"the output would replace the input {inputs[Path(item).resolve()]}; choose another "
-                                 "output path", path=item)
+            replaced = inputs.get(Path(item).resolve())
+            if replaced is not None:
+                raise InputError(f"the output would replace the input {replaced}; choose another output path",
+                                 path=item)
             _check_writable(Path(item), folder=isinstance(item, OutputFolder))
 
 
@@ -55,8 +56,8 @@ def _check_writable(target: Path, *, folder: bool) -> None:
     if target.exists() and not target.is_dir() and folder:
         raise InputError("is a file; this output is a folder", path=target)
     # Creates nothing: the folders are made when the output is written, so a later input error leaves none.
-    existing = next(folder for folder in (target.parent.absolute(), *target.parent.absolute().parents)
-                    if folder.exists())
+    existing = next(ancestor for ancestor in (target.parent.absolute(), *target.parent.absolute().parents)
+                    if ancestor.exists())
     if not existing.is_dir():
         raise InputError(f"cannot create the folder {target.parent}: {existing} is a file", path=target)
     try:
@@ -82,8 +83,8 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # alive, but another user's
+        pass
     return True
 
 

@@ -28,7 +28,7 @@ arrangement, the GC reading, the balance and its tier) and differ only in how th
 `full` cites every count and statistic (carriers, log2 odds ratios, Fisher p-values, the feature
 tally); `brief` writes each step as one short sentence naming at most three motifs, with a single
 statistic (the lead activator's log2 odds ratio), for small students; `compact` writes each step as a
-terse note (names, the key score, GC, the tier), about half of brief's tokens, for a 135M student on a
+terse note (motif names, GC, the tier; no positions or scores), about 60% of brief's tokens, for a 135M student on a
 CPU, where every generated token costs time and the mapping from card to level must be learned from a
 few hundred examples.
 
