@@ -248,7 +248,7 @@ def _metrics(args: argparse.Namespace) -> None:
 
 def _citation_faithfulness(args: argparse.Namespace) -> None:
     from r3lm.config import load_config
-    from r3lm.evaluate.faithfulness import write_citation_faithfulness
+    from r3lm.evaluate.citations import write_citation_faithfulness
 
     write_citation_faithfulness(args.rationales, args.cards, args.ground_truth, args.out,
                                 load_config(args.config)["evaluation"]["bootstrap"])

@@ -17,6 +17,7 @@ from r3lm.baselines import cnn
 from r3lm.baselines.common import pearson
 from r3lm.baselines.motif_ridge import run_motif_ridge
 from r3lm.config import load_config, validate_config
+from r3lm.data.dna import encode_sequences, one_hot, reverse_complement_codes
 from r3lm.data.levels import assign_levels, level_edges
 from r3lm.errors import InputError
 from r3lm.predictions import PREDICTION_COLUMNS, read_predictions
@@ -261,13 +262,13 @@ def test_cnn_prediction_is_strand_symmetric() -> None:
     sequences[1] = sequences[1][:20] + "N" + sequences[1][21:]
     complement = str.maketrans("ACGTN", "TGCAN")
     reverse = [sequence.translate(complement)[::-1] for sequence in sequences]
-    codes, lengths = cnn.encode_sequences(sequences)
-    reverse_codes, _ = cnn.encode_sequences(reverse)
+    codes, lengths = encode_sequences(sequences)
+    reverse_codes, _ = encode_sequences(reverse)
     np.testing.assert_array_equal(
-        cnn.reverse_complement(torch.from_numpy(codes).long(), torch.from_numpy(lengths)).numpy(), reverse_codes)
+        reverse_complement_codes(torch.from_numpy(codes).long(), torch.from_numpy(lengths)).numpy(), reverse_codes)
     torch.manual_seed(0)
     model = cnn.LegNet(2, stem_channels=8, stem_kernel=5, stage_channels=[8, 8], kernel_size=3, expansion=2)
-    model(cnn.one_hot(torch.from_numpy(codes).long()))  # a train-mode pass moves BatchNorm off its initial stats
+    model(one_hot(torch.from_numpy(codes).long()))  # a train-mode pass moves BatchNorm off its initial stats
     predicted = cnn.predict_codes(model, codes, lengths, batch_size=2, device=torch.device("cpu"))
     predicted_reverse = cnn.predict_codes(model, reverse_codes, lengths, batch_size=2, device=torch.device("cpu"))
     np.testing.assert_allclose(predicted, predicted_reverse, rtol=1e-5, atol=1e-6)

@@ -12,16 +12,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from r3lm.data.dna import dinucleotide_shuffle
 from r3lm.errors import InputError
-from r3lm.evaluate.faithfulness import (
-    attach_cards,
-    citation_faithfulness,
-    cited_motifs,
-    dinucleotide_shuffle,
-    disrupt_motif,
-    disrupt_span,
-    disruption_agreement,
-)
+from r3lm.evaluate.citations import citation_faithfulness
+from r3lm.evaluate.claims import attach_cards, cited_motifs
 from r3lm.evaluate.metrics import (
     Block,
     block_rng,
@@ -30,6 +24,11 @@ from r3lm.evaluate.metrics import (
     percentile_interval,
     resample_counts,
     write_metrics,
+)
+from r3lm.evaluate.motif_disruption import (
+    disrupt_motif,
+    disrupt_span,
+    disruption_agreement,
 )
 from r3lm.evaluate.report import write_report
 from r3lm.io import write_table

@@ -16,8 +16,8 @@ import torch
 from conftest import CELLS, STAGE2_MODE
 
 from r3lm.errors import InputError
+from r3lm.evaluate.claims import cited_motifs
 from r3lm.evaluate.disruption import TABLE_COLUMNS, run_disruption
-from r3lm.evaluate.faithfulness import cited_motifs
 from r3lm.llm.generate import ChatGenerator, Generation
 from r3lm.predictions import read_predictions
 from r3lm.reasoning.format import compose

@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -49,6 +48,7 @@ from r3lm.baselines.common import (
     write_outputs,
 )
 from r3lm.data.checks import first_row
+from r3lm.data.dna import encode_sequences, one_hot, reverse_complement_codes
 from r3lm.data.splits import fold_key
 from r3lm.errors import InputError
 from r3lm.io import atomic_path, write_table
@@ -61,46 +61,6 @@ CURVE_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "val_pearson"]
 MIN_FOLDS = 3  # one held out, one validating, at least one training
 PEAK_FRACTION = 0.3  # LegNet's one-cycle peaks 30% into training
 ARCHITECTURE_KEYS = ("stem_channels", "stem_kernel", "stage_channels", "kernel_size", "expansion")
-PAD = 4  # the code of N and of padding: both one-hot to all zeros
-
-_CODES = np.full(256, PAD, dtype=np.uint8)
-for _code, _base in enumerate(b"ACGT"):
-    _CODES[_base] = _code
-_COMPLEMENT = torch.tensor([3, 2, 1, 0, PAD])  # A<->T, C<->G, N and padding stay
-
-
-# ---- Encoding ----
-
-def encode_sequences(sequences: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Base codes (rows, longest length) as uint8: A, C, G, T = 0..3, N and right padding = 4; and lengths.
-
-    Codes rather than one-hot keep a large library 4x smaller (x4 bytes for float); one-hot happens
-    per batch. Sequences must already be checked to hold only A, C, G, T, N.
-    """
-    lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
-    codes = np.full((len(sequences), int(lengths.max())), PAD, dtype=np.uint8)
-    for length in np.unique(lengths):
-        index = np.flatnonzero(lengths == length)
-        raw = np.frombuffer("".join(sequences[i] for i in index).encode("ascii"), dtype=np.uint8)
-        codes[index, :length] = _CODES[raw.reshape(len(index), length)]
-    return codes, lengths
-
-
-def reverse_complement(codes: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Reverse complement of each sequence in place of its own length; padding stays on the right.
-
-    Flipping the whole padded row would move the padding to the left, and the network would see a
-    different input than the encoded reverse-complement sequence.
-    """
-    positions = torch.arange(codes.shape[1], device=codes.device)
-    last = lengths[:, None] - 1
-    index = torch.where(positions < lengths[:, None], last - positions, positions)
-    return _COMPLEMENT.to(codes.device)[codes.gather(1, index)]
-
-
-def one_hot(codes: torch.Tensor) -> torch.Tensor:
-    """(batch, length) codes -> (batch, 4, length) float; code 4 (N, padding) is all zeros."""
-    return F.one_hot(codes, PAD + 1)[..., :PAD].transpose(1, 2).float()
 
 
 # ---- Model ----
@@ -191,7 +151,7 @@ def predict_codes(model: nn.Module, codes: np.ndarray, lengths: np.ndarray, *, b
             batch = torch.from_numpy(codes[start:start + batch_size]).to(device).long()
             batch_lengths = torch.from_numpy(lengths[start:start + batch_size]).to(device)
             forward = model(one_hot(batch)).float()
-            backward = model(one_hot(reverse_complement(batch, batch_lengths))).float()
+            backward = model(one_hot(reverse_complement_codes(batch, batch_lengths))).float()
             outputs.append(((forward + backward) / 2).cpu().numpy())
     return np.concatenate(outputs).astype(np.float64)
 
@@ -399,7 +359,7 @@ def _train_epoch(model: nn.Module, batches: _Batches, optimizer: Any, scheduler:
         for start in range(0, count, batch_size):
             batch = order[start:start + batch_size]
             codes = batches.codes[batch].long()
-            codes = torch.where(flips[batch][:, None], reverse_complement(codes, batches.lengths[batch]), codes)
+            codes = torch.where(flips[batch][:, None], reverse_complement_codes(codes, batches.lengths[batch]), codes)
             with _autocast(device):
                 predicted = model(one_hot(codes))
             loss = _masked_mse(predicted.float(), batches.targets[batch], batches.mask[batch])

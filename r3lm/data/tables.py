@@ -26,6 +26,7 @@ from r3lm.data.checks import (
     parse_numbers,
     require_columns,
 )
+from r3lm.data.dna import reverse_complement
 from r3lm.errors import InputError, require_file
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 BED_COLUMNS = ["chrom", "start", "end", "name", "score", "strand"]
 BED_META_LINES = ("track", "browser")
 GENOME_INDEX_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "r3lm" / "faidx"
-_COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -104,7 +104,7 @@ def cut_regions(frame: pd.DataFrame, genome: str | Path, *, path: str | Path) ->
                 raise InputError(f"region {chrom}:{start:g}-{end:g} is not within {chrom} (length "
                                  f"{len(fasta[chrom])}) or is empty", path=path, row=row, column="end")
             sequence = fasta[chrom][int(start):int(end)]
-            sequences.append(sequence.translate(_COMPLEMENT)[::-1] if strand == "-" else sequence)
+            sequences.append(reverse_complement(sequence) if strand == "-" else sequence)
     return pd.Series(sequences, index=frame.index, dtype=object)
 
 
@@ -153,8 +153,8 @@ def trim_adaptors(sequences: pd.Series, trim: dict[str, Any], *, path: str | Pat
     return trimmed, keep
 
 
-def standardize(frame: pd.DataFrame, *, path: str | Path, table: dict[str, Any], dataset: dict[str, Any],
-                drops: Counter, id_prefix: str, fold_column: str | None) -> pd.DataFrame:
+def to_long_rows(frame: pd.DataFrame, *, path: str | Path, table: dict[str, Any], dataset: dict[str, Any],
+                 drops: Counter, id_prefix: str, fold_column: str | None) -> pd.DataFrame:
     """Checked long rows from one wide table: ids, trimmed sequences, one activity row per cell type."""
     activity_columns: dict[str, str] = table["activity_columns"]
     if not activity_columns:
@@ -212,15 +212,15 @@ def load_table(dataset: dict[str, Any]) -> tuple[pd.DataFrame, Counter, dict[str
     drops: Counter = Counter()
     fold_column = table["split"]["fold_column"] if table["split"]["method"] == "fold" else None
     main_frame = read_table(table["path"])
-    main = standardize(main_frame, path=table["path"], table=table, dataset=dataset, drops=drops,
-                       id_prefix="row", fold_column=fold_column)
+    main = to_long_rows(main_frame, path=table["path"], table=table, dataset=dataset, drops=drops,
+                        id_prefix="row", fold_column=fold_column)
     main["from_test_file"] = False
     inputs = {"path": str(table["path"]), "rows": len(main_frame)}
     parts = [main]
     if table["test_path"]:
         test_frame = read_table(table["test_path"])
-        test = standardize(test_frame, path=table["test_path"], table=table, dataset=dataset,
-                           drops=drops, id_prefix="test_row", fold_column=fold_column)
+        test = to_long_rows(test_frame, path=table["test_path"], table=table, dataset=dataset,
+                            drops=drops, id_prefix="test_row", fold_column=fold_column)
         test["from_test_file"] = True
         clash = test["id"].isin(set(main["id"]))
         if clash.any():

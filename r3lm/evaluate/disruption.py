@@ -28,13 +28,9 @@ import numpy as np
 import pandas as pd
 
 from r3lm.errors import InputError
-from r3lm.evaluate.faithfulness import (
-    attach_cards,
-    cited_motifs,
-    disrupt_motif,
-    disruption_agreement,
-)
+from r3lm.evaluate.claims import attach_cards, cited_motifs
 from r3lm.evaluate.metrics import block_rng
+from r3lm.evaluate.motif_disruption import disrupt_motif, disruption_agreement
 from r3lm.hub import local_copy
 from r3lm.io import table_kind, write_table
 from r3lm.motifs.scan import background_for, build_motif_set, scan_sequences

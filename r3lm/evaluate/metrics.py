@@ -34,6 +34,7 @@ from r3lm.predictions import read_predictions
 
 log = logging.getLogger(__name__)
 
+ALL = "all"  # the cell_type of a table's overall row
 METRICS = ("pearson", "spearman", "rmse", "r2", "level_accuracy")
 PAIRED_METRICS = ("pearson", "spearman", "rmse")
 PROTOCOLS = ("full", "paper")
@@ -66,6 +67,12 @@ def resolve_settings(settings: Mapping[str, Any] | None = None) -> dict[str, Any
     if float(resolved["disruption_tol"]) < 0:
         raise InputError(f"disruption_tol must be >= 0, got {resolved['disruption_tol']!r}", column="disruption_tol")
     return resolved
+
+
+def require_table_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise InputError(f"{what} lacks column(s) {', '.join(missing)}", column=missing[0])
 
 
 def block_rng(seed: int, *keys: str) -> np.random.Generator:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from r3lm.data.dna import COMPLEMENT_CODES, reverse_complement_matrix
 from r3lm.motifs.jaspar import NUCLEOTIDES, Motif
 
 PSSM_RANGE = 1000            # pssm.h: integer range of one scaled column
@@ -37,7 +38,6 @@ MEME_LOG2_E = 1.44269504     # utils.h my_log2: ln(x) times this truncated const
 BG_EPSILON = 5e-7            # motif-in.c set_pseudo_bg: pseudocount added to the background
 MOTIF_PSEUDOCOUNT = 0.1      # fimo --motif-pseudo default
 NRDB_DNA = (0.281774, 0.222020, 0.228876, 0.267330)  # alphabet.c get_nrdb_frequencies
-_COMPLEMENT = (3, 2, 1, 0)   # A<->T, C<->G in ACGT order
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def background_from_sequences(sequences: Iterable[str], pseudocount: float = 0.1
     if total == 0:
         pseudocount = 1.0
     if both_strands:
-        counts = counts + counts[list(_COMPLEMENT)]
+        counts = counts + counts[list(COMPLEMENT_CODES)]
         total *= 2
     frequencies = (pseudocount / 4 + counts) / (pseudocount + total)
     return np.array([float(f"{value:.3e}") for value in frequencies])
@@ -185,7 +185,7 @@ def score_motif(motif: Motif, background: np.ndarray, pvalue_threshold: float = 
     if passing.size == 0:
         return None
     return ScoredMotif(motif=motif, forward=forward,
-                       reverse=np.ascontiguousarray(forward[::-1, ::-1]),
+                       reverse=reverse_complement_matrix(forward),
                        scale=float(scale), offset=float(offset), pvalues=pvalues,
                        threshold=int(passing[0]), background=bg)
 

@@ -23,6 +23,7 @@ from typing import Any
 from r3lm.rcc.grammar import GrammarSettings, grammar_tags
 
 FAMILY_SEPARATOR = "; "
+FAMILY_SUFFIXES = ("related", "like", "type", "family")  # "JUN-related": a family, not the motif
 
 
 @dataclass(frozen=True)

@@ -47,13 +47,12 @@ from typing import Any
 
 import pandas as pd
 
-from r3lm.rcc.card import FAMILY_SEPARATOR, Card
+from r3lm.rcc.card import FAMILY_SEPARATOR, FAMILY_SUFFIXES, Card
 from r3lm.reasoning.format import parse
 from r3lm.reasoning.roles import name_parts
 
 REASONS = ("missing_think", "too_few_steps", "too_many_steps", "missing_level", "level_out_of_range",
            "motif_not_in_card", "number_not_on_card", "step_without_evidence", "level_mismatch")
-FAMILY_SUFFIXES = ("related", "like", "type", "family")
 PLACEHOLDER_FAMILY = "Unknown"
 MIN_SEQUENCE_CITATION = 8
 
