@@ -137,11 +137,11 @@ class CardReading:
     level: int
     n_levels: int
     grammar: GrammarSettings
-    readings: list[SiteReading]
-    pro: list[SiteReading]
-    con: list[SiteReading]
-    architectural: list[SiteReading]
-    neutral: list[SiteReading]
+    readings: tuple[SiteReading, ...]
+    pro: tuple[SiteReading, ...]
+    con: tuple[SiteReading, ...]
+    architectural: tuple[SiteReading, ...]
+    neutral: tuple[SiteReading, ...]
     leading: SiteReading | None
     inventory: Inventory | None
     layout: Layout
@@ -199,14 +199,14 @@ def read_site(hit: MotifHit, cell_type: str, evidence: Evidence, roles: RoleTabl
     return SiteReading(hit=hit, role=role, evidence=chosen, effect=_role_prior(role) + data_effect(chosen))
 
 
-def read_card(card: Card, level: int, readings: list[SiteReading], odds: CellOdds | None, trend: GcTrend | None,
+def read_card(card: Card, level: int, readings: Sequence[SiteReading], odds: CellOdds | None, trend: GcTrend | None,
               grammar: GrammarSettings, n_levels: int) -> CardReading:
     """The reading of `card` (its hits read as `readings`) against its cell type's `odds` (None: the cell type
     has no significant feature) and GC `trend`."""
     if odds is None:
         odds = CellOdds(base=0.0, shifts={}, totals=Counter())
     by_pull = sorted(readings, key=lambda reading: (-abs(reading.effect), reading.hit.start))
-    pro = [reading for reading in by_pull if reading.kind == "pro"]
+    pro = tuple(reading for reading in by_pull if reading.kind == "pro")
     gc_effect = _gc_effect(card, trend)
     carried = {("family", family) for hit in card.motifs for family in hit.families} | {
         ("motif", hit.name) for hit in card.motifs}
@@ -216,10 +216,10 @@ def read_card(card: Card, level: int, readings: list[SiteReading], odds: CellOdd
     total = feature_odds + sum(_role_prior(role) for role in roles.values()) + gc_effect
     tier = _tier(total)
     return CardReading(
-        card=card, level=level, n_levels=n_levels, grammar=grammar, readings=readings, pro=pro,
-        con=[reading for reading in by_pull if reading.kind == "con"],
-        architectural=[reading for reading in by_pull if reading.kind == "architectural"],
-        neutral=[reading for reading in readings if reading.kind == "neutral"],
+        card=card, level=level, n_levels=n_levels, grammar=grammar, readings=tuple(readings), pro=pro,
+        con=tuple(reading for reading in by_pull if reading.kind == "con"),
+        architectural=tuple(reading for reading in by_pull if reading.kind == "architectural"),
+        neutral=tuple(reading for reading in readings if reading.kind == "neutral"),
         leading=_leading(readings), inventory=_inventory(card.motifs) if card.motifs else None,
         layout=_layout(card.motifs, [reading.hit for reading in pro], grammar),
         quality=_quality(pro, card.motifs) if pro else None, composition=_composition(card.sequence),
