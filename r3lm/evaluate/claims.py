@@ -22,7 +22,7 @@ attached to the name such as "offset by A"), else the first cue of a following c
 an anaphor ("A (...); its family is enriched ..."), else the latest header of the line ("Counterweights:",
 or a sentence without names such as "Several card motifs point toward K562 activity."), else 0. A motif
 mentioned several times gets the majority of its non-zero claims (0 on a tie or when all are 0). These
-rules follow the grounded teacher's phrasings (r3lm/reasoning/grounded.py), which the Stage-I model
+rules follow the grounded teacher's phrasings (r3lm/reasoning/*_style.py), which the Stage-I model
 imitates, and read plain prose the same way.
 """
 

@@ -1,0 +1,352 @@
+"""The grounded teacher's reading of a card: every decision its rationale rests on, made once per card.
+
+A reading says which sites favour activity in the card's cell type (curated activators, motifs or families
+enriched among high-activity training sequences), which work against it (repressors, depleted features),
+which are architectural or neutral; what the card lists and how its sites are arranged; the quality of
+the key site; the sequence's composition and its GC against the cell type's trend; and the balance: a
+naive-Bayes log2 odds that the card is high-activity, its tier and whether the tier agrees with the
+observed level. Every style writes the same reading, so the styles differ only in wording.
+
+The odds: one term per significantly enriched or depleted family and motif of the cell type (carried or
+lacking), a +/-0.5 prior per curated activator or repressor role on the card, and a GC term (Spearman rho
+times the card's GC z-score). The tiers were set on the demo data so that each tier mostly holds the
+levels it names.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from r3lm.rcc.card import FAMILY_SEPARATOR, Card, MotifHit
+from r3lm.rcc.grammar import GrammarSettings
+from r3lm.reasoning.evidence import Evidence, FeatureEvidence, GcTrend
+from r3lm.reasoning.roles import Role, RoleTable
+
+SIGNIFICANT_P = 0.05
+ROLE_PRIOR = 0.5
+MAX_DATA_EFFECT = 2.0
+GC_WEIGHT = 4.0
+# Tiers of the card's net log2 odds of being high-activity (naive-Bayes feature terms + role priors + GC term)
+STRONG_ODDS, POSITIVE_ODDS, NEGATIVE_ODDS = 2.0, 0.5, -1.0
+NO_GC_TREND = 0.05
+QUOTED_RUN = 8
+
+
+@dataclass(frozen=True)
+class CellOdds:
+    """A cell type's naive-Bayes terms: `base` with every informative feature absent; carrying one adds its
+    shift (log2 LR carried minus absent); `totals` counts the informative features by (kind, call)."""
+
+    base: float
+    shifts: dict[tuple[str, str], tuple[float, str]]
+    totals: Counter[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class SiteReading:
+    """One card hit read in the card's cell type: its curated role, its own or its family's training evidence,
+    and its pull (role prior plus data effect; > 0 favours activity)."""
+
+    hit: MotifHit
+    role: Role | None
+    evidence: FeatureEvidence | None
+    effect: float
+
+    @property
+    def kind(self) -> str:
+        if self.effect > 0:
+            return "pro"
+        if self.effect < 0:
+            return "con"
+        return "architectural" if self.role is not None and self.role.role == "architectural" else "neutral"
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What the card lists: hit and family counts, the most frequent family, the best hit and the covered span."""
+
+    n_hits: int
+    n_families: int
+    family: str
+    count: int
+    example: MotifHit
+    top: MotifHit
+    first: int
+    last: int
+
+
+@dataclass(frozen=True)
+class Pair:
+    """The closest activity-associated pair: `gap` < 0 when they overlap."""
+
+    left: MotifHit
+    right: MotifHit
+    gap: int
+    orientation: str
+    cooperative: bool
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The arrangement: the dense cluster (empty when none), the closest activity-associated pair and the
+    most repeated family (with its hits) when it reaches the grammar's repeat threshold."""
+
+    cluster: list[MotifHit]
+    pair: Pair | None
+    homotypic: tuple[str, int, list[MotifHit]] | None
+
+
+@dataclass(frozen=True)
+class Quality:
+    """The best-scoring activity-associated hit, the card's median score, and whether the lead reaches it."""
+
+    lead: MotifHit
+    median: float
+    strong: bool
+
+
+@dataclass(frozen=True)
+class Composition:
+    """The sequence's own features, for a card without motifs: CpG count, CpG observed/expected, and the
+    longest A/T run, quoted when it is long enough to stand out ("" otherwise)."""
+
+    cpg: int
+    ratio: float
+    run: int
+    quoted: str
+
+
+@dataclass(frozen=True)
+class GCReading:
+    place: str
+    tracks: str
+    effect: str
+
+
+@dataclass(frozen=True)
+class CardReading:
+    """Every decision about one card at its observed level; `pro` and `con` lead with the strongest pull.
+    `inventory` and `leading` are None for a card without motifs, `quality` when no site favours activity,
+    `gc` when the cell type has no GC trend."""
+
+    card: Card
+    level: int
+    n_levels: int
+    grammar: GrammarSettings
+    readings: tuple[SiteReading, ...]
+    pro: tuple[SiteReading, ...]
+    con: tuple[SiteReading, ...]
+    architectural: tuple[SiteReading, ...]
+    neutral: tuple[SiteReading, ...]
+    leading: SiteReading | None
+    inventory: Inventory | None
+    layout: Layout
+    quality: Quality | None
+    composition: Composition
+    trend: GcTrend | None
+    gc: GCReading | None
+    totals: Counter[tuple[str, str]]
+    carried: Counter[tuple[str, str]]
+    tier: str
+    consistent: bool
+    predicts_higher: bool
+
+    @property
+    def cell(self) -> str:
+        return self.card.cell_type
+
+
+def data_effect(evidence: FeatureEvidence | None) -> float:
+    """Only a called and nominally significant feature moves a site, by its clipped log2 odds ratio."""
+    if evidence is None or evidence.call == "neutral" or evidence.fisher_p >= SIGNIFICANT_P:
+        return 0.0
+    return max(-MAX_DATA_EFFECT, min(MAX_DATA_EFFECT, evidence.log2_odds_ratio))
+
+
+def _role_prior(role: Role | None) -> float:
+    return {"activator": ROLE_PRIOR, "repressor": -ROLE_PRIOR}.get(role.role, 0.0) if role else 0.0
+
+
+def cell_odds(evidence: Evidence) -> dict[str, CellOdds]:
+    """Per cell type, the naive-Bayes terms of every significantly enriched or depleted family and motif."""
+    bases: dict[str, float] = defaultdict(float)
+    shifts: dict[str, dict[tuple[str, str], tuple[float, str]]] = defaultdict(dict)
+    totals: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
+    for (cell, kind, feature), item in evidence.features.items():
+        if data_effect(item):
+            absent = evidence.log2_likelihood_ratio(item, carried=False)
+            bases[cell] += absent
+            shifts[cell][(kind, feature)] = (evidence.log2_likelihood_ratio(item, carried=True) - absent, item.call)
+            totals[cell][(kind, item.call)] += 1
+    return {cell: CellOdds(bases[cell], shifts[cell], totals[cell]) for cell in shifts}
+
+
+def read_site(hit: MotifHit, cell_type: str, evidence: Evidence, roles: RoleTable) -> SiteReading:
+    """The motif's own evidence when it is significant (families can be too broad to show a signal),
+    else its most informative family's."""
+    role = roles.role_for(hit, cell_type)
+    own = evidence.motif(cell_type, hit.name)
+    if own is not None and data_effect(own):
+        chosen: FeatureEvidence | None = own
+    else:
+        found = [item for family in sorted(hit.families) if (item := evidence.family(cell_type, family)) is not None]
+        called = [item for item in found if item.call != "neutral"]
+        chosen = max(called or found, key=lambda item: (abs(item.log2_odds_ratio), item.carriers), default=None)
+    return SiteReading(hit=hit, role=role, evidence=chosen, effect=_role_prior(role) + data_effect(chosen))
+
+
+def read_card(card: Card, level: int, readings: Sequence[SiteReading], odds: CellOdds | None, trend: GcTrend | None,
+              grammar: GrammarSettings, n_levels: int) -> CardReading:
+    """The reading of `card` (its hits read as `readings`) against its cell type's `odds` (None: the cell type
+    has no significant feature) and GC `trend`."""
+    if odds is None:
+        odds = CellOdds(base=0.0, shifts={}, totals=Counter())
+    by_pull = sorted(readings, key=lambda reading: (-abs(reading.effect), reading.hit.start))
+    pro = tuple(reading for reading in by_pull if reading.kind == "pro")
+    gc_effect = _gc_effect(card, trend)
+    carried = {("family", family) for hit in card.motifs for family in hit.families} | {
+        ("motif", hit.name) for hit in card.motifs}
+    informative = [(feature[0], *odds.shifts[feature]) for feature in sorted(carried) if feature in odds.shifts]
+    feature_odds = odds.base + sum(shift for _, shift, _ in informative)
+    roles = {id(reading.role): reading.role for reading in readings if reading.role is not None}
+    total = feature_odds + sum(_role_prior(role) for role in roles.values()) + gc_effect
+    tier = _tier(total)
+    return CardReading(
+        card=card, level=level, n_levels=n_levels, grammar=grammar, readings=tuple(readings), pro=pro,
+        con=tuple(reading for reading in by_pull if reading.kind == "con"),
+        architectural=tuple(reading for reading in by_pull if reading.kind == "architectural"),
+        neutral=tuple(reading for reading in readings if reading.kind == "neutral"),
+        leading=_leading(readings), inventory=_inventory(card.motifs) if card.motifs else None,
+        layout=_layout(card.motifs, [reading.hit for reading in pro], grammar),
+        quality=_quality(pro, card.motifs) if pro else None, composition=_composition(card.sequence),
+        trend=trend, gc=_gc_reading(card.gc_content, trend, gc_effect), totals=odds.totals,
+        carried=Counter((kind, call) for kind, _, call in informative), tier=tier,
+        consistent=_consistent(tier, level, n_levels), predicts_higher=tier in ("strongly positive", "positive"))
+
+
+def _inventory(motifs: Sequence[MotifHit]) -> Inventory:
+    families = Counter(family for hit in motifs for family in hit.family.split(FAMILY_SEPARATOR))
+    family, count = min(families.items(), key=lambda item: (-item[1], item[0]))
+    return Inventory(n_hits=len(motifs), n_families=len(families), family=family, count=count,
+                     example=next(hit for hit in motifs if family in hit.families),
+                     top=max(motifs, key=lambda hit: (hit.score, -hit.start)),
+                     first=motifs[0].start, last=max(hit.end for hit in motifs))
+
+
+def _leading(readings: Sequence[SiteReading]) -> SiteReading | None:
+    """The hit whose evidence leans furthest toward activity: the closest any uninformative site comes."""
+    return max(readings, key=lambda reading: (
+        reading.evidence.log2_odds_ratio if reading.evidence else -math.inf, reading.hit.score,
+        -reading.hit.start), default=None)
+
+
+def _layout(motifs: Sequence[MotifHit], pro: Sequence[MotifHit], grammar: GrammarSettings) -> Layout:
+    cluster = _densest_window(motifs, grammar.cluster_window)
+    pair = None
+    closest = _closest_pair(pro)
+    if closest is not None:
+        left, right, gap = closest
+        orientation = ("tandem" if left.strand == right.strand
+                       else "convergent" if left.strand == "+" else "divergent")
+        pair = Pair(left, right, gap, orientation, 0 <= gap <= grammar.pair_max_gap)
+    repeated = Counter(family for hit in motifs for family in hit.family.split(FAMILY_SEPARATOR))
+    homotypic = [(family, count) for family, count in sorted(repeated.items(), key=lambda item: (-item[1], item[0]))
+                 if count >= grammar.repeat_min]
+    repeat = None
+    if homotypic:
+        family, count = homotypic[0]
+        repeat = (family, count, [hit for hit in motifs if family in hit.families])
+    return Layout(cluster=cluster if len(cluster) >= grammar.cluster_min_motifs else [], pair=pair, homotypic=repeat)
+
+
+def _densest_window(motifs: Sequence[MotifHit], window: int) -> list[MotifHit]:
+    """The most hits inside one cluster window (earliest window on ties)."""
+    best: list[MotifHit] = []
+    for first, anchor in enumerate(motifs):
+        inside = [hit for hit in motifs[first:] if hit.end - anchor.start < window]
+        if len(inside) > len(best):
+            best = inside
+    return best
+
+
+def _closest_pair(hits: Sequence[MotifHit]) -> tuple[MotifHit, MotifHit, int] | None:
+    """The two nearest non-overlapping sites (the arrangement that could cooperate), else the least
+    overlapping pair (gap < 0); earliest on ties."""
+    ordered = sorted(hits, key=lambda hit: (hit.start, hit.end))
+    pairs = [(right.start - left.end - 1, left, right) for i, left in enumerate(ordered) for right in ordered[i + 1:]]
+    if not pairs:
+        return None
+    gap, left, right = min(pairs, key=lambda item: (item[0] < 0, abs(item[0]), item[1].start, item[2].start))
+    return left, right, gap
+
+
+def _quality(pro: Sequence[SiteReading], motifs: Sequence[MotifHit]) -> Quality:
+    lead = max(pro, key=lambda reading: (reading.hit.score, -reading.hit.start)).hit
+    median = statistics.median(hit.score for hit in motifs)
+    return Quality(lead, median, lead.score >= median)
+
+
+def _composition(sequence: str) -> Composition:
+    cpg = sequence.count("CG")
+    expected = sequence.count("C") * sequence.count("G") / max(len(sequence), 1)
+    run, start = _longest_run(sequence, "AT")
+    quoted = sequence[start:start + run] if run >= QUOTED_RUN else ""
+    return Composition(cpg, cpg / expected if expected else 0.0, run, quoted)
+
+
+def _longest_run(sequence: str, letters: str) -> tuple[int, int]:
+    """Length and 0-based start of the longest stretch made only of `letters`."""
+    best, best_start, current, start = 0, 0, 0, 0
+    for index, base in enumerate(sequence):
+        if base in letters:
+            if current == 0:
+                start = index
+            current += 1
+            if current > best:
+                best, best_start = current, start
+        else:
+            current = 0
+    return best, best_start
+
+
+def _gc_effect(card: Card, trend: GcTrend | None) -> float:
+    if trend is None or trend.sd_gc <= 0 or abs(trend.spearman_rho) < NO_GC_TREND:
+        return 0.0
+    z = max(-2.0, min(2.0, (card.gc_content - trend.mean_gc) / trend.sd_gc))
+    return GC_WEIGHT * trend.spearman_rho * z
+
+
+def _gc_reading(gc: float, trend: GcTrend | None, gc_effect: float) -> GCReading | None:
+    """Where the card's GC sits against the cell type's mean, how activity tracks GC, and the net effect."""
+    if trend is None:
+        return None
+    place = ("above" if gc > trend.mean_gc + 0.25 * trend.sd_gc
+             else "below" if gc < trend.mean_gc - 0.25 * trend.sd_gc else "close to")
+    if abs(trend.spearman_rho) < NO_GC_TREND:
+        return GCReading(place, "barely tracks", "hardly shifts")
+    return GCReading(place, "rises with" if trend.spearman_rho > 0 else "falls with",
+                     "favours" if gc_effect > 0.1 else "works against" if gc_effect < -0.1 else "hardly shifts")
+
+
+def _tier(total: float) -> str:
+    if total >= STRONG_ODDS:
+        return "strongly positive"
+    if total >= POSITIVE_ODDS:
+        return "positive"
+    return "mixed" if total > NEGATIVE_ODDS else "negative"
+
+
+def _consistent(tier: str, level: int, n_levels: int) -> bool:
+    """Does the card's net evidence agree with the observed level (top, upper, lower or bottom)?"""
+    if level == n_levels - 1:
+        return tier in ("strongly positive", "positive")
+    if level == 0:
+        return tier in ("mixed", "negative")
+    if level >= n_levels / 2:
+        return tier in ("strongly positive", "positive", "mixed")
+    return tier in ("positive", "mixed", "negative")
+
