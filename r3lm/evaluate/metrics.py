@@ -27,10 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from r3lm.baselines.common import ROW_COLUMNS, read_rows
 from r3lm.errors import InputError
 from r3lm.io import write_table
-from r3lm.predictions import read_predictions
+from r3lm.predictions import ROW_COLUMNS, read_predictions, read_rows
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +65,16 @@ def resolve_settings(settings: Mapping[str, Any] | None = None) -> dict[str, Any
     if float(resolved["disruption_tol"]) < 0:
         raise InputError(f"disruption_tol must be >= 0, got {resolved['disruption_tol']!r}", column="disruption_tol")
     return resolved
+
+
+def pearson(measured: np.ndarray, predicted: np.ndarray) -> float:
+    """Pearson r over the finite pairs; NaN when it is undefined (fewer than 2 pairs or a constant side)."""
+    measured, predicted = np.asarray(measured, dtype=float), np.asarray(predicted, dtype=float)
+    keep = np.isfinite(measured) & np.isfinite(predicted)
+    x, y = measured[keep], predicted[keep]
+    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
 
 
 def block_rng(seed: int, *keys: str) -> np.random.Generator:
