@@ -1,9 +1,9 @@
 """The Stage-II workflow step for one input mode: train (per cell type or shared), keep the best
-validation model, predict the test set and write the shared prediction format and a model folder.
+validation model, predict the test set and write the shared prediction format and a model folder per group.
 
-`stage2.training: lora` trains LoRA adapters and the head together (the paper); `frozen` embeds every
-input once with the frozen backbone, caches the embeddings, and fits only the head, which turns hours on
-a CPU into seconds and is the honest cheap variant of the same model.
+`stage2.training` picks the regressor (stage2/regressors.py): `lora` trains LoRA adapters and the head
+together (the paper); `frozen` fits only the head on cached embeddings of the frozen backbone, which turns
+hours on a CPU into seconds and is the honest cheap variant of the same model.
 """
 
 from __future__ import annotations
