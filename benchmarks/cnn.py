@@ -60,7 +60,7 @@ def run(settings: dict, out: Path) -> dict:
     seconds = time.perf_counter() - started
     codes, lengths = encode_sequences(splits["test"]["sequence"].tolist())
     standardised = predict_codes(fit.model, codes, lengths, batch_size=256, device=torch.device("cpu"))[:, 0]
-    predicted = standardised * fit.target_std[0] + fit.target_mean[0]
+    predicted = fit.scaler.inverse(standardised, fit.cell_types[:1])
     test_pearson = float(np.corrcoef(predicted, splits["test"]["activity"])[0, 1])
     result = {"settings": fit.settings, "train_sequences": len(splits["train"]), "val_sequences": len(splits["val"]),
               "test_sequences": len(splits["test"]), "epochs_run": len(fit.curve), "best_epoch": fit.best_epoch,

@@ -9,18 +9,48 @@ so the report can print each method's training size and settings.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from r3lm.data.checks import first_row, parse_numbers, require_columns
 from r3lm.data.levels import assign_levels
-from r3lm.errors import InputError
+from r3lm.errors import InputError, require_file
 from r3lm.io import write_json, write_parquet
 
+ROW_COLUMNS = ["id", "cell_type", "split", "activity", "level"]  # a row to predict, as the split tables hold it
 PREDICTION_COLUMNS = ["id", "cell_type", "split", "measured", "predicted", "level", "predicted_level"]
+
+
+def read_rows(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
+    """A split table (parquet) with the needed columns and at least one row; activity as float.
+
+    The path is kept in `frame.attrs["path"]` so that row-level errors found later can name the file.
+    """
+    file = require_file(path)
+    try:
+        frame = pd.read_parquet(file)
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot read parquet: {str(error).splitlines()[0]}", path=file) from error
+    if frame.empty:
+        raise InputError("table is empty (no data rows)", path=file)
+    require_columns(frame.columns, list(columns), path=file)
+    frame = frame.reset_index(drop=True)
+    numbers = pd.Series(np.arange(1, len(frame) + 1), index=frame.index)
+    frame["activity"] = parse_numbers(frame["activity"], path=file, column="activity", row_numbers=numbers)
+    level = pd.to_numeric(frame["level"], errors="coerce")
+    bad_level = ~np.isfinite(level) | (level != np.round(level))
+    if bad_level.any():
+        position = first_row(bad_level)
+        raise InputError(f"level must be an integer, found {frame['level'].iloc[position]!r}", path=file,
+                         row=position + 1, column="level")
+    for column in ("id", "cell_type", "split"):
+        frame[column] = frame[column].astype(str)
+    frame.attrs["path"] = str(file)
+    return frame
 
 
 def level_edges_from_summary(summary_path: str | Path) -> dict[str, list[float]]:
@@ -32,7 +62,7 @@ def level_edges_from_summary(summary_path: str | Path) -> dict[str, list[float]]
 
 def prediction_table(rows: pd.DataFrame, predicted: np.ndarray, edges: Mapping[str, list[float]], *,
                      rationale: list[str] | None = None) -> pd.DataFrame:
-    """Rows (id, cell_type, split, activity, level) with their predictions in the shared format."""
+    """Rows (ROW_COLUMNS) with their predictions in the shared format."""
     table = pd.DataFrame({
         "id": rows["id"].astype(str).to_numpy(),
         "cell_type": rows["cell_type"].astype(str).to_numpy(),

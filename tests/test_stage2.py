@@ -14,6 +14,7 @@ from r3lm.config import validate_config
 from r3lm.errors import InputError
 from r3lm.predictions import read_predictions
 from r3lm.reasoning.format import compose
+from r3lm.scaling import ActivityScaler
 from r3lm.stage2.inputs import load_mode_rows, render, tokenize_rows
 from r3lm.stage2.predict import Stage2Predictor
 from r3lm.stage2.run import SetFiles, run_stage2
@@ -156,6 +157,19 @@ def test_batch_plan_is_seeded_and_balances_levels():
     lengths = list(range(100))
     for batch in batch_plan(levels, lengths, 10, seed=1, epoch=0, balanced=False):
         assert np.ptp(np.asarray(lengths)[batch]) < 100  # grouped by length within windows
+
+
+def test_the_activity_scaler_z_scores_per_cell_type_and_travels_with_the_model():
+    rows = pd.DataFrame({"cell_type": ["A", "A", "A", "B", "B"], "activity": [1.0, 2.0, 3.0, 5.0, 5.0]})
+    scaler = ActivityScaler.fit(rows)
+    scaled = scaler.transform(rows["activity"], rows["cell_type"])
+    assert np.allclose(scaled, [-np.sqrt(1.5), 0, np.sqrt(1.5), 0, 0])  # B is constant: its SD counts as 1
+    saved = ActivityScaler.from_json(json.loads(json.dumps(scaler.to_json())))
+    assert np.array_equal(saved.inverse(scaled, rows["cell_type"]), rows["activity"])
+    wide = ActivityScaler.fit_matrix(["A", "B"], np.array([[1.0, 5.0], [2.0, np.nan], [3.0, 5.0]]))
+    assert wide.to_json() == scaler.to_json()
+    with pytest.raises(InputError, match="no activity scale for cell type 'C'"):
+        scaler.inverse(np.zeros(1), ["C"])
 
 
 def _linear_problem(seed: int = 0):

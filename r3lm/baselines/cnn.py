@@ -36,13 +36,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from r3lm.baselines.common import (
-    ROW_COLUMNS,
     check_cell_types,
     check_sequences,
     finite_or_none,
-    pearson,
     read_edges,
-    read_rows,
     resolve_settings,
     source,
     write_outputs,
@@ -51,8 +48,11 @@ from r3lm.data.checks import first_row
 from r3lm.data.dna import encode_sequences, one_hot, reverse_complement_codes
 from r3lm.data.splits import fold_key
 from r3lm.errors import InputError
+from r3lm.evaluate.metrics import pearson
 from r3lm.io import atomic_path, write_table
 from r3lm.llm.base import native_bf16
+from r3lm.predictions import ROW_COLUMNS, read_rows
+from r3lm.scaling import ActivityScaler
 
 log = logging.getLogger(__name__)
 
@@ -218,8 +218,7 @@ class CNNFit:
 
     model: LegNet
     cell_types: list[str]
-    target_mean: np.ndarray
-    target_std: np.ndarray
+    scaler: ActivityScaler  # the heads predict z-scored activity
     settings: dict[str, Any]
     device: torch.device
     curve: pd.DataFrame
@@ -232,21 +231,25 @@ class CNNFit:
         """Activity (sequences, cell types) in the measured units, both strands averaged."""
         standardised = predict_codes(self.model, data.codes, data.lengths, batch_size=self.settings["batch_size"],
                                      device=self.device)
-        return standardised * self.target_std + self.target_mean
+        return self.scaler.inverse(standardised, self.cell_types)
 
 
 def _masked_mse(predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return ((predicted - target) ** 2 * mask).sum() / mask.sum().clamp(min=1)
 
 
-def _standardise(activity: np.ndarray, cell_types: Sequence[str], path: str) -> tuple[np.ndarray, np.ndarray]:
+def _fit_scaler(activity: np.ndarray, cell_types: Sequence[str], path: str) -> ActivityScaler:
     """Per-cell-type train mean and SD: puts every head's loss on the same scale."""
     counts = np.isfinite(activity).sum(axis=0)
     if (counts < 2).any():
         raise InputError(f"cell type {cell_types[int(np.argmin(counts))]!r} has fewer than 2 measured train "
                          "activities", path=path, column="activity")
-    mean, std = np.nanmean(activity, axis=0), np.nanstd(activity, axis=0)
-    return mean, np.where(std > 0, std, 1.0)
+    return ActivityScaler.fit_matrix(cell_types, activity)
+
+
+def _scaled_targets(data: SequenceSet, scaler: ActivityScaler) -> np.ndarray:
+    """Z-scored activity (its columns are the scaler's cell types), 0 where not measured (the loss masks it)."""
+    return np.where(np.isfinite(data.activity), scaler.transform(data.activity, scaler.cell_types), 0.0)
 
 
 @dataclass
@@ -259,11 +262,10 @@ class _Batches:
     mask: torch.Tensor
 
     @classmethod
-    def of(cls, data: SequenceSet, mean: np.ndarray, std: np.ndarray, device: torch.device) -> _Batches:
-        measured = np.isfinite(data.activity)
+    def of(cls, data: SequenceSet, scaler: ActivityScaler, device: torch.device) -> _Batches:
         return cls(torch.from_numpy(data.codes).to(device), torch.from_numpy(data.lengths).to(device),
-                   torch.from_numpy(np.where(measured, (data.activity - mean) / std, 0.0)).float().to(device),
-                   torch.from_numpy(measured).float().to(device))
+                   torch.from_numpy(_scaled_targets(data, scaler)).float().to(device),
+                   torch.from_numpy(np.isfinite(data.activity)).float().to(device))
 
 
 def fit_cnn(settings: Mapping[str, Any], train: pd.DataFrame, val: pd.DataFrame, *, progress: bool = True) -> CNNFit:
@@ -274,14 +276,14 @@ def fit_cnn(settings: Mapping[str, Any], train: pd.DataFrame, val: pd.DataFrame,
     device = resolve_device(str(settings["device"]))
     cell_types = sorted(train["cell_type"].unique())
     train_set, val_set = sequence_set(train, cell_types), sequence_set(val, cell_types)
-    mean, std = _standardise(train_set.activity, cell_types, source(train))
+    scaler = _fit_scaler(train_set.activity, cell_types, source(train))
     torch.manual_seed(settings["seed"])
     rng = np.random.default_rng(settings["seed"])  # batch order and strand flips: the same every run
     model = LegNet.from_settings(len(cell_types), settings).to(device)
     log.info("CNN: %d parameters, %d train / %d val sequences, cell types %s, device %s, %d CPU threads",
              sum(p.numel() for p in model.parameters()), len(train_set.ids), len(val_set.ids), cell_types, device,
              torch.get_num_threads())
-    batches = _Batches.of(train_set, mean, std, device)
+    batches = _Batches.of(train_set, scaler, device)
     steps_per_epoch = math.ceil(len(train_set.ids) / settings["batch_size"])
     optimizer, scheduler = _one_cycle(model, settings, steps_per_epoch)
     curve, best_state, best_epoch, best_score, best_pearson = [], None, 0, -math.inf, {}
@@ -290,7 +292,7 @@ def fit_cnn(settings: Mapping[str, Any], train: pd.DataFrame, val: pd.DataFrame,
         started = time.perf_counter()
         train_loss = _train_epoch(model, batches, optimizer, scheduler, rng, settings, epoch, progress)
         seconds = time.perf_counter() - started
-        val_loss, per_cell = _validate(model, val_set, mean, std, cell_types, settings["batch_size"], device)
+        val_loss, per_cell = _validate(model, val_set, scaler, cell_types, settings["batch_size"], device)
         finite = [value for value in per_cell.values() if np.isfinite(value)]
         score = float(np.mean(finite)) if finite else math.nan
         curve.append({"epoch": epoch, "step": epoch * steps_per_epoch,
@@ -314,7 +316,7 @@ def fit_cnn(settings: Mapping[str, Any], train: pd.DataFrame, val: pd.DataFrame,
         best_epoch = len(curve)
     else:
         model.load_state_dict(best_state)
-    return CNNFit(model, cell_types, mean, std, settings, device, pd.DataFrame(curve, columns=CURVE_COLUMNS),
+    return CNNFit(model, cell_types, scaler, settings, device, pd.DataFrame(curve, columns=CURVE_COLUMNS),
                   best_epoch, best_pearson, len(train_set.ids), stopping.reason)
 
 
@@ -372,12 +374,12 @@ def _train_epoch(model: nn.Module, batches: _Batches, optimizer: Any, scheduler:
     return total / count
 
 
-def _validate(model: nn.Module, data: SequenceSet, mean: np.ndarray, std: np.ndarray, cell_types: Sequence[str],
+def _validate(model: nn.Module, data: SequenceSet, scaler: ActivityScaler, cell_types: Sequence[str],
               batch_size: int, device: torch.device) -> tuple[float, dict[str, float]]:
     """Validation MSE on the standardised scale and Pearson per cell type (both strands averaged)."""
     predicted = predict_codes(model, data.codes, data.lengths, batch_size=batch_size, device=device)
     measured = np.isfinite(data.activity)
-    targets = np.where(measured, (data.activity - mean) / std, 0.0)
+    targets = _scaled_targets(data, scaler)
     loss = float(((predicted - targets) ** 2 * measured).sum() / max(measured.sum(), 1))
     return loss, {cell: pearson(data.activity[:, i], predicted[:, i]) for i, cell in enumerate(cell_types)}
 
@@ -450,7 +452,7 @@ def run_cnn(settings: Mapping[str, Any], train_path: str | Path, val_path: str |
                                                               for cell, value in fit.best_val_pearson.items()}}
     write_table(curve, out / "curve.csv")
     records = [{"state_dict": {name: value.cpu() for name, value in fit.model.state_dict().items()},
-                "target_mean": fit.target_mean.tolist(), "target_std": fit.target_std.tolist()} for fit in fits]
+                "target_mean": fit.scaler.mean.tolist(), "target_std": fit.scaler.std.tolist()} for fit in fits]
     with atomic_path(out / "model.pt") as tmp:  # one model, or one per fold
         torch.save({**(records[0] if len(records) == 1 else {"folds": records}),
                     "cell_types": fits[0].cell_types, "settings": fits[0].settings}, tmp)

@@ -1,4 +1,4 @@
-"""What both baselines share: strict reading of the split tables, level edges, Pearson, settings, output.
+"""What both baselines share: input checks, level edges, settings, output.
 
 Every check runs before any training, so bad input stops a step before it writes anything.
 """
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from r3lm.data.checks import first_row, parse_numbers, require_columns
+from r3lm.data.checks import first_row
 from r3lm.errors import InputError, require_file
 from r3lm.predictions import (
     level_edges_from_summary,
@@ -21,7 +21,6 @@ from r3lm.predictions import (
     write_predictions,
 )
 
-ROW_COLUMNS = ["id", "cell_type", "split", "activity", "level"]
 _ACGTN = re.compile(r"[ACGTN]+")
 
 
@@ -37,35 +36,8 @@ def resolve_settings(settings: Mapping[str, Any], method: str) -> dict[str, Any]
     return validate_config({"baselines": {method: dict(settings)}})["baselines"][method]  # nested defaults too
 
 
-def read_rows(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
-    """A split table (parquet) with the needed columns and at least one row; activity as float.
-
-    The path is kept in `frame.attrs["path"]` so that row-level errors found later can name the file.
-    """
-    file = require_file(path)
-    try:
-        frame = pd.read_parquet(file)
-    except (OSError, ValueError) as error:
-        raise InputError(f"cannot read parquet: {str(error).splitlines()[0]}", path=file) from error
-    if frame.empty:
-        raise InputError("table is empty (no data rows)", path=file)
-    require_columns(frame.columns, list(columns), path=file)
-    frame = frame.reset_index(drop=True)
-    numbers = pd.Series(np.arange(1, len(frame) + 1), index=frame.index)
-    frame["activity"] = parse_numbers(frame["activity"], path=file, column="activity", row_numbers=numbers)
-    level = pd.to_numeric(frame["level"], errors="coerce")
-    bad_level = ~np.isfinite(level) | (level != np.round(level))
-    if bad_level.any():
-        position = first_row(bad_level)
-        raise InputError(f"level must be an integer, found {frame['level'].iloc[position]!r}", path=file,
-                         row=position + 1, column="level")
-    for column in ("id", "cell_type", "split"):
-        frame[column] = frame[column].astype(str)
-    frame.attrs["path"] = str(file)
-    return frame
-
-
 def source(frame: pd.DataFrame) -> str:
+    """The file a table was read from (read_rows keeps it), for error messages."""
     return frame.attrs.get("path", "(table)")
 
 
@@ -101,16 +73,6 @@ def read_edges(summary_path: str | Path, cell_types: Sequence[str]) -> dict[str,
     if missing:
         raise InputError(f"no level edges for cell type(s) {missing}", path=path)
     return edges
-
-
-def pearson(measured: np.ndarray, predicted: np.ndarray) -> float:
-    """Pearson r over the finite pairs; NaN when it is undefined (fewer than 2 pairs or a constant side)."""
-    measured, predicted = np.asarray(measured, dtype=float), np.asarray(predicted, dtype=float)
-    keep = np.isfinite(measured) & np.isfinite(predicted)
-    x, y = measured[keep], predicted[keep]
-    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(np.corrcoef(x, y)[0, 1])
 
 
 def finite_or_none(value: float) -> float | None:

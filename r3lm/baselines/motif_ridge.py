@@ -22,17 +22,16 @@ import numpy as np
 import pandas as pd
 
 from r3lm.baselines.common import (
-    ROW_COLUMNS,
     check_cell_types,
     finite_or_none,
-    pearson,
     read_edges,
-    read_rows,
     resolve_settings,
     source,
     write_outputs,
 )
 from r3lm.errors import InputError
+from r3lm.evaluate.metrics import pearson
+from r3lm.predictions import ROW_COLUMNS, read_rows
 
 log = logging.getLogger(__name__)
 

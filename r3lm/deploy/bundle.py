@@ -44,15 +44,13 @@ from r3lm.stage2.folder import (
     read_model_info,
     read_settings,
 )
-from r3lm.stage2.inputs import MODES
+from r3lm.stage2.inputs import DEPLOYABLE_MODES
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "r3lm_bundle.json"
 FORMAT = "r3lm-bundle/2"  # /2: a rationale model per cell type
 LLM_DIR, BACKBONE_DIR, STAGE2_DIR = "llm", "backbone", "stage2"
-# The teacher saw the measured level when it wrote oracle_cot's rationales: no new sequence has one.
-DEPLOYABLE_MODES = tuple(mode for mode in MODES if mode != "oracle_cot")
 MANIFEST_KEYS = ("format", "mode", "cell_types", "groups", "backbone", "rationale_models", "motifs", "background",
                  "rcc", "reasoning", "generation", "levels", "stage2")
 

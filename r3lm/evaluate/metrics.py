@@ -27,10 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from r3lm.baselines.common import ROW_COLUMNS, read_rows
 from r3lm.errors import InputError
 from r3lm.io import write_table
-from r3lm.predictions import read_predictions
+from r3lm.predictions import ROW_COLUMNS, read_predictions, read_rows
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +72,16 @@ def require_table_columns(frame: pd.DataFrame, columns: Sequence[str], what: str
     missing = [column for column in columns if column not in frame.columns]
     if missing:
         raise InputError(f"{what} lacks column(s) {', '.join(missing)}", column=missing[0])
+
+
+def pearson(measured: np.ndarray, predicted: np.ndarray) -> float:
+    """Pearson r over the finite pairs; NaN when it is undefined (fewer than 2 pairs or a constant side)."""
+    measured, predicted = np.asarray(measured, dtype=float), np.asarray(predicted, dtype=float)
+    keep = np.isfinite(measured) & np.isfinite(predicted)
+    x, y = measured[keep], predicted[keep]
+    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
 
 
 def block_rng(seed: int, *keys: str) -> np.random.Generator:

@@ -52,7 +52,11 @@ from r3lm.reasoning.validate import (
 
 log = logging.getLogger(__name__)
 
-SET_NAMES = ("stage1_train", "stage1_val", "stage2_train", "stage2_val", "test")
+# Each teacher set and the card table it draws from: the LLM methods are scored on the seeded test subset.
+TEACHER_SETS = {"stage1_train": "train", "stage1_val": "val", "stage2_train": "train", "stage2_val": "val",
+                "test": "test_subset"}
+SET_NAMES = tuple(TEACHER_SETS)
+STAGE2_SETS = ("stage2_train", "stage2_val", "test")  # what Stage II trains, selects and is scored on
 TEACHER_COLUMNS = ["id", "cell_type", "split", "activity", "level", "card_text", "system", "prompt", "rationale",
                    "valid", "reject_reason", "n_steps", "attempts", "backend"]
 SHAREGPT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import (
@@ -38,6 +38,9 @@ from r3lm.errors import InputError
 from r3lm.io import atomic_dir, write_json
 from r3lm.llm.base import resolve_dtype
 from r3lm.stage1.curves import loss_frame, write_loss_curves
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -374,6 +377,28 @@ def _training_arguments(settings: dict[str, Any], checkpoints: Path, compute_dty
     )
 
 
+def _progress_summary(state: Any, curves: pd.DataFrame, progress: _ProgressLog, train_seconds: float,
+                      resumed_from: int | None) -> dict[str, Any]:
+    """How far training went (steps, epochs, tokens and their rate) and the held-out loss before and after."""
+    held_out = curves[curves["split"] == "val"]
+    before = held_out.loc[held_out["step"] == 0, "loss"]
+    train_tokens = state.num_input_tokens_seen - progress.tokens_at_start
+    return {
+        "steps": state.global_step,
+        "max_steps": state.max_steps,
+        "epochs": state.epoch,
+        "resumed_from_step": resumed_from,
+        "held_out_loss": {"before": float(before.iloc[0]) if len(before) else None,
+                          "after": float(held_out["loss"].iloc[-1])},
+        "final_train_loss": float(curves.loc[curves["split"] == "train", "loss"].iloc[-1])
+        if (curves["split"] == "train").any() else None,
+        "tokens_trained_this_run": train_tokens,
+        "train_seconds": train_seconds,
+        "eval_seconds": progress.eval_seconds,
+        "tokens_per_second": train_tokens / max(train_seconds, 1e-9),
+    }
+
+
 def train_stage1(config: dict[str, Any], model_path: str | Path, train_files: list[str | Path],
                  val_files: list[str | Path], out_dir: str | Path, *, max_steps: int | None = None,
                  cell_type: str | None = None) -> dict[str, Any]:
@@ -420,9 +445,6 @@ def train_stage1(config: dict[str, Any], model_path: str | Path, train_files: li
         trainer.evaluate()
 
     curves = loss_frame(state.log_history)
-    held_out = curves[curves["split"] == "val"]
-    before = held_out.loc[held_out["step"] == 0, "loss"]
-    train_tokens = state.num_input_tokens_seen - progress.tokens_at_start
     summary = {
         "method": settings["method"],
         "base_model": str(model_path),
@@ -430,18 +452,7 @@ def train_stage1(config: dict[str, Any], model_path: str | Path, train_files: li
         "val_files": [str(path) for path in val_files],
         "cell_types": dict(Counter(str(record["cell_type"]) for record in train_records)),
         "data": {"train": asdict(train_counts), "val": asdict(val_counts)},
-        "steps": state.global_step,
-        "max_steps": state.max_steps,
-        "epochs": state.epoch,
-        "resumed_from_step": resumed_from,
-        "held_out_loss": {"before": float(before.iloc[0]) if len(before) else None,
-                          "after": float(held_out["loss"].iloc[-1])},
-        "final_train_loss": float(curves.loc[curves["split"] == "train", "loss"].iloc[-1])
-        if (curves["split"] == "train").any() else None,
-        "tokens_trained_this_run": train_tokens,
-        "train_seconds": train_seconds,
-        "eval_seconds": progress.eval_seconds,
-        "tokens_per_second": train_tokens / max(train_seconds, 1e-9),
+        **_progress_summary(state, curves, progress, train_seconds, resumed_from),
         "dtype": str(compute_dtype).removeprefix("torch."),
         "devices": args.world_size,
         "settings": {**settings, "max_steps": max_steps},

@@ -26,12 +26,14 @@ from pathlib import Path
 import pandas as pd
 
 from r3lm.errors import InputError
+from r3lm.predictions import ROW_COLUMNS
 from r3lm.reasoning.format import strip_conclusion
 
 MODES = ("generated_cot", "oracle_cot", "rcc_only", "sequence_only")
 COT_MODES = ("generated_cot", "oracle_cot")
+# The teacher saw the measured level when it wrote oracle_cot's rationales: no new sequence has one.
+DEPLOYABLE_MODES = tuple(mode for mode in MODES if mode != "oracle_cot")
 KEYS = ["id", "cell_type"]
-ROW_COLUMNS = [*KEYS, "split", "activity", "level"]
 
 # train_stage2.py's _default_prompt_prefix, word for word.
 OFFICIAL_PREFIX = (

@@ -19,13 +19,12 @@ from torch import nn
 
 from r3lm.errors import InputError
 from r3lm.llm.base import resolve_dtype
+from r3lm.scaling import ActivityScaler
 from r3lm.stage2.folder import ADAPTER_DIR, HEAD_FILE, read_model_info
 from r3lm.stage2.inputs import COT_MODES, input_for, tokenize_rows
 from r3lm.stage2.model import embed, load_backbone, load_tokenizer, regression_head
-from r3lm.stage2.run import standardise
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -44,8 +43,12 @@ class Stage2Predictor:
         return self.info["mode"]
 
     @property
+    def scaler(self) -> ActivityScaler:
+        return ActivityScaler.from_json(self.info["standardisation"])
+
+    @property
     def cell_types(self) -> list[str]:
-        return sorted(self.info["standardisation"])
+        return sorted(self.scaler.cell_types)
 
     @classmethod
     def load(cls, model_dir: str | Path, *, device: str = "auto", dtype: str | None = None,
@@ -86,7 +89,7 @@ class Stage2Predictor:
         if missing:
             raise InputError(f"Stage II {self.mode} inputs need column(s) {', '.join(missing)}", column=missing[0])
         cells = rows["cell_type"].astype(str)
-        unknown = sorted(set(cells) - set(self.info["standardisation"]))
+        unknown = sorted(set(cells) - set(self.cell_types))
         if unknown:
             raise InputError(f"cell type(s) {', '.join(unknown)} not served by this Stage II model (it knows "
                              f"{', '.join(self.cell_types)})", column="cell_type")
@@ -103,6 +106,4 @@ class Stage2Predictor:
                         self.info["cutoff_len"])
         states = embed(self.backbone, encoded, self.tokenizer.pad_token_id, self.dtype, self.device, batch_size)
         standardised = self.head(torch.as_tensor(states, device=self.device)).squeeze(-1).float().cpu().numpy()
-        stats = {cell: (float(value["mean"]), float(value["std"]))
-                 for cell, value in self.info["standardisation"].items()}
-        return standardise(pd.DataFrame({"cell_type": cells.to_numpy()}), stats, inverse=standardised)
+        return self.scaler.inverse(standardised, cells.to_numpy())

@@ -23,7 +23,7 @@ from torch import nn
 from tqdm import tqdm
 from transformers import get_scheduler
 
-from r3lm.baselines.common import pearson
+from r3lm.evaluate.metrics import pearson
 from r3lm.io import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,36 @@ def batch_plan(levels: np.ndarray, lengths: Sequence[int] | None, batch_size: in
     return [batches[index] for index in rng.permutation(len(batches))]
 
 
+def _optimiser(trainable: Sequence[nn.Parameter], head_parameters: Sequence[nn.Parameter],
+               settings: dict[str, Any], total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW (the head at its own learning rate when one is set) with warmup and decay over `total_steps`."""
+    head_ids = {id(parameter) for parameter in head_parameters}
+    groups = [{"params": [p for p in trainable if id(p) not in head_ids], "lr": settings["learning_rate"]},
+              {"params": [p for p in trainable if id(p) in head_ids],
+               "lr": settings.get("head_learning_rate") or settings["learning_rate"]}]
+    optimizer = torch.optim.AdamW([group for group in groups if group["params"]],
+                                  weight_decay=settings["weight_decay"])
+    scheduler = get_scheduler(settings["scheduler"], optimizer,
+                              num_warmup_steps=int(settings["warmup_ratio"] * total_steps),
+                              num_training_steps=total_steps)
+    return optimizer, scheduler
+
+
+def _resume(checkpoint: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, label: str
+            ) -> FitResult | None:
+    """The state of a killed fit, restored into model, optimiser and schedule; None when there is none."""
+    if not (checkpoint / CHECKPOINT_FILE).is_file():
+        return None
+    saved = torch.load(checkpoint / CHECKPOINT_FILE, weights_only=False)
+    model.load_state_dict(saved["model"], strict=False)
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    result = saved["result"]
+    result.resumed_from_step = result.steps
+    log.info("%sresuming Stage II from step %d (best val Pearson %.4f)", label, result.steps, result.best_pearson)
+    return result
+
+
 def fit(model: nn.Module, predict_batch: Callable[[np.ndarray], torch.Tensor], targets: np.ndarray,
         levels: np.ndarray, predict_val: Callable[[], np.ndarray], val_targets: np.ndarray,
         settings: dict[str, Any], work_dir: Path, *, lengths: Sequence[int] | None = None,
@@ -77,32 +107,15 @@ def fit(model: nn.Module, predict_batch: Callable[[np.ndarray], torch.Tensor], t
     started = time.perf_counter()
     seed, accumulation = settings["seed"], settings.get("gradient_accumulation", 1)
     torch.manual_seed(seed)
-    head_ids = {id(parameter) for parameter in head_parameters}
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    groups = [{"params": [p for p in trainable if id(p) not in head_ids], "lr": settings["learning_rate"]},
-              {"params": [p for p in trainable if id(p) in head_ids],
-               "lr": settings.get("head_learning_rate") or settings["learning_rate"]}]
-    optimizer = torch.optim.AdamW([group for group in groups if group["params"]],
-                                  weight_decay=settings["weight_decay"])
     batches_per_epoch = math.ceil(len(targets) / settings["batch_size"])
     steps_per_epoch = math.ceil(batches_per_epoch / accumulation)
     total_steps = max(1, steps_per_epoch * settings["epochs"])
-    scheduler = get_scheduler(settings["scheduler"], optimizer,
-                              num_warmup_steps=int(settings["warmup_ratio"] * total_steps),
-                              num_training_steps=total_steps)
+    optimizer, scheduler = _optimiser(trainable, head_parameters, settings, total_steps)
     target_tensor = torch.as_tensor(targets, dtype=torch.float32)
-    result = FitResult(best_state=trainable_state(model), best_pearson=-math.inf, best_step=0, steps=0)
-
     checkpoint = work_dir / "checkpoint"
-    if (checkpoint / CHECKPOINT_FILE).is_file():
-        saved = torch.load(checkpoint / CHECKPOINT_FILE, weights_only=False)
-        model.load_state_dict(saved["model"], strict=False)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        result = saved["result"]
-        result.resumed_from_step = result.steps
-        log.info("%sresuming Stage II from step %d (best val Pearson %.4f)", label, result.steps,
-                 result.best_pearson)
+    result = _resume(checkpoint, model, optimizer, scheduler, label) or FitResult(
+        best_state=trainable_state(model), best_pearson=-math.inf, best_step=0, steps=0)
 
     def evaluate(epoch: float, train_loss: float | None) -> None:
         model.eval()

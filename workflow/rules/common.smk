@@ -21,7 +21,10 @@ from r3lm.data.prepare import OUTPUT_TABLES
 from r3lm.data.simulate import load_catalogue
 from r3lm.data.splits import SPLITS
 from r3lm.errors import InputError
+from r3lm.reasoning.teacher import STAGE2_SETS, TEACHER_SETS
 from r3lm.stage1.models import SHARED as SHARED_STAGE1
+from r3lm.stage2.inputs import DEPLOYABLE_MODES as DEPLOYABLE_INPUT_MODES
+from r3lm.stage2.inputs import MODES as STAGE2_INPUT_MODES
 
 # workflow/schemas/config.schema.yaml fills every default; an invalid key or value stops the
 # workflow here with one line naming the key.
@@ -94,14 +97,6 @@ def source_argument(wildcards, input):
 LLM = config["llm"]
 EMBEDDED_MODEL = "smollm2-135m-instruct"
 TEACHER = config["reasoning"]["teacher"]
-TEACHER_SETS = {
-    "stage1_train": "train",
-    "stage1_val": "val",
-    "stage2_train": "train",
-    "stage2_val": "val",
-    "test": "test_subset",  # the paper's protocol: LLM methods are scored on the seeded test subset
-}
-STAGE2_SETS = ["stage2_train", "stage2_val", "test"]
 
 
 def slug(name):
@@ -249,8 +244,8 @@ EVAL_DIR = f"{RUN_DIR}/eval"
 REPORT_DIR = f"{RUN_DIR}/report"
 MODELS_DIR = f"{RUN_DIR}/models"
 RUN_LOG_DIR = f"{LOG_DIR}/runs/{config['run']}"
-# oracle_cot reads the teacher's rationale, written from the measured level: it cannot predict new sequences.
-DEPLOYABLE_MODES = [mode for mode in STAGE2_MODES if mode != "oracle_cot"]
+# the run's modes that a bundle can serve (not oracle_cot, which reads the measured level)
+DEPLOYABLE_MODES = [mode for mode in STAGE2_MODES if mode in DEPLOYABLE_INPUT_MODES]
 EVALUATION = config["evaluation"]
 DISRUPTION = EVALUATION["disruption"]
 # The simulator knows which planted sites cause activity, so only the demo can score citations.

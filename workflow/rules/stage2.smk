@@ -27,7 +27,7 @@ rule stage2:
     log:
         f"{LOG_DIR}/stage2/{Path(STAGE2_DIR).name}/{{mode}}.log",
     wildcard_constraints:
-        mode="|".join(["generated_cot", "oracle_cot", "rcc_only", "sequence_only"]),
+        mode="|".join(STAGE2_INPUT_MODES),
     threads: 2
     resources:
         mem_mb=16384,
@@ -56,7 +56,7 @@ rule package_model:
     log:
         f"{RUN_LOG_DIR}/package_{{mode}}.log",
     wildcard_constraints:
-        mode="|".join(["generated_cot", "rcc_only", "sequence_only"]),
+        mode="|".join(DEPLOYABLE_INPUT_MODES),
     threads: 1
     resources:
         mem_mb=4096,
