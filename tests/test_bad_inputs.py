@@ -107,7 +107,7 @@ def test_an_output_folder_without_write_permission_is_found_before_any_work(tmp_
     """As a user without rights on the folder sees it (the tests may run as root, whom modes do not stop)."""
     (tmp_path / "seqs.fa").write_text(fasta_text())
     scanned = []
-    monkeypatch.setattr("r3lm.motifs.scan.scan_sequences", lambda *args, **kwargs: scanned.append(1))
+    monkeypatch.setattr("r3lm.pipeline.scan_sequences", lambda *args, **kwargs: scanned.append(1))
 
     def refuse(*args, dir=None, **kwargs):
         raise PermissionError(13, "Permission denied", str(dir))
@@ -135,7 +135,7 @@ def test_ctrl_c_is_one_line_and_leaves_the_earlier_output(tmp_path, capsys, monk
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("r3lm.motifs.scan.scan_sequences", interrupted)
+    monkeypatch.setattr("r3lm.pipeline.scan_sequences", interrupted)
     before = snapshot(tmp_path)
     assert main(["scan", "--sequences", str(tmp_path / "seqs.fa"), "--out", str(out)]) == INTERRUPTED
     lines = capsys.readouterr().err.strip().splitlines()

@@ -18,11 +18,11 @@ from conftest import CELLS
 import r3lm
 from r3lm.cli import main
 from r3lm.data.levels import assign_levels
-from r3lm.deploy import scorer
 from r3lm.deploy.bundle import MANIFEST, write_bundle
 from r3lm.deploy.scorer import R3LM, SCORE_COLUMNS, auto_batch_size
 from r3lm.errors import InputError
 from r3lm.llm.generate import Generation
+from r3lm.stage1 import writer
 from r3lm.stage1.models import SHARED, Stage1Models
 from r3lm.stage2.predict import Stage2Predictor
 
@@ -92,10 +92,10 @@ def test_a_bundle_with_a_stage1_model_per_cell_type_writes_each_rationale_with_i
             opened.append(Path(folder).relative_to(out).as_posix())
             return cls()
 
-        def write(self, cards):
+        def write(self, cards, progress=False):
             return [Generation("<think>\n1. x\n</think>\nActivity level: 1", 8, False) for _ in cards]
 
-    monkeypatch.setattr(scorer, "RationaleWriter", Recorder)
+    monkeypatch.setattr(writer, "RationaleWriter", Recorder)
     model = R3LM.load(out, device="cpu")
     for cell in reversed(CELLS):
         model.score(dict(zip(queries["id"][:1], queries["sequence"][:1])), cell)

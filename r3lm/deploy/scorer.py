@@ -28,14 +28,10 @@ from tqdm import tqdm
 
 from r3lm.data.levels import assign_levels
 from r3lm.data.sequences import check_sequence_frame
-from r3lm.deploy.bundle import BACKBONE_DIR, LLM_DIR, read_manifest
+from r3lm.deploy.bundle import read_manifest
 from r3lm.errors import InputError
-from r3lm.motifs.scan import MotifSet, build_motif_set, scan_sequences
-from r3lm.rcc.build import cards_for_table
-from r3lm.rcc.card import CardSettings
-from r3lm.reasoning.format import RationaleFormat, level_name, parse
-from r3lm.stage1.writer import RationaleWriter
-from r3lm.stage2.predict import Stage2Predictor
+from r3lm.pipeline import SequencePipeline, bundle_backbone
+from r3lm.reasoning.format import level_name, parse
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +61,7 @@ class R3LM:
     manifest: dict[str, Any]
     device: str
     batch_size: int | None = None
-    _motif_set: MotifSet | None = field(default=None, repr=False)
-    _writers: dict[str, RationaleWriter] = field(default_factory=dict, repr=False)
-    _predictors: dict[str, Stage2Predictor] = field(default_factory=dict, repr=False)
+    _pipeline: SequencePipeline | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, folder: str | Path, *, device: str = "auto", batch_size: int | None = None) -> R3LM:
@@ -127,12 +121,20 @@ class R3LM:
                            n_levels=int(self.manifest["levels"]["n_levels"]),
                            edges=list(self.manifest["levels"]["edges"][cell_type]))
 
+    @property
+    def pipeline(self) -> SequencePipeline:
+        """Built on first use, once the batch size is known: the Stage-I model writes in batches of it."""
+        if self._pipeline is None:
+            self._pipeline = SequencePipeline.from_bundle(self.folder, self.manifest, device=self.device,
+                                                          batch_size=self.batch_size)
+        return self._pipeline
+
     def _score_chunk(self, ids: list[str], texts: list[str], cell_type: str, batch: int) -> pd.DataFrame:
         rows = pd.DataFrame({"id": ids, "sequence": texts, "cell_type": cell_type})
         rows["card_text"] = self._cards(rows)
         rows["rationale"] = (self._rationales(rows["card_text"].tolist(), cell_type)
                              if self.manifest["rationale_models"] else None)
-        predicted = self._predictor(cell_type).predict(rows, batch)
+        predicted = self.pipeline.predict(rows, cell_type, batch)
         levels = assign_levels(predicted, self.manifest["levels"]["edges"][cell_type])
         stated = [parse(text).level if isinstance(text, str) else None for text in rows["rationale"]]
         return pd.DataFrame({"id": ids, "cell_type": cell_type, "predicted": predicted, "level": levels.astype(int),
@@ -140,46 +142,16 @@ class R3LM:
                              "card": rows["card_text"]})
 
     def _cards(self, rows: pd.DataFrame) -> list[str]:
-        if self._motif_set is None:
-            self._motif_set = build_motif_set(self.manifest["motifs"], np.asarray(self.manifest["background"]))
-        hits = scan_sequences(rows["id"].tolist(), rows["sequence"].tolist(), self._motif_set, progress=False)
-        rcc = self.manifest["rcc"]
-        cards = cards_for_table(rows, hits, CardSettings.from_config(rcc), progress=False)
-        return cards["card_text"].tolist()
+        return self.pipeline.cards(rows, progress=False)["card_text"].tolist()
 
     def _rationales(self, cards: list[str], cell_type: str) -> list[str]:
         """The cell type's Stage-I model writes them (one shared model, or its own with per-cell-type Stage I)."""
-        folder = self.manifest["rationale_models"][cell_type]
-        if folder not in self._writers:
-            # transformers: on a GPU vLLM reserves most of it and the Stage-II backbone needs room beside it; on
-            # a CPU a vLLM engine takes ~20 s and ~5 GB to start, more than a design loop's few sequences cost
-            generation = {**self.manifest["generation"], "backend": "hf"}
-            reasoning = self.manifest["reasoning"]
-            rationale_format = RationaleFormat(reasoning["system"], reasoning["min_steps"], reasoning["max_steps"],
-                                               int(self.manifest["levels"]["n_levels"]), reasoning["prompt"])
-            self._writers[folder] = RationaleWriter.open(self.folder / folder,
-                                                         {**generation, "batch_size": self.batch_size},
-                                                         rationale_format, dtype=generation["dtype"],
-                                                         device=self.device)
-        return [generation.text for generation in self._writers[folder].write(cards)]
-
-    def _predictor(self, cell_type: str) -> Stage2Predictor:
-        group = self.manifest["groups"][cell_type]
-        if group not in self._predictors:
-            self._predictors[group] = Stage2Predictor.load(self.folder / group, device=self.device,
-                                                           backbone=self._backbone)
-        return self._predictors[group]
-
-    @property
-    def _backbone(self) -> Path | str:
-        """The Stage-II backbone: a folder inside the bundle, or the hub id it records."""
-        backbone = self.manifest["backbone"]
-        return self.folder / backbone if backbone in (LLM_DIR, BACKBONE_DIR) else backbone
+        return self.pipeline.rationales(cards, [cell_type] * len(cards))
 
     def _auto_batch(self) -> int:
         from transformers import AutoConfig
 
-        config = AutoConfig.from_pretrained(str(self._backbone))
+        config = AutoConfig.from_pretrained(str(bundle_backbone(self.folder, self.manifest)))
         tokens = int(self.manifest["stage2"]["cutoff_len"])
         return auto_batch_size(self.device, config.hidden_size, config.num_hidden_layers, tokens)
 

@@ -31,15 +31,11 @@ from r3lm.errors import InputError
 from r3lm.evaluate.claims import attach_cards, cited_motifs
 from r3lm.evaluate.metrics import block_rng
 from r3lm.evaluate.motif_disruption import disrupt_motif, disruption_agreement
-from r3lm.hub import local_copy
 from r3lm.io import table_kind, write_table
-from r3lm.motifs.scan import background_for, build_motif_set, scan_sequences
 from r3lm.motifs.shards import dataset_sequences
+from r3lm.pipeline import SequencePipeline
 from r3lm.predictions import read_predictions
-from r3lm.rcc.build import cards_for_table
-from r3lm.rcc.card import CardSettings
 from r3lm.stage1.models import Stage1Models
-from r3lm.stage1.writer import RationaleWriter
 from r3lm.stage2.folder import SHARED, read_model_info
 from r3lm.stage2.predict import Stage2Predictor
 
@@ -181,14 +177,13 @@ def _rebuilt_cards(config: Mapping[str, Any], motifs: Mapping[str, Any], chosen:
     rows back their stored cards."""
     if motifs["background"] == "input" and data_dir is None:
         raise InputError("motifs.background is input: the rescan needs the prepared dataset folder (data_dir)")
-    background = dataset_sequences(data_dir)["sequence"].tolist() if motifs["background"] == "input" else []
+    background = dataset_sequences(data_dir)["sequence"].tolist() if motifs["background"] == "input" else None
     frame = pd.DataFrame({"sequence": [*chosen["sequence"], *claimed["sequence"]],
                           "cell_type": [*chosen["cell_type"], *claimed["cell_type"]]})
     frame["id"] = [f"s{index}" for index in range(len(frame))]
-    motif_set = build_motif_set(motifs, background_for(motifs, background))
-    hits = scan_sequences(frame["id"].tolist(), frame["sequence"].tolist(), motif_set, progress=progress)
+    pipeline = SequencePipeline.from_config({**config, "motifs": motifs}, background)
+    cards = pipeline.cards(frame, progress=progress)["card_text"].tolist()
     rcc = config["rcc"]
-    cards = cards_for_table(frame, hits, CardSettings.from_config(rcc), progress=progress)["card_text"].tolist()
     differ = [index for index, text in enumerate(chosen["card_text"]) if cards[index] != text]
     if differ:
         row = chosen.iloc[differ[0]]
@@ -210,15 +205,8 @@ def _regenerate(config: Mapping[str, Any], stage1_models: Stage1Models, claimed:
     import torch
 
     generation = config["generation"] | ({"backend": "hf"} if torch.cuda.is_available() else {})
-    texts = pd.Series("", index=claimed.index, dtype=object)
-    for model, cells in stage1_models.cells_by_model(claimed["cell_type"]).items():
-        rows = claimed["cell_type"].isin(cells)
-        writer = RationaleWriter.from_config({**config, "generation": generation},
-                                             local_copy(model, what="the Stage-I model"))
-        texts[rows] = [written.text for written in writer.write(claimed.loc[rows, "card_text"].tolist(),
-                                                                progress=progress)]
-        del writer
-    return texts.tolist()
+    pipeline = SequencePipeline.from_config({**config, "generation": generation}, stage1_models=stage1_models)
+    return pipeline.rationales(claimed["card_text"].tolist(), claimed["cell_type"].tolist(), progress=progress)
 
 
 def _pair_table(pairs: pd.DataFrame, chosen: pd.DataFrame, claimed: pd.DataFrame) -> pd.DataFrame:

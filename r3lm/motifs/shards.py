@@ -20,12 +20,8 @@ from r3lm.io import write_parquet
 from r3lm.motifs.jaspar import load_motifs
 from r3lm.motifs.meme_format import write_meme
 from r3lm.motifs.pssm import uniform_background
-from r3lm.motifs.scan import (
-    HIT_COLUMNS,
-    background_for,
-    build_motif_set,
-    scan_sequences,
-)
+from r3lm.motifs.scan import HIT_COLUMNS
+from r3lm.pipeline import SequencePipeline
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +39,12 @@ def shard_rows(n_rows: int, shard: int, shards: int) -> slice:
 
 
 def scan_shard(config: dict[str, Any], data_dir: str | Path, shard: int, out: str | Path, *, threads: int) -> None:
-    settings = config["motifs"]
+    shards = config["motifs"]["shards"]
     sequences = dataset_sequences(data_dir)
-    motif_set = build_motif_set(settings, background_for(settings, sequences["sequence"].tolist()))
-    part = sequences.iloc[shard_rows(len(sequences), shard, settings["shards"])]
-    log.info("shard %d of %d: sequences %d of %d", shard + 1, settings["shards"], len(part), len(sequences))
-    hits = scan_sequences(part["id"].tolist(), part["sequence"].tolist(), motif_set, threads=threads)
-    write_parquet(hits, out)
+    pipeline = SequencePipeline.from_config(config, sequences["sequence"].tolist(), threads=threads)
+    part = sequences.iloc[shard_rows(len(sequences), shard, shards)]
+    log.info("shard %d of %d: sequences %d of %d", shard + 1, shards, len(part), len(sequences))
+    write_parquet(pipeline.hits(part), out)
 
 
 def gather_hits(shard_files: Sequence[str | Path], out: str | Path) -> None:
@@ -62,9 +57,8 @@ def gather_hits(shard_files: Sequence[str | Path], out: str | Path) -> None:
 
 def write_motif_table(config: dict[str, Any], data_dir: str | Path, out: str | Path) -> None:
     """The scanned and skipped motifs, with each one's integer score threshold, for the record."""
-    settings = config["motifs"]
-    sequences = dataset_sequences(data_dir)["sequence"].tolist()
-    write_parquet(build_motif_set(settings, background_for(settings, sequences)).table(), out)
+    pipeline = SequencePipeline.from_config(config, dataset_sequences(data_dir)["sequence"].tolist())
+    write_parquet(pipeline.motif_set.table(), out)
 
 
 def write_motif_file(config: dict[str, Any], out: str | Path) -> None:

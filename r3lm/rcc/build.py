@@ -10,11 +10,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from r3lm.io import write_parquet
+from r3lm.motifs.scan import HIT_COLUMNS
 from r3lm.rcc.card import CardSettings, MotifHit, build_card
 
 log = logging.getLogger(__name__)
-
-HIT_COLUMNS = ["seq_id", "matrix_id", "motif_name", "family", "class", "start", "end", "strand", "score", "pvalue"]
 
 
 def hits_by_sequence(hits: pd.DataFrame) -> dict[str, list[MotifHit]]:
@@ -47,7 +46,6 @@ def cards_for_table(table: pd.DataFrame, hits: pd.DataFrame, settings: CardSetti
     log.info("built %d cards in %.1f s (%.0f cards/s), %.2f motifs per card after deduplication",
              len(cards), seconds, len(cards) / max(seconds, 1e-9), cards["n_motifs"].mean() if len(cards) else 0.0)
     return cards
-
 
 
 def write_cards(config: dict, table_path: str | Path, hits_path: str | Path, out: str | Path) -> None:

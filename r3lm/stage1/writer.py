@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from r3lm.hub import local_copy
 from r3lm.llm.generate import (
     ChatGenerator,
     Generation,
@@ -44,10 +45,11 @@ class RationaleWriter:
                    generation["guidance"])
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], model_path: str | Path, *, device: str = "auto") -> RationaleWriter:
-        """The workflow's writer: `generation` settings, dtype falling back to `llm.dtype`."""
+    def from_config(cls, config: Mapping[str, Any], model: str | Path, *, device: str = "auto") -> RationaleWriter:
+        """The workflow's writer for a Stage-I model (a folder, or a hub id fetched once): `generation`
+        settings, dtype falling back to `llm.dtype`."""
         generation = config["generation"]
-        return cls.open(model_path, generation, RationaleFormat.from_config(config),
+        return cls.open(local_copy(model, what="the Stage-I model"), generation, RationaleFormat.from_config(config),
                         dtype=generation["dtype"] or config["llm"]["dtype"], device=device)
 
     @property

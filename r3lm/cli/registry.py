@@ -1,0 +1,62 @@
+"""How a subcommand is declared: its arguments above its handler, in one `@command(...)`.
+
+A handler takes the parsed arguments, and with `config=True` also the validated workflow config, which the
+dispatcher loads once from `--config` (every such command gets that option, first).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+CONFIG_HELP = "workflow config: a YAML file, or the config as a JSON string (validated either way)"
+
+Argument = tuple[tuple[str, ...], dict[str, Any]]
+
+
+def arg(*names: str, **options: Any) -> Argument:
+    """One `add_argument` call, written down for later."""
+    return names, options
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """Arguments of which exactly one is given."""
+
+    arguments: tuple[Argument, ...]
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    arguments: tuple[Argument | OneOf, ...]
+    handler: Callable[..., None]
+    config: bool
+
+    def add_to(self, subparsers: argparse._SubParsersAction) -> None:
+        parser = subparsers.add_parser(self.name, help=self.help)
+        if self.config:
+            parser.add_argument("--config", required=True, help=CONFIG_HELP)
+        for argument in self.arguments:
+            if isinstance(argument, OneOf):
+                group = parser.add_mutually_exclusive_group(required=True)
+                for names, options in argument.arguments:
+                    group.add_argument(*names, **options)
+            else:
+                names, options = argument
+                parser.add_argument(*names, **options)
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, help_text: str, *arguments: Argument | OneOf, config: bool = False
+            ) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register the decorated handler as subcommand `name`."""
+    def register(handler: Callable[..., None]) -> Callable[..., None]:
+        COMMANDS[name] = Command(name, help_text, arguments, handler, config)
+        return handler
+    return register

@@ -1,0 +1,121 @@
+"""The commands a user runs: check a config, scan sequences or build their cards, predict and explain."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import TYPE_CHECKING, Any
+
+from r3lm.cli.registry import OneOf, arg, command
+from r3lm.errors import InputError
+from r3lm.io import OutputFile
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from r3lm.pipeline import SequencePipeline
+
+log = logging.getLogger("r3lm")
+
+SEQUENCE_INPUT = (
+    arg("--sequences", required=True, help="FASTA (.fa/.fasta/.fna, optionally .gz) or a table (.tsv/.csv/.parquet)"),
+    arg("--out", type=OutputFile, required=True, help="output: .parquet, .tsv, .csv (optionally .gz) or .jsonl"),
+    arg("--id-column", default="id", help="table input: the id column (default: id)"),
+    arg("--sequence-column", default="sequence", help="table input: the sequence column"),
+    arg("--jaspar-release", default=None, help="JASPAR2026 (default) or JASPAR2024"),
+    arg("--pvalue", type=float, default=None, help="FIMO p-value threshold (default 5e-5)"),
+    arg("--background", choices=["uniform", "nrdb", "input"], default=None,
+        help="uniform (default), nrdb (FIMO's default without --bfile) or estimated from the input"),
+    arg("--threads", type=int, default=2),
+    arg("--device", default="cpu",
+        help="cpu (exact k-mer index kernel), or a torch device such as cuda (exact dense kernel)"),
+)
+MODEL_HELP = "a model folder (results/<dataset>/runs/<run>/models/<mode>)"
+CELL_TYPE_HELP = "one of the model's cell types"
+
+
+@command("check-config", "validate a config file (YAML and every key, with the line of a syntax error), as the "
+         "workflow does before planning", config=True)
+def check_config(args: argparse.Namespace, config: dict[str, Any]) -> None:
+    print(f"{args.config}: valid")
+
+
+def _sequence_pipeline(args: argparse.Namespace, *, with_grammar: bool | None = None
+                       ) -> tuple[SequencePipeline, pd.DataFrame]:
+    """The sequences to scan, and a pipeline with the config's `motifs` block (schema defaults) under the
+    command-line overrides, its background estimated from them when asked."""
+    from r3lm.config import validate_config
+    from r3lm.data.sequences import read_sequences
+    from r3lm.io import table_kind
+    from r3lm.pipeline import SequencePipeline
+
+    table_kind(args.out)
+    overrides = {key: value for key, value in (("jaspar_release", args.jaspar_release), ("pvalue", args.pvalue),
+                                               ("background", args.background)) if value is not None}
+    config = validate_config({"motifs": overrides}, source="command line")
+    sequences = read_sequences(args.sequences, id_column=args.id_column, sequence_column=args.sequence_column)
+    pipeline = SequencePipeline.from_config(config, sequences["sequence"].tolist(), with_grammar=with_grammar,
+                                            threads=args.threads, device=args.device)
+    return pipeline, sequences
+
+
+@command("scan", "FIMO-exact motif scan of sequences against JASPAR", *SEQUENCE_INPUT)
+def scan(args: argparse.Namespace) -> None:
+    from r3lm.io import write_table
+
+    pipeline, sequences = _sequence_pipeline(args)
+    write_table(pipeline.hits(sequences), args.out)
+
+
+@command("rcc", "Regulatory Context Cards for sequences in one cell type", *SEQUENCE_INPUT,
+         arg("--cell-type", required=True, help="cell type named on every card"),
+         arg("--grammar-tags", action="store_true", help="add the Grammar Tags line to the card text"))
+def rcc(args: argparse.Namespace) -> None:
+    from r3lm.io import write_table
+
+    if not args.cell_type.strip():
+        raise InputError("--cell-type is empty; give the cell type the cards describe (e.g. K562)")
+    pipeline, sequences = _sequence_pipeline(args, with_grammar=args.grammar_tags)
+    write_table(pipeline.cards(sequences.assign(cell_type=args.cell_type)), args.out)
+
+
+@command("predict", "activity, level and rationale for new sequences",
+         arg("--model", required=True, help=MODEL_HELP),
+         arg("--cell-type", required=True, help=CELL_TYPE_HELP),
+         OneOf((arg("--fasta", help="FASTA file (optionally .gz)"),
+                arg("--table", help="table with id and sequence columns (.tsv, .csv, .parquet)"),
+                arg("--bed", help="BED regions (chrom, start, end[, name, score, strand]); needs --genome"))),
+         arg("--genome", help="genome FASTA the BED regions refer to (indexed with pyfaidx)"),
+         arg("--id-column", default="id", help="--table: the id column (default: id)"),
+         arg("--sequence-column", default="sequence", help="--table: the sequence column"),
+         arg("--out", type=OutputFile, required=True, help="output: .tsv, .csv, .parquet or .jsonl (text kinds .gz)"),
+         arg("--with-card", action="store_true", help="add each sequence's card as a column"),
+         arg("--batch-size", type=int, default=None, help="default: sized to the device"),
+         arg("--device", default="auto", help="auto (a CUDA GPU when present), cpu, cuda, cuda:1, ..."),
+         arg("--no-progress", action="store_true"))
+def predict(args: argparse.Namespace) -> None:
+    from r3lm.data.sequences import read_sequences
+    from r3lm.deploy.scorer import R3LM
+    from r3lm.io import table_kind, write_table
+
+    table_kind(args.out)  # an unknown output type fails before any work
+    model = R3LM.load(args.model, device=args.device, batch_size=args.batch_size)
+    model.check_cell_type(args.cell_type)
+    sequences = read_sequences(args.fasta or args.table or args.bed, id_column=args.id_column,
+                               sequence_column=args.sequence_column, genome=args.genome, allow_n=False)
+    table = model.score(dict(zip(sequences["id"], sequences["sequence"])), args.cell_type,
+                        with_card=args.with_card, progress=not args.no_progress)
+    write_table(table, args.out)
+    log.info("wrote %d predictions to %s", len(table), args.out)
+
+
+@command("explain", "one sequence's card, rationale and prediction, for a terminal",
+         arg("--model", required=True, help=MODEL_HELP),
+         arg("--cell-type", required=True, help=CELL_TYPE_HELP),
+         arg("--sequence", required=True, help="the DNA sequence (A, C, G, T)"),
+         arg("--device", default="auto", help="auto (a CUDA GPU when present), cpu, cuda, ..."))
+def explain(args: argparse.Namespace) -> None:
+    from r3lm.deploy.scorer import R3LM
+
+    model = R3LM.load(args.model, device=args.device)
+    print(model.explain(args.sequence, args.cell_type).to_text())
