@@ -15,11 +15,20 @@ import torch
 from test_baselines import TINY_CNN, make_dataset
 
 from r3lm.baselines import cnn
-from r3lm.baselines.motif_ridge import load_motif_ridge, predict_motif_ridge, run_motif_ridge
+from r3lm.baselines.motif_ridge import (
+    load_motif_ridge,
+    predict_motif_ridge,
+    run_motif_ridge,
+)
 from r3lm.config import validate_config
 from r3lm.data.levels import assign_levels
 from r3lm.deploy import scorer
-from r3lm.deploy.bundle import FAST_FORMAT, MANIFEST, recipe_cards, write_baseline_bundle
+from r3lm.deploy.bundle import (
+    FAST_FORMAT,
+    MANIFEST,
+    recipe_cards,
+    write_baseline_bundle,
+)
 from r3lm.deploy.fast import CNNBundle, FastModel, RidgeBundle, load_fast, run_score
 from r3lm.deploy.specificity import rank_by_specificity, specificity
 from r3lm.errors import InputError

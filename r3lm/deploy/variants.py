@@ -39,7 +39,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import islice, takewhile
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -120,7 +120,11 @@ class VariantReader:
             self.reader = VCF(str(self.vcf), lazy=True)
         except OSError as error:
             raise InputError(f"cannot read the VCF: {error}", path=self.vcf) from None
-        self.header_lines = self.reader.raw_header.count("\n")
+        if self.regions and not any(Path(f"{self.vcf}{suffix}").is_file() for suffix in (".tbi", ".csi")):
+            raise InputError(f"reading regions ({', '.join(self.regions)}) needs the VCF's index (.tbi or .csi): "
+                             "bgzip the VCF and run `bcftools index -t` (or `tabix -p vcf`) on it, or leave out "
+                             "the regions", path=self.vcf)
+        self.header_lines = None if self.regions else _header_lines(self.vcf)
 
     def __iter__(self) -> Iterator[Variant]:
         with open_genome(self.genome) as fasta:
@@ -131,7 +135,7 @@ class VariantReader:
     def _records(self) -> Iterator[Any]:
         """Every record, or those in `regions` (which need the VCF's index); a record the parser cannot read
         stops the stream with the line before it."""
-        sources: Iterable[Any] = [self.reader] if not self.regions else map(self._region, self.regions)
+        sources: Iterable[Any] = [self.reader(region) for region in self.regions] if self.regions else [self.reader]
         for source in sources:
             iterator = iter(source)
             while True:
@@ -144,17 +148,9 @@ class VariantReader:
                                      f"({str(error).splitlines()[0]})", path=self.vcf) from None
                 yield record
 
-    def _region(self, region: str) -> Iterator[Any]:
-        try:
-            return self.reader(region)
-        except AssertionError:  # cyvcf2's way of saying the index is missing
-            raise InputError(f"reading region {region} needs the VCF's index (.tbi or .csi): bgzip the VCF and "
-                             "run `bcftools index -t` (or `tabix -p vcf`) on it, or leave out the regions",
-                             path=self.vcf) from None
-
     def _where(self, number: int) -> str:
-        """A record's place for messages: its line, or its number in the region stream (no lines there)."""
-        return f"record {number} of the regions" if self.regions else f"line {self.header_lines + number}"
+        """A record's place for messages: its line, or its number where lines do not apply (regions, BCF)."""
+        return f"record {number}" if self.header_lines is None else f"line {self.header_lines + number}"
 
     def _variants(self, record: Any, number: int, fasta: Any) -> Iterator[Variant]:
         alts = list(record.ALT)
@@ -203,6 +199,17 @@ class VariantReader:
             return None, offset
         segment = contig[start - offset:start - offset + self.length + len(ref)]
         return _NOT_ACGTN.sub("N", segment), offset
+
+
+def _header_lines(vcf: Path) -> int | None:
+    """How many header lines precede the first record of a (b)gzipped or plain VCF; None for a BCF."""
+    with open(vcf, "rb") as raw:
+        compressed = raw.read(2) == b"\x1f\x8b"
+    try:
+        with (gzip.open if compressed else open)(vcf, "rt") as handle:
+            return sum(1 for _ in takewhile(lambda line: line.startswith("#"), handle))
+    except (UnicodeDecodeError, OSError):  # binary: BCF
+        return None
 
 
 def score_variants(model: FastModel, variants: Iterable[Variant], cell_types: Sequence[str], *,
