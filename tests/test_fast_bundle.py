@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,48 +37,49 @@ from r3lm.predictions import read_predictions
 
 CELLS = ["A", "B"]  # make_dataset's: AP-1 (TGACTCA) activates A; in B it helps half as much and GATA represses
 LENGTH = 60
-_BUILT: dict[str, dict[str, Path]] = {}
+_BUILT: dict[str, dict[str, Any]] = {}
 
 
-def tiny_workflow(root: Path) -> dict[str, Path]:
+def tiny_workflow(root: Path) -> dict[str, Any]:
     """The workflow's CNN step on generated data, packaged as the package_baseline rule does: trained once per
     test session, since the variant and mutagenesis tests score with the same bundle."""
     if "cnn" not in _BUILT:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # a tiny model trains faster on one thread, and the cores are shared
-        try:
+        with one_torch_thread():
             (root / "data").mkdir(parents=True)
             data = make_dataset(root / "data", sizes={"train": 600, "val": 150, "test": 100}, lengths=(LENGTH,))
             cnn.run_cnn({**TINY_CNN, "epochs": 5}, data["train"], data["val"], [data["test"]], data["summary"],
                         root / "cnn", progress=False)
             bundle = root / "models" / "cnn"
             write_baseline_bundle(workflow_config(), "cnn", root / "cnn", root / "data", bundle)
-        finally:
-            torch.set_num_threads(threads)
-        _BUILT["cnn"] = {**data, "bundle": bundle, "predictions": root / "cnn"}
+        _BUILT["cnn"] = {**data, "bundle": bundle, "predictions": root / "cnn",
+                         "model": load_fast(bundle, device="cpu")}
     return _BUILT["cnn"]
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models run faster on one thread than on two (no thread sync per small op), and the cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def workflow_config(**sections: Any) -> dict[str, Any]:
     return validate_config({"levels": {"n_levels": 3}, **sections})
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return tiny_workflow(tmp_path_factory.mktemp("fast"))
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    with one_torch_thread():  # for the module's tests too
+        yield tiny_workflow(tmp_path_factory.mktemp("fast"))
 
 
-@pytest.fixture(scope="module")
-def model(built: dict[str, Path]) -> FastModel:
-    return load_fast(built["bundle"], device="cpu")
+@pytest.fixture
+def model(built: dict[str, Any]) -> FastModel:
+    return built["model"]
 
 
 def test_the_cnn_bundle_holds_its_model_levels_and_lengths(built):

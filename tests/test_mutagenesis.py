@@ -4,15 +4,13 @@ the CNN learned standing out, and a logo PNG."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from test_fast_bundle import LENGTH, tiny_workflow
+from test_fast_bundle import LENGTH, one_torch_thread, tiny_workflow
 
-from r3lm.deploy.fast import FastModel, load_fast
+from r3lm.deploy.fast import FastModel
 from r3lm.deploy.mutagenesis import (
     centred_effects,
     run_mutagenesis,
@@ -25,22 +23,10 @@ ACTIVATOR = "TGACTCA"  # make_dataset's AP-1 site: each one adds 1 to the activi
 SITE_START = 25  # 0-based
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_workflow(tmp_path_factory.mktemp("fast"))["bundle"]
-
-
-@pytest.fixture(scope="module")
-def model(bundle: Path) -> FastModel:
-    return load_fast(bundle, device="cpu")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastModel]:
+    with one_torch_thread():  # for the module's tests too
+        yield tiny_workflow(tmp_path_factory.mktemp("fast"))["model"]
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +65,9 @@ def test_centred_effects_have_zero_mean_per_position(model, planted):
     np.testing.assert_allclose(centred.sum(axis=1), 0.0, atol=1e-9)
 
 
-def test_run_mutagenesis_writes_the_table_and_a_png_logo(bundle, planted, tmp_path):
-    summary = run_mutagenesis(bundle, planted, tmp_path / "effects.tsv", cell_types=["A"], logo=tmp_path / "logo.png",
-                              name="planted", device="cpu", progress=False)
+def test_run_mutagenesis_writes_the_table_and_a_png_logo(model, planted, tmp_path):
+    summary = run_mutagenesis(model.folder, planted, tmp_path / "effects.tsv", cell_types=["A"],
+                              logo=tmp_path / "logo.png", name="planted", device="cpu", progress=False)
     table = pd.read_csv(tmp_path / "effects.tsv", sep="\t")
     assert len(table) == 3 * LENGTH and list(table.columns) == ["position", "ref", "alt", "effect_A"]
     assert summary["substitutions"] == 3 * LENGTH
@@ -90,9 +76,9 @@ def test_run_mutagenesis_writes_the_table_and_a_png_logo(bundle, planted, tmp_pa
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and png[12:16] == b"IHDR" and len(png) > 1000
 
 
-def test_bad_requests_stop_before_any_work(bundle, model, tmp_path):
+def test_bad_requests_stop_before_any_work(model, tmp_path):
     with pytest.raises(InputError, match="has 'N' at position 2"):
         saturation_mutagenesis(model, "ANGT")
     with pytest.raises(InputError, match="logo is written as PNG"):
-        run_mutagenesis(bundle, "ACGT", tmp_path / "e.tsv", logo=tmp_path / "logo.svg", device="cpu")
+        run_mutagenesis(model.folder, "ACGT", tmp_path / "e.tsv", logo=tmp_path / "logo.svg", device="cpu")
     assert not (tmp_path / "e.tsv").exists()

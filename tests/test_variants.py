@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from test_fast_bundle import LENGTH, tiny_workflow
+from test_fast_bundle import LENGTH, one_torch_thread, tiny_workflow
 
-from r3lm.deploy.fast import FastModel, load_fast
+from r3lm.deploy.fast import FastModel
 from r3lm.deploy.variants import (
     VARIANT_COLUMNS,
     VariantReader,
@@ -30,22 +29,10 @@ HEADER = ("##fileformat=VCFv4.2\n##contig=<ID=chr1,length=400>\n##contig=<ID=chr
 HEADER_LINES = HEADER.count("\n")
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_workflow(tmp_path_factory.mktemp("fast"))["bundle"]
-
-
-@pytest.fixture(scope="module")
-def model(bundle: Path) -> FastModel:
-    return load_fast(bundle, device="cpu")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastModel]:
+    with one_torch_thread():  # for the module's tests too
+        yield tiny_workflow(tmp_path_factory.mktemp("fast"))["model"]
 
 
 @pytest.fixture(scope="module")
@@ -110,11 +97,10 @@ def test_refusals_name_what_cannot_be_scored():
     assert refusal("AXG") == "letters other than ACGTN"
 
 
-def test_every_alt_allele_is_scored_in_windows_centred_on_the_variant(model, bundle, genome, genome_path,
-                                                                    tmp_path, caplog):
+def test_every_alt_allele_is_scored_in_windows_centred_on_the_variant(model, genome, genome_path, tmp_path, caplog):
     vcf = _write_vcf(tmp_path / "calls.vcf", _records(genome))
     with caplog.at_level(logging.INFO, logger="r3lm.deploy.variants"):
-        summary = run_variants(bundle, vcf, genome_path, tmp_path / "effects.tsv", chunk_size=2, device="cpu",
+        summary = run_variants(model.folder, vcf, genome_path, tmp_path / "effects.tsv", chunk_size=2, device="cpu",
                                progress=False)
     table = pd.read_csv(tmp_path / "effects.tsv", sep="\t", keep_default_na=False)
     assert list(table.columns) == VARIANT_COLUMNS
@@ -136,10 +122,10 @@ def test_every_alt_allele_is_scored_in_windows_centred_on_the_variant(model, bun
         np.testing.assert_array_equal(rows["alt_level"], model.levels(rows["alt_predicted"].to_numpy(), cell))
 
 
-def test_pass_only_drops_filtered_records(bundle, genome, genome_path, tmp_path):
+def test_pass_only_drops_filtered_records(model, genome, genome_path, tmp_path):
     vcf = _write_vcf(tmp_path / "calls.vcf", _records(genome))
-    summary = run_variants(bundle, vcf, genome_path, tmp_path / "effects.parquet", cell_types=["B"], pass_only=True,
-                           device="cpu", progress=False)
+    summary = run_variants(model.folder, vcf, genome_path, tmp_path / "effects.parquet", cell_types=["B"],
+                           pass_only=True, device="cpu", progress=False)
     table = pd.read_parquet(tmp_path / "effects.parquet")
     assert summary["variants"] == 5 and summary["skipped"]["FILTER not PASS"] == 1
     assert "lowq" not in set(table["id"]) and set(table["cell_type"]) == {"B"}
@@ -158,7 +144,7 @@ def test_the_reader_streams_without_reading_ahead(genome, genome_path, tmp_path)
     (("chr1", 120, ".", "N", "A", 50, "PASS", "."), None),  # REF replaced below by a base the genome lacks
     (("chr3", 120, ".", "A", "C", 50, "PASS", "."), "contig 'chr3' is not in the genome"),
 ])
-def test_bad_records_stop_in_one_line_naming_file_line_and_position(bundle, genome, genome_path, tmp_path, record,
+def test_bad_records_stop_in_one_line_naming_file_line_and_position(model, genome, genome_path, tmp_path, record,
                                                                      message):
     if message is None:
         record = (*record[:3], _other(genome["chr1"][119]), *record[4:])
@@ -166,27 +152,27 @@ def test_bad_records_stop_in_one_line_naming_file_line_and_position(bundle, geno
     vcf = _write_vcf(tmp_path / "bad.vcf", [_records(genome)[0], record])
     out = tmp_path / "effects.tsv"
     with pytest.raises(InputError) as caught:
-        run_variants(bundle, vcf, genome_path, out, device="cpu", progress=False)
+        run_variants(model.folder, vcf, genome_path, out, device="cpu", progress=False)
     text = str(caught.value)
     assert "\n" not in text and text.startswith(f"{vcf}: line {HEADER_LINES + 2}, {record[0]}:120: {message}")
     assert not out.exists()
 
 
-def test_a_filtered_or_symbolic_record_on_a_missing_contig_is_no_error(bundle, genome, genome_path, tmp_path):
+def test_a_filtered_or_symbolic_record_on_a_missing_contig_is_no_error(model, genome, genome_path, tmp_path):
     vcf = _write_vcf(tmp_path / "calls.vcf", [("chrUn", 5, ".", "A", "C", 50, "q10", "."),
                                               ("chrUn", 9, ".", "A", "<INV>", 50, "PASS", ".")])
-    summary = run_variants(bundle, vcf, genome_path, tmp_path / "effects.tsv", pass_only=True, device="cpu",
+    summary = run_variants(model.folder, vcf, genome_path, tmp_path / "effects.tsv", pass_only=True, device="cpu",
                            progress=False)
     assert summary["variants"] == 0 and list(pd.read_csv(tmp_path / "effects.tsv", sep="\t").columns) == \
         VARIANT_COLUMNS
 
 
-def test_regions_need_an_index_and_a_malformed_line_is_named(bundle, genome, genome_path, tmp_path):
+def test_regions_need_an_index_and_a_malformed_line_is_named(model, genome, genome_path, tmp_path):
     vcf = _write_vcf(tmp_path / "calls.vcf", _records(genome)[:2])
     with pytest.raises(InputError, match=r"reading regions \(chr1:1-200\) needs the VCF's index \(\.tbi or \.csi\)"):
-        run_variants(bundle, vcf, genome_path, tmp_path / "a.tsv", regions=["chr1:1-200"], device="cpu",
+        run_variants(model.folder, vcf, genome_path, tmp_path / "a.tsv", regions=["chr1:1-200"], device="cpu",
                      progress=False)
     broken = tmp_path / "broken.vcf"
     broken.write_text(vcf.read_text() + "chr1\tnot-a-number\t.\tA\tC\t50\tPASS\t.\n")
     with pytest.raises(InputError, match=rf"cannot parse the record after line {HEADER_LINES + 2} "):
-        run_variants(bundle, broken, genome_path, tmp_path / "b.tsv", device="cpu", progress=False)
+        run_variants(model.folder, broken, genome_path, tmp_path / "b.tsv", device="cpu", progress=False)
