@@ -40,8 +40,11 @@ LISTED_IDS = 5  # how many offending ids a warning names
 SCORE_CHUNK = 4096  # sequences per progress step
 
 
+PREDICTED_PREFIX = "predicted_"
+
+
 def predicted_column(cell_type: str) -> str:
-    return f"predicted_{cell_type}"
+    return f"{PREDICTED_PREFIX}{cell_type}"
 
 
 def level_column(cell_type: str) -> str:
@@ -71,9 +74,10 @@ class FastModel(ABC):
         return list(self.manifest["levels"]["edges"][cell_type])
 
     def check_cell_types(self, cell_types: str | Iterable[str] | None) -> list[str]:
-        """The cell types asked for, in the order asked (all of the model's for None)."""
-        chosen = self.cell_types if cell_types is None else [cell_types] if isinstance(cell_types, str) \
-            else list(cell_types)
+        """The cell types asked for, in the order asked, each once (all of the model's for None)."""
+        if cell_types is None:
+            return self.cell_types
+        chosen = list(dict.fromkeys([cell_types] if isinstance(cell_types, str) else cell_types))
         unknown = [cell for cell in chosen if cell not in self.cell_types]
         if unknown or not chosen:
             raise InputError(f"unknown cell type {unknown[0] if unknown else '(none given)'!r}: this model "

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from r3lm.deploy.fast import predicted_column
+from r3lm.deploy.fast import PREDICTED_PREFIX, predicted_column
 from r3lm.errors import InputError
 
 SPECIFICITY = "specificity"
@@ -50,10 +50,13 @@ def specificity(predicted: pd.DataFrame, method: str = "min_gap") -> pd.DataFram
     return pd.DataFrame(result, index=predicted.index, columns=predicted.columns)
 
 
-def rank_by_specificity(scores: pd.DataFrame, cell_type: str, cell_types: Sequence[str], *,
+def rank_by_specificity(scores: pd.DataFrame, cell_type: str, cell_types: Sequence[str] | None = None, *,
                         method: str = "min_gap") -> pd.DataFrame:
     """A score table (`FastModel.score`: id, predicted_<cell type>, ...) with a `specificity` column for
-    `cell_type` against the other `cell_types`, safest first."""
+    `cell_type` against the other `cell_types` (None: every cell type the table has), safest first."""
+    if cell_types is None:
+        cell_types = [column.removeprefix(PREDICTED_PREFIX) for column in scores.columns
+                      if column.startswith(PREDICTED_PREFIX)]
     if cell_type not in cell_types:
         raise InputError(f"cell type {cell_type!r} is not among the scored ones: {', '.join(cell_types)}")
     matrix = scores[[predicted_column(cell) for cell in cell_types]].set_axis(list(cell_types), axis=1)
