@@ -256,7 +256,11 @@ def _require_model_dir(folder: Path) -> None:
 def write_baseline_bundle(config: Mapping[str, Any], kind: str, model_dir: str | Path, data_dir: str | Path,
                           out: str | Path) -> dict[str, Any]:
     """A fast bundle from a baseline's folder (the CNN's model.pt, the ridge's model.json, beside their
-    predictions and summary.json), with the dataset's level edges and training lengths; returns the manifest."""
+    predictions and summary.json), with the dataset's level edges and training lengths; returns the manifest.
+
+    CLI (the package_baseline rule): r3lm package-baseline --config JSON --kind {cnn,motif_ridge}
+         --model-dir <baseline predictions folder> --data-dir <dataset folder> --out <bundle folder>
+    """
     started = time.perf_counter()
     if kind not in FAST_KINDS:
         raise InputError(f"unknown baseline {kind!r}; bundled baselines: {', '.join(FAST_KINDS)}")
