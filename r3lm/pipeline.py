@@ -12,7 +12,7 @@ Models load on first use, so a pipeline that only scans never imports torch.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -113,9 +113,16 @@ class SequencePipeline:
                                             rationale_format, dtype=generation["dtype"], device=device)
 
             rationales = RationaleStage(Stage1Models(manifest["rationale_models"]), open_writer, keep_loaded=True)
-        return cls(manifest["motifs"], np.asarray(manifest["background"]), CardSettings.from_config(manifest["rcc"]),
-                   rationales, {cell: folder / group for cell, group in manifest["groups"].items()},
-                   partial(Stage2Predictor.load, device=device, backbone=bundle_backbone(folder, manifest)))
+        return replace(cls.from_recipe(manifest), rationale_stage=rationales,
+                       stage2_folders={cell: folder / group for cell, group in manifest["groups"].items()},
+                       open_predictor=partial(Stage2Predictor.load, device=device,
+                                              backbone=bundle_backbone(folder, manifest)))
+
+    @classmethod
+    def from_recipe(cls, manifest: Mapping[str, Any]) -> SequencePipeline:
+        """Cards made as a bundle's training cards were (its motifs, background and rcc settings), no models:
+        what a card-reading baseline such as the motif ridge needs."""
+        return cls(manifest["motifs"], np.asarray(manifest["background"]), CardSettings.from_config(manifest["rcc"]))
 
     @property
     def motif_set(self) -> MotifSet:

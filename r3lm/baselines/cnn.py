@@ -61,6 +61,7 @@ CURVE_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "val_pearson"]
 MIN_FOLDS = 3  # one held out, one validating, at least one training
 PEAK_FRACTION = 0.3  # LegNet's one-cycle peaks 30% into training
 ARCHITECTURE_KEYS = ("stem_channels", "stem_kernel", "stage_channels", "kernel_size", "expansion")
+MODEL_FILE = "model.pt"
 
 
 # ---- Model ----
@@ -172,6 +173,46 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {name!r} asked for, but CUDA is not available", column="device")
     return device
+
+
+@dataclass
+class TrainedCNN:
+    """A saved model.pt ready to predict new sequences: one model, or its cross-validation folds averaged."""
+
+    models: list[LegNet]
+    target_means: list[np.ndarray]
+    target_stds: list[np.ndarray]
+    cell_types: list[str]
+    batch_size: int
+    device: torch.device
+
+    def predict(self, sequences: Sequence[str]) -> np.ndarray:
+        """Activity (sequences, cell types) in the measured units. Each length is predicted apart: padding
+        enters the average pool, so a sequence's prediction would otherwise depend on the longest beside it."""
+        lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
+        predicted = np.empty((len(sequences), len(self.cell_types)))
+        for length in np.unique(lengths):
+            index = np.flatnonzero(lengths == length)
+            codes, code_lengths = encode_sequences([sequences[i] for i in index])
+            predicted[index] = np.mean([
+                predict_codes(model, codes, code_lengths, batch_size=self.batch_size, device=self.device) * std + mean
+                for model, mean, std in zip(self.models, self.target_means, self.target_stds, strict=True)], axis=0)
+        return predicted
+
+
+def load_trained(path: str | Path, device: str = "auto") -> TrainedCNN:
+    """The model.pt that `run_cnn` writes, on `device`, in eval mode."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    records = saved.get("folds", [saved])
+    torch_device = resolve_device(device)
+    models = []
+    for record in records:
+        model = LegNet.from_settings(len(saved["cell_types"]), saved["settings"])
+        model.load_state_dict(record["state_dict"])
+        models.append(model.to(torch_device).eval())
+    return TrainedCNN(models, [np.asarray(record["target_mean"]) for record in records],
+                      [np.asarray(record["target_std"]) for record in records], list(saved["cell_types"]),
+                      int(saved["settings"]["batch_size"]), torch_device)
 
 
 # ---- Data ----
@@ -453,7 +494,7 @@ def run_cnn(settings: Mapping[str, Any], train_path: str | Path, val_path: str |
     write_table(curve, out / "curve.csv")
     records = [{"state_dict": {name: value.cpu() for name, value in fit.model.state_dict().items()},
                 "target_mean": fit.scaler.mean.tolist(), "target_std": fit.scaler.std.tolist()} for fit in fits]
-    with atomic_path(out / "model.pt") as tmp:  # one model, or one per fold
+    with atomic_path(out / MODEL_FILE) as tmp:  # one model, or one per fold
         torch.save({**(records[0] if len(records) == 1 else {"folds": records}),
                     "cell_types": fits[0].cell_types, "settings": fits[0].settings}, tmp)
     summary = {

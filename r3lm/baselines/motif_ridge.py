@@ -29,8 +29,9 @@ from r3lm.baselines.common import (
     source,
     write_outputs,
 )
-from r3lm.errors import InputError
+from r3lm.errors import InputError, require_file
 from r3lm.evaluate.metrics import pearson
+from r3lm.io import write_json
 from r3lm.predictions import ROW_COLUMNS, read_rows
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 CARD_COLUMNS = [*ROW_COLUMNS, "card_json"]
 EXTRA_FEATURES = ("gc_content", "length")
 TOP_COEFFICIENTS = 10
+MODEL_FILE = "model.json"
 
 
 @dataclass
@@ -51,6 +53,9 @@ class CellRidge:
     intercept: float
     train_rows: int
     val_pearson: float
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return ((features - self.mean) / self.scale) @ self.weights + self.intercept
 
 
 @dataclass
@@ -171,9 +176,29 @@ def predict_motif_ridge(model: MotifRidge, cards: pd.DataFrame) -> np.ndarray:
     x = card_features(cards).matrix(model.families)
     predicted = np.empty(len(cards))
     for cell_type, index in cards.groupby("cell_type", sort=False).indices.items():
-        cell = model.cells[cell_type]
-        predicted[index] = ((x[index] - cell.mean) / cell.scale) @ cell.weights + cell.intercept
+        predicted[index] = model.cells[cell_type].predict(x[index])
     return predicted
+
+
+def save_motif_ridge(model: MotifRidge, path: str | Path) -> None:
+    """JSON, not pickle: a bundle's model is read back without running code from the file."""
+    cells = {cell: {"alpha": fit.alpha, "mean": fit.mean.tolist(), "scale": fit.scale.tolist(),
+                    "weights": fit.weights.tolist(), "intercept": fit.intercept, "train_rows": fit.train_rows,
+                    "val_pearson": finite_or_none(fit.val_pearson)} for cell, fit in model.cells.items()}
+    write_json({"families": model.families, "families_dropped": model.families_dropped, "cells": cells}, path)
+
+
+def load_motif_ridge(path: str | Path) -> MotifRidge:
+    file = require_file(path, "motif ridge model")
+    try:
+        saved = json.loads(file.read_text())
+        cells = {cell: CellRidge(float(fit["alpha"]), np.asarray(fit["mean"], float), np.asarray(fit["scale"], float),
+                                 np.asarray(fit["weights"], float), float(fit["intercept"]), int(fit["train_rows"]),
+                                 float("nan") if fit["val_pearson"] is None else float(fit["val_pearson"]))
+                 for cell, fit in saved["cells"].items()}
+        return MotifRidge(list(saved["families"]), int(saved["families_dropped"]), cells)
+    except (ValueError, KeyError, TypeError) as error:
+        raise InputError(f"not a motif ridge model ({error!r})", path=file) from None
 
 
 def run_motif_ridge(settings: Mapping[str, Any], train_path: str | Path, val_path: str | Path,
@@ -188,6 +213,7 @@ def run_motif_ridge(settings: Mapping[str, Any], train_path: str | Path, val_pat
     edges = read_edges(summary_path, sorted(set().union(*(set(test["cell_type"]) for test in tests))))
     model = fit_motif_ridge(settings, train, val)
     predicted = [predict_motif_ridge(model, test) for test in tests]
+    save_motif_ridge(model, Path(out_dir) / MODEL_FILE)  # for `package-baseline`, before summary.json marks completion
     summary = {
         "method": "motif_ridge",
         "settings": settings,

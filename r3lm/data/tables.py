@@ -83,19 +83,13 @@ def _read_bed(file: Path) -> pd.DataFrame:
 
 def cut_regions(frame: pd.DataFrame, genome: str | Path, *, path: str | Path) -> pd.Series:
     """Sequences for BED rows (0-based, end-exclusive); '-' strand rows are reverse-complemented."""
-    from pyfaidx import Fasta, FastaIndexingError
-
     require_columns(frame.columns, ["chrom", "start", "end"], path=path)
     rows = pd.Series(np.arange(1, len(frame) + 1), index=frame.index)
     starts = parse_numbers(frame["start"], path=path, column="start", row_numbers=rows)
     ends = parse_numbers(frame["end"], path=path, column="end", row_numbers=rows)
     strands = frame["strand"] if "strand" in frame.columns else pd.Series("+", index=frame.index)
-    try:
-        fasta = Fasta(str(genome), as_raw=True, sequence_always_upper=True, indexname=_genome_index(Path(genome)))
-    except (FastaIndexingError, OSError, ValueError) as error:
-        raise InputError(f"cannot read genome FASTA: {error}", path=genome) from error
     sequences = []
-    with fasta:
+    with open_genome(genome) as fasta:
         for position, (chrom, start, end, strand) in enumerate(zip(frame["chrom"], starts, ends, strands)):
             row = position + 1
             if chrom not in fasta:
@@ -106,6 +100,16 @@ def cut_regions(frame: pd.DataFrame, genome: str | Path, *, path: str | Path) ->
             sequence = fasta[chrom][int(start):int(end)]
             sequences.append(reverse_complement(sequence) if strand == "-" else sequence)
     return pd.Series(sequences, index=frame.index, dtype=object)
+
+
+def open_genome(genome: str | Path) -> Any:  # pyfaidx.Fasta, imported on use
+    """Upper-case raw strings by contig; an unreadable FASTA is an input error."""
+    from pyfaidx import Fasta, FastaIndexingError
+
+    try:
+        return Fasta(str(genome), as_raw=True, sequence_always_upper=True, indexname=_genome_index(Path(genome)))
+    except (FastaIndexingError, OSError, ValueError) as error:
+        raise InputError(f"cannot read genome FASTA: {error}", path=genome) from error
 
 
 def _genome_index(genome: Path) -> str:

@@ -12,6 +12,14 @@ Everything a prediction needs travels in the folder, so a result can be reproduc
 
 Model weights are hard-linked from the workflow's outputs where the filesystem allows (no second copy on
 disk) and copied otherwise. A hub-id backbone is recorded as a reference that transformers fetches.
+
+A baseline becomes a fast bundle (format r3lm-fast-bundle/1, read by r3lm.deploy.fast) the same way:
+
+    <bundle>/
+      r3lm_bundle.json       manifest: kind (cnn, motif_ridge), cell types in the model's output order, level
+                             edges, training lengths, the baseline's settings; for the ridge the motif and card
+                             settings its features are counted with
+      model.pt | model.json  the CNN's weights and target scaling (all folds when cross-validated), or the ridge
 """
 
 from __future__ import annotations
@@ -28,7 +36,9 @@ from typing import Any
 import pandas as pd
 
 from r3lm import __version__
-from r3lm.errors import InputError, require_folder
+from r3lm.baselines.motif_ridge import MODEL_FILE as RIDGE_MODEL_FILE
+from r3lm.baselines.motif_ridge import load_motif_ridge
+from r3lm.errors import InputError, require_file, require_folder
 from r3lm.hub import local_copy
 from r3lm.io import atomic_dir, write_json
 from r3lm.llm.base import PROVENANCE_FILE, resolve_base
@@ -51,6 +61,10 @@ log = logging.getLogger(__name__)
 MANIFEST = "r3lm_bundle.json"
 FORMAT = "r3lm-bundle/2"  # /2: a rationale model per cell type
 LLM_DIR, BACKBONE_DIR, STAGE2_DIR = "llm", "backbone", "stage2"
+# Fast bundles: a baseline that scores a sequence in milliseconds (r3lm.deploy.fast reads them)
+FAST_FORMAT = "r3lm-fast-bundle/1"
+FAST_KINDS = ("cnn", "motif_ridge")
+FAST_MANIFEST_KEYS = ("format", "kind", "cell_types", "model_file", "levels", "training_data")
 MANIFEST_KEYS = ("format", "mode", "cell_types", "groups", "backbone", "rationale_models", "motifs", "background",
                  "rcc", "reasoning", "generation", "levels", "stage2")
 
@@ -80,14 +94,7 @@ def write_bundle(config: Mapping[str, Any], mode: str, stage2_models: str | Path
               _rationale_folders(stage1_models, groups).items()}
     same_as_stage1 = stage1_models.shared and Path(backbone).resolve() == stage1[LLM_DIR].resolve()
     data = Path(data_dir)
-    edges = level_edges_from_summary(data / "summary.json")
-    missing = sorted(set(groups) - set(edges))
-    if missing:
-        raise InputError(f"no level edges for {', '.join(missing)}", path=data / "summary.json")
-    motifs = dict(config["motifs"])
-    background = background_for(motifs, dataset_sequences(data)["sequence"].tolist()
-                                if motifs["background"] == "input" else [])
-    lengths = pd.read_parquet(data / "train.parquet", columns=["sequence"])["sequence"].str.len()
+    levels = _levels(config, data, sorted(groups))
     reasoning = config["reasoning"]
     manifest = {
         "format": FORMAT, "mode": mode, "cell_types": sorted(groups),
@@ -96,19 +103,16 @@ def write_bundle(config: Mapping[str, Any], mode: str, stage2_models: str | Path
         "rationale_models": ({cell: _rationale_folder(stage1_models, cell) for cell in sorted(groups)}
                              if mode == "generated_cot" else None),
         "base_model": _base_reference(config["llm"], next(iter(stage1.values()))),
-        "motifs": motifs, "background": [float(value) for value in background],
-        "rcc": {"grammar_tags": config["rcc"]["grammar_tags"], "grammar": dict(config["rcc"]["grammar"]),
-                "dedup": config["rcc"]["dedup"]},
+        **card_recipe(config, data),
         "reasoning": {"prompt": reasoning["prompt"],
                       "system": system_prompt(reasoning["min_steps"], reasoning["max_steps"],
                                               config["levels"]["n_levels"], reasoning["prompt"]),
                       "min_steps": reasoning["min_steps"], "max_steps": reasoning["max_steps"]},
         "generation": {**config["generation"], "dtype": config["generation"]["dtype"] or config["llm"]["dtype"]},
-        "levels": {"n_levels": config["levels"]["n_levels"], "edges": {cell: edges[cell] for cell in sorted(groups)}},
+        "levels": levels,
         "stage2": {"training": config["stage2"]["training"], "cutoff_len": config["stage2"]["cutoff_len"],
                    "best_val_pearson": {group: info.get("best_val_pearson") for group, info in infos.items()}},
-        "training_data": {"dataset": config["dataset"]["name"], "train_rows": len(lengths),
-                          "length_min": int(lengths.min()), "length_max": int(lengths.max())},
+        "training_data": _training_data(config, data),
         "sources": {"stage1_models": stage1_models.arguments(), "stage2_models": str(models), "data": str(data)},
         "r3lm_version": __version__,
     }
@@ -124,6 +128,33 @@ def write_bundle(config: Mapping[str, Any], mode: str, stage2_models: str | Path
     log.info("bundled the %s model for %s into %s in %.1f s", mode, ", ".join(manifest["cell_types"]), out,
              time.perf_counter() - started)
     return manifest
+
+
+def card_recipe(config: Mapping[str, Any], data: Path) -> dict[str, Any]:
+    """How a sequence becomes a card, as the workflow made them: motif release, threshold and background
+    (estimated from the dataset for `input`), and the card settings."""
+    motifs = dict(config["motifs"])
+    background = background_for(motifs, dataset_sequences(data)["sequence"].tolist()
+                                if motifs["background"] == "input" else [])
+    return {"motifs": motifs, "background": [float(value) for value in background],
+            "rcc": {"grammar_tags": config["rcc"]["grammar_tags"], "grammar": dict(config["rcc"]["grammar"]),
+                    "dedup": config["rcc"]["dedup"]}}
+
+
+def _levels(config: Mapping[str, Any], data: Path, cell_types: list[str]) -> dict[str, Any]:
+    """The training level edges of each cell type the bundle predicts."""
+    edges = level_edges_from_summary(data / "summary.json")
+    missing = sorted(set(cell_types) - set(edges))
+    if missing:
+        raise InputError(f"no level edges for {', '.join(missing)}", path=data / "summary.json")
+    return {"n_levels": config["levels"]["n_levels"], "edges": {cell: edges[cell] for cell in cell_types}}
+
+
+def _training_data(config: Mapping[str, Any], data: Path) -> dict[str, Any]:
+    """The training lengths: outside them a prediction extrapolates."""
+    lengths = pd.read_parquet(data / "train.parquet", columns=["sequence"])["sequence"].str.len()
+    return {"dataset": config["dataset"]["name"], "train_rows": len(lengths),
+            "length_min": int(lengths.min()), "length_max": int(lengths.max())}
 
 
 def _rationale_folder(stage1_models: Stage1Models, cell_type: str) -> str:
@@ -148,24 +179,34 @@ def _base_reference(llm: Mapping[str, Any], stage1: Path) -> dict[str, Any]:
 def _link_tree(source: Path, target: Path) -> None:
     """Hard links where the filesystem allows (same device), copies elsewhere."""
     require_folder(source, "model folder")
+    shutil.copytree(source, target, copy_function=_link_file, ignore=shutil.ignore_patterns(".*"))
 
-    def link_or_copy(src: str, dst: str) -> None:
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
 
-    shutil.copytree(source, target, copy_function=link_or_copy, ignore=shutil.ignore_patterns(".*"))
+def _link_file(source: str | Path, target: str | Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def manifest_path(folder: str | Path) -> Path:
+    root = require_folder(folder, "model folder")
+    path = root / MANIFEST
+    if not path.is_file():
+        raise InputError(f"not an r3lm model folder: no {MANIFEST} (the workflow writes one per Stage II mode "
+                         "under results/<dataset>/runs/<run>/models/)", path=root)
+    return path
+
+
+def manifest_format(folder: str | Path) -> str:
+    """Which kind of bundle a folder holds (FORMAT or FAST_FORMAT), read before anything is checked or loaded."""
+    return str(read_settings(manifest_path(folder), ("format",))["format"])
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
     """The bundle's manifest, after checking that every piece it names is there (nothing heavy is loaded)."""
     root = Path(folder)
-    path = root / MANIFEST
-    require_folder(root, "model folder")
-    if not path.is_file():
-        raise InputError(f"not an r3lm model folder: no {MANIFEST} (the workflow writes one per Stage II mode "
-                         "under results/<dataset>/runs/<run>/models/)", path=root)
+    path = manifest_path(root)
     manifest = read_settings(path, MANIFEST_KEYS)
     if manifest["format"] != FORMAT:
         raise InputError(f"format {manifest['format']!r} is not {FORMAT!r}: written by another r3lm version",
@@ -194,3 +235,63 @@ def _require_model_dir(folder: Path) -> None:
         raise InputError("the model folder has no tokenizer (tokenizer.json)", path=folder)
     if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
         raise InputError("the model folder has no weights (*.safetensors)", path=folder)
+
+
+def write_baseline_bundle(config: Mapping[str, Any], kind: str, model_dir: str | Path, data_dir: str | Path,
+                          out: str | Path) -> dict[str, Any]:
+    """A fast bundle from a baseline's folder (the CNN's model.pt, the ridge's model.json, beside their
+    predictions and summary.json), with the dataset's level edges and training lengths; returns the manifest.
+
+    CLI (the package_baseline rule): r3lm package-baseline --config JSON --kind {cnn,motif_ridge}
+         --model-dir <baseline predictions folder> --data-dir <dataset folder> --out <bundle folder>
+    """
+    started = time.perf_counter()
+    if kind not in FAST_KINDS:
+        raise InputError(f"unknown baseline {kind!r}; bundled baselines: {', '.join(FAST_KINDS)}")
+    model_file, cell_types = _baseline_model(kind, Path(model_dir))
+    summary = require_file(Path(model_dir) / "summary.json", "baseline summary (written last, on completion)")
+    data = Path(data_dir)
+    manifest = {
+        "format": FAST_FORMAT, "kind": kind, "cell_types": cell_types, "model_file": model_file.name,
+        "levels": _levels(config, data, cell_types), "training_data": _training_data(config, data),
+        **(card_recipe(config, data) if kind == "motif_ridge" else {}),
+        "baseline": {key: value for key, value in json.loads(summary.read_text()).items()
+                     if key in ("method", "settings", "val_pearson", "alpha", "best_epoch", "train_sequences")},
+        "sources": {"model": str(model_dir), "data": str(data)},
+        "r3lm_version": __version__,
+    }
+    with atomic_dir(out) as tmp:
+        _link_file(model_file, tmp / model_file.name)
+        write_json(manifest, tmp / MANIFEST)
+    log.info("bundled the %s baseline for %s into %s in %.1f s", kind, ", ".join(cell_types), out,
+             time.perf_counter() - started)
+    return manifest
+
+
+def _baseline_model(kind: str, model_dir: Path) -> tuple[Path, list[str]]:
+    """The baseline's model file and its cell types, in the order of the model's outputs."""
+    if kind == "motif_ridge":
+        file = model_dir / RIDGE_MODEL_FILE
+        return file, sorted(load_motif_ridge(file).cells)
+    import torch
+
+    from r3lm.baselines.cnn import MODEL_FILE
+
+    file = require_file(model_dir / MODEL_FILE, "CNN model")
+    return file, [str(cell) for cell in torch.load(file, map_location="cpu", weights_only=True)["cell_types"]]
+
+
+def read_fast_manifest(folder: str | Path) -> dict[str, Any]:
+    """A fast bundle's manifest, checked: its model file and the level edges of every cell type are there."""
+    root = Path(folder)
+    path = manifest_path(root)
+    manifest = read_settings(path, FAST_MANIFEST_KEYS)
+    if manifest["format"] != FAST_FORMAT:
+        raise InputError(f"format {manifest['format']!r} is not {FAST_FORMAT!r}", path=path)
+    if manifest["kind"] not in FAST_KINDS:
+        raise InputError(f"unknown baseline {manifest['kind']!r} (known: {', '.join(FAST_KINDS)})", path=path)
+    require_file(root / manifest["model_file"], f"{manifest['kind']} model file")
+    missing = sorted(set(manifest["cell_types"]) - set(manifest["levels"]["edges"]))
+    if missing:
+        raise InputError(f"no level edges for {', '.join(missing)}", path=path)
+    return manifest

@@ -27,15 +27,14 @@ import torch
 from tqdm import tqdm
 
 from r3lm.data.levels import assign_levels
-from r3lm.data.sequences import check_sequence_frame
-from r3lm.deploy.bundle import read_manifest
+from r3lm.deploy.bundle import FAST_FORMAT, manifest_format, read_manifest
+from r3lm.deploy.fast import FastModel, load_fast, named_sequences, warn_on_length
 from r3lm.errors import InputError
 from r3lm.pipeline import SequencePipeline, bundle_backbone
 from r3lm.reasoning.format import level_name, parse
 
 log = logging.getLogger(__name__)
 
-LISTED_IDS = 5  # how many offending ids a warning names
 SCORE_COLUMNS = ["id", "cell_type", "predicted", "level", "rationale", "rationale_level"]
 CPU_BATCH = 8
 MAX_GPU_BATCH = 256
@@ -94,7 +93,7 @@ class R3LM:
         training data's levels), rationale and the level it states (None without a rationale), and with
         `with_card` the card text. Plain sequences get ids seq1, seq2, ..."""
         self.check_cell_type(cell_type)
-        ids, texts = _named_sequences(sequences)
+        ids, texts = named_sequences(sequences, allow_n=False)
         self._warn_on_length(ids, texts)
         started = time.perf_counter()
         if self.batch_size is None:  # sized once, on first use: a design loop then reads no config per call
@@ -156,17 +155,7 @@ class R3LM:
         return auto_batch_size(self.device, config.hidden_size, config.num_hidden_layers, tokens)
 
     def _warn_on_length(self, ids: list[str], texts: list[str]) -> None:
-        trained = self.manifest.get("training_data") or {}
-        low, high = trained.get("length_min"), trained.get("length_max")
-        if low is None:
-            return
-        outside = [f"{name} ({len(text)} bp)" for name, text in zip(ids, texts, strict=True)
-                   if not low <= len(text) <= high]
-        if outside:
-            shown = ", ".join(outside[:LISTED_IDS]) + (f" and {len(outside) - LISTED_IDS} more"
-                                                       if len(outside) > LISTED_IDS else "")
-            log.warning("%d of %d sequences are outside the training lengths %d-%d bp, so their predictions "
-                        "extrapolate: %s", len(outside), len(texts), low, high, shown)
+        warn_on_length(self.manifest, ids, texts)
 
 
 @dataclass(frozen=True)
@@ -194,27 +183,22 @@ class Explanation:
         return "\n".join(lines)
 
 
-def _named_sequences(sequences: Iterable[str] | Mapping[str, str] | pd.Series) -> tuple[list[str], list[str]]:
-    """(ids, upper-case sequences), checked: a model reads A, C, G and T only."""
-    if isinstance(sequences, str):
-        raise InputError("pass a list of sequences (or a mapping from id to sequence), not one string")
-    if isinstance(sequences, (pd.Series, Mapping)):
-        pairs = [(str(key), value) for key, value in sequences.items()]
-    else:
-        pairs = [(f"seq{index}", value) for index, value in enumerate(sequences, start=1)]
-    if not pairs:
-        raise InputError("no sequences to score")
-    frame = check_sequence_frame(pd.DataFrame(pairs, columns=["id", "sequence"]), allow_n=False)
-    return frame["id"].tolist(), frame["sequence"].tolist()
-
-
 @lru_cache(maxsize=4)
-def load(folder: str | Path, device: str = "auto", batch_size: int | None = None) -> R3LM:
-    """A bundle, loaded once per (folder, device, batch size) and then reused."""
+def load(folder: str | Path, device: str = "auto", batch_size: int | None = None) -> R3LM | FastModel:
+    """A bundle, loaded once per (folder, device, batch size) and then reused: an LLM bundle as `R3LM`, a
+    baseline's fast bundle (CNN, motif ridge) as `r3lm.deploy.fast.FastModel`, by its manifest's format."""
+    if manifest_format(folder) == FAST_FORMAT:
+        return load_fast(folder, device=device, batch_size=batch_size)
     return R3LM.load(folder, device=device, batch_size=batch_size)
 
 
 def score(sequences: Iterable[str] | Mapping[str, str] | pd.Series, cell_type: str, *, model: str | Path,
           with_card: bool = False, device: str = "auto") -> pd.DataFrame:
-    """Predictions and rationales for `sequences` in `cell_type` (see `R3LM.score`), batched."""
-    return load(str(model), device).score(sequences, cell_type, with_card=with_card)
+    """Predictions and rationales for `sequences` in `cell_type` (see `R3LM.score`), batched; a fast bundle
+    has no card or rationale and answers with its score table (see `FastModel.score`)."""
+    loaded = load(str(model), device)
+    if isinstance(loaded, FastModel):
+        if with_card:
+            raise InputError(f"the {loaded.kind} bundle builds no cards: score without with_card", path=model)
+        return loaded.score(sequences, cell_type)
+    return loaded.score(sequences, cell_type, with_card=with_card)

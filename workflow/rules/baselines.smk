@@ -48,3 +48,32 @@ rule cnn:
     shell:
         "python -m r3lm baseline-cnn --config {params.settings:q} --train {input.train} --val {input.val}"
         " --test {input.test} --data-summary {input.data_summary} --out-dir {output} --no-progress > {log} 2>&1"
+
+
+# Each baseline's model as a fast bundle beside the LLM bundles, for `r3lm score`, `r3lm variants` and
+# `r3lm mutagenesis` (r3lm.deploy.fast reads it).
+rule package_baseline:
+    input:
+        model=lambda wildcards: prediction_dir(wildcards.method),
+        data=dataset_tables(),
+    output:
+        directory(f"{MODELS_DIR}/{{method}}"),
+    params:
+        # the ridge counts motifs on cards: its bundle records how they were made
+        settings=lambda wildcards: settings(
+            "levels", "dataset", *(["motifs", "rcc"] if wildcards.method == "motif_ridge" else [])
+        ),
+        data_dir=lambda wildcards, input: Path(input.data[0]).parent,
+    log:
+        f"{RUN_LOG_DIR}/package_{{method}}.log",
+    wildcard_constraints:
+        method="cnn|motif_ridge",
+    threads: 1
+    resources:
+        mem_mb=4096,
+        runtime=30,
+    conda:
+        ENV
+    shell:
+        "python -m r3lm package-baseline --config {params.settings:q} --kind {wildcards.method}"
+        " --model-dir {input.model} --data-dir {params.data_dir} --out {output} > {log} 2>&1"

@@ -320,7 +320,8 @@ def training_curves():
 
 
 def model_bundles():
-    return [f"{MODELS_DIR}/{mode}" for mode in DEPLOYABLE_MODES]
+    """The LLM bundles (package_model) and the baselines' fast bundles (package_baseline)."""
+    return [f"{MODELS_DIR}/{name}" for name in DEPLOYABLE_MODES + BASELINES]
 
 
 def named(pairs):

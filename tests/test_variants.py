@@ -1,0 +1,178 @@
+"""Variants from a VCF scored with a fast bundle: one row per ALT allele and cell type, REF and ALT windows cut
+around the variant as the module documents, refusals counted, and bad records stopped in one line."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_fast_bundle import LENGTH, one_torch_thread, tiny_workflow
+
+from r3lm.deploy.fast import FastModel
+from r3lm.deploy.variants import (
+    VARIANT_COLUMNS,
+    VariantReader,
+    refusal,
+    run_variants,
+    windows,
+)
+from r3lm.errors import InputError
+
+HALF = LENGTH // 2
+HEADER = ("##fileformat=VCFv4.2\n##contig=<ID=chr1,length=400>\n##contig=<ID=chr2,length=300>\n"
+          '##FILTER=<ID=q10,Description="Quality below 10">\n'
+          "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
+HEADER_LINES = HEADER.count("\n")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastModel]:
+    with one_torch_thread():  # for the module's tests too
+        yield tiny_workflow(tmp_path_factory.mktemp("fast"))["model"]
+
+
+@pytest.fixture(scope="module")
+def genome(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    rng = np.random.default_rng(3)
+    return {"chr1": "".join(rng.choice(list("ACGT"), 400)), "chr2": "".join(rng.choice(list("ACGT"), 300))}
+
+
+@pytest.fixture(scope="module")
+def genome_path(genome: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("genome") / "genome.fa"
+    path.write_text("".join(f">{name}\n" + "\n".join(seq[i:i + 60] for i in range(0, len(seq), 60)) + "\n"
+                            for name, seq in genome.items()))
+    return path
+
+
+def _other(base: str, step: int = 1) -> str:
+    return "ACGT"[("ACGT".index(base) + step) % 4]
+
+
+def _write_vcf(path: Path, records: list[tuple]) -> Path:
+    path.write_text(HEADER + "".join("\t".join(str(field) for field in record) + "\n" for record in records))
+    return path
+
+
+def _records(genome: dict[str, str]) -> list[tuple]:
+    """CHROM POS ID REF ALT QUAL FILTER INFO: an SNV, a multi-allelic SNV, a deletion, an insertion, a FILTERed
+    SNV, refusals (symbolic, *, breakend, no ALT) and a variant too close to the contig's start."""
+    chr1, chr2 = genome["chr1"], genome["chr2"]
+
+    def snv(chrom: str, pos: int, alts: str, name: str = ".", filter_: str = "PASS") -> tuple:
+        return (chrom, pos, name, genome[chrom][pos - 1], alts, 50, filter_, ".")
+
+    return [
+        snv("chr1", 100, _other(chr1[99]), "rs1"),
+        snv("chr1", 150, f"{_other(chr1[149], 1)},{_other(chr1[149], 2)}", "multi"),
+        ("chr1", 200, "del", chr1[199:203], chr1[199], 50, "PASS", "."),
+        ("chr1", 250, "ins", chr1[249], chr1[249] + "GGGGG", 50, "PASS", "."),
+        snv("chr2", 150, _other(chr2[149]), "lowq", "q10"),
+        ("chr2", 100, ".", chr2[99], "<DEL>", 50, "PASS", "SVTYPE=DEL"),
+        ("chr2", 110, ".", chr2[109], "*", 50, "PASS", "."),
+        ("chr2", 120, ".", chr2[119], f"{chr2[119]}[chr1:10[", 50, "PASS", "."),
+        ("chr2", 130, ".", chr2[129], ".", 50, "PASS", "."),
+        snv("chr2", 10, _other(chr2[9]), "edge"),
+    ]
+
+
+def test_windows_keep_the_left_flank_and_refill_the_right_to_the_model_length():
+    segment = "LLLLVRRRRRRRRR"  # variant start at offset 4; enough right flank for any allele
+    assert windows(segment, 4, "V", "S", 8) == ("LLLLVRRR", "LLLLSRRR")  # an SNV differs at the offset only
+    assert windows(segment, 4, "VR", "V", 8) == ("LLLLVRRR", "LLLLVRRR")  # a deletion pulls in more flank
+    assert windows(segment, 4, "V", "VII", 8) == ("LLLLVRRR", "LLLLVIIR")  # an insertion pushes it out
+    assert windows(segment, 4, "V", "VIIIIIII", 8)[1] == "LLLLVIII"  # a long insertion is cut itself
+    assert windows("LLLLVRR", 4, "V", "S", 8) is None  # the contig ends inside the window
+
+
+def test_refusals_name_what_cannot_be_scored():
+    assert refusal("A") is None and refusal("ACGTN") is None
+    assert refusal("<DEL>") == "symbolic allele" and refusal("<INS:ME:ALU>") == "symbolic allele"
+    assert refusal("*") == "spanning deletion (*)"
+    assert {refusal(alt) for alt in ("A[chr1:10[", "]chr1:5]A", ".A", "A.")} == {"breakend"}
+    assert refusal("AXG") == "letters other than ACGTN"
+
+
+def test_every_alt_allele_is_scored_in_windows_centred_on_the_variant(model, genome, genome_path, tmp_path, caplog):
+    vcf = _write_vcf(tmp_path / "calls.vcf", _records(genome))
+    with caplog.at_level(logging.INFO, logger="r3lm.deploy.variants"):
+        summary = run_variants(model.folder, vcf, genome_path, tmp_path / "effects.tsv", chunk_size=2, device="cpu",
+                               progress=False)
+    table = pd.read_csv(tmp_path / "effects.tsv", sep="\t", keep_default_na=False)
+    assert list(table.columns) == VARIANT_COLUMNS
+    assert summary["records"] == 10 and summary["variants"] == 6  # SNV, 2 alleles, deletion, insertion, FILTERed
+    assert summary["skipped"] == {"symbolic allele": 1, "spanning deletion (*)": 1, "breakend": 1, "no ALT allele": 1,
+                                  "window off the contig end": 1}
+    assert len(table) == 6 * 2 and table["cell_type"].tolist() == ["A", "B"] * 6
+    assert table["id"].tolist()[::2] == ["rs1", "multi", "multi", "del", "ins", "lowq"]
+    assert "scored 6 variants from 10 records" in caplog.text and "variants/s" in caplog.text
+    chr1 = genome["chr1"]
+    deletion = table[table["id"] == "del"]
+    expected_ref = chr1[199 - HALF:199 - HALF + LENGTH]
+    expected_alt = (chr1[199 - HALF:199] + chr1[199] + chr1[203:])[:LENGTH]
+    np.testing.assert_allclose(deletion["ref_predicted"], model.predict([expected_ref])[0], rtol=1e-5)
+    np.testing.assert_allclose(deletion["alt_predicted"], model.predict([expected_alt])[0], rtol=1e-5)
+    np.testing.assert_allclose(table["delta"], table["alt_predicted"] - table["ref_predicted"], atol=1e-9)
+    for cell in ("A", "B"):
+        rows = table[table["cell_type"] == cell]
+        np.testing.assert_array_equal(rows["alt_level"], model.levels(rows["alt_predicted"].to_numpy(), cell))
+
+
+def test_pass_only_drops_filtered_records(model, genome, genome_path, tmp_path):
+    vcf = _write_vcf(tmp_path / "calls.vcf", _records(genome))
+    summary = run_variants(model.folder, vcf, genome_path, tmp_path / "effects.parquet", cell_types=["B"],
+                           pass_only=True, device="cpu", progress=False)
+    table = pd.read_parquet(tmp_path / "effects.parquet")
+    assert summary["variants"] == 5 and summary["skipped"]["FILTER not PASS"] == 1
+    assert "lowq" not in set(table["id"]) and set(table["cell_type"]) == {"B"}
+
+
+def test_the_reader_streams_without_reading_ahead(genome, genome_path, tmp_path):
+    records = _records(genome)[:4]
+    reader = VariantReader(_write_vcf(tmp_path / "calls.vcf", records), genome_path, LENGTH, pass_only=False)
+    stream = iter(reader)
+    first = next(stream)
+    assert (first.id, reader.counts.records) == ("rs1", 1)
+    assert first.ref_window[HALF] == first.ref and first.alt_window[HALF] == first.alt
+
+
+@pytest.mark.parametrize(("record", "message"), [
+    (("chr1", 120, ".", "N", "A", 50, "PASS", "."), None),  # REF replaced below by a base the genome lacks
+    (("chr3", 120, ".", "A", "C", 50, "PASS", "."), "contig 'chr3' is not in the genome"),
+])
+def test_bad_records_stop_in_one_line_naming_file_line_and_position(model, genome, genome_path, tmp_path, record,
+                                                                     message):
+    if message is None:
+        record = (*record[:3], _other(genome["chr1"][119]), *record[4:])
+        message = f"REF {record[3]} differs from the genome's {genome['chr1'][119]}"
+    vcf = _write_vcf(tmp_path / "bad.vcf", [_records(genome)[0], record])
+    out = tmp_path / "effects.tsv"
+    with pytest.raises(InputError) as caught:
+        run_variants(model.folder, vcf, genome_path, out, device="cpu", progress=False)
+    text = str(caught.value)
+    assert "\n" not in text and text.startswith(f"{vcf}: line {HEADER_LINES + 2}, {record[0]}:120: {message}")
+    assert not out.exists()
+
+
+def test_a_filtered_or_symbolic_record_on_a_missing_contig_is_no_error(model, genome, genome_path, tmp_path):
+    vcf = _write_vcf(tmp_path / "calls.vcf", [("chrUn", 5, ".", "A", "C", 50, "q10", "."),
+                                              ("chrUn", 9, ".", "A", "<INV>", 50, "PASS", ".")])
+    summary = run_variants(model.folder, vcf, genome_path, tmp_path / "effects.tsv", pass_only=True, device="cpu",
+                           progress=False)
+    assert summary["variants"] == 0 and list(pd.read_csv(tmp_path / "effects.tsv", sep="\t").columns) == \
+        VARIANT_COLUMNS
+
+
+def test_regions_need_an_index_and_a_malformed_line_is_named(model, genome, genome_path, tmp_path):
+    vcf = _write_vcf(tmp_path / "calls.vcf", _records(genome)[:2])
+    with pytest.raises(InputError, match=r"reading regions \(chr1:1-200\) needs the VCF's index \(\.tbi or \.csi\)"):
+        run_variants(model.folder, vcf, genome_path, tmp_path / "a.tsv", regions=["chr1:1-200"], device="cpu",
+                     progress=False)
+    broken = tmp_path / "broken.vcf"
+    broken.write_text(vcf.read_text() + "chr1\tnot-a-number\t.\tA\tC\t50\tPASS\t.\n")
+    with pytest.raises(InputError, match=rf"cannot parse the record after line {HEADER_LINES + 2} "):
+        run_variants(model.folder, broken, genome_path, tmp_path / "b.tsv", device="cpu", progress=False)
