@@ -25,8 +25,8 @@ INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
 HELP_ORDER = ("download", "simulate", "check-config", "prepare-data", "scan", "rcc", "scan-shard", "gather-hits",
               "motif-table", "motif-file", "build-cards", "prepare-model", "evidence", "teacher", "released",
               "dataset-info", "stage1-train", "self-rationales", "merge-rationales", "stage2", "baseline-ridge",
-              "baseline-cnn", "metrics", "citation-faithfulness", "disruption", "package-model", "predict",
-              "explain", "report")
+              "baseline-cnn", "metrics", "citation-faithfulness", "disruption", "package-model", "package-baseline",
+              "predict", "explain", "variants", "mutagenesis", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -79,9 +79,17 @@ def rcc(args: argparse.Namespace) -> None:
     write_table(pipeline.cards(sequences.assign(cell_type=args.cell_type)), args.out)
 
 
+def _rank_target(value: str) -> str:
+    """`specificity:CELL` -> CELL."""
+    kind, _, cell = value.partition(":")
+    if kind != "specificity" or not cell:
+        raise argparse.ArgumentTypeError(f"expected specificity:CELL_TYPE (e.g. specificity:K562), got {value!r}")
+    return cell
+
+
 @command("predict", "activity, level and rationale for new sequences",
-         arg("--model", required=True, help=MODEL_HELP),
-         arg("--cell-type", required=True, help=CELL_TYPE_HELP),
+         arg("--model", required=True, help=MODEL_HELP + ", or a fast bundle (models/cnn, models/motif_ridge)"),
+         arg("--cell-type", required=True, help=CELL_TYPE_HELP + ", or all: one column set per cell type"),
          OneOf((arg("--fasta", help="FASTA file (optionally .gz)"),
                 arg("--table", help="table with id and sequence columns (.tsv, .csv, .parquet)"),
                 arg("--bed", help="BED regions (chrom, start, end[, name, score, strand]); needs --genome"))),
@@ -89,24 +97,92 @@ def rcc(args: argparse.Namespace) -> None:
          arg("--id-column", default="id", help="--table: the id column (default: id)"),
          arg("--sequence-column", default="sequence", help="--table: the sequence column"),
          arg("--out", type=OutputFile, required=True, help="output: .tsv, .csv, .parquet or .jsonl (text kinds .gz)"),
-         arg("--with-card", action="store_true", help="add each sequence's card as a column"),
+         arg("--rank-by", type=_rank_target, default=None, metavar="specificity:CELL",
+             help="with --cell-type all: add CELL's specificity against the other cell types and sort safest first"),
+         arg("--specificity", choices=["min_gap", "mean_gap"], default="min_gap",
+             help="min_gap (CODA's MinGap: on-target minus the highest off-target) or mean_gap"),
+         arg("--with-card", action="store_true", help="add each sequence's card as a column (LLM bundles)"),
          arg("--batch-size", type=int, default=None, help="default: sized to the device"),
          arg("--device", default="auto", help="auto (a CUDA GPU when present), cpu, cuda, cuda:1, ..."),
          arg("--no-progress", action="store_true"))
 def predict(args: argparse.Namespace) -> None:
     from r3lm.data.sequences import read_sequences
-    from r3lm.deploy.scorer import R3LM
+    from r3lm.deploy.fast import FastModel
+    from r3lm.deploy.scorer import load
+    from r3lm.deploy.specificity import rank_by_specificity
     from r3lm.io import table_kind, write_table
 
     table_kind(args.out)  # an unknown output type fails before any work
-    model = R3LM.load(args.model, device=args.device, batch_size=args.batch_size)
-    model.check_cell_type(args.cell_type)
+    if args.rank_by is not None and args.cell_type != "all":
+        raise InputError("--rank-by compares cell types: use it with --cell-type all")
+    model = load(args.model, device=args.device, batch_size=args.batch_size)
+    cells = model.cell_types if args.cell_type == "all" else [args.cell_type]
+    for cell in cells:
+        (model.check_cell_types if isinstance(model, FastModel) else model.check_cell_type)(cell)
     sequences = read_sequences(args.fasta or args.table or args.bed, id_column=args.id_column,
-                               sequence_column=args.sequence_column, genome=args.genome, allow_n=False)
-    table = model.score(dict(zip(sequences["id"], sequences["sequence"])), args.cell_type,
-                        with_card=args.with_card, progress=not args.no_progress)
+                               sequence_column=args.sequence_column, genome=args.genome,
+                               allow_n=isinstance(model, FastModel))
+    named = dict(zip(sequences["id"], sequences["sequence"]))
+    progress = not args.no_progress
+    if isinstance(model, FastModel):
+        table = model.score(named, cells, progress=progress)
+    elif args.cell_type == "all":
+        table = model.score_cell_types(named, cells, progress=progress)
+    else:
+        table = model.score(named, args.cell_type, with_card=args.with_card, progress=progress)
+    if args.rank_by is not None:
+        table = rank_by_specificity(table, args.rank_by, cells, method=args.specificity)
     write_table(table, args.out)
     log.info("wrote %d predictions to %s", len(table), args.out)
+
+
+@command("variants", "each VCF variant's effect on activity: REF and ALT windows centred on it, per cell type",
+         arg("--model", required=True, help="a fast bundle (models/cnn or models/motif_ridge)"),
+         arg("--vcf", required=True, help="VCF (.vcf or .vcf.gz); multi-allelic records are split"),
+         arg("--genome", required=True, help="the genome FASTA the VCF refers to (indexed with pyfaidx)"),
+         arg("--cell-type", default="all", help=CELL_TYPE_HELP + ", or all (default)"),
+         arg("--out", type=OutputFile, required=True, help="output: .parquet, .tsv or .csv (text kinds .gz)"),
+         arg("--pass-only", action="store_true", help="score only records whose FILTER is PASS or ."),
+         arg("--chunk-size", type=int, default=4096, help="variants per chunk: memory stays bounded"),
+         arg("--regions", nargs="+", default=None, help="only these regions (chr:start-end), read by the index"),
+         arg("--batch-size", type=int, default=None),
+         arg("--device", default="auto"),
+         arg("--no-progress", action="store_true"))
+def variants(args: argparse.Namespace) -> None:
+    from r3lm.deploy.variants import run_variants
+
+    run_variants(args.model, args.vcf, args.genome, args.out,
+                 cell_types=None if args.cell_type == "all" else [args.cell_type], pass_only=args.pass_only,
+                 chunk_size=args.chunk_size, regions=args.regions, device=args.device, batch_size=args.batch_size,
+                 progress=not args.no_progress)
+
+
+@command("mutagenesis", "saturation mutagenesis: every single-base substitution's effect, and a logo",
+         arg("--model", required=True, help="a fast bundle (models/cnn or models/motif_ridge)"),
+         OneOf((arg("--sequence", help="the DNA sequence (A, C, G, T)"),
+                arg("--fasta", help="FASTA file: its first record, or --id"))),
+         arg("--id", default=None, help="--fasta: the record to mutate"),
+         arg("--cell-type", default="all", help=CELL_TYPE_HELP + ", or all (default)"),
+         arg("--out", type=OutputFile, required=True, help="effects table: .tsv, .csv or .parquet"),
+         arg("--logo", type=OutputFile, default=None, help="PNG logo of the mean-centred effects"),
+         arg("--batch-size", type=int, default=None),
+         arg("--device", default="auto"),
+         arg("--no-progress", action="store_true"))
+def mutagenesis(args: argparse.Namespace) -> None:
+    from r3lm.deploy.mutagenesis import run_mutagenesis
+
+    name, sequence = "query", args.sequence
+    if args.fasta is not None:
+        from r3lm.data.sequences import read_sequences
+
+        records = read_sequences(args.fasta)
+        chosen = records if args.id is None else records[records["id"] == args.id]
+        if chosen.empty:
+            raise InputError(f"no record {args.id!r} in the FASTA", path=args.fasta)
+        name, sequence = chosen["id"].iloc[0], chosen["sequence"].iloc[0]
+    run_mutagenesis(args.model, sequence, args.out, cell_types=None if args.cell_type == "all" else [args.cell_type],
+                    logo=args.logo, name=name, device=args.device, batch_size=args.batch_size,
+                    progress=not args.no_progress)
 
 
 @command("explain", "one sequence's card, rationale and prediction, for a terminal",

@@ -347,6 +347,19 @@ def package_model(args: argparse.Namespace, config: dict[str, Any]) -> None:
                  args.data_dir, args.out)
 
 
+@command("package-baseline", "workflow step: a fast bundle (the CNN or the motif ridge) for predict, variants and "
+         "mutagenesis",
+         arg("--kind", required=True, choices=["cnn", "motif_ridge"]),
+         arg("--model-dir", required=True, help="the baseline's predictions folder (its model file and summary)"),
+         arg("--data-dir", required=True, help="the prepared dataset (level edges, training lengths)"),
+         arg("--out", type=OutputFolder, required=True, help="the bundle folder to write"),
+         config=True)
+def package_baseline(args: argparse.Namespace, config: dict[str, Any]) -> None:
+    from r3lm.deploy.bundle import write_baseline_bundle
+
+    write_baseline_bundle(config, args.kind, args.model_dir, args.data_dir, args.out)
+
+
 @command("report", "summary.md and figures from the evaluation",
          arg("--metrics", required=True),
          arg("--skipped", required=True),

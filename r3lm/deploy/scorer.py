@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -30,12 +30,13 @@ from r3lm.data.levels import assign_levels
 from r3lm.deploy.bundle import FAST_FORMAT, manifest_format, read_manifest
 from r3lm.deploy.fast import FastModel, load_fast, named_sequences, warn_on_length
 from r3lm.errors import InputError
+from r3lm.evaluate.claims import cited_motifs
 from r3lm.pipeline import SequencePipeline, bundle_backbone
 from r3lm.reasoning.format import level_name, parse
 
 log = logging.getLogger(__name__)
 
-SCORE_COLUMNS = ["id", "cell_type", "predicted", "level", "rationale", "rationale_level"]
+SCORE_COLUMNS = ["id", "cell_type", "predicted", "level", "rationale", "rationale_level", "drivers"]
 CPU_BATCH = 8
 MAX_GPU_BATCH = 256
 # bytes per token per layer and hidden unit while generating: keys and values cached, activations in flight
@@ -130,7 +131,8 @@ class R3LM:
 
     def _score_chunk(self, ids: list[str], texts: list[str], cell_type: str, batch: int) -> pd.DataFrame:
         rows = pd.DataFrame({"id": ids, "sequence": texts, "cell_type": cell_type})
-        rows["card_text"] = self._cards(rows)
+        cards = self._cards(rows)
+        rows["card_text"] = cards["card_text"].tolist()
         rows["rationale"] = (self._rationales(rows["card_text"].tolist(), cell_type)
                              if self.manifest["rationale_models"] else None)
         predicted = self.pipeline.predict(rows, cell_type, batch)
@@ -138,10 +140,25 @@ class R3LM:
         stated = [parse(text).level if isinstance(text, str) else None for text in rows["rationale"]]
         return pd.DataFrame({"id": ids, "cell_type": cell_type, "predicted": predicted, "level": levels.astype(int),
                              "rationale": rows["rationale"], "rationale_level": pd.array(stated, dtype="Int64"),
+                             "drivers": [_drivers(text, card) for text, card in zip(rows["rationale"],
+                                                                                     cards["card_json"], strict=True)],
                              "card": rows["card_text"]})
 
-    def _cards(self, rows: pd.DataFrame) -> list[str]:
-        return self.pipeline.cards(rows, progress=False)["card_text"].tolist()
+    def score_cell_types(self, sequences: Iterable[str] | Mapping[str, str] | pd.Series, cell_types: Sequence[str],
+                         *, progress: bool = False) -> pd.DataFrame:
+        """One row per sequence with `<column>_<cell type>` for each scored column, the shape of a fast bundle's
+        table (`r3lm.deploy.fast`), so that specificity reads both alike."""
+        for cell in cell_types:
+            self.check_cell_type(cell)
+        wide = None
+        for cell in cell_types:
+            scored = self.score(sequences, cell, progress=progress).drop(columns="cell_type")
+            scored = scored.rename(columns={column: f"{column}_{cell}" for column in scored.columns if column != "id"})
+            wide = scored if wide is None else wide.merge(scored, on="id", validate="one_to_one", sort=False)
+        return wide
+
+    def _cards(self, rows: pd.DataFrame) -> pd.DataFrame:
+        return self.pipeline.cards(rows, progress=False)
 
     def _rationales(self, cards: list[str], cell_type: str) -> list[str]:
         """The cell type's Stage-I model writes them (one shared model, or its own with per-cell-type Stage I)."""
@@ -181,6 +198,13 @@ class Explanation:
         lines += ["== Rationale ==", self.rationale] if self.rationale is not None else \
             ["(this model reads no rationale)"]
         return "\n".join(lines)
+
+
+def _drivers(rationale: str | None, card_json: str) -> str | None:
+    """The card motifs the rationale says favour activity, comma-separated: what drives its call."""
+    if not isinstance(rationale, str):
+        return None
+    return ", ".join(name for name, sign in cited_motifs(rationale, card_json).items() if sign > 0)
 
 
 @lru_cache(maxsize=4)
