@@ -21,16 +21,16 @@ from r3lm.baselines.motif_ridge import (
     predict_motif_ridge,
     run_motif_ridge,
 )
+from r3lm.cli import main
 from r3lm.config import validate_config
 from r3lm.data.levels import assign_levels
 from r3lm.deploy import scorer
 from r3lm.deploy.bundle import (
     FAST_FORMAT,
     MANIFEST,
-    recipe_cards,
     write_baseline_bundle,
 )
-from r3lm.deploy.fast import CNNBundle, FastModel, RidgeBundle, load_fast, run_score
+from r3lm.deploy.fast import CNNBundle, FastModel, RidgeBundle, load_fast
 from r3lm.deploy.specificity import rank_by_specificity, specificity
 from r3lm.errors import InputError
 from r3lm.predictions import read_predictions
@@ -161,14 +161,19 @@ def test_the_ranking_puts_the_most_specific_first_ties_by_activity_then_id():
     np.testing.assert_allclose(ranked["specificity"], [3.0, 1.0, 1.0, 0.1])
 
 
-def test_run_score_writes_the_ranked_table(built, tmp_path):
+def test_predict_scores_every_cell_type_and_ranks_safest_first(built, tmp_path):
     fasta = tmp_path / "query.fa"
     test = pd.read_parquet(built["test"]).drop_duplicates("id").head(20)
     fasta.write_text("".join(f">{name}\n{sequence}\n" for name, sequence in zip(test["id"], test["sequence"])))
-    table = run_score(built["bundle"], fasta, tmp_path / "ranked.tsv", rank_for="A", device="cpu", progress=False)
-    written = pd.read_csv(tmp_path / "ranked.tsv", sep="\t")
-    assert written["id"].tolist() == table["id"].tolist() and len(written) == 20
-    assert written["specificity"].is_monotonic_decreasing
+    common = ["predict", "--model", str(built["bundle"]), "--fasta", str(fasta), "--device", "cpu", "--no-progress"]
+    assert main([*common, "--cell-type", "all", "--rank-by", "specificity:A", "--out", str(tmp_path / "r.tsv")]) == 0
+    written = pd.read_csv(tmp_path / "r.tsv", sep="\t")
+    assert sorted(written["id"]) == sorted(test["id"]) and written["specificity"].is_monotonic_decreasing
+    expected = specificity(written[[f"predicted_{cell}" for cell in CELLS]].set_axis(CELLS, axis=1))["A"]
+    np.testing.assert_allclose(written["specificity"], expected, rtol=1e-6)
+    # ranking compares cell types, so it needs all of them
+    assert main([*common, "--cell-type", "A", "--rank-by", "specificity:A", "--out", str(tmp_path / "x.tsv")]) == 2
+    assert not (tmp_path / "x.tsv").exists()
 
 
 def test_the_ridge_bundle_counts_motifs_on_cards_made_as_in_training(built, tmp_path):
@@ -188,7 +193,7 @@ def test_the_ridge_bundle_counts_motifs_on_cards_made_as_in_training(built, tmp_
     predicted = model.predict(test["sequence"].tolist())
     for column, cell in enumerate(CELLS):
         rows = test.assign(cell_type=cell)[["id", "sequence", "cell_type"]]
-        cards = recipe_cards(manifest, model._motif_set, rows)
+        cards = model.pipeline.cards(rows, progress=False)
         assert cards["n_motifs"].sum() > 0
         np.testing.assert_allclose(predicted[:, column], predict_motif_ridge(fitted, cards))
     assert np.ptp(predicted[:, 1]) > 0  # the counts moved the prediction

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from test_fast_bundle import LENGTH, one_torch_thread, tiny_workflow
 
+from r3lm.cli import main
 from r3lm.deploy.fast import FastModel
 from r3lm.deploy.mutagenesis import (
     centred_effects,
@@ -72,6 +73,11 @@ def test_run_mutagenesis_writes_the_table_and_a_png_logo(model, planted, tmp_pat
     assert len(table) == 3 * LENGTH and list(table.columns) == ["position", "ref", "alt", "effect_A"]
     assert summary["substitutions"] == 3 * LENGTH
     assert SITE_START < summary["strongest"]["A"][0] <= SITE_START + len(ACTIVATOR)
+    fasta = tmp_path / "planted.fa"
+    fasta.write_text(f">other\nACGT\n>planted\n{planted}\n")
+    assert main(["mutagenesis", "--model", str(model.folder), "--fasta", str(fasta), "--id", "planted",
+                 "--cell-type", "A", "--out", str(tmp_path / "cli.tsv"), "--device", "cpu", "--no-progress"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "cli.tsv", sep="\t"), table)
     png = (tmp_path / "logo.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and png[12:16] == b"IHDR" and len(png) > 1000
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from test_fast_bundle import LENGTH, one_torch_thread, tiny_workflow
 
+from r3lm.cli import main
 from r3lm.deploy.fast import FastModel
 from r3lm.deploy.variants import (
     VARIANT_COLUMNS,
@@ -128,6 +129,10 @@ def test_pass_only_drops_filtered_records(model, genome, genome_path, tmp_path):
                            pass_only=True, device="cpu", progress=False)
     table = pd.read_parquet(tmp_path / "effects.parquet")
     assert summary["variants"] == 5 and summary["skipped"]["FILTER not PASS"] == 1
+    assert main(["variants", "--model", str(model.folder), "--vcf", str(vcf), "--genome", str(genome_path),
+                 "--cell-type", "B", "--pass-only", "--out", str(tmp_path / "cli.parquet"), "--device", "cpu",
+                 "--no-progress"]) == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "cli.parquet"), table)
     assert "lowq" not in set(table["id"]) and set(table["cell_type"]) == {"B"}
 
 

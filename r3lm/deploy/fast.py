@@ -192,30 +192,3 @@ def warn_on_length(manifest: Mapping[str, Any], ids: list[str], texts: list[str]
                                                    if len(outside) > LISTED_IDS else "")
         log.warning("%d of %d sequences are outside the training lengths %d-%d bp, so their predictions "
                     "extrapolate: %s", len(outside), len(texts), low, high, shown)
-
-
-def run_score(model_dir: str | Path, sequences: str | Path, out: str | Path, *,
-              cell_types: Sequence[str] | None = None, rank_for: str | None = None, method: str = "min_gap",
-              genome: str | Path | None = None, id_column: str = "id", sequence_column: str = "sequence",
-              device: str = "auto", batch_size: int | None = None, progress: bool = True) -> pd.DataFrame:
-    """Score a FASTA, a table or BED regions with a fast bundle into `out` (a table by extension); with
-    `rank_for`, add that cell type's specificity against the other scored cell types, safest first.
-
-    CLI: r3lm score --model DIR (--fasta F | --table T | --bed B --genome G) --out FILE.{parquet,tsv,csv}[.gz]
-         [--cell-types A B ...] [--rank-for CELL [--specificity min_gap|mean_gap]] [--id-column id]
-         [--sequence-column sequence] [--device auto] [--batch-size N] [--no-progress]
-    """
-    from r3lm.data.sequences import read_sequences
-    from r3lm.deploy.specificity import rank_by_specificity
-    from r3lm.io import table_kind, write_table
-
-    table_kind(out)  # an unknown output type fails before any work
-    model = load_fast(model_dir, device=device, batch_size=batch_size)
-    chosen = model.check_cell_types(cell_types)
-    rows = read_sequences(sequences, id_column=id_column, sequence_column=sequence_column, genome=genome)
-    table = model.score(pd.Series(rows["sequence"].to_numpy(), index=rows["id"]), chosen, progress=progress)
-    if rank_for is not None:
-        table = rank_by_specificity(table, rank_for, chosen, method=method)
-    write_table(table, out)
-    log.info("wrote %d predictions to %s", len(table), out)
-    return table
