@@ -282,8 +282,9 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path
     for figure in ("scatter_full", "scatter_paper", "pearson_full", "pearson_paper", "training_curves"):
         assert (run / f"report/{figure}.png").read_bytes().startswith(b"\x89PNG")
 
-    # every deployable mode is bundled; a bundle predicts new sequences from a FASTA on its own
-    assert sorted(path.name for path in (run / "models").iterdir()) == ["generated_cot", "rcc_only"]
+    # every deployable mode and both fast baselines are bundled; a bundle predicts from a FASTA on its own
+    assert sorted(path.name for path in (run / "models").iterdir()) == ["cnn", "generated_cot", "motif_ridge",
+                                                                         "rcc_only"]
     bundle = run / "models/generated_cot"
     manifest = json.loads((bundle / "r3lm_bundle.json").read_text())
     assert manifest["levels"]["edges"]["HepG2"] == json.loads((data / "summary.json").read_text())[
@@ -301,6 +302,13 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path
     table = pd.read_csv(tmp_path / "predicted.tsv", sep="\t")
     assert table["id"].tolist() == queries["id"].tolist() and table["level"].between(0, 3).all()
     assert table["rationale"].str.len().gt(0).all()
+    fast = subprocess.run([sys.executable, "-m", "r3lm", "predict", "--model", str(run / "models/cnn"), "--cell-type",
+                           "all", "--fasta", str(fasta), "--out", str(tmp_path / "cnn.tsv"), "--no-progress"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert fast.returncode == 0, fast.stderr[-3000:]
+    cnn_table = pd.read_csv(tmp_path / "cnn.tsv", sep="\t")
+    assert cnn_table["id"].tolist() == queries["id"].tolist()
+    assert {f"predicted_{cell}" for cell in ("K562", "HepG2", "SKNSH")} <= set(cnn_table.columns)
 
 
 def _schema_keys(schema: dict, prefix: str = "") -> list[str]:
