@@ -180,8 +180,7 @@ class TrainedCNN:
     """A saved model.pt ready to predict new sequences: one model, or its cross-validation folds averaged."""
 
     models: list[LegNet]
-    target_means: list[np.ndarray]
-    target_stds: list[np.ndarray]
+    scalers: list[ActivityScaler]  # each model's training z-scores, to map its output back to activity
     cell_types: list[str]
     batch_size: int
     device: torch.device
@@ -195,8 +194,8 @@ class TrainedCNN:
             index = np.flatnonzero(lengths == length)
             codes, code_lengths = encode_sequences([sequences[i] for i in index])
             predicted[index] = np.mean([
-                predict_codes(model, codes, code_lengths, batch_size=self.batch_size, device=self.device) * std + mean
-                for model, mean, std in zip(self.models, self.target_means, self.target_stds, strict=True)], axis=0)
+                predict_codes(model, codes, code_lengths, batch_size=self.batch_size, device=self.device) * scaler.std
+                + scaler.mean for model, scaler in zip(self.models, self.scalers, strict=True)], axis=0)
         return predicted
 
 
@@ -210,9 +209,10 @@ def load_trained(path: str | Path, device: str = "auto") -> TrainedCNN:
         model = LegNet.from_settings(len(saved["cell_types"]), saved["settings"])
         model.load_state_dict(record["state_dict"])
         models.append(model.to(torch_device).eval())
-    return TrainedCNN(models, [np.asarray(record["target_mean"]) for record in records],
-                      [np.asarray(record["target_std"]) for record in records], list(saved["cell_types"]),
-                      int(saved["settings"]["batch_size"]), torch_device)
+    cell_types = list(saved["cell_types"])
+    scalers = [ActivityScaler.from_moments(cell_types, record["target_mean"], record["target_std"])
+               for record in records]
+    return TrainedCNN(models, scalers, cell_types, int(saved["settings"]["batch_size"]), torch_device)
 
 
 # ---- Data ----
