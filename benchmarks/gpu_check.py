@@ -13,25 +13,32 @@ CPU) and its error's first line when it fails:
   generate_hf, generate_vllm transformers' batched sampling with the rationale grammar as a fallback; vLLM when
                              its build matches the device (skipped with a line when absent or in --dry-cpu)
   stage2_frozen, stage2_lora Stage II on card + rationale inputs, frozen head fit and LoRA
+  bundle                     the frozen Stage-II model and the tiny Stage-I model bundled, then scoring new
+                             sequences on the device (scan, card, rationale, prediction) at the batch size the
+                             bundle picks from the free memory (needs pyjaspar; skipped with a line when absent)
   cnn                        the LegNet baseline on the device
   scan                       the motif scan on the device against the CPU scan, hit for hit (needs pyjaspar;
                              skipped with a line when absent)
-  qwen3_4b_stage2, qwen3_4b_stage1
-                             Qwen3-4B's architecture with random weights: one Stage II LoRA step at the paper's
-                             micro-batch (2 x 2,048 tokens) and one full Stage I step (fp32 master weights,
-                             AdamW, checkpointing), each with its peak memory or the out-of-memory it hit
-                             (GPU only; skipped in --dry-cpu)
+  qwen3_4b_stage2, qwen3_4b_stage2_b8, qwen3_4b_stage1
+                             Qwen3-4B's architecture with random weights: one Stage II LoRA step at the paper
+                             config's micro-batch (2 x 2,048 tokens) and at the official effective batch in one
+                             micro-batch (8 x 2,048), and one full Stage I step (fp32 master weights, AdamW,
+                             checkpointing), each with its peak memory or the out-of-memory it hit (GPU only;
+                             skipped in --dry-cpu)
 
-Writes OUT/summary.json: {"device", "torch", "steps": {name: {"status": pass|fail|skip, "seconds", "peak_mb",
-"detail"}}}; exits 1 when a step failed.
+Writes OUT/summary.json: {"device", "torch", "packages", "steps": {name: {"status": pass|fail|skip, "seconds",
+"peak_mb", "detail", and "traceback" when it failed}}}; exits 1 when a step failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import importlib.util
 import json
 import logging
 import resource
+import shutil
 import sys
 import time
 import traceback
@@ -57,6 +64,7 @@ CHAT_TEMPLATE = ("{% for message in messages %}<|im_start|>{{ message['role'] }}
 QWEN3_4B = {"hidden_size": 2560, "intermediate_size": 9728, "num_hidden_layers": 36, "num_attention_heads": 32,
             "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936, "max_position_embeddings": 40960}
 PAPER_TOKENS = 2048
+PACKAGES = ("transformers", "peft", "accelerate", "vllm", "xgrammar", "pyjaspar")
 log = logging.getLogger("gpu_check")
 
 
@@ -142,8 +150,8 @@ class Check:
             record = {"status": "skip", "detail": str(reason)}
         except Exception as error:  # noqa: BLE001 - every failure is recorded, and the check goes on
             message = str(error).splitlines()[0] if str(error) else type(error).__name__
-            record = {"status": "fail", "detail": f"{type(error).__name__}: {message}"}
-            log.debug("%s", traceback.format_exc())
+            record = {"status": "fail", "detail": f"{type(error).__name__}: {message}",
+                      "traceback": traceback.format_exc(limit=-8)}
         peak = (torch.cuda.max_memory_allocated() if self.device == "cuda"
                 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
         self.steps[name] = {**record, "seconds": round(time.perf_counter() - started, 2),
@@ -204,6 +212,31 @@ class Check:
                              work / "predictions", progress=False)
         return f"{training} on {summary.get('device', self.device)}, {len(self.cards) - 40} test rows predicted"
 
+    def bundle(self, work: Path) -> str:
+        from r3lm.data.splits import SPLITS
+        from r3lm.deploy.bundle import write_bundle
+        from r3lm.deploy.scorer import R3LM
+        from r3lm.stage1.models import SHARED, Stage1Models
+
+        if importlib.util.find_spec("pyjaspar") is None:
+            raise Skip("no JASPAR matrices here (pyjaspar absent): a bundle scans every new sequence")
+        models = self.out / "stage2_frozen" / "work" / "model"
+        if not models.is_dir():
+            raise RuntimeError("stage2_frozen wrote no model to bundle")
+        data = work / "data"
+        data.mkdir(exist_ok=True)
+        for split, part in zip(SPLITS, np.array_split(self.cards, [32, 40]), strict=True):
+            part[["id", "cell_type", "sequence", "activity"]].to_parquet(data / f"{split}.parquet", index=False)
+        shutil.copy(self.out / "stage2_frozen" / "summary.json", data / "summary.json")
+        config = self.config(generation={"max_new_tokens": 24}, stage2={"cutoff_len": 256})
+        write_bundle(config, "generated_cot", models, Stage1Models({SHARED: str(self.model)}), data, work / "bundle")
+        model = R3LM.load(work / "bundle", device=self.device)
+        queries = self.cards[40:]
+        scored = model.score(dict(zip(queries["id"], queries["sequence"])), "K562")
+        if len(scored) != len(queries) or not np.isfinite(scored["predicted"]).all():
+            raise RuntimeError(f"{len(scored)} predictions for {len(queries)} sequences, or some not finite")
+        return f"{len(scored)} sequences scored on {model.device}, automatic batch size {model.batch_size}"
+
     def cnn(self, work: Path) -> str:
         from r3lm.baselines.cnn import fit_cnn
 
@@ -228,7 +261,9 @@ class Check:
             raise RuntimeError(f"{len(on_device)} hits on {self.device} against {len(on_cpu)} on the CPU differ")
         return f"{len(on_cpu)} hits, identical on {self.device} and the CPU"
 
-    def qwen3_4b(self, stage: int, work: Path) -> str:
+    def qwen3_4b(self, stage: int, batch: int, work: Path) -> str:
+        """Stage II as r3lm runs it (bf16 base, LoRA on every linear layer, no checkpointing, the last token's
+        state); Stage I as Trainer runs it (fp32 master weights, bf16 autocast, checkpointing, AdamW)."""
         if self.device != "cuda":
             raise Skip("a GPU-only measurement")
         from transformers import Qwen3Config, Qwen3ForCausalLM
@@ -236,26 +271,33 @@ class Check:
         config = Qwen3Config(**QWEN3_4B, torch_dtype="bfloat16")
         with torch.device("cuda"):
             model = Qwen3ForCausalLM(config).to(torch.bfloat16 if stage == 2 else torch.float32)
-        model.gradient_checkpointing_enable()
-        tokens = torch.randint(0, QWEN3_4B["vocab_size"], (2 if stage == 2 else 1, PAPER_TOKENS), device="cuda")
+        tokens = torch.randint(0, QWEN3_4B["vocab_size"], (batch, PAPER_TOKENS), device="cuda")
         try:
             if stage == 2:
                 from peft import LoraConfig, get_peft_model
-                model.model.enable_input_require_grads()  # checkpointing a frozen base still passes gradients
                 model = get_peft_model(model.model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear"))
-                hidden = model(input_ids=tokens).last_hidden_state[:, -1].float()
-                loss = hidden.pow(2).mean()
+                loss = model(input_ids=tokens).last_hidden_state[:, -1].float().pow(2).mean()
             else:
+                model.gradient_checkpointing_enable()
                 with torch.autocast("cuda", dtype=torch.bfloat16):
                     loss = model(input_ids=tokens, labels=tokens).loss
             loss.backward()
             if stage == 1:
                 torch.optim.AdamW(model.parameters(), lr=1e-5).step()
+            torch.cuda.synchronize()
         except torch.cuda.OutOfMemoryError as error:
             raise RuntimeError(f"out of memory: {str(error).splitlines()[0]}") from error
         finally:
             del model
-        return f"one step at {tokens.shape[0]} x {PAPER_TOKENS} tokens"
+            torch.cuda.empty_cache()
+        return f"one step at {batch} x {PAPER_TOKENS} tokens"
+
+
+def _version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,12 +324,14 @@ def main(argv: list[str] | None = None) -> int:
         check.run("generate_vllm", lambda work: check.generate("vllm", work))
     check.run("stage2_frozen", lambda work: check.stage2("frozen", work))
     check.run("stage2_lora", lambda work: check.stage2("lora", work))
+    check.run("bundle", check.bundle)
     check.run("cnn", check.cnn)
     check.run("scan", check.scan)
-    check.run("qwen3_4b_stage2", lambda work: check.qwen3_4b(2, work))
-    check.run("qwen3_4b_stage1", lambda work: check.qwen3_4b(1, work))
+    check.run("qwen3_4b_stage2", lambda work: check.qwen3_4b(2, 2, work))
+    check.run("qwen3_4b_stage2_b8", lambda work: check.qwen3_4b(2, 8, work))
+    check.run("qwen3_4b_stage1", lambda work: check.qwen3_4b(1, 1, work))
     write_json({"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "torch": torch.__version__,
-                "steps": check.steps}, out / "summary.json")
+                "packages": {name: _version(name) for name in PACKAGES}, "steps": check.steps}, out / "summary.json")
     failed = [name for name, step in check.steps.items() if step["status"] == "fail"]
     print(f"gpu_check: {len(check.steps) - len(failed)} of {len(check.steps)} steps passed or skipped"
           + (f"; failed: {', '.join(failed)}" if failed else ""))
