@@ -19,12 +19,12 @@ CPU) and its error's first line when it fails:
   cnn                        the LegNet baseline on the device
   scan                       the motif scan on the device against the CPU scan, hit for hit (needs pyjaspar;
                              skipped with a line when absent)
-  qwen3_4b_stage2, qwen3_4b_stage2_b8, qwen3_4b_stage1
+  qwen3_4b_stage2, qwen3_4b_stage2_ckpt, qwen3_4b_stage1
                              Qwen3-4B's architecture with random weights: one Stage II LoRA step at the paper
-                             config's micro-batch (2 x 2,048 tokens) and at the official effective batch in one
-                             micro-batch (8 x 2,048), and one full Stage I step (fp32 master weights, AdamW,
-                             checkpointing), each with its peak memory or the out-of-memory it hit (GPU only;
-                             skipped in --dry-cpu)
+                             config's micro-batch (2 x 2,048 tokens), one with stage2.gradient_checkpointing at
+                             the official effective batch in one micro-batch (8 x 2,048), and one full Stage I
+                             step (fp32 master weights, fused AdamW, checkpointing), each with the step's peak
+                             memory or the out-of-memory it hit (GPU only; skipped in --dry-cpu)
 
 Writes OUT/summary.json: {"device", "torch", "packages", "steps": {name: {"status": pass|fail|skip, "seconds",
 "peak_mb", "detail", and "traceback" when it failed}}}; exits 1 when a step failed.
@@ -135,6 +135,10 @@ class Check:
         self.cards = synthetic_cards(48, seed=0)
         self.model: Path | None = None
 
+    def splits(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """32 training, 8 validation and 8 test cards."""
+        return self.cards[:32], self.cards[32:40], self.cards[40:]
+
     def config(self, **sections: Any) -> dict[str, Any]:
         return validate_config(sections)
 
@@ -198,7 +202,7 @@ class Check:
         from r3lm.stage2.run import SetFiles, run_stage2
 
         sets = {}
-        for split, part in zip(("train", "val", "test"), np.array_split(self.cards, [32, 40]), strict=True):
+        for split, part in zip(("train", "val", "test"), self.splits(), strict=True):
             paths = [work / f"{name}_{split}.parquet" for name in ("teacher", "cards", "rationales")]
             part = part.assign(split=split)
             part.drop(columns=["card_json", "sequence"]).to_parquet(paths[0], index=False)
@@ -225,7 +229,7 @@ class Check:
             raise RuntimeError("stage2_frozen wrote no model to bundle")
         data = work / "data"
         data.mkdir(exist_ok=True)
-        for split, part in zip(SPLITS, np.array_split(self.cards, [32, 40]), strict=True):
+        for split, part in zip(SPLITS, self.splits(), strict=True):
             part[["id", "cell_type", "sequence", "activity"]].to_parquet(data / f"{split}.parquet", index=False)
         shutil.copy(self.out / "stage2_frozen" / "summary.json", data / "summary.json")
         config = self.config(generation={"max_new_tokens": 24}, stage2={"cutoff_len": 256})
@@ -261,21 +265,23 @@ class Check:
             raise RuntimeError(f"{len(on_device)} hits on {self.device} against {len(on_cpu)} on the CPU differ")
         return f"{len(on_cpu)} hits, identical on {self.device} and the CPU"
 
-    def qwen3_4b(self, stage: int, batch: int, work: Path) -> str:
-        """Stage II as r3lm runs it (bf16 base, LoRA on every linear layer, no checkpointing, the last token's
-        state); Stage I as Trainer runs it (fp32 master weights, bf16 autocast, checkpointing, AdamW)."""
+    def qwen3_4b(self, stage: int, batch: int, work: Path, *, checkpointing: bool = False) -> str:
+        """Stage II as r3lm runs it (bf16 base, the config's LoRA through `attach_lora`, the last token's state);
+        Stage I as Trainer runs it (fp32 master weights, bf16 autocast, checkpointing, fused AdamW)."""
         if self.device != "cuda":
             raise Skip("a GPU-only measurement")
         from transformers import Qwen3Config, Qwen3ForCausalLM
 
-        config = Qwen3Config(**QWEN3_4B, torch_dtype="bfloat16")
+        from r3lm.stage2.model import attach_lora
+
         with torch.device("cuda"):
-            model = Qwen3ForCausalLM(config).to(torch.bfloat16 if stage == 2 else torch.float32)
+            model = Qwen3ForCausalLM(Qwen3Config(**QWEN3_4B)).to(torch.bfloat16 if stage == 2 else torch.float32)
         tokens = torch.randint(0, QWEN3_4B["vocab_size"], (batch, PAPER_TOKENS), device="cuda")
+        torch.cuda.reset_peak_memory_stats()  # the step's peak, not the float32 construction's
         try:
             if stage == 2:
-                from peft import LoraConfig, get_peft_model
-                model = get_peft_model(model.model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear"))
+                model.model.config.use_cache = False
+                model = attach_lora(model.model, self.config()["stage2"]["lora"], checkpointing=checkpointing)
                 loss = model(input_ids=tokens).last_hidden_state[:, -1].float().pow(2).mean()
             else:
                 model.gradient_checkpointing_enable()
@@ -283,14 +289,14 @@ class Check:
                     loss = model(input_ids=tokens, labels=tokens).loss
             loss.backward()
             if stage == 1:
-                torch.optim.AdamW(model.parameters(), lr=1e-5).step()
+                torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True).step()  # Trainer's default optimiser
             torch.cuda.synchronize()
         except torch.cuda.OutOfMemoryError as error:
             raise RuntimeError(f"out of memory: {str(error).splitlines()[0]}") from error
         finally:
             del model
             torch.cuda.empty_cache()
-        return f"one step at {batch} x {PAPER_TOKENS} tokens"
+        return f"one step at {batch} x {PAPER_TOKENS} tokens" + (", activation checkpointing" if checkpointing else "")
 
 
 def _version(name: str) -> str | None:
@@ -328,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     check.run("cnn", check.cnn)
     check.run("scan", check.scan)
     check.run("qwen3_4b_stage2", lambda work: check.qwen3_4b(2, 2, work))
-    check.run("qwen3_4b_stage2_b8", lambda work: check.qwen3_4b(2, 8, work))
+    check.run("qwen3_4b_stage2_ckpt", lambda work: check.qwen3_4b(2, 8, work, checkpointing=True))
     check.run("qwen3_4b_stage1", lambda work: check.qwen3_4b(1, 1, work))
     write_json({"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "torch": torch.__version__,
                 "packages": {name: _version(name) for name in PACKAGES}, "steps": check.steps}, out / "summary.json")

@@ -25,9 +25,9 @@ def test_the_dry_cpu_check_passes_every_step_it_can_run(tmp_path: Path, capsys: 
     steps = summary["steps"]
     assert summary["device"] == "cpu" and list(steps) == [
         "tiny_model", "stage1_full", "stage1_lora", "generate_hf", "generate_vllm", "stage2_frozen", "stage2_lora",
-        "bundle", "cnn", "scan", "qwen3_4b_stage2", "qwen3_4b_stage2_b8", "qwen3_4b_stage1"]
+        "bundle", "cnn", "scan", "qwen3_4b_stage2", "qwen3_4b_stage2_ckpt", "qwen3_4b_stage1"]
     skipped = {name for name, step in steps.items() if step["status"] == "skip"}
-    assert skipped == {"generate_vllm", "qwen3_4b_stage2", "qwen3_4b_stage2_b8", "qwen3_4b_stage1"}, steps
+    assert skipped == {"generate_vllm", "qwen3_4b_stage2", "qwen3_4b_stage2_ckpt", "qwen3_4b_stage1"}, steps
     assert all(step["status"] == "pass" for name, step in steps.items() if name not in skipped), steps
     assert "resumed at step 2" in steps["stage1_full"]["detail"] and "resumed at step 2" in steps["stage1_lora"]["detail"]
     assert "identical on cpu" in steps["scan"]["detail"]

@@ -36,12 +36,9 @@ def load_tokenizer(path: str | Path) -> Any:
     return tokenizer
 
 
-def load_backbone(path: str | Path, dtype: torch.dtype, device: str, lora: dict[str, Any] | None = None
-                  ) -> nn.Module:
-    """The transformer without its LM head; frozen, or with LoRA on every linear layer.
-
-    LoRA adapters stay float32 while the frozen weights sit in the compute dtype.
-    """
+def load_backbone(path: str | Path, dtype: torch.dtype, device: str, lora: dict[str, Any] | None = None, *,
+                  checkpointing: bool = False) -> nn.Module:
+    """The transformer without its LM head; frozen, or with LoRA on every linear layer (`attach_lora`)."""
     from transformers import AutoModel
 
     try:
@@ -51,18 +48,27 @@ def load_backbone(path: str | Path, dtype: torch.dtype, device: str, lora: dict[
     backbone.config.use_cache = False
     if lora is None:
         backbone.requires_grad_(False)
-    else:
-        from peft import LoraConfig, get_peft_model
+        return backbone.to(device)
+    return attach_lora(backbone, lora, checkpointing=checkpointing).to(device)
 
-        backbone = get_peft_model(backbone, LoraConfig(
-            r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-            target_modules=lora["target_modules"]))
-        for parameter in backbone.parameters():
-            if parameter.requires_grad:
-                parameter.data = parameter.data.float()
-        trainable, total = backbone.get_nb_trainable_parameters()
-        log.info("LoRA: %d of %d backbone parameters trainable (%.2f%%)", trainable, total, 100 * trainable / total)
-    return backbone.to(device)
+
+def attach_lora(backbone: nn.Module, lora: dict[str, Any], *, checkpointing: bool) -> nn.Module:
+    """LoRA adapters kept in float32 while the frozen weights sit in the compute dtype. `checkpointing`
+    recomputes each layer's activations in the backward pass: on Qwen3-4B at 2 x 2,048 tokens it cut the
+    step's peak from 42 to 11 GB at 0.72x the speed (measured on an H200, README "GPU memory")."""
+    from peft import LoraConfig, get_peft_model
+
+    if checkpointing:  # non-reentrant: the frozen embeddings' outputs need not require grad
+        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    backbone = get_peft_model(backbone, LoraConfig(
+        r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"], target_modules=lora["target_modules"]))
+    for parameter in backbone.parameters():
+        if parameter.requires_grad:
+            parameter.data = parameter.data.float()
+    trainable, total = backbone.get_nb_trainable_parameters()
+    log.info("LoRA: %d of %d backbone parameters trainable (%.2f%%)%s", trainable, total, 100 * trainable / total,
+             ", activation checkpointing" if checkpointing else "")
+    return backbone
 
 
 def pad_batch(sequences: list[list[int]], pad_token_id: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -77,9 +77,11 @@ class FrozenHeadRegressor:
 
 
 class LoraRegressor:
-    def __init__(self, backbone: Backbone, lora: Mapping[str, Any], encoded: Encoded) -> None:
+    def __init__(self, backbone: Backbone, lora: Mapping[str, Any], encoded: Encoded, *,
+                 checkpointing: bool = False) -> None:
         self.backbone, self.encoded = backbone, encoded
-        self.adapter = load_backbone(backbone.path, backbone.dtype, backbone.device, lora=lora)
+        self.adapter = load_backbone(backbone.path, backbone.dtype, backbone.device, lora=dict(lora),
+                                     checkpointing=checkpointing)
         self.head = regression_head(self.adapter.config.hidden_size).to(backbone.device)
         self.model = nn.ModuleDict({"backbone": self.adapter, "head": self.head})
         self.lengths = [len(ids) for ids in encoded["train"]]
@@ -102,7 +104,8 @@ def group_regressors(settings: Mapping[str, Any], backbone: Backbone, encoded: E
         def lora_regressor(masks: Masks) -> Regressor:
             torch.manual_seed(settings["seed"])  # the same adapter initialisation for every group
             return LoraRegressor(backbone, settings["lora"], {
-                name: [ids for ids, keep in zip(encoded[name], mask) if keep] for name, mask in masks.items()})
+                name: [ids for ids, keep in zip(encoded[name], mask) if keep] for name, mask in masks.items()},
+                checkpointing=settings["gradient_checkpointing"])
 
         return lora_regressor
     model = load_backbone(backbone.path, backbone.dtype, backbone.device)
