@@ -23,7 +23,7 @@ import pandas as pd
 from r3lm.errors import InputError
 from r3lm.motifs.scan import MotifSet, background_for, build_motif_set, scan_sequences
 from r3lm.rcc.build import cards_for_table
-from r3lm.rcc.card import CardSettings
+from r3lm.rcc.card import CardSettings, EvidenceTags
 from r3lm.stage1.models import Stage1Models
 
 if TYPE_CHECKING:
@@ -75,10 +75,10 @@ class SequencePipeline:
     @classmethod
     def from_config(cls, config: Mapping[str, Any], background_sequences: Sequence[str] | None = None, *,
                     with_grammar: bool | None = None, stage1_models: Stage1Models | None = None, threads: int = 2,
-                    device: str = "cpu") -> SequencePipeline:
-        """The workflow's `motifs` and `rcc` settings (`with_grammar` overrides rcc.grammar_tags) and its
-        `generation` settings for `stage1_models`; `background_sequences` are needed for `background: input`
-        only, and `device` is where the scan runs."""
+                    device: str = "cpu", evidence_tags: EvidenceTags | None = None) -> SequencePipeline:
+        """The workflow's `motifs` and `rcc` settings (`with_grammar` overrides rcc.grammar_tags; the cards show
+        `evidence_tags` when given) and its `generation` settings for `stage1_models`; `background_sequences`
+        are needed for `background: input` only, and `device` is where the scan runs."""
         motifs = config["motifs"]
         background = (None if background_sequences is None and motifs["background"] == "input"
                       else background_for(motifs, background_sequences or []))
@@ -87,7 +87,8 @@ class SequencePipeline:
             from r3lm.stage1.writer import RationaleWriter
 
             rationales = RationaleStage(stage1_models, partial(RationaleWriter.from_config, config))
-        return cls(motifs, background, CardSettings.from_config(config["rcc"], with_grammar=with_grammar),
+        return cls(motifs, background, CardSettings.from_config(config["rcc"], with_grammar=with_grammar,
+                                                                evidence_tags=evidence_tags),
                    rationales, threads=threads, scan_device=device)
 
     @classmethod
@@ -120,9 +121,10 @@ class SequencePipeline:
 
     @classmethod
     def from_recipe(cls, manifest: Mapping[str, Any]) -> SequencePipeline:
-        """Cards made as a bundle's training cards were (its motifs, background and rcc settings), no models:
-        what a card-reading baseline such as the motif ridge needs."""
-        return cls(manifest["motifs"], np.asarray(manifest["background"]), CardSettings.from_config(manifest["rcc"]))
+        """Cards made as a bundle's training cards were (its motifs, background, rcc settings and evidence tags),
+        no models: what a card-reading baseline such as the motif ridge needs."""
+        return cls(manifest["motifs"], np.asarray(manifest["background"]),
+                   CardSettings.from_config(manifest["rcc"], evidence_tags=manifest.get("evidence_tags")))
 
     @property
     def motif_set(self) -> MotifSet:

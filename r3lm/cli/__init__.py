@@ -23,7 +23,8 @@ INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
 # the order of `r3lm --help` (a command missing here fails every call): user commands among the workflow's
 # steps, in the order the workflow runs them
 HELP_ORDER = ("download", "simulate", "check-config", "prepare-data", "scan", "rcc", "scan-shard", "gather-hits",
-              "motif-table", "motif-file", "build-cards", "prepare-model", "evidence", "teacher", "released",
+              "motif-table", "motif-file", "build-cards", "prepare-model", "evidence", "evidence-tags",
+              "tag-cards", "teacher", "released",
               "dataset-info", "stage1-train", "self-rationales", "merge-rationales", "stage2", "baseline-ridge",
               "baseline-cnn", "metrics", "citation-faithfulness", "disruption", "package-model", "package-baseline",
               "predict", "explain", "variants", "mutagenesis", "report")

@@ -10,8 +10,11 @@ from typing import Any
 from r3lm.cli.registry import arg, command
 from r3lm.errors import InputError
 from r3lm.io import OutputFile, OutputFolder
+from r3lm.rcc.card import EvidenceTags
 
 NO_PROGRESS = arg("--no-progress", action="store_true")
+EVIDENCE_TAGS = arg("--evidence-tags", default=None,
+                    help="evidence tags JSON (evidence-tags), when the cards carry them (rcc.evidence_tags)")
 THREE_SETS = ("TRAIN", "VAL", "TEST")
 PREDICTIONS = arg("--predictions", nargs="+", required=True,
                   help="METHOD=FOLDER per method (a bare folder is named by its last component)")
@@ -118,6 +121,29 @@ def evidence(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.reasoning.teacher import write_evidence
 
     write_evidence(config, args.cards, args.out)
+
+
+@command("evidence-tags", "workflow step: each motif's direction per cell type, for cards with evidence tags",
+         arg("--motif-table", required=True, help="the release's motif table (motif-table)"),
+         arg("--cards", required=True, help="the train split's cards (their cell types)"),
+         arg("--evidence", required=True, help="the evidence parquet of the train split"),
+         arg("--out", type=OutputFile, required=True, help="evidence tags JSON"),
+         config=True)
+def evidence_tags(args: argparse.Namespace, config: dict[str, Any]) -> None:
+    from r3lm.reasoning.tags import write_evidence_tags
+
+    write_evidence_tags(config, args.motif_table, args.cards, args.evidence, args.out)
+
+
+@command("tag-cards", "workflow step: a card table's text with the evidence tags (rcc.evidence_tags)",
+         arg("--cards", required=True, help="a split's cards"),
+         arg("--tags", required=True, help="evidence tags JSON (evidence-tags)"),
+         arg("--out", type=OutputFile, required=True, help="the tagged cards parquet"),
+         config=True)
+def tag_cards(args: argparse.Namespace, config: dict[str, Any]) -> None:
+    from r3lm.reasoning.tags import write_tagged_cards
+
+    write_tagged_cards(config, args.cards, args.tags, args.out)
 
 
 @command("teacher", "workflow step: the teacher's rationales for one set of cards",
@@ -314,6 +340,7 @@ def citation_faithfulness(args: argparse.Namespace, config: dict[str, Any]) -> N
          arg("--stage1-model", nargs="+", default=None,
              help="the Stage-I model, or CELL=MODEL per cell type (to regenerate rationales)"),
          arg("--data-dir", default=None, help="the prepared dataset (motifs.background: input)"),
+         EVIDENCE_TAGS,
          arg("--out", type=OutputFile, required=True, help="pair table TSV (one row per disrupted motif)"),
          arg("--summary", type=OutputFile, required=True, help="agreement per cell type TSV"),
          NO_PROGRESS, config=True)
@@ -329,7 +356,8 @@ def disruption(args: argparse.Namespace, config: dict[str, Any]) -> None:
                    stage1_models=Stage1Models.parse(args.stage1_model, option="--stage1-model")
                    if args.stage1_model else None, regenerate=settings["regenerate"],
                    max_sequences=settings["max_sequences"], seed=settings["seed"], data_dir=args.data_dir,
-                   settings=config["evaluation"]["bootstrap"], progress=not args.no_progress)
+                   settings=config["evaluation"]["bootstrap"], evidence_tags=_evidence_tags(args),
+                   progress=not args.no_progress)
 
 
 @command("package-model", "workflow step: a self-contained model folder for predict and explain",
@@ -337,6 +365,7 @@ def disruption(args: argparse.Namespace, config: dict[str, Any]) -> None:
          arg("--stage2-models", required=True, help="the mode's model/ folder (one folder per group)"),
          arg("--stage1-model", nargs="+", required=True, help="the Stage-I model, or CELL=MODEL per cell type"),
          arg("--data-dir", required=True, help="the prepared dataset (level edges, training lengths)"),
+         EVIDENCE_TAGS,
          arg("--out", type=OutputFolder, required=True, help="the model folder to write"),
          config=True)
 def package_model(args: argparse.Namespace, config: dict[str, Any]) -> None:
@@ -344,7 +373,13 @@ def package_model(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.stage1.models import Stage1Models
 
     write_bundle(config, args.mode, args.stage2_models, Stage1Models.parse(args.stage1_model, option="--stage1-model"),
-                 args.data_dir, args.out)
+                 args.data_dir, args.out, evidence_tags=_evidence_tags(args))
+
+
+def _evidence_tags(args: argparse.Namespace) -> EvidenceTags | None:
+    from r3lm.reasoning.tags import read_evidence_tags
+
+    return read_evidence_tags(args.evidence_tags) if args.evidence_tags else None
 
 
 @command("package-baseline", "workflow step: a fast bundle (the CNN or the motif ridge) for predict, variants and "

@@ -45,6 +45,7 @@ from r3lm.llm.base import PROVENANCE_FILE, resolve_base
 from r3lm.motifs.scan import background_for
 from r3lm.motifs.shards import dataset_sequences
 from r3lm.predictions import level_edges_from_summary
+from r3lm.rcc.card import EvidenceTags
 from r3lm.reasoning.format import system_prompt
 from r3lm.stage1.models import Stage1Models
 from r3lm.stage2.folder import (
@@ -70,9 +71,11 @@ MANIFEST_KEYS = ("format", "mode", "cell_types", "groups", "backbone", "rational
 
 
 def write_bundle(config: Mapping[str, Any], mode: str, stage2_models: str | Path, stage1_models: Stage1Models,
-                 data_dir: str | Path, out: str | Path) -> dict[str, Any]:
-    """Gather a Stage-II run's model folders (`model/<group>/`), the Stage-I model(s) and the dataset's level
-    edges and training lengths into `out`, atomically; returns the manifest."""
+                 data_dir: str | Path, out: str | Path, *, evidence_tags: EvidenceTags | None = None
+                 ) -> dict[str, Any]:
+    """Gather a Stage-II run's model folders (`model/<group>/`), the Stage-I model(s), the dataset's level
+    edges and training lengths and the cards' evidence tags (rcc.evidence_tags) into `out`, atomically;
+    returns the manifest."""
     started = time.perf_counter()
     if mode not in DEPLOYABLE_MODES:
         raise InputError(f"{mode} cannot be bundled: it reads the teacher's rationale, written from the measured "
@@ -104,6 +107,7 @@ def write_bundle(config: Mapping[str, Any], mode: str, stage2_models: str | Path
                              if mode == "generated_cot" else None),
         "base_model": _base_reference(config["llm"], next(iter(stage1.values()))),
         **card_recipe(config, data),
+        "evidence_tags": _bundled_tags(config, evidence_tags, sorted(groups)),
         "reasoning": {"prompt": reasoning["prompt"],
                       "system": system_prompt(reasoning["min_steps"], reasoning["max_steps"],
                                               config["levels"]["n_levels"], reasoning["prompt"]),
@@ -139,6 +143,21 @@ def card_recipe(config: Mapping[str, Any], data: Path) -> dict[str, Any]:
     return {"motifs": motifs, "background": [float(value) for value in background],
             "rcc": {"grammar_tags": config["rcc"]["grammar_tags"], "grammar": dict(config["rcc"]["grammar"]),
                     "dedup": config["rcc"]["dedup"]}}
+
+
+def _bundled_tags(config: Mapping[str, Any], evidence_tags: EvidenceTags | None,
+                  cell_types: list[str]) -> EvidenceTags | None:
+    """The tags the training cards showed, for the bundle's cell types; refused when the config and the
+    tags given disagree, since new cards would then differ from the ones the models learned from."""
+    if config["rcc"]["evidence_tags"] != (evidence_tags is not None):
+        raise InputError("rcc.evidence_tags is on but no evidence tags were given (--evidence-tags)"
+                         if evidence_tags is None else "evidence tags were given but rcc.evidence_tags is off")
+    if evidence_tags is None:
+        return None
+    missing = sorted(set(cell_types) - set(evidence_tags))
+    if missing:
+        raise InputError(f"the evidence tags have no entry for {', '.join(missing)}")
+    return {cell: dict(evidence_tags[cell]) for cell in cell_types}
 
 
 def _levels(config: Mapping[str, Any], data: Path, cell_types: list[str]) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from r3lm.io import table_kind, write_table
 from r3lm.motifs.shards import dataset_sequences
 from r3lm.pipeline import SequencePipeline
 from r3lm.predictions import read_predictions
+from r3lm.rcc.card import EvidenceTags
 from r3lm.stage1.models import Stage1Models
 from r3lm.stage2.folder import SHARED, read_model_info
 from r3lm.stage2.predict import Stage2Predictor
@@ -49,13 +50,15 @@ def run_disruption(config: Mapping[str, Any], model_dirs: Mapping[str, str | Pat
                    cards_path: str | Path, out_table: str | Path, out_summary: str | Path, *,
                    stage1_models: Stage1Models | None = None, regenerate: bool = False, max_sequences: int = 100,
                    seed: int = 0, data_dir: str | Path | None = None, settings: Mapping[str, Any] | None = None,
-                   progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   evidence_tags: EvidenceTags | None = None, progress: bool = True
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Disrupt every directionally cited motif of up to `max_sequences` rows per cell type; write the pair
     table (TABLE_COLUMNS) and its `disruption_agreement` summary, and return both.
 
     `config` is the validated workflow config (rcc, generation, reasoning, levels, llm, stage2.batch_size);
     `model_dirs` maps a cell type, or 'shared', to a Stage-II model folder; `data_dir` (the prepared dataset)
-    is needed only for `motifs.background: input`; `settings` are the evaluation settings.
+    is needed only for `motifs.background: input`; `settings` are the evaluation settings; `evidence_tags`
+    those the cards were rendered with (rcc.evidence_tags).
     """
     started = time.perf_counter()
     if max_sequences < 1:
@@ -79,7 +82,8 @@ def run_disruption(config: Mapping[str, Any], model_dirs: Mapping[str, str | Pat
     claimed["sequence"] = [disrupt_motif(card, motif, block_rng(seed, "disrupt", cell, key, motif))
                            for card, motif, cell, key in zip(claimed["card_json"], claimed["motif"],
                                                              claimed["cell_type"], claimed["id"])]
-    claimed["card_text"] = _rebuilt_cards(config, motifs, chosen, claimed, cards_path, data_dir, progress)
+    claimed["card_text"] = _rebuilt_cards(config, motifs, chosen, claimed, cards_path, data_dir, progress,
+                                          evidence_tags=evidence_tags)
     if regenerate:
         claimed["rationale"] = _regenerate(config, stage1_models, claimed, progress)
     original = pd.Series(np.nan, index=chosen.index)
@@ -172,7 +176,7 @@ def _sample(rows: pd.DataFrame, max_sequences: int, seed: int) -> tuple[pd.DataF
 
 def _rebuilt_cards(config: Mapping[str, Any], motifs: Mapping[str, Any], chosen: pd.DataFrame,
                    claimed: pd.DataFrame, cards_path: str | Path, data_dir: str | Path | None,
-                   progress: bool) -> list[str]:
+                   progress: bool, *, evidence_tags: EvidenceTags | None = None) -> list[str]:
     """Card texts of the disrupted sequences, after checking that the same rescan and rebuild give the chosen
     rows back their stored cards."""
     if motifs["background"] == "input" and data_dir is None:
@@ -181,7 +185,7 @@ def _rebuilt_cards(config: Mapping[str, Any], motifs: Mapping[str, Any], chosen:
     frame = pd.DataFrame({"sequence": [*chosen["sequence"], *claimed["sequence"]],
                           "cell_type": [*chosen["cell_type"], *claimed["cell_type"]]})
     frame["id"] = [f"s{index}" for index in range(len(frame))]
-    pipeline = SequencePipeline.from_config({**config, "motifs": motifs}, background)
+    pipeline = SequencePipeline.from_config({**config, "motifs": motifs}, background, evidence_tags=evidence_tags)
     cards = pipeline.cards(frame, progress=progress)["card_text"].tolist()
     rcc = config["rcc"]
     differ = [index for index, text in enumerate(chosen["card_text"]) if cards[index] != text]
@@ -189,7 +193,8 @@ def _rebuilt_cards(config: Mapping[str, Any], motifs: Mapping[str, Any], chosen:
         row = chosen.iloc[differ[0]]
         raise InputError(f"{len(differ)} of {len(chosen)} stored cards (e.g. id {row['id']!r} in "
                          f"{row['cell_type']!r}) differ from a rescan with the model's motif settings, "
-                         f"rcc.grammar_tags={rcc['grammar_tags']} and rcc.dedup={rcc['dedup']}: the cards were built "
+                         f"rcc.grammar_tags={rcc['grammar_tags']}, rcc.evidence_tags={rcc['evidence_tags']} and "
+                         f"rcc.dedup={rcc['dedup']}: the cards were built "
                          "with other settings", path=cards_path)
     return cards[len(chosen):]
 

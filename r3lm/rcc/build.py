@@ -38,7 +38,7 @@ def cards_for_table(table: pd.DataFrame, hits: pd.DataFrame, settings: CardSetti
                                             mininterval=5):
         card = build_card(sequence, cell_type, grouped.get(seq_id, ()), settings)
         json_cards.append(card.to_json())
-        text_cards.append(card.to_text(with_grammar=settings.with_grammar))
+        text_cards.append(settings.text(card))
         motif_counts.append(len(card.motifs))
     keep = [column for column in ("id", "cell_type", "split", "activity", "level") if column in table.columns]
     cards = table[keep].reset_index(drop=True).assign(n_motifs=motif_counts, card_json=json_cards, card_text=text_cards)

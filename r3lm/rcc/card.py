@@ -24,6 +24,9 @@ from r3lm.rcc.grammar import GrammarSettings, grammar_tags
 
 FAMILY_SEPARATOR = "; "
 FAMILY_SUFFIXES = ("related", "like", "type", "family")  # "JUN-related": a family, not the motif
+DIRECTIONS = ("up", "down")  # an evidence tag: the motif favours or works against activity in the cell type
+NO_DIRECTION = "none"
+EvidenceTags = Mapping[str, Mapping[str, str]]  # cell type -> motif name -> up | down (any other motif: none)
 
 
 @dataclass(frozen=True)
@@ -60,14 +63,22 @@ class Card:
     def length(self) -> int:
         return len(self.sequence)
 
-    def to_text(self, *, with_grammar: bool = False) -> str:
-        """The official layout (Context, Identified Motifs, DNA Sequence); grammar tags are r3lm's addition."""
+    def to_text(self, *, with_grammar: bool = False, directions: Mapping[str, str] | None = None) -> str:
+        """The official layout (Context, Identified Motifs, DNA Sequence); grammar tags and evidence tags
+        (`directions`: motif name -> up or down in this card's cell type, any other motif none) are r3lm's
+        additions. Evidence tags end each motif line with the direction and add one count line."""
         lines = ["Context:", f"- Cell Type: {self.cell_type}", f"- GC Content: {self.gc_content:.3f}"]
         if with_grammar:
             lines.append(f"- Grammar Tags: {'; '.join(self.grammar_tags) if self.grammar_tags else 'none'}")
         lines += ["", "Identified Motifs:"]
+        ranked = sorted(self.motifs, key=lambda hit: (-hit.score, hit.start))
+        tags = [f", {self.cell_type}: {directions.get(hit.name, NO_DIRECTION)}" if directions is not None else ""
+                for hit in ranked]
         lines += [f"- {hit.name} (Family: {hit.family}, Score: {hit.score:.2f}, Strand: {hit.strand}, "
-                  f"Pos: {hit.start}-{hit.end})" for hit in sorted(self.motifs, key=lambda hit: (-hit.score, hit.start))]
+                  f"Pos: {hit.start}-{hit.end}{tag})" for hit, tag in zip(ranked, tags, strict=True)]
+        if directions is not None:
+            up, down = (sum(directions.get(hit.name) == word for hit in ranked) for word in DIRECTIONS)
+            lines.append(f"{self.cell_type} evidence: {up} up, {down} down (net {up - down:+d}).")
         lines += ["", "DNA Sequence:", f"{self.sequence} (Total Length: {self.length})"]
         return "\n".join(lines)
 
@@ -115,16 +126,24 @@ def deduplicate(hits: Iterable[MotifHit], rule: str) -> tuple[MotifHit, ...]:
 
 @dataclass(frozen=True)
 class CardSettings:
-    """The `rcc` config block: grammar-tag thresholds, whether the text shows the tags, the dedup rule."""
+    """The `rcc` config block: grammar-tag thresholds, whether the text shows the tags, the dedup rule, and
+    the evidence tags (cell type -> motif name -> up or down; None: the card shows none)."""
 
     grammar: GrammarSettings
     with_grammar: bool
     dedup: str
+    evidence_tags: EvidenceTags | None = None
 
     @classmethod
-    def from_config(cls, rcc: Mapping[str, Any], *, with_grammar: bool | None = None) -> CardSettings:
+    def from_config(cls, rcc: Mapping[str, Any], *, with_grammar: bool | None = None,
+                    evidence_tags: EvidenceTags | None = None) -> CardSettings:
         return cls(GrammarSettings.from_config(rcc["grammar"]),
-                   rcc["grammar_tags"] if with_grammar is None else with_grammar, rcc["dedup"])
+                   rcc["grammar_tags"] if with_grammar is None else with_grammar, rcc["dedup"], evidence_tags)
+
+    def text(self, card: Card) -> str:
+        """The card as the LLMs read it under these settings."""
+        directions = None if self.evidence_tags is None else self.evidence_tags.get(card.cell_type, {})
+        return card.to_text(with_grammar=self.with_grammar, directions=directions)
 
 
 def build_card(sequence: str, cell_type: str, hits: Sequence[MotifHit], settings: CardSettings) -> Card:

@@ -121,6 +121,22 @@ def teacher_name():
 
 
 REASONING_DIR = f"{RESULTS}/reasoning/{Path(RCC_DIR).name}_{teacher_name()}"
+# With rcc.evidence_tags the LLMs read cards whose text carries each motif's direction from the train split's
+# evidence: the same tables, re-rendered beside the evidence; the card JSON is the same either way.
+EVIDENCE_TAGS = config["rcc"]["evidence_tags"]
+if EVIDENCE_TAGS and TEACHER == "released":
+    raise InputError("rcc.evidence_tags needs the train split's evidence, which the released teacher sets do not "
+                     "use; turn one of them off", path="config")
+EVIDENCE_TAG_FILE = f"{REASONING_DIR}/evidence_tags.json"
+TEXT_CARD_DIR = f"{REASONING_DIR}/cards" if EVIDENCE_TAGS else RCC_DIR
+
+
+def evidence_tag_input(wildcards):
+    return {"evidence_tags": EVIDENCE_TAG_FILE} if EVIDENCE_TAGS else {}
+
+
+def evidence_tag_argument(wildcards, input):
+    return f"--evidence-tags {input.evidence_tags}" if "evidence_tags" in input.keys() else ""
 
 # Stage I: one shared model, or one per cell type (the official setting), trained here or given as
 # pretrained models (which skip training). Each model writes its own cell types' rationales in its own job.

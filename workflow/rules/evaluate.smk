@@ -114,7 +114,8 @@ rule disruption:
     input:
         models=f"{STAGE2_DIR}/{DISRUPTION['mode']}/model",
         predictions=prediction_dir(DISRUPTION["mode"]),
-        cards=f"{RCC_DIR}/{TEACHER_SETS['test']}.parquet",
+        unpack(evidence_tag_input),
+        cards=f"{TEXT_CARD_DIR}/{TEACHER_SETS['test']}.parquet",
         stage1_models=stage1_model_inputs(),
         data_summary=f"{DATA_DIR}/summary.json",
     output:
@@ -124,6 +125,7 @@ rule disruption:
         stage1_models=lambda wildcards: stage1_models_argument(),
         settings=settings("evaluation", "rcc", "generation", "reasoning", "levels", "llm", "stage2", "motifs"),
         data_dir=lambda wildcards, input: Path(input.data_summary).parent,
+        evidence_tags=evidence_tag_argument,
         launcher=launcher(STAGE2["gpus"]),
     log:
         f"{RUN_LOG_DIR}/disruption.log",
@@ -137,4 +139,5 @@ rule disruption:
     shell:
         "{params.launcher} disruption --config {params.settings:q} --models {input.models}"
         " --predictions {input.predictions} --cards {input.cards} --stage1-model {params.stage1_models}"
-        " --data-dir {params.data_dir} --out {output.table} --summary {output.summary} --no-progress > {log} 2>&1"
+        " --data-dir {params.data_dir} {params.evidence_tags} --out {output.table} --summary {output.summary}"
+        " --no-progress > {log} 2>&1"

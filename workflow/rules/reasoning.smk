@@ -41,10 +41,55 @@ if TEACHER != "released":
             " --out {output} > {log} 2>&1"
 
 
+    rule evidence_tags:
+        input:
+            motifs=f"{MOTIF_DIR}/motifs.parquet",
+            cards=f"{RCC_DIR}/train.parquet",
+            evidence=f"{REASONING_DIR}/evidence.parquet",
+        output:
+            EVIDENCE_TAG_FILE,
+        params:
+            settings=settings("reasoning", "levels"),
+        log:
+            f"{LOG_DIR}/reasoning/{Path(REASONING_DIR).name}/evidence_tags.log",
+        threads: 1
+        resources:
+            mem_mb=4096,
+            runtime=20,
+        conda:
+            ENV
+        shell:
+            "python -m r3lm evidence-tags --config {params.settings:q} --motif-table {input.motifs}"
+            " --cards {input.cards} --evidence {input.evidence} --out {output} > {log} 2>&1"
+
+
+    rule tag_cards:
+        input:
+            cards=f"{RCC_DIR}/{{table}}.parquet",
+            tags=EVIDENCE_TAG_FILE,
+        output:
+            f"{REASONING_DIR}/cards/{{table}}.parquet",
+        params:
+            settings=settings("rcc"),
+        log:
+            f"{LOG_DIR}/reasoning/{Path(REASONING_DIR).name}/tag_cards_{{table}}.log",
+        wildcard_constraints:
+            table="|".join(TABLES),
+        threads: 1
+        resources:
+            mem_mb=4096,
+            runtime=20,
+        conda:
+            ENV
+        shell:
+            "python -m r3lm tag-cards --config {params.settings:q} --cards {input.cards} --tags {input.tags}"
+            " --out {output} > {log} 2>&1"
+
+
     rule teacher:
         input:
             unpack(hf_teacher_input),
-            cards=lambda wildcards: f"{RCC_DIR}/{TEACHER_SETS[wildcards.set]}.parquet",
+            cards=lambda wildcards: f"{TEXT_CARD_DIR}/{TEACHER_SETS[wildcards.set]}.parquet",
             evidence=f"{REASONING_DIR}/evidence.parquet",
         output:
             table=f"{REASONING_DIR}/{{set}}.parquet",

@@ -8,7 +8,7 @@ rule stage2:
     input:
         unpack(stage2_backbone_input),
         teacher_sets=[f"{REASONING_DIR}/{name}.parquet" for name in STAGE2_SETS],
-        cards=[f"{RCC_DIR}/{TEACHER_SETS[name]}.parquet" for name in STAGE2_SETS],
+        cards=[f"{TEXT_CARD_DIR}/{TEACHER_SETS[name]}.parquet" for name in STAGE2_SETS],
         rationales=stage2_rationales,
         data_summary=f"{DATA_DIR}/summary.json",
     output:
@@ -45,6 +45,7 @@ rule stage2:
 rule package_model:
     input:
         models=f"{STAGE2_DIR}/{{mode}}/model",
+        unpack(evidence_tag_input),
         stage1_models=stage1_model_inputs(),
         data=dataset_tables(),
     output:
@@ -53,6 +54,7 @@ rule package_model:
         stage1_models=lambda wildcards: stage1_models_argument(),
         settings=settings("stage2", "llm", "levels", "motifs", "rcc", "reasoning", "generation", "dataset"),
         data_dir=lambda wildcards, input: Path(input.data[0]).parent,
+        evidence_tags=evidence_tag_argument,
     log:
         f"{RUN_LOG_DIR}/package_{{mode}}.log",
     wildcard_constraints:
@@ -66,4 +68,4 @@ rule package_model:
     shell:
         "python -m r3lm package-model --config {params.settings:q} --mode {wildcards.mode}"
         " --stage2-models {input.models} --stage1-model {params.stage1_models} --data-dir {params.data_dir}"
-        " --out {output} > {log} 2>&1"
+        " {params.evidence_tags} --out {output} > {log} 2>&1"
