@@ -312,6 +312,32 @@ def test_a_bundle_needs_a_deployable_mode_level_edges_and_a_model_per_cell_type(
         write_bundle(stage2_config, "generated_cot", stage2_trained["models"],
                      Stage1Models({"HepG2": str(smollm2_dir)}), stage2_trained["data"], tmp_path / "out")
     assert not (tmp_path / "oracle").exists() and not (tmp_path / "out").exists()
+    tagged = {**stage2_config, "rcc": {**stage2_config["rcc"], "evidence_tags": True}}
+    with pytest.raises(InputError, match="rcc.evidence_tags is on but no evidence tags were given"):
+        write_bundle(tagged, "generated_cot", stage2_trained["models"], shared, stage2_trained["data"], tmp_path / "out")
+    with pytest.raises(InputError, match="no entry for K562"):
+        write_bundle(tagged, "generated_cot", stage2_trained["models"], shared, stage2_trained["data"],
+                     tmp_path / "out", evidence_tags={"HepG2": {"HNF4A": "up"}})
+    with pytest.raises(InputError, match="rcc.evidence_tags is off"):
+        write_bundle(stage2_config, "generated_cot", stage2_trained["models"], shared, stage2_trained["data"],
+                     tmp_path / "out", evidence_tags={"HepG2": {"HNF4A": "up"}})
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bundle_cards_new_sequences_with_the_evidence_tags_its_models_were_trained_on(
+        stage2_config, stage2_trained, smollm2_dir, tmp_path):
+    tags = {"HepG2": {"HNF4A": "up", "HNF1A": "up", "REST": "down"}, "K562": {"GATA1": "up"}}
+    config = {**stage2_config, "rcc": {**stage2_config["rcc"], "evidence_tags": True}}
+    manifest = write_bundle(config, "generated_cot", stage2_trained["models"], Stage1Models({SHARED: str(smollm2_dir)}),
+                            stage2_trained["data"], tmp_path / "bundle", evidence_tags=tags)
+    assert manifest["evidence_tags"] == tags
+    sequence = "TTGGACTTTGGACTAAAGTCCAAAGTCCA" * 6  # HNF4A's direct repeats
+    card = R3LM.load(tmp_path / "bundle", device="cpu").pipeline.cards(
+        pd.DataFrame({"id": ["s"], "sequence": [sequence], "cell_type": ["HepG2"]}), progress=False)["card_text"][0]
+    motif_lines = [line for line in card.splitlines() if line.startswith("- ") and "Family:" in line]
+    assert motif_lines and all(line.endswith(("HepG2: up)", "HepG2: down)", "HepG2: none)")) for line in motif_lines)
+    up = sum(line.endswith("HepG2: up)") for line in motif_lines)
+    assert f"HepG2 evidence: {up} up, " in card
 
 
 def test_batches_fit_half_the_free_gpu_memory(monkeypatch):

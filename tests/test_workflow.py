@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from r3lm.config import load_schema
+from r3lm.deploy.scorer import R3LM
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -207,6 +208,7 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path
         "dataset": {"name": "tiny", "demo": {"n_sequences": 300}},
         "sampling": {"test_subset_per_cell_type": 2},
         "llm": {"base": str(smollm2_dir)},
+        "rcc": {"evidence_tags": True},
         "reasoning": {"detail": "brief",
                       "sets": {"stage1_train": 1, "stage1_val": 1, "stage2_train": 3, "stage2_val": 2}},
         "stage1": {"epochs": 1, "batch_size": 2, "gradient_accumulation": 1, "learning_rate": 1e-4,
@@ -240,6 +242,11 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path
     assert (cards["n_motifs"] > 0).mean() > 0.9
 
     reasoning = tmp_path / f"results/tiny/reasoning/{setting}_nogrammar_grounded-brief"
+    tags = json.loads((reasoning / "evidence_tags.json").read_text())
+    assert set(tags) == {"K562", "HepG2", "SKNSH"}  # rcc.evidence_tags: the LLMs read re-rendered cards
+    tagged = pd.read_parquet(reasoning / "cards/test.parquet")
+    assert tagged.drop(columns="card_text").equals(cards.drop(columns="card_text"))
+    assert tagged["card_text"].str.contains(r"\n(?:K562|HepG2|SKNSH) evidence: \d+ up, \d+ down").all()
     teacher = pd.read_parquet(reasoning / "stage1_train.parquet")
     assert teacher.groupby("cell_type").size().eq(1).all() and teacher["valid"].all()
     info = json.loads((reasoning / "sharegpt/dataset_info.json").read_text())
@@ -291,6 +298,7 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path
         "levels"]["edges"]["HepG2"]
     assert manifest["motifs"]["pvalue"] == 5e-5 and manifest["backbone"] == "llm"
     assert set(manifest["rationale_models"].values()) == {"llm"}
+    assert manifest["evidence_tags"]["HepG2"] == tags["HepG2"]
     assert (bundle / "llm/model.safetensors").stat().st_ino == (stage1 / "shared/model/model.safetensors").stat().st_ino
     queries = tables["test"].drop_duplicates("id").head(2)
     fasta = tmp_path / "queries.fa"
@@ -302,6 +310,8 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path
     table = pd.read_csv(tmp_path / "predicted.tsv", sep="\t")
     assert table["id"].tolist() == queries["id"].tolist() and table["level"].between(0, 3).all()
     assert table["rationale"].str.len().gt(0).all()
+    explained = R3LM.load(bundle, device="cpu").explain(queries["sequence"].iloc[0], "HepG2")
+    assert "\nHepG2 evidence: " in explained.card and ", HepG2: " in explained.card
     fast = subprocess.run([sys.executable, "-m", "r3lm", "predict", "--model", str(run / "models/cnn"), "--cell-type",
                            "all", "--fasta", str(fasta), "--out", str(tmp_path / "cnn.tsv"), "--no-progress"],
                           capture_output=True, text=True, timeout=300, check=False)

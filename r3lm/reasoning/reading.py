@@ -158,6 +158,7 @@ class CardReading:
     tier: str
     consistent: bool
     predicts_higher: bool
+    net_count: int | None = None  # sites for minus sites against, when the tier follows that count
 
     @property
     def cell(self) -> str:
@@ -231,7 +232,8 @@ def read_card(card: Card, level: int, readings: Sequence[SiteReading], odds: Cel
         quality=_quality(pro, card.motifs) if pro else None, composition=_composition(card.sequence),
         trend=trend, gc=_gc_reading(card.gc_content, trend, gc_effect), totals=odds.totals,
         carried=Counter((kind, call) for kind, _, call in informative), tier=tier,
-        consistent=_consistent(tier, level, n_levels), predicts_higher=tier in ("strongly positive", "positive"))
+        consistent=_consistent(tier, level, n_levels), predicts_higher=tier in ("strongly positive", "positive"),
+        net_count=net_count if tier_by_count else None)
 
 
 def _inventory(motifs: Sequence[MotifHit]) -> Inventory:

@@ -120,7 +120,9 @@ def teacher_name():
     return f"{TEACHER}-{config['reasoning']['detail']}"
 
 
-REASONING_DIR = f"{RESULTS}/reasoning/{Path(RCC_DIR).name}_{teacher_name()}"
+REASONING_DIR = f"{RESULTS}/reasoning/{Path(RCC_DIR).name}_{teacher_name()}" + (
+    "_tagged" if config["rcc"]["evidence_tags"] else ""
+)
 # With rcc.evidence_tags the LLMs read cards whose text carries each motif's direction from the train split's
 # evidence: the same tables, re-rendered beside the evidence; the card JSON is the same either way.
 EVIDENCE_TAGS = config["rcc"]["evidence_tags"]

@@ -112,9 +112,9 @@ rule report:
 
 rule disruption:
     input:
+        unpack(evidence_tag_input),
         models=f"{STAGE2_DIR}/{DISRUPTION['mode']}/model",
         predictions=prediction_dir(DISRUPTION["mode"]),
-        unpack(evidence_tag_input),
         cards=f"{TEXT_CARD_DIR}/{TEACHER_SETS['test']}.parquet",
         stage1_models=stage1_model_inputs(),
         data_summary=f"{DATA_DIR}/summary.json",

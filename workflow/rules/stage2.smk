@@ -44,8 +44,8 @@ rule stage2:
 
 rule package_model:
     input:
-        models=f"{STAGE2_DIR}/{{mode}}/model",
         unpack(evidence_tag_input),
+        models=f"{STAGE2_DIR}/{{mode}}/model",
         stage1_models=stage1_model_inputs(),
         data=dataset_tables(),
     output:
