@@ -7,14 +7,14 @@ per digit): names carry the evidence; GC is the one number. The GC reading and t
 
 from __future__ import annotations
 
-from r3lm.reasoning.wording import Phrasing, leading_first, names, net_tier, verdict
+from r3lm.reasoning.wording import Phrasing, leading_first, names, verdict
 
 
 class CompactRenderer(Phrasing):
     def arrange(self, steps: list[str], min_steps: int) -> list[str]:
         """The GC step takes the balance's tier, unless that would leave fewer than `min_steps` steps."""
         if len(steps) > min_steps:
-            return steps[:-2] + [f"{steps[-2][:-1]}; net {net_tier(self.reading)}."]
+            return steps[:-2] + [f"{steps[-2][:-1]}; net {self.reading.tier}."]
         return steps
 
     def overview(self) -> str:
@@ -72,7 +72,7 @@ class CompactRenderer(Phrasing):
         return f"GC {gc}: {reading.place} the mean, {reading.effect} activity."
 
     def balance(self) -> str:
-        return f"Net with GC {self.reading.card.gc_content:.2f}: {net_tier(self.reading)}."
+        return f"Net with GC {self.reading.card.gc_content:.2f}: {self.reading.tier}."
 
     def conclusion(self) -> str:
         return f"Conclusion: {verdict(self.reading)[1]}"

@@ -72,7 +72,6 @@ class GroundedTeacher:
     max_steps: int = 7
     detail: str = "full"
     min_steps: int = 5
-    tier_by_count: bool = False  # the cards show evidence tags (rcc.evidence_tags): the tier is their net count
 
     def __post_init__(self) -> None:
         if self.detail not in DETAILS:
@@ -90,7 +89,7 @@ class GroundedTeacher:
         """Every decision about `card` at its observed `level`, whatever the style."""
         readings = [self.read_site(hit, card.cell_type) for hit in card.motifs]
         return read_card(card, level, readings, self.odds.get(card.cell_type), self.evidence.gc.get(card.cell_type),
-                         self.grammar, self.n_levels, tier_by_count=self.tier_by_count)
+                         self.grammar, self.n_levels)
 
     def explain(self, card: Card, level: int, card_id: str) -> str:
         """The rationale for `card` at its observed `level`; `card_id` only seeds the phrasing."""

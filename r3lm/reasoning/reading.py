@@ -32,10 +32,6 @@ MAX_DATA_EFFECT = 2.0
 GC_WEIGHT = 4.0
 # Tiers of the card's net log2 odds of being high-activity (naive-Bayes feature terms + role priors + GC term)
 STRONG_ODDS, POSITIVE_ODDS, NEGATIVE_ODDS = 2.0, 0.5, -1.0
-# Tiers of the card's net count of sites for minus sites against, when the card shows them (rcc.evidence_tags):
-# below 2 negative, 2-3 mixed, 4-5 positive, 6 and more strongly positive. Set on the demo's training split:
-# as level cut-offs they agree with the measured level on 0.46 of its test cards, the odds' tiers on 0.49.
-NET_COUNT_TIERS = (2, 4, 6)
 NO_GC_TREND = 0.05
 QUOTED_RUN = 8
 
@@ -158,7 +154,6 @@ class CardReading:
     tier: str
     consistent: bool
     predicts_higher: bool
-    net_count: int | None = None  # sites for minus sites against, when the tier follows that count
 
     @property
     def cell(self) -> str:
@@ -205,10 +200,9 @@ def read_site(hit: MotifHit, cell_type: str, evidence: Evidence, roles: RoleTabl
 
 
 def read_card(card: Card, level: int, readings: Sequence[SiteReading], odds: CellOdds | None, trend: GcTrend | None,
-              grammar: GrammarSettings, n_levels: int, *, tier_by_count: bool = False) -> CardReading:
+              grammar: GrammarSettings, n_levels: int) -> CardReading:
     """The reading of `card` (its hits read as `readings`) against its cell type's `odds` (None: the cell type
-    has no significant feature) and GC `trend`. `tier_by_count`: the tier follows the card's visible count of
-    sites for and against (its evidence tags), so a student can read it off the card."""
+    has no significant feature) and GC `trend`."""
     if odds is None:
         odds = CellOdds(base=0.0, shifts={}, totals=Counter())
     by_pull = sorted(readings, key=lambda reading: (-abs(reading.effect), reading.hit.start))
@@ -220,8 +214,7 @@ def read_card(card: Card, level: int, readings: Sequence[SiteReading], odds: Cel
     feature_odds = odds.base + sum(shift for _, shift, _ in informative)
     roles = {id(reading.role): reading.role for reading in readings if reading.role is not None}
     total = feature_odds + sum(_role_prior(role) for role in roles.values()) + gc_effect
-    net_count = sum(reading.kind == "pro" for reading in readings) - sum(reading.kind == "con" for reading in readings)
-    tier = _count_tier(net_count) if tier_by_count else _tier(total)
+    tier = _tier(total)
     return CardReading(
         card=card, level=level, n_levels=n_levels, grammar=grammar, readings=tuple(readings), pro=pro,
         con=tuple(reading for reading in by_pull if reading.kind == "con"),
@@ -232,8 +225,7 @@ def read_card(card: Card, level: int, readings: Sequence[SiteReading], odds: Cel
         quality=_quality(pro, card.motifs) if pro else None, composition=_composition(card.sequence),
         trend=trend, gc=_gc_reading(card.gc_content, trend, gc_effect), totals=odds.totals,
         carried=Counter((kind, call) for kind, _, call in informative), tier=tier,
-        consistent=_consistent(tier, level, n_levels), predicts_higher=tier in ("strongly positive", "positive"),
-        net_count=net_count if tier_by_count else None)
+        consistent=_consistent(tier, level, n_levels), predicts_higher=tier in ("strongly positive", "positive"))
 
 
 def _inventory(motifs: Sequence[MotifHit]) -> Inventory:
@@ -346,11 +338,6 @@ def _tier(total: float) -> str:
     if total >= POSITIVE_ODDS:
         return "positive"
     return "mixed" if total > NEGATIVE_ODDS else "negative"
-
-
-def _count_tier(net: int) -> str:
-    above = sum(net >= cut for cut in NET_COUNT_TIERS)
-    return ("negative", "mixed", "positive", "strongly positive")[above]
 
 
 def _consistent(tier: str, level: int, n_levels: int) -> bool:

@@ -155,7 +155,7 @@ def make_backend(config: Mapping[str, Any], evidence: Evidence, *, roles: RoleTa
             evidence=evidence, roles=roles or load_roles(settings["roles_table"]),
             grammar=GrammarSettings.from_config(config["rcc"]["grammar"]), n_levels=config["levels"]["n_levels"],
             seed=settings["seed"], max_steps=settings["max_steps"], detail=settings["detail"],
-            min_steps=settings["min_steps"], tier_by_count=config["rcc"]["evidence_tags"]))
+            min_steps=settings["min_steps"]))
     if settings["teacher"] == "openai":
         from r3lm.reasoning.openai_backend import OpenAIBackend
 

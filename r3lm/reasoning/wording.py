@@ -130,11 +130,6 @@ def level_words(level: int, n_levels: int) -> str:
     return FOUR_LEVEL_WORDS[level] if n_levels == 4 else f"in activity {level_name(level, n_levels)}"
 
 
-def net_tier(reading: CardReading) -> str:
-    """The tier, after the net count it follows when the card shows one ("+3, mixed")."""
-    return reading.tier if reading.net_count is None else f"{reading.net_count:+d}, {reading.tier}"
-
-
 def verdict(reading: CardReading) -> tuple[str, str]:
     """The level in words and the closing 'Activity level: N (name).'"""
     level, n_levels = reading.level, reading.n_levels
