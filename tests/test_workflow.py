@@ -117,7 +117,7 @@ def test_ablation_overrides_get_their_own_outputs(tmp_path: Path) -> None:
     assert f"results/demo/motifs/{setting}/shards/0002.parquet" in planned
     assert f"results/demo/rcc/{setting}_grammar/train.parquet" in planned
     assert "resources/motifs/JASPAR2024_CORE_vertebrates.meme" in planned
-    stage1 = f"results/demo/stage1/{setting}_grammar_grounded-compact_SmolLM2-360M-Instruct_full"
+    stage1 = f"results/demo/stage1/{setting}_grammar_grounded-compact_tagged_SmolLM2-360M-Instruct_full"
     stage2 = stage1.replace("/stage1/", "/stage2/") + "_stage1-backbone_frozen"
     assert f"{stage1}/shared/model" in planned and f"{stage2}/sequence_only/predictions" in planned
     assert f"results/demo/baselines/motif_ridge/{setting}_grammar/predictions" in planned
@@ -241,7 +241,7 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path
     assert cards["card_text"].str.startswith("Context:\n- Cell Type: ").all()
     assert (cards["n_motifs"] > 0).mean() > 0.9
 
-    reasoning = tmp_path / f"results/tiny/reasoning/{setting}_nogrammar_grounded-brief"
+    reasoning = tmp_path / f"results/tiny/reasoning/{setting}_nogrammar_grounded-brief_tagged"
     tags = json.loads((reasoning / "evidence_tags.json").read_text())
     assert set(tags) == {"K562", "HepG2", "SKNSH"}  # rcc.evidence_tags: the LLMs read re-rendered cards
     tagged = pd.read_parquet(reasoning / "cards/test.parquet")
