@@ -65,11 +65,14 @@ class Card:
         lines = ["Context:", f"- Cell Type: {self.cell_type}", f"- GC Content: {self.gc_content:.3f}"]
         if with_grammar:
             lines.append(f"- Grammar Tags: {'; '.join(self.grammar_tags) if self.grammar_tags else 'none'}")
-        lines += ["", "Identified Motifs:"]
-        lines += [f"- {hit.name} (Family: {hit.family}, Score: {hit.score:.2f}, Strand: {hit.strand}, "
-                  f"Pos: {hit.start}-{hit.end})" for hit in sorted(self.motifs, key=lambda hit: (-hit.score, hit.start))]
+        lines += ["", "Identified Motifs:", *self.motif_lines()]
         lines += ["", "DNA Sequence:", f"{self.sequence} (Total Length: {self.length})"]
         return "\n".join(lines)
+
+    def motif_lines(self) -> list[str]:
+        """The Identified Motifs lines of the text: what a rationale can cite of the motifs."""
+        return [f"- {hit.name} (Family: {hit.family}, Score: {hit.score:.2f}, Strand: {hit.strand}, "
+                f"Pos: {hit.start}-{hit.end})" for hit in sorted(self.motifs, key=lambda hit: (-hit.score, hit.start))]
 
     def to_json(self) -> str:
         payload = asdict(self)
