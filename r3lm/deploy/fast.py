@@ -11,7 +11,8 @@ background, and applies every cell type's ridge to its card's motif counts. `pre
 (sequences x cell types, in `cell_types` order) that variant scoring and mutagenesis build on.
 
 Both kinds read A, C, G, T and N (an N is all zeros to the CNN, a position no motif matches to the scan).
-Predictions of an LLM bundle need a rationale per sequence and cell type; that path stays r3lm.deploy.scorer's.
+Predictions of an LLM bundle need a card (and in generated_cot a rationale) per sequence and cell type; that
+path stays r3lm.deploy.scorer's, whose steps variant scoring and mutagenesis run for an LLM bundle instead.
 """
 
 from __future__ import annotations

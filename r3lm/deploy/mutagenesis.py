@@ -65,11 +65,8 @@ def substitutions(sequence: str) -> pd.DataFrame:
 
 
 def saturation_mutagenesis(model: FastModel | R3LM, sequence: str, cell_types: str | Iterable[str] | None = None, *,
-                           progress: bool = False, reuse_rationales: bool = True
-                           ) -> tuple[pd.DataFrame, dict[str, float]]:
-    """The 3 L substitutions' effects in the chosen cell types, and the wild type's predictions. With
-    `reuse_rationales` False an LLM bundle writes every mutant's rationale: the costly reference that
-    benchmarks/mutagenesis.py times the reuse against."""
+                           progress: bool = False) -> tuple[pd.DataFrame, dict[str, float]]:
+    """The 3 L substitutions' effects in the chosen cell types, and the wild type's predictions."""
     chosen = model.check_cell_types(cell_types)
     _, (wild_type,) = named_sequences([sequence], allow_n=False)  # an N has no substitutions to weigh
     mutants = substitutions(wild_type)
@@ -80,7 +77,7 @@ def saturation_mutagenesis(model: FastModel | R3LM, sequence: str, cell_types: s
         matrix = _fast_predictions(model, sequences, progress=progress)
         matrix = matrix[:, [model.cell_types.index(cell) for cell in chosen]]
     else:
-        matrix, marks = llm_predictions(model, sequences, chosen, reuse=reuse_rationales, progress=progress)
+        matrix, marks = llm_predictions(model, sequences, chosen, reuse=True, progress=progress)
     effects = matrix[1:] - matrix[0]
     table = mutants.drop(columns="sequence").assign(**{effect_column(cell): effects[:, i]
                                                        for i, cell in enumerate(chosen)})
@@ -107,12 +104,11 @@ def _fast_predictions(model: FastModel, sequences: list[str], *, progress: bool)
 def llm_predictions(model: R3LM, sequences: list[str], cell_types: Sequence[str], *, reuse: bool,
                     progress: bool) -> tuple[np.ndarray, list[str] | None]:
     """(sequences, cell types) activity for the wild type (first) and its mutants, and per mutant whether it
-    reused the wild type's rationale (None for a bundle without a Stage-I model); see the module docstring."""
-    rows = model.card_rows(sequences, cell_types)
-    with_grammar = model.pipeline.card_settings.with_grammar
-    views = [rationale_view(Card.from_json(text), with_grammar=with_grammar)
-             for text in rows["card_json"].iloc[::len(cell_types)]]
-    rescored = [not reuse or view != views[0] for view in views[1:]]
+    reused the wild type's rationale (None for a bundle without a Stage-I model); see the module docstring.
+    With `reuse` False every mutant gets its own rationale: the costly reference that benchmarks/mutagenesis.py
+    times the reuse against."""
+    rows, changed = card_changes(model, sequences, cell_types)
+    rescored = [not reuse or change for change in changed]
     if model.writes_rationales:
         write = np.repeat([True, *rescored], len(cell_types))  # the wild type and each changed mutant
         rationales = np.empty(len(rows), dtype=object)
@@ -126,6 +122,16 @@ def llm_predictions(model: R3LM, sequences: list[str], cell_types: Sequence[str]
             bar.update(len(predicted[-1]) // len(cell_types))
     marks = [RESCORED if changed else REUSED for changed in rescored] if model.writes_rationales else None
     return np.concatenate(predicted).reshape(len(sequences), len(cell_types)), marks
+
+
+def card_changes(model: R3LM, sequences: list[str], cell_types: Sequence[str]) -> tuple[pd.DataFrame, list[bool]]:
+    """`card_rows` of the wild type (first) and its mutants, and per mutant whether its card shows other motifs
+    than the wild type's (`rationale_view`)."""
+    rows = model.card_rows(sequences, cell_types)
+    with_grammar = model.pipeline.card_settings.with_grammar
+    views = [rationale_view(Card.from_json(text), with_grammar=with_grammar)
+             for text in rows["card_json"].iloc[::len(cell_types)]]
+    return rows, [view != views[0] for view in views[1:]]
 
 
 def rationale_view(card: Card, *, with_grammar: bool) -> tuple[str, ...]:

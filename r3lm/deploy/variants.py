@@ -69,7 +69,7 @@ log = logging.getLogger(__name__)
 
 VARIANT_COLUMNS = ["chrom", "pos", "id", "ref", "alt", "cell_type", "ref_predicted", "alt_predicted", "delta",
                    "ref_level", "alt_level"]
-MOTIF_COLUMNS = ["motifs_gained", "motifs_lost"]  # LLM bundles: what the ALT card has that the REF card lacks
+MOTIF_COLUMNS = ["motifs_gained", "motifs_lost"]  # LLM bundles: motifs the ALT card has more, and fewer, of
 RATIONALE_COLUMNS = ["ref_rationale", "alt_rationale"]  # LLM bundles, on request
 DEFAULT_CHUNK = 4096  # variants per chunk with a fast bundle: two windows each, one model call
 LLM_CHUNK = 64  # with an LLM bundle, where each window costs a Stage-II pass (and a rationale in generated_cot)
@@ -237,7 +237,7 @@ def score_variants(model: FastModel | R3LM, variants: Iterable[Variant], cell_ty
                    chunk_size: int | None = None, rationales: bool = False) -> Iterator[pd.DataFrame]:
     """The variant table, chunk by chunk (None: the bundle kind's default size): each chunk's distinct windows
     scored together, a fast bundle's in one model call."""
-    size = chunk_size or (DEFAULT_CHUNK if isinstance(model, FastModel) else LLM_CHUNK)
+    size = chunk_size if chunk_size is not None else DEFAULT_CHUNK if isinstance(model, FastModel) else LLM_CHUNK
     if size < 1:
         raise InputError(f"chunk size must be at least 1, got {size}")
     iterator = iter(variants)
@@ -274,15 +274,15 @@ def variant_table(model: FastModel | R3LM, chunk: Sequence[Variant], ref: np.nda
     return table[VARIANT_COLUMNS]
 
 
-def llm_variant_table(model: R3LM, chunk: Sequence[Variant], windows: Sequence[str],
+def llm_variant_table(model: R3LM, chunk: Sequence[Variant], distinct: Sequence[str],
                       rows: tuple[Sequence[int], Sequence[int]], cell_types: Sequence[str], *,
                       rationales: bool) -> pd.DataFrame:
     """`variant_table` through an LLM bundle, with the motifs gained and lost (and the rationales when asked);
-    `rows` are each variant's REF and ALT rows in `windows`."""
-    cards = model.card_rows(windows, cell_types)  # window by window, the cell types inside
+    `rows` are each variant's REF and ALT rows in the `distinct` windows."""
+    cards = model.card_rows(distinct, cell_types)  # window by window, the cell types inside
     if rationales or model.writes_rationales:
         cards["rationale"] = model.write_rationales(cards)
-    predicted = model.predict_rows(cards).reshape(len(windows), len(cell_types))
+    predicted = model.predict_rows(cards).reshape(len(distinct), len(cell_types))
     ref_rows, alt_rows = rows
     table = variant_table(model, chunk, predicted[ref_rows], predicted[alt_rows], cell_types)
     motifs = [Card.from_json(text) for text in cards["card_json"].iloc[::len(cell_types)]]
@@ -291,7 +291,7 @@ def llm_variant_table(model: R3LM, chunk: Sequence[Variant], windows: Sequence[s
     for column, values in zip(MOTIF_COLUMNS, zip(*changes, strict=True), strict=True):
         table[column] = np.repeat(list(values), len(cell_types))
     if rationales:
-        texts = cards["rationale"].to_numpy().reshape(len(windows), len(cell_types))
+        texts = cards["rationale"].to_numpy().reshape(len(distinct), len(cell_types))
         table["ref_rationale"], table["alt_rationale"] = texts[ref_rows].ravel(), texts[alt_rows].ravel()
     return table
 
