@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -34,6 +36,7 @@ from r3lm.deploy.mutagenesis import (
 )
 from r3lm.deploy.scorer import R3LM
 
+STEPS = ("write_rationales", "predict_rows")
 SIM003889 = ("TTGTTTATATTGATTAGTATGACCTTCGGACTAAGGCATGTGGCATCGGCCGAATGACTCATGTTAAGAGGTGCCATCCCGTATTATCGGATATACAGG"
              "AAGGCCTTGTTAATTGGGCAGTAAGGAATCCCCGCCCCATACACTCGAAGCCAAAATGACTCCATAGGCAGGTGCGGCACAGTCATCTATGCAATCGCAAA")
 
@@ -66,13 +69,15 @@ def main() -> None:
     timed = mutants["position"].between(first, last).to_numpy()
     runs = {}
     for label, reuse in (("reuse", True), ("rescore all", False)):
+        steps = time_steps(model)
         started = time.perf_counter()
         _, marks = llm_predictions(model, [args.sequence, *mutants.loc[timed, "sequence"]], [args.cell_type],
                                    reuse=reuse, progress=False)
         seconds = time.perf_counter() - started
-        runs[label] = {"seconds": round(seconds, 1), "rationales": 1 + marks.count(RESCORED)}
+        runs[label] = {"seconds": round(seconds, 1), "rationales": 1 + marks.count(RESCORED),
+                       "steps_s": {name: round(value, 1) for name, value in steps.items()}}
         print(f"{label}: {int(timed.sum())} mutants at {first}-{last}, {runs[label]['rationales']} rationales, "
-              f"{seconds:.1f} s")
+              f"{seconds:.1f} s; {runs[label]['steps_s']}")
     print(json.dumps({
         "model": args.model, "mode": model.mode, "device": model.device, "threads": torch.get_num_threads(),
         "max_new_tokens": model.manifest["generation"]["max_new_tokens"], "length": len(args.sequence),
@@ -80,6 +85,23 @@ def main() -> None:
         "card_seconds": round(card_seconds, 2), "timed_positions": [first, last], "runs": runs,
         "timed_changed_ratio": round((runs["reuse"]["rationales"] - 1) / int(timed.sum()), 3),
         "time_ratio": round(runs["reuse"]["seconds"] / runs["rescore all"]["seconds"], 3)}))
+
+
+def time_steps(model: R3LM) -> dict[str, float]:
+    """Seconds spent writing rationales and predicting, filled in as the model's steps run."""
+    totals = dict.fromkeys(STEPS, 0.0)
+    for name in STEPS:
+        step = getattr(type(model), name).__get__(model)
+
+        def timed(*args: Any, _step: Callable[..., Any] = step, _name: str = name, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return _step(*args, **kwargs)
+            finally:
+                totals[_name] += time.perf_counter() - started
+
+        setattr(model, name, timed)
+    return totals
 
 
 if __name__ == "__main__":

@@ -143,7 +143,8 @@ def predict(args: argparse.Namespace) -> None:
          arg("--out", type=OutputFile, required=True, help="output: .parquet, .tsv or .csv (text kinds .gz)"),
          arg("--pass-only", action="store_true", help="score only records whose FILTER is PASS or ."),
          arg("--chunk-size", type=int, default=None,
-             help="variants per chunk, so memory stays bounded (default 4096 for fast bundles, 64 for LLM bundles)"),
+             help="variants per chunk, so memory stays bounded (default: thousands with a fast bundle, tens with an "
+                  "LLM bundle)"),
          arg("--regions", nargs="+", default=None, help="only these regions (chr:start-end), read by the index"),
          arg("--rationales", action="store_true",
              help="LLM bundles with a Stage-I model (generated_cot): add ref_rationale and alt_rationale"),
