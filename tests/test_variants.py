@@ -18,6 +18,7 @@ from r3lm.deploy.fast import FastModel
 from r3lm.deploy.scorer import load
 from r3lm.deploy.variants import (
     MOTIF_COLUMNS,
+    N_IN_WINDOW,
     RATIONALE_COLUMNS,
     VARIANT_COLUMNS,
     VariantReader,
@@ -201,15 +202,16 @@ SNV_POS, DELETION_POS = 60, 160  # 1-based; a whole FEV site starts 10 bp after 
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
-    """A 400-bp contig with FEV at 52-60 and a GATA4 site broken by that T at 60-67, and FEV at 170-178; a VCF
-    with the SNV T60C and a 3-bp deletion at 160."""
+    """A 400-bp contig with FEV at 52-60 and a GATA4 site broken by that T at 60-67, FEV at 170-178 and an N at
+    350; a VCF with the SNV T60C, a 3-bp deletion at 160, a symbolic allele and an SNV near the N."""
     chrom = "".join(np.random.default_rng(7).choice(list("ACGT"), 400))
-    chrom = chrom[:51] + FEV + GATA4[1:] + chrom[67:169] + FEV + chrom[178:]
+    chrom = chrom[:51] + FEV + GATA4[1:] + chrom[67:169] + FEV + chrom[178:349] + "N" + chrom[350:]
     root = tmp_path_factory.mktemp("planted")
     deleted = chrom[DELETION_POS - 1:DELETION_POS + 3]
     records = [("chr1", SNV_POS, "fev_to_gata4", "T", "C", 50, "PASS", "."),
                ("chr1", DELETION_POS, "moves_fev", deleted, deleted[0], 50, "PASS", "."),
-               ("chr1", 100, "symbolic", chrom[99], "<DEL>", 50, "PASS", ".")]
+               ("chr1", 100, "symbolic", chrom[99], "<DEL>", 50, "PASS", "."),
+               ("chr1", 330, "near_n", chrom[329], _other(chrom[329]), 50, "PASS", ".")]
     return {"vcf": _write_vcf(root / "planted.vcf", records), "records": records, "chrom": chrom,
             "genome": _write_genome(root / "planted.fa", {"chr1": chrom})}
 
@@ -251,10 +253,11 @@ def test_an_llm_bundle_names_the_motifs_each_variant_gains_and_loses_and_both_ra
     assert fev[1] and fev[0] == [position + 3 for position in fev[1]]
 
 
-def test_without_rationales_an_llm_bundle_adds_only_the_motif_columns(bundle, planted, model, genome, genome_path,
-                                                                     tmp_path):
-    symbolic = _write_vcf(tmp_path / "symbolic.vcf", planted["records"][2:])  # nothing to score: no model call
-    run_variants(bundle, symbolic, planted["genome"], tmp_path / "empty.tsv", device="cpu", progress=False)
+def test_without_rationales_an_llm_bundle_adds_only_the_motif_columns_and_skips_windows_with_n(
+        bundle, planted, model, genome, genome_path, tmp_path):
+    unscored = _write_vcf(tmp_path / "unscored.vcf", planted["records"][2:])  # nothing to score: no model call
+    summary = run_variants(bundle, unscored, planted["genome"], tmp_path / "empty.tsv", device="cpu", progress=False)
+    assert summary["variants"] == 0 and summary["skipped"] == {"symbolic allele": 1, N_IN_WINDOW: 1}
     assert list(pd.read_csv(tmp_path / "empty.tsv", sep="\t").columns) == [*VARIANT_COLUMNS, *MOTIF_COLUMNS]
     with pytest.raises(InputError, match="the cnn bundle has no Stage-I model"):
         run_variants(model.folder, _write_vcf(tmp_path / "calls.vcf", _records(genome)[:1]), genome_path,
