@@ -141,8 +141,10 @@ class SequencePipeline:
                               threads=self.threads, device=self.scan_device, progress=progress)
 
     def cards(self, table: pd.DataFrame, *, progress: bool = True) -> pd.DataFrame:
-        """One card per (`id`, `sequence`, `cell_type`) row (`cards_for_table`)."""
-        return cards_for_table(table, self.hits(table, progress=progress), self.card_settings, progress=progress)
+        """One card per (`id`, `sequence`, `cell_type`) row (`cards_for_table`); a sequence in several cell types
+        is scanned once."""
+        hits = self.hits(table.drop_duplicates("id"), progress=progress)
+        return cards_for_table(table, hits, self.card_settings, progress=progress)
 
     def rationales(self, cards: Sequence[str], cell_types: Sequence[str], *, progress: bool = False) -> list[str]:
         """One rationale per card text, each from its cell type's Stage-I model."""

@@ -256,3 +256,19 @@ def stage2_trained(smollm2_dir: Path, stage2_config: dict[str, Any], tmp_path_fa
                root / "predictions", progress=False)
     return {"sets": sets, "model": root / "work" / "model" / "shared", "models": root / "work" / "model",
             "predictions": root / "predictions", "data": data, "cards": cards}
+
+
+@pytest.fixture(scope="session")
+def bundle(stage2_config: dict[str, Any], stage2_trained: dict[str, Any], smollm2_dir: Path,
+           tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture's generated_cot run as a bundle, SmolLM2 its Stage-I model; 12 new tokens keep generation
+    cheap. Shared by the prediction, variant and mutagenesis tests, which only read it."""
+    from r3lm.deploy.bundle import write_bundle
+    from r3lm.stage1.models import SHARED as SHARED_STAGE1
+    from r3lm.stage1.models import Stage1Models
+
+    config = {**stage2_config, "generation": {**stage2_config["generation"], "max_new_tokens": 12}}
+    out = tmp_path_factory.mktemp("bundle") / "generated_cot"
+    write_bundle(config, "generated_cot", stage2_trained["models"], Stage1Models({SHARED_STAGE1: str(smollm2_dir)}),
+                 stage2_trained["data"], out)
+    return out

@@ -1,5 +1,5 @@
 """Saturation mutagenesis with a fast bundle: 3 L substitutions, effects against the wild type, the planted site
-the CNN learned standing out, and a logo PNG."""
+the CNN learned standing out, and a logo PNG. With an LLM bundle: a rationale only where the card changes."""
 
 from __future__ import annotations
 
@@ -13,11 +13,15 @@ from test_fast_bundle import LENGTH, one_torch_thread, tiny_workflow
 from r3lm.cli import main
 from r3lm.deploy.fast import FastModel
 from r3lm.deploy.mutagenesis import (
+    RATIONALE_COLUMN,
+    RESCORED,
+    REUSED,
     centred_effects,
     run_mutagenesis,
     saturation_mutagenesis,
     substitutions,
 )
+from r3lm.deploy.scorer import load
 from r3lm.errors import InputError
 
 ACTIVATOR = "TGACTCA"  # make_dataset's AP-1 site: each one adds 1 to the activity in A
@@ -88,3 +92,27 @@ def test_bad_requests_stop_before_any_work(model, tmp_path):
     with pytest.raises(InputError, match="logo is written as PNG"):
         run_mutagenesis(model.folder, "ACGT", tmp_path / "e.tsv", logo=tmp_path / "logo.svg", device="cpu")
     assert not (tmp_path / "e.tsv").exists()
+
+
+# NFIL3's TTATGCAAT at 2-10 with its seventh base G: G8A mends the site, and no other substitution changes the card
+BROKEN_NFIL3 = "TTTATGCGATG"
+
+
+def test_an_llm_bundle_writes_a_rationale_only_for_mutants_whose_card_changes(bundle, tmp_path):
+    with one_torch_thread():
+        summary = run_mutagenesis(bundle, BROKEN_NFIL3, tmp_path / "effects.tsv", cell_types=["HepG2"], device="cpu",
+                                  progress=False)
+    table = pd.read_csv(tmp_path / "effects.tsv", sep="\t")
+    assert list(table.columns) == ["position", "ref", "alt", "effect_HepG2", RATIONALE_COLUMN]
+    assert summary["rationales"] == {REUSED: 32, RESCORED: 1}
+    assert table.loc[table[RATIONALE_COLUMN] == RESCORED, ["position", "ref", "alt"]].values.tolist() == [[8, "G", "A"]]
+    cards = load(str(bundle), "cpu").card_rows([BROKEN_NFIL3, *substitutions(BROKEN_NFIL3)["sequence"]],
+                                               ["HepG2"])["card_text"].tolist()
+
+    def beside_sequence(card: str) -> list[str]:  # all but the GC content and the DNA line
+        return [line for line in card.splitlines()[:-1] if not line.startswith("- GC Content")]
+
+    same = [beside_sequence(card) == beside_sequence(cards[0]) for card in cards[1:]]
+    assert same == (table[RATIONALE_COLUMN] == REUSED).tolist() and "- NFIL3 (" in cards[1 + same.index(False)]
+    # predicted anew all the same: the regressor reads the card's DNA line
+    assert table.loc[table[RATIONALE_COLUMN] == REUSED, "effect_HepG2"].abs().gt(0).any()

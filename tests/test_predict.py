@@ -30,17 +30,6 @@ EDGES = [-0.5, 0.0, 0.5]  # the stage2_trained fixture's level edges
 
 
 @pytest.fixture(scope="module")
-def bundle(stage2_config: dict[str, Any], stage2_trained: dict[str, Any], smollm2_dir: Path,
-           tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The fixture's generated_cot run with SmolLM2 as its Stage-I model; 12 new tokens keep generation cheap."""
-    config = {**stage2_config, "generation": {**stage2_config["generation"], "max_new_tokens": 12}}
-    out = tmp_path_factory.mktemp("bundle") / "generated_cot"
-    write_bundle(config, "generated_cot", stage2_trained["models"], Stage1Models({SHARED: str(smollm2_dir)}),
-                 stage2_trained["data"], out)
-    return out
-
-
-@pytest.fixture(scope="module")
 def model(bundle: Path) -> R3LM:
     return R3LM.load(bundle, device="cpu")
 

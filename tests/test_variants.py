@@ -1,5 +1,6 @@
 """Variants from a VCF scored with a fast bundle: one row per ALT allele and cell type, REF and ALT windows cut
-around the variant as the module documents, refusals counted, and bad records stopped in one line."""
+around the variant as the module documents, refusals counted, and bad records stopped in one line. With an LLM
+bundle: the motifs each variant gains and loses, and on request both rationales."""
 
 from __future__ import annotations
 
@@ -14,14 +15,20 @@ from test_fast_bundle import LENGTH, one_torch_thread, tiny_workflow
 
 from r3lm.cli import main
 from r3lm.deploy.fast import FastModel
+from r3lm.deploy.scorer import load
 from r3lm.deploy.variants import (
+    MOTIF_COLUMNS,
+    N_IN_WINDOW,
+    RATIONALE_COLUMNS,
     VARIANT_COLUMNS,
     VariantReader,
+    motif_changes,
     refusal,
     run_variants,
     windows,
 )
 from r3lm.errors import InputError
+from r3lm.rcc.card import Card, MotifHit
 
 HALF = LENGTH // 2
 HEADER = ("##fileformat=VCFv4.2\n##contig=<ID=chr1,length=400>\n##contig=<ID=chr2,length=300>\n"
@@ -44,7 +51,10 @@ def genome(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def genome_path(genome: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("genome") / "genome.fa"
+    return _write_genome(tmp_path_factory.mktemp("genome") / "genome.fa", genome)
+
+
+def _write_genome(path: Path, genome: dict[str, str]) -> Path:
     path.write_text("".join(f">{name}\n" + "\n".join(seq[i:i + 60] for i in range(0, len(seq), 60)) + "\n"
                             for name, seq in genome.items()))
     return path
@@ -181,3 +191,74 @@ def test_regions_need_an_index_and_a_malformed_line_is_named(model, genome, geno
     broken.write_text(vcf.read_text() + "chr1\tnot-a-number\t.\tA\tC\t50\tPASS\t.\n")
     with pytest.raises(InputError, match=rf"cannot parse the record after line {HEADER_LINES + 2} "):
         run_variants(model.folder, broken, genome_path, tmp_path / "b.tsv", device="cpu", progress=False)
+
+
+# Every single-base change of these FEV and GATA4 sites removes them from a card. Overlapping by one base, the
+# sites cannot both be whole: with T there FEV is, with C GATA4 is, so that SNV loses one and gains the other.
+FEV, FEV_ENTRY = "ACCGGAAGT", "FEV (Ets-related)"
+GATA4, GATA4_ENTRY = "CCTTATCT", "GATA4 (C4-GATA-related)"
+SNV_POS, DELETION_POS = 60, 160  # 1-based; a whole FEV site starts 10 bp after the deletion
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
+    """A 400-bp contig with FEV at 52-60 and a GATA4 site broken by that T at 60-67, FEV at 170-178 and an N at
+    350; a VCF with the SNV T60C, a 3-bp deletion at 160, a symbolic allele and an SNV near the N."""
+    chrom = "".join(np.random.default_rng(7).choice(list("ACGT"), 400))
+    chrom = chrom[:51] + FEV + GATA4[1:] + chrom[67:169] + FEV + chrom[178:349] + "N" + chrom[350:]
+    root = tmp_path_factory.mktemp("planted")
+    deleted = chrom[DELETION_POS - 1:DELETION_POS + 3]
+    records = [("chr1", SNV_POS, "fev_to_gata4", "T", "C", 50, "PASS", "."),
+               ("chr1", DELETION_POS, "moves_fev", deleted, deleted[0], 50, "PASS", "."),
+               ("chr1", 100, "symbolic", chrom[99], "<DEL>", 50, "PASS", "."),
+               ("chr1", 330, "near_n", chrom[329], _other(chrom[329]), 50, "PASS", ".")]
+    return {"vcf": _write_vcf(root / "planted.vcf", records), "records": records, "chrom": chrom,
+            "genome": _write_genome(root / "planted.fa", {"chr1": chrom})}
+
+
+def test_motif_changes_count_motifs_by_name_and_family_where_both_windows_reach():
+    def card(*hits: tuple[str, int]) -> Card:
+        return Card("HepG2", 0.5, "A" * 60, tuple(MotifHit("MA1", name, "Fam", "C", start, start + 7, "+", 10.0, 1e-5)
+                                                 for name, start in hits))
+
+    assert motif_changes(card(("X", 40), ("Y", 10)), card(("X", 37), ("Z", 10)), -3) == ("Z (Fam)", "Y (Fam)")
+    assert motif_changes(card(("X", 5), ("X", 20)), card(("X", 5)), 0) == ("", "X (Fam)")
+    assert motif_changes(card(), card(("X", 5), ("X", 20)), 0) == ("X (Fam) x2", "")
+    # a 4-bp insertion pushes a REF hit ending at 58 out of the ALT window; a 4-bp deletion pulls one in
+    assert motif_changes(card(("X", 51)), card(), 4) == ("", "")
+    assert motif_changes(card(), card(("X", 51)), -4) == ("", "")
+    assert motif_changes(card(("X", 49)), card(), 4) == ("", "X (Fam)")
+
+
+def test_an_llm_bundle_names_the_motifs_each_variant_gains_and_loses_and_both_rationales(bundle, planted, tmp_path):
+    """One run through the CLI (each window's rationale costs seconds on a CPU): the SNV loses FEV and gains
+    GATA4, the deletion moves the FEV site after it, which is no change."""
+    out = tmp_path / "effects.tsv"
+    with one_torch_thread():
+        assert main(["variants", "--model", str(bundle), "--vcf", str(planted["vcf"]), "--genome",
+                     str(planted["genome"]), "--cell-type", "HepG2", "--rationales", "--out", str(out), "--device",
+                     "cpu", "--no-progress"]) == 0
+    table = pd.read_csv(out, sep="\t", keep_default_na=False)
+    assert list(table.columns) == [*VARIANT_COLUMNS, *MOTIF_COLUMNS, *RATIONALE_COLUMNS]
+    assert table["id"].tolist() == ["fev_to_gata4", "moves_fev"]
+    snv, deletion = ({column: set(row[column].split(", ")) for column in MOTIF_COLUMNS} for _, row in table.iterrows())
+    assert FEV_ENTRY in snv["motifs_lost"] and GATA4_ENTRY in snv["motifs_gained"]
+    assert FEV_ENTRY not in snv["motifs_gained"] | deletion["motifs_gained"] | deletion["motifs_lost"]
+    assert table[RATIONALE_COLUMNS].map(len).gt(0).all().all()
+    np.testing.assert_allclose(table["delta"], table["alt_predicted"] - table["ref_predicted"], atol=1e-9)
+    chrom, start = planted["chrom"], DELETION_POS - 1 - HALF  # both windows hold the site, 3 bp apart
+    cards = load(str(bundle), "cpu").card_rows(
+        [chrom[start:start + LENGTH], (chrom[start:DELETION_POS] + chrom[DELETION_POS + 3:])[:LENGTH]], ["HepG2"])
+    fev = [[hit.start for hit in Card.from_json(text).motifs if hit.name == "FEV"] for text in cards["card_json"]]
+    assert fev[1] and fev[0] == [position + 3 for position in fev[1]]
+
+
+def test_without_rationales_an_llm_bundle_adds_only_the_motif_columns_and_skips_windows_with_n(
+        bundle, planted, model, genome, genome_path, tmp_path):
+    unscored = _write_vcf(tmp_path / "unscored.vcf", planted["records"][2:])  # nothing to score: no model call
+    summary = run_variants(bundle, unscored, planted["genome"], tmp_path / "empty.tsv", device="cpu", progress=False)
+    assert summary["variants"] == 0 and summary["skipped"] == {"symbolic allele": 1, N_IN_WINDOW: 1}
+    assert list(pd.read_csv(tmp_path / "empty.tsv", sep="\t").columns) == [*VARIANT_COLUMNS, *MOTIF_COLUMNS]
+    with pytest.raises(InputError, match="the cnn bundle has no Stage-I model"):
+        run_variants(model.folder, _write_vcf(tmp_path / "calls.vcf", _records(genome)[:1]), genome_path,
+                     tmp_path / "fast.tsv", rationales=True, device="cpu")

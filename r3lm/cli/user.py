@@ -32,6 +32,7 @@ SEQUENCE_INPUT = (
 )
 MODEL_HELP = "a model folder (results/<dataset>/runs/<run>/models/<mode>)"
 CELL_TYPE_HELP = "one of the model's cell types"
+BUNDLE_HELP = "a fast bundle (models/cnn, models/motif_ridge) or an LLM bundle (models/<mode>)"
 
 
 @command("check-config", "validate a config file (YAML and every key, with the line of a syntax error), as the "
@@ -116,9 +117,7 @@ def predict(args: argparse.Namespace) -> None:
     if args.rank_by is not None and args.cell_type != "all":
         raise InputError("--rank-by compares cell types: use it with --cell-type all")
     model = load(args.model, device=args.device, batch_size=args.batch_size)
-    cells = model.cell_types if args.cell_type == "all" else [args.cell_type]
-    for cell in cells:
-        (model.check_cell_types if isinstance(model, FastModel) else model.check_cell_type)(cell)
+    cells = model.check_cell_types(None if args.cell_type == "all" else args.cell_type)
     sequences = read_sequences(args.fasta or args.table or args.bed, id_column=args.id_column,
                                sequence_column=args.sequence_column, genome=args.genome,
                                allow_n=isinstance(model, FastModel))
@@ -137,14 +136,18 @@ def predict(args: argparse.Namespace) -> None:
 
 
 @command("variants", "each VCF variant's effect on activity: REF and ALT windows centred on it, per cell type",
-         arg("--model", required=True, help="a fast bundle (models/cnn or models/motif_ridge)"),
+         arg("--model", required=True, help=BUNDLE_HELP + "; an LLM bundle adds the motifs gained and lost"),
          arg("--vcf", required=True, help="VCF (.vcf or .vcf.gz); multi-allelic records are split"),
          arg("--genome", required=True, help="the genome FASTA the VCF refers to (indexed with pyfaidx)"),
          arg("--cell-type", default="all", help=CELL_TYPE_HELP + ", or all (default)"),
          arg("--out", type=OutputFile, required=True, help="output: .parquet, .tsv or .csv (text kinds .gz)"),
          arg("--pass-only", action="store_true", help="score only records whose FILTER is PASS or ."),
-         arg("--chunk-size", type=int, default=4096, help="variants per chunk: memory stays bounded"),
+         arg("--chunk-size", type=int, default=None,
+             help="variants per chunk, so memory stays bounded (default: thousands with a fast bundle, tens with an "
+                  "LLM bundle)"),
          arg("--regions", nargs="+", default=None, help="only these regions (chr:start-end), read by the index"),
+         arg("--rationales", action="store_true",
+             help="LLM bundles with a Stage-I model (generated_cot): add ref_rationale and alt_rationale"),
          arg("--batch-size", type=int, default=None),
          arg("--device", default="auto"),
          arg("--no-progress", action="store_true"))
@@ -153,12 +156,13 @@ def variants(args: argparse.Namespace) -> None:
 
     run_variants(args.model, args.vcf, args.genome, args.out,
                  cell_types=None if args.cell_type == "all" else [args.cell_type], pass_only=args.pass_only,
-                 chunk_size=args.chunk_size, regions=args.regions, device=args.device, batch_size=args.batch_size,
-                 progress=not args.no_progress)
+                 chunk_size=args.chunk_size, regions=args.regions, rationales=args.rationales, device=args.device,
+                 batch_size=args.batch_size, progress=not args.no_progress)
 
 
 @command("mutagenesis", "saturation mutagenesis: every single-base substitution's effect, and a logo",
-         arg("--model", required=True, help="a fast bundle (models/cnn or models/motif_ridge)"),
+         arg("--model", required=True,
+             help=BUNDLE_HELP + "; an LLM bundle writes a rationale only for mutants whose card changes"),
          OneOf((arg("--sequence", help="the DNA sequence (A, C, G, T)"),
                 arg("--fasta", help="FASTA file: its first record, or --id"))),
          arg("--id", default=None, help="--fasta: the record to mutate"),

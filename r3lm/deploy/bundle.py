@@ -29,15 +29,17 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from r3lm import __version__
 from r3lm.baselines.motif_ridge import MODEL_FILE as RIDGE_MODEL_FILE
 from r3lm.baselines.motif_ridge import load_motif_ridge
+from r3lm.data.levels import assign_levels
 from r3lm.errors import InputError, require_file, require_folder
 from r3lm.hub import local_copy
 from r3lm.io import atomic_dir, write_json
@@ -68,6 +70,46 @@ FAST_KINDS = ("cnn", "motif_ridge")
 FAST_MANIFEST_KEYS = ("format", "kind", "cell_types", "model_file", "levels", "training_data")
 MANIFEST_KEYS = ("format", "mode", "cell_types", "groups", "backbone", "rationale_models", "motifs", "background",
                  "rcc", "reasoning", "generation", "levels", "stage2")
+
+
+class LoadedBundle:
+    """What a loaded bundle of either kind reads alike from its manifest, so that the commands built on it
+    (predict, variants, mutagenesis) treat an LLM bundle and a fast one the same way."""
+
+    folder: Path
+    manifest: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        """What the bundle holds, as logs and titles name it: its baseline (cnn, motif_ridge) or Stage-II mode."""
+        return str(self.manifest["kind"] if "kind" in self.manifest else self.manifest["mode"])
+
+    @property
+    def cell_types(self) -> list[str]:
+        return list(self.manifest["cell_types"])
+
+    @property
+    def sequence_length(self) -> int:
+        """The longest training sequence: the window a variant is scored in."""
+        return int(self.manifest["training_data"]["length_max"])
+
+    def edges(self, cell_type: str) -> list[float]:
+        return list(self.manifest["levels"]["edges"][cell_type])
+
+    def levels(self, predicted: np.ndarray, cell_type: str) -> np.ndarray:
+        """0 = lowest, on the training data's level edges."""
+        return assign_levels(predicted, self.edges(cell_type)).astype(int)
+
+    def check_cell_types(self, cell_types: str | Iterable[str] | None) -> list[str]:
+        """The cell types asked for, in the order asked, each once (all of the model's for None)."""
+        if cell_types is None:
+            return self.cell_types
+        chosen = list(dict.fromkeys([cell_types] if isinstance(cell_types, str) else cell_types))
+        unknown = [cell for cell in chosen if cell not in self.cell_types]
+        if unknown or not chosen:
+            raise InputError(f"unknown cell type {unknown[0] if unknown else '(none given)'!r}: this model "
+                             f"predicts {', '.join(self.cell_types)}", path=self.folder)
+        return chosen
 
 
 def write_bundle(config: Mapping[str, Any], mode: str, stage2_models: str | Path, stage1_models: Stage1Models,

@@ -11,7 +11,8 @@ background, and applies every cell type's ridge to its card's motif counts. `pre
 (sequences x cell types, in `cell_types` order) that variant scoring and mutagenesis build on.
 
 Both kinds read A, C, G, T and N (an N is all zeros to the CNN, a position no motif matches to the scan).
-Predictions of an LLM bundle need a rationale per sequence and cell type; that path stays r3lm.deploy.scorer's.
+Predictions of an LLM bundle need a card (and in generated_cot a rationale) per sequence and cell type; that
+path stays r3lm.deploy.scorer's, whose steps variant scoring and mutagenesis run for an LLM bundle instead.
 """
 
 from __future__ import annotations
@@ -28,9 +29,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from r3lm.baselines.motif_ridge import card_features, load_motif_ridge
-from r3lm.data.levels import assign_levels
 from r3lm.data.sequences import check_sequence_frame
-from r3lm.deploy.bundle import read_fast_manifest
+from r3lm.deploy.bundle import LoadedBundle, read_fast_manifest
 from r3lm.errors import InputError
 from r3lm.pipeline import SequencePipeline
 
@@ -51,38 +51,11 @@ def level_column(cell_type: str) -> str:
     return f"level_{cell_type}"
 
 
-class FastModel(ABC):
+class FastModel(LoadedBundle, ABC):
     """A loaded fast bundle: a model from sequences to activity in every cell type it was trained on."""
 
     def __init__(self, folder: Path, manifest: dict[str, Any]) -> None:
         self.folder, self.manifest = folder, manifest
-
-    @property
-    def kind(self) -> str:
-        return self.manifest["kind"]
-
-    @property
-    def cell_types(self) -> list[str]:
-        return list(self.manifest["cell_types"])
-
-    @property
-    def sequence_length(self) -> int:
-        """The longest training sequence: the window a variant is scored in."""
-        return int(self.manifest["training_data"]["length_max"])
-
-    def edges(self, cell_type: str) -> list[float]:
-        return list(self.manifest["levels"]["edges"][cell_type])
-
-    def check_cell_types(self, cell_types: str | Iterable[str] | None) -> list[str]:
-        """The cell types asked for, in the order asked, each once (all of the model's for None)."""
-        if cell_types is None:
-            return self.cell_types
-        chosen = list(dict.fromkeys([cell_types] if isinstance(cell_types, str) else cell_types))
-        unknown = [cell for cell in chosen if cell not in self.cell_types]
-        if unknown or not chosen:
-            raise InputError(f"unknown cell type {unknown[0] if unknown else '(none given)'!r}: this model "
-                             f"predicts {', '.join(self.cell_types)}", path=self.folder)
-        return chosen
 
     @abstractmethod
     def predict(self, sequences: Sequence[str]) -> np.ndarray:
@@ -114,9 +87,6 @@ class FastModel(ABC):
             columns[predicted_column(cell)] = values
             columns[level_column(cell)] = self.levels(values, cell)
         return pd.DataFrame(columns)
-
-    def levels(self, predicted: np.ndarray, cell_type: str) -> np.ndarray:
-        return assign_levels(predicted, self.edges(cell_type)).astype(int)
 
 
 class CNNBundle(FastModel):

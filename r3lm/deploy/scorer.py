@@ -23,11 +23,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm import tqdm
 
-from r3lm.data.levels import assign_levels
-from r3lm.deploy.bundle import FAST_FORMAT, manifest_format, read_manifest
+from r3lm.deploy.bundle import FAST_FORMAT, LoadedBundle, manifest_format, read_manifest
 from r3lm.deploy.fast import FastModel, load_fast, named_sequences, warn_on_length
 from r3lm.errors import InputError
 from r3lm.evaluate.claims import cited_motifs
@@ -48,14 +46,19 @@ def auto_batch_size(device: str, hidden_size: int, num_layers: int, tokens: int)
     GPU memory holds at `tokens` per sequence on a GPU."""
     if not device.startswith("cuda"):
         return CPU_BATCH
+    import torch
+
     free, _ = torch.cuda.mem_get_info(torch.device(device))
     per_sequence = tokens * hidden_size * num_layers * GPU_BYTES_PER_TOKEN_UNIT
     return int(np.clip(free // 2 // per_sequence, 1, MAX_GPU_BATCH))
 
 
 @dataclass
-class R3LM:
-    """A loaded bundle. Models load on first use and stay loaded, so a design loop pays for them once."""
+class R3LM(LoadedBundle):
+    """A loaded bundle. Models load on first use and stay loaded, so a design loop pays for them once.
+
+    `score` runs every step for new sequences; `card_rows`, `write_rationales` and `predict_rows` are the steps
+    alone, for callers that decide which rows need a new rationale (variants, mutagenesis)."""
 
     folder: Path
     manifest: dict[str, Any]
@@ -67,6 +70,8 @@ class R3LM:
     def load(cls, folder: str | Path, *, device: str = "auto", batch_size: int | None = None) -> R3LM:
         """Check the bundle (every piece present); `device` auto picks a CUDA GPU when there is one, and
         `batch_size` None sizes batches to the device."""
+        import torch
+
         if batch_size is not None and batch_size < 1:
             raise InputError(f"batch size must be at least 1, got {batch_size}")
         root = Path(folder)
@@ -80,37 +85,30 @@ class R3LM:
         return self.manifest["mode"]
 
     @property
-    def cell_types(self) -> list[str]:
-        return list(self.manifest["cell_types"])
-
-    def check_cell_type(self, cell_type: str) -> None:
-        if cell_type not in self.manifest["groups"]:
-            raise InputError(f"unknown cell type {cell_type!r}: this model predicts {', '.join(self.cell_types)}",
-                             path=self.folder)
+    def writes_rationales(self) -> bool:
+        """Whether the bundle has a Stage-I model: generated_cot's regressor reads its rationale, so there every
+        prediction needs one; rcc_only and sequence_only predict without."""
+        return bool(self.manifest["rationale_models"])
 
     def score(self, sequences: Iterable[str] | Mapping[str, str] | pd.Series, cell_type: str, *,
               with_card: bool = False, progress: bool = False) -> pd.DataFrame:
         """One row per sequence, in input order: id, cell_type, predicted activity, level (0 = lowest, on the
         training data's levels), rationale and the level it states (None without a rationale), and with
         `with_card` the card text. Plain sequences get ids seq1, seq2, ..."""
-        self.check_cell_type(cell_type)
+        self.check_cell_types(cell_type)
         ids, texts = named_sequences(sequences, allow_n=False)
         self._warn_on_length(ids, texts)
         started = time.perf_counter()
-        if self.batch_size is None:  # sized once, on first use: a design loop then reads no config per call
-            self.batch_size = self._auto_batch()
-        batch = self.batch_size
-        chunk = batch * 4  # a progress step: scan, cards, rationales and regression for this many sequences
+        chunk = self.batch * 4  # a progress step: scan, cards, rationales and regression for this many sequences
         frames = []
         with tqdm(total=len(texts), desc=f"predict {cell_type}", unit="seq", disable=not progress) as bar:
             for first in range(0, len(texts), chunk):
-                frames.append(self._score_chunk(ids[first:first + chunk], texts[first:first + chunk], cell_type,
-                                                batch))
+                frames.append(self._score_chunk(ids[first:first + chunk], texts[first:first + chunk], cell_type))
                 bar.update(len(frames[-1]))
         table = pd.concat(frames, ignore_index=True)
         seconds = time.perf_counter() - started
         log.info("scored %d sequences for %s with the %s model in %.1f s (%.2f sequences/s, batch %d, %s)",
-                 len(table), cell_type, self.mode, seconds, len(table) / max(seconds, 1e-9), batch, self.device)
+                 len(table), cell_type, self.mode, seconds, len(table) / max(seconds, 1e-9), self.batch, self.device)
         return table if with_card else table.drop(columns="card")
 
     def explain(self, sequence: str, cell_type: str) -> Explanation:
@@ -118,38 +116,62 @@ class R3LM:
         row = self.score({"query": sequence}, cell_type, with_card=True).iloc[0]
         return Explanation(cell_type=cell_type, mode=self.mode, card=row["card"], rationale=row["rationale"],
                            predicted=float(row["predicted"]), level=int(row["level"]),
-                           n_levels=int(self.manifest["levels"]["n_levels"]),
-                           edges=list(self.manifest["levels"]["edges"][cell_type]))
+                           n_levels=int(self.manifest["levels"]["n_levels"]), edges=self.edges(cell_type))
+
+    @property
+    def batch(self) -> int:
+        """Sequences per batch, sized to the device once, on first use, when not given: a design loop then
+        reads no config per call."""
+        if self.batch_size is None:
+            self.batch_size = self._auto_batch()
+        return self.batch_size
 
     @property
     def pipeline(self) -> SequencePipeline:
         """Built on first use, once the batch size is known: the Stage-I model writes in batches of it."""
         if self._pipeline is None:
             self._pipeline = SequencePipeline.from_bundle(self.folder, self.manifest, device=self.device,
-                                                          batch_size=self.batch_size)
+                                                          batch_size=self.batch)
         return self._pipeline
 
-    def _score_chunk(self, ids: list[str], texts: list[str], cell_type: str, batch: int) -> pd.DataFrame:
-        rows = pd.DataFrame({"id": ids, "sequence": texts, "cell_type": cell_type})
+    def card_rows(self, sequences: Sequence[str], cell_types: Sequence[str]) -> pd.DataFrame:
+        """One row per sequence and cell type, sequence by sequence (ids s0, s1, ... by position): sequence,
+        cell_type, card_json and card_text; each sequence is scanned once."""
+        rows = pd.DataFrame({"id": np.repeat([f"s{index}" for index in range(len(sequences))], len(cell_types)),
+                             "sequence": np.repeat(list(sequences), len(cell_types)),
+                             "cell_type": np.tile(list(cell_types), len(sequences))})
         cards = self._cards(rows)
-        rows["card_text"] = cards["card_text"].tolist()
-        rows["rationale"] = (self._rationales(rows["card_text"].tolist(), cell_type)
-                             if self.manifest["rationale_models"] else None)
-        predicted = self.pipeline.predict(rows, cell_type, batch)
-        levels = assign_levels(predicted, self.manifest["levels"]["edges"][cell_type])
+        return rows.assign(card_json=cards["card_json"].tolist(), card_text=cards["card_text"].tolist())
+
+    def write_rationales(self, rows: pd.DataFrame, *, progress: bool = False) -> list[str]:
+        """A rationale per row of `card_rows`, each by its cell type's Stage-I model."""
+        return self._rationales(rows["card_text"].tolist(), rows["cell_type"].tolist(), progress=progress)
+
+    def predict_rows(self, rows: pd.DataFrame) -> np.ndarray:
+        """Activity per row of `card_rows` (with `rationale` where the mode reads one), each by its cell type's
+        Stage-II model."""
+        predicted = np.zeros(len(rows))
+        for cell, part in rows.groupby("cell_type", sort=False):
+            predicted[rows["cell_type"].to_numpy() == cell] = self.pipeline.predict(part, str(cell), self.batch)
+        return predicted
+
+    def _score_chunk(self, ids: list[str], texts: list[str], cell_type: str) -> pd.DataFrame:
+        rows = self.card_rows(texts, [cell_type])
+        rows["rationale"] = self.write_rationales(rows) if self.writes_rationales else None
+        predicted = self.predict_rows(rows)
         stated = [parse(text).level if isinstance(text, str) else None for text in rows["rationale"]]
-        return pd.DataFrame({"id": ids, "cell_type": cell_type, "predicted": predicted, "level": levels.astype(int),
+        return pd.DataFrame({"id": ids, "cell_type": cell_type, "predicted": predicted,
+                             "level": self.levels(predicted, cell_type),
                              "rationale": rows["rationale"], "rationale_level": pd.array(stated, dtype="Int64"),
                              "drivers": [_drivers(text, card) for text, card in zip(rows["rationale"],
-                                                                                     cards["card_json"], strict=True)],
+                                                                                     rows["card_json"], strict=True)],
                              "card": rows["card_text"]})
 
     def score_cell_types(self, sequences: Iterable[str] | Mapping[str, str] | pd.Series, cell_types: Sequence[str],
                          *, progress: bool = False) -> pd.DataFrame:
         """One row per sequence with `<column>_<cell type>` for each scored column, the shape of a fast bundle's
         table (`r3lm.deploy.fast`), so that specificity reads both alike."""
-        for cell in cell_types:
-            self.check_cell_type(cell)
+        self.check_cell_types(cell_types)
         wide = None
         for cell in cell_types:
             scored = self.score(sequences, cell, progress=progress).drop(columns="cell_type")
@@ -160,9 +182,10 @@ class R3LM:
     def _cards(self, rows: pd.DataFrame) -> pd.DataFrame:
         return self.pipeline.cards(rows, progress=False)
 
-    def _rationales(self, cards: list[str], cell_type: str) -> list[str]:
-        """The cell type's Stage-I model writes them (one shared model, or its own with per-cell-type Stage I)."""
-        return self.pipeline.rationales(cards, [cell_type] * len(cards))
+    def _rationales(self, cards: list[str], cell_types: list[str], *, progress: bool = False) -> list[str]:
+        """Each cell type's Stage-I model writes its cards' (one shared model, or its own with per-cell-type
+        Stage I)."""
+        return self.pipeline.rationales(cards, cell_types, progress=progress)
 
     def _auto_batch(self) -> int:
         from transformers import AutoConfig

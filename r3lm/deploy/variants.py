@@ -1,4 +1,4 @@
-"""Score the variants of a VCF with a fast bundle: each allele's predicted effect on activity, per cell type.
+"""Score the variants of a VCF with a bundle: each allele's predicted effect on activity, per cell type.
 
 Records are read with cyvcf2 as a stream, `chunk_size` variants at a time, and each chunk is written before
 the next is read, so memory stays bounded on a whole-genome VCF. The VCF need not be sorted or indexed; an
@@ -11,7 +11,8 @@ Which records become variants:
   both alike); otherwise FILTER is ignored;
 * refused, counted in the log and never scored: symbolic alleles (<DEL>, <INS:ME>, ...), the spanning
   deletion *, breakends (an ALT with [ or ], or a leading or trailing '.'), a record without an ALT allele,
-  alleles with letters other than A, C, G, T, N, and variants whose window would run off the contig;
+  alleles with letters other than A, C, G, T, N, variants whose window would run off the contig, and, for an
+  LLM bundle (trained on fully called sequences, as `r3lm predict` requires), variants with an N in a window;
 * bad input stops with an InputError naming the file, the line (the record, with `regions`) and CHROM:POS:
   a contig the genome lacks, a REF that differs from the genome, a record the VCF parser cannot read.
 
@@ -27,6 +28,16 @@ start, p = POS - 1 (0-based), sits at offset h in both windows:
 
 Genome letters other than A, C, G, T (IUPAC codes) are read as N. Output: one row per variant and cell type:
 chrom, pos, id, ref, alt, cell_type, ref_predicted, alt_predicted, delta (alt - ref), ref_level, alt_level.
+
+An LLM bundle (r3lm.deploy.scorer) builds both windows' cards and adds two columns, the same in every cell
+type: motifs_gained and motifs_lost, "NAME (FAMILY)" entries (" xN" when N copies), comma-separated, empty for
+none. They compare how many hits of each motif (name and family) the two cards hold; where a hit sits does
+not count, so a motif that an indel merely moves is neither lost nor gained. Only the flank both windows
+hold is compared: an insertion of k bp pushes the REF window's last k bases out of the ALT window, so REF hits
+ending there are left out, and a k-bp deletion pulls k new bases into the ALT window, so ALT hits ending there
+are left out. With `rationales` it adds ref_rationale and alt_rationale, each window's rationale in that cell
+type (bundles with a Stage-I model only). Without it, rationales are written only where the mode reads one
+(generated_cot), and are not output; rcc_only and sequence_only predict without writing any.
 """
 
 from __future__ import annotations
@@ -48,15 +59,21 @@ import pandas as pd
 from tqdm import tqdm
 
 from r3lm.data.tables import open_genome
-from r3lm.deploy.fast import FastModel, load_fast
+from r3lm.deploy.fast import FastModel
+from r3lm.deploy.scorer import R3LM, load
 from r3lm.errors import InputError, require_file
 from r3lm.io import atomic_path, table_kind
+from r3lm.rcc.card import Card
 
 log = logging.getLogger(__name__)
 
 VARIANT_COLUMNS = ["chrom", "pos", "id", "ref", "alt", "cell_type", "ref_predicted", "alt_predicted", "delta",
                    "ref_level", "alt_level"]
-DEFAULT_CHUNK = 4096  # variants per chunk: two windows each, one model call
+MOTIF_COLUMNS = ["motifs_gained", "motifs_lost"]  # LLM bundles: motifs the ALT card has more, and fewer, of
+RATIONALE_COLUMNS = ["ref_rationale", "alt_rationale"]  # LLM bundles, on request
+DEFAULT_CHUNK = 4096  # variants per chunk with a fast bundle: two windows each, one model call
+LLM_CHUNK = 64  # with an LLM bundle, where each window costs a Stage-II pass (and a rationale in generated_cot)
+N_IN_WINDOW = "N in a window (LLM bundles read A, C, G, T only)"
 LISTED_CONTIGS = 5  # how many of the genome's contigs a missing-contig error names
 _NOT_ACGTN = re.compile(r"[^ACGTN]")
 _ALLELE = re.compile(r"[ACGTN]+")
@@ -110,10 +127,11 @@ class VariantReader:
     """The VCF's scorable variants with their windows cut from the genome, as a stream."""
 
     def __init__(self, vcf: str | Path, genome: str | Path, length: int, *, pass_only: bool,
-                 regions: Sequence[str] | None = None) -> None:
+                 regions: Sequence[str] | None = None, allow_n: bool = True) -> None:
         from cyvcf2 import VCF
 
         self.vcf, self.genome, self.length, self.pass_only = require_file(vcf, "VCF"), Path(genome), length, pass_only
+        self.allow_n = allow_n
         self.regions = list(regions or [])
         self.counts = VariantCounts()
         try:
@@ -176,6 +194,9 @@ class VariantReader:
             if pair is None:
                 self.counts.skipped["window off the contig end"] += 1
                 continue
+            if not self.allow_n and any("N" in window for window in pair):
+                self.counts.skipped[N_IN_WINDOW] += 1
+                continue
             self.counts.variants += 1
             yield Variant(chrom, int(record.POS), record.ID or ".", ref, alt, *pair)
 
@@ -212,27 +233,31 @@ def _header_lines(vcf: Path) -> int | None:
         return None
 
 
-def score_variants(model: FastModel, variants: Iterable[Variant], cell_types: Sequence[str], *,
-                   chunk_size: int = DEFAULT_CHUNK) -> Iterator[pd.DataFrame]:
-    """The variant table, chunk by chunk: each chunk's distinct windows in one model call."""
-    if chunk_size < 1:
-        raise InputError(f"chunk size must be at least 1, got {chunk_size}")
+def score_variants(model: FastModel | R3LM, variants: Iterable[Variant], cell_types: Sequence[str], *,
+                   chunk_size: int | None = None, rationales: bool = False) -> Iterator[pd.DataFrame]:
+    """The variant table, chunk by chunk (None: the bundle kind's default size): each chunk's distinct windows
+    scored together, a fast bundle's in one model call."""
+    size = chunk_size if chunk_size is not None else DEFAULT_CHUNK if isinstance(model, FastModel) else LLM_CHUNK
+    if size < 1:
+        raise InputError(f"chunk size must be at least 1, got {size}")
     iterator = iter(variants)
-    while chunk := list(islice(iterator, chunk_size)):
+    while chunk := list(islice(iterator, size)):
         distinct = list(dict.fromkeys(window for variant in chunk for window in (variant.ref_window,
                                                                                   variant.alt_window)))
         index = {window: row for row, window in enumerate(distinct)}
-        predicted = model.predict(distinct)
-        ref = predicted[[index[variant.ref_window] for variant in chunk]]
-        alt = predicted[[index[variant.alt_window] for variant in chunk]]
-        yield variant_table(model, chunk, ref, alt, cell_types)
+        ref_rows = [index[variant.ref_window] for variant in chunk]
+        alt_rows = [index[variant.alt_window] for variant in chunk]
+        if isinstance(model, FastModel):
+            predicted = model.predict(distinct)[:, [model.cell_types.index(cell) for cell in cell_types]]
+            yield variant_table(model, chunk, predicted[ref_rows], predicted[alt_rows], cell_types)
+        else:
+            yield llm_variant_table(model, chunk, distinct, (ref_rows, alt_rows), cell_types, rationales=rationales)
 
 
-def variant_table(model: FastModel, chunk: Sequence[Variant], ref: np.ndarray, alt: np.ndarray,
+def variant_table(model: FastModel | R3LM, chunk: Sequence[Variant], ref: np.ndarray, alt: np.ndarray,
                   cell_types: Sequence[str]) -> pd.DataFrame:
-    """One row per variant and cell type, variants in input order, cell types in the order asked."""
-    columns = [model.cell_types.index(cell) for cell in cell_types]
-    ref, alt = ref[:, columns], alt[:, columns]
+    """One row per variant and cell type, variants in input order, cell types in the order asked (the columns
+    of `ref` and `alt`)."""
     repeat = len(cell_types)
     table = pd.DataFrame({
         "chrom": np.repeat([variant.chrom for variant in chunk], repeat),
@@ -247,6 +272,53 @@ def variant_table(model: FastModel, chunk: Sequence[Variant], ref: np.ndarray, a
         table[f"{side}_level"] = np.column_stack([model.levels(values[:, i], cell)
                                                   for i, cell in enumerate(cell_types)]).ravel().astype(np.int64)
     return table[VARIANT_COLUMNS]
+
+
+def llm_variant_table(model: R3LM, chunk: Sequence[Variant], distinct: Sequence[str],
+                      rows: tuple[Sequence[int], Sequence[int]], cell_types: Sequence[str], *,
+                      rationales: bool) -> pd.DataFrame:
+    """`variant_table` through an LLM bundle, with the motifs gained and lost (and the rationales when asked);
+    `rows` are each variant's REF and ALT rows in the `distinct` windows."""
+    cards = model.card_rows(distinct, cell_types)  # window by window, the cell types inside
+    if rationales or model.writes_rationales:
+        cards["rationale"] = model.write_rationales(cards)
+    predicted = model.predict_rows(cards).reshape(len(distinct), len(cell_types))
+    ref_rows, alt_rows = rows
+    table = variant_table(model, chunk, predicted[ref_rows], predicted[alt_rows], cell_types)
+    motifs = [Card.from_json(text) for text in cards["card_json"].iloc[::len(cell_types)]]
+    changes = [motif_changes(motifs[ref], motifs[alt], len(variant.alt) - len(variant.ref))
+               for variant, ref, alt in zip(chunk, ref_rows, alt_rows, strict=True)]
+    for column, values in zip(MOTIF_COLUMNS, zip(*changes, strict=True), strict=True):
+        table[column] = np.repeat(list(values), len(cell_types))
+    if rationales:
+        texts = cards["rationale"].to_numpy().reshape(len(distinct), len(cell_types))
+        table["ref_rationale"], table["alt_rationale"] = texts[ref_rows].ravel(), texts[alt_rows].ravel()
+    return table
+
+
+def motif_changes(ref_card: Card, alt_card: Card, shift: int) -> tuple[str, str]:
+    """(gained, lost) from a variant's REF card to its ALT card, `shift` = len(ALT) - len(REF): motif counts by
+    name and family over the flank both windows hold (see the module docstring)."""
+    length = ref_card.length
+    ref = _motif_counts(ref_card, last_end=length - max(shift, 0))
+    alt = _motif_counts(alt_card, last_end=length - max(-shift, 0))
+    return _motif_list(alt - ref), _motif_list(ref - alt)
+
+
+def _motif_counts(card: Card, *, last_end: int) -> Counter[tuple[str, str]]:
+    return Counter((hit.name, hit.family) for hit in card.motifs if hit.end <= last_end)
+
+
+def _motif_list(counts: Counter[tuple[str, str]]) -> str:
+    return ", ".join(f"{name} ({family})" + (f" x{count}" if count > 1 else "")
+                     for (name, family), count in sorted(counts.items()))
+
+
+def variant_columns(model: FastModel | R3LM, *, rationales: bool) -> list[str]:
+    """The output's columns: a fast bundle's, and an LLM bundle's additions."""
+    if isinstance(model, FastModel):
+        return VARIANT_COLUMNS
+    return [*VARIANT_COLUMNS, *MOTIF_COLUMNS, *(RATIONALE_COLUMNS if rationales else [])]
 
 
 class _ChunkWriter:
@@ -289,34 +361,39 @@ def table_stream(path: str | Path) -> Iterator[Callable[[pd.DataFrame], None]]:
 
 
 def run_variants(model_dir: str | Path, vcf: str | Path, genome: str | Path, out: str | Path, *,
-                 cell_types: Sequence[str] | None = None, pass_only: bool = False, chunk_size: int = DEFAULT_CHUNK,
-                 regions: Sequence[str] | None = None, device: str = "auto", batch_size: int | None = None,
-                 progress: bool = True) -> dict[str, Any]:
-    """Every scorable variant of `vcf` through a fast bundle into `out` (a table by extension); returns the
-    counts and timing that the log line states.
+                 cell_types: Sequence[str] | None = None, pass_only: bool = False, chunk_size: int | None = None,
+                 regions: Sequence[str] | None = None, rationales: bool = False, device: str = "auto",
+                 batch_size: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Every scorable variant of `vcf` through a bundle (fast or LLM) into `out` (a table by extension);
+    returns the counts and timing that the log line states.
 
     CLI: r3lm variants --model DIR --vcf FILE.vcf[.gz] --genome GENOME.fa --out FILE.{parquet,tsv,csv}[.gz]
-         [--cell-types A B ...] [--pass-only] [--chunk-size 4096] [--regions chr1:1-1000000 ...]
+         [--cell-types A B ...] [--pass-only] [--chunk-size N] [--regions chr1:1-1000000 ...] [--rationales]
          [--device auto] [--batch-size N] [--no-progress]
     """
     table_kind(out)  # an unknown output type fails before any work
-    model = load_fast(model_dir, device=device, batch_size=batch_size)
+    model = load(str(model_dir), device, batch_size)
+    if rationales and not (isinstance(model, R3LM) and model.writes_rationales):
+        raise InputError(f"rationales asked for, but the {model.kind} bundle has no Stage-I model to write them "
+                         "(a generated_cot bundle has one)", path=model_dir)
     chosen = model.check_cell_types(cell_types)
-    reader = VariantReader(vcf, genome, model.sequence_length, pass_only=pass_only, regions=regions)
+    reader = VariantReader(vcf, genome, model.sequence_length, pass_only=pass_only, regions=regions,
+                           allow_n=isinstance(model, FastModel))
     started = time.perf_counter()
     with table_stream(out) as write, tqdm(desc="variants", unit="variant", disable=not progress) as bar:
         wrote = False
-        for chunk in score_variants(model, reader, chosen, chunk_size=chunk_size):
+        for chunk in score_variants(model, reader, chosen, chunk_size=chunk_size, rationales=rationales):
             write(chunk)
             wrote = True
             bar.update(len(chunk) // len(chosen))
         if not wrote:  # a table with its columns, so that the output always reads back
-            write(pd.DataFrame({column: pd.Series(dtype=object) for column in VARIANT_COLUMNS}))
+            write(pd.DataFrame({column: pd.Series(dtype=object)
+                                for column in variant_columns(model, rationales=rationales)}))
     seconds = time.perf_counter() - started
     counts = reader.counts
     skipped = ", ".join(f"{count} {reason}" for reason, count in sorted(counts.skipped.items())) or "none"
     log.info("scored %d variants from %d records in %d cell types with the %s bundle (%d bp windows) in %.1f s "
-             "(%.0f variants/s); skipped: %s", counts.variants, counts.records, len(chosen), model.kind,
+             "(%.2f variants/s); skipped: %s", counts.variants, counts.records, len(chosen), model.kind,
              model.sequence_length, seconds, counts.variants / max(seconds, 1e-9), skipped)
     return {**counts.summary(), "cell_types": chosen, "window": model.sequence_length,
             "seconds": round(seconds, 3)}

@@ -70,17 +70,19 @@ class Card:
         lines = ["Context:", f"- Cell Type: {self.cell_type}", f"- GC Content: {self.gc_content:.3f}"]
         if with_grammar:
             lines.append(f"- Grammar Tags: {'; '.join(self.grammar_tags) if self.grammar_tags else 'none'}")
-        lines += ["", "Identified Motifs:"]
-        ranked = sorted(self.motifs, key=lambda hit: (-hit.score, hit.start))
-        tags = [f", {self.cell_type}: {directions.get(hit.name, NO_DIRECTION)}" if directions is not None else ""
-                for hit in ranked]
-        lines += [f"- {hit.name} (Family: {hit.family}, Score: {hit.score:.2f}, Strand: {hit.strand}, "
-                  f"Pos: {hit.start}-{hit.end}{tag})" for hit, tag in zip(ranked, tags, strict=True)]
+        lines += ["", "Identified Motifs:", *self.motif_lines(directions)]
         if directions is not None:
-            up, down = (sum(directions.get(hit.name) == word for hit in ranked) for word in DIRECTIONS)
+            up, down = (sum(directions.get(hit.name) == word for hit in self.motifs) for word in DIRECTIONS)
             lines.append(f"{self.cell_type} evidence: {up} up, {down} down (net {up - down:+d}).")
         lines += ["", "DNA Sequence:", f"{self.sequence} (Total Length: {self.length})"]
         return "\n".join(lines)
+
+    def motif_lines(self, directions: Mapping[str, str] | None = None) -> list[str]:
+        """The Identified Motifs lines of the text, by score: what a rationale can cite of the motifs."""
+        return [f"- {hit.name} (Family: {hit.family}, Score: {hit.score:.2f}, Strand: {hit.strand}, "
+                f"Pos: {hit.start}-{hit.end}"
+                + (f", {self.cell_type}: {directions.get(hit.name, NO_DIRECTION)})" if directions is not None else ")")
+                for hit in sorted(self.motifs, key=lambda hit: (-hit.score, hit.start))]
 
     def to_json(self) -> str:
         payload = asdict(self)
