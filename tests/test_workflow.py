@@ -244,8 +244,9 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path
     reasoning = tmp_path / f"results/tiny/reasoning/{setting}_nogrammar_grounded-brief_tagged"
     tags = json.loads((reasoning / "evidence_tags.json").read_text())
     assert set(tags) == {"K562", "HepG2", "SKNSH"}  # rcc.evidence_tags: the LLMs read re-rendered cards
-    tagged = pd.read_parquet(reasoning / "cards/test.parquet")
-    assert tagged.drop(columns="card_text").equals(cards.drop(columns="card_text"))
+    tagged = pd.read_parquet(reasoning / "cards/test_subset.parquet")  # the tables the LLMs read are re-rendered
+    untagged = pd.read_parquet(tmp_path / f"results/tiny/rcc/{setting}_nogrammar/test_subset.parquet")
+    assert tagged.drop(columns="card_text").equals(untagged.drop(columns="card_text"))
     assert tagged["card_text"].str.contains(r"\n(?:K562|HepG2|SKNSH) evidence: \d+ up, \d+ down").all()
     teacher = pd.read_parquet(reasoning / "stage1_train.parquet")
     assert teacher.groupby("cell_type").size().eq(1).all() and teacher["valid"].all()
