@@ -630,18 +630,16 @@ def test_a_span_or_decimal_ending_a_sentence_still_cites_the_card() -> None:
 
 
 
-def test_evidence_tags_are_the_teachers_reading_of_each_site(real_cards: pd.DataFrame, real_evidence: Evidence,
-                                                              tmp_path: Path) -> None:
+def test_evidence_tags_are_the_teachers_reading_of_each_site(real_cards: pd.DataFrame,
+                                                              real_evidence: Evidence) -> None:
     """rcc.evidence_tags: every real card's count line states the sites the grounded teacher reads as for and
     against, its compact rationale names those it calls activators among the up-tagged motifs, and every
     rationale still validates against the tagged card."""
     from r3lm.reasoning.tags import evidence_tags, tag_cards
 
-    evidence_path = tmp_path / "evidence.parquet"
-    real_evidence.table().to_parquet(evidence_path)
     motifs = pd.DataFrame([{"matrix_id": motif.matrix_id, "name": motif.name, "family": motif.family,
                             "class": motif.tf_class} for motif in load_motifs()])
-    tags = evidence_tags(motifs, ["HepG2"], evidence_path, load_roles())
+    tags = evidence_tags(motifs, real_evidence, load_roles())
     assert set(tags) == {"HepG2"} and {"up", "down"} == set(tags["HepG2"].values())
     tagged = tag_cards(real_cards, CardSettings.from_config(CONFIG["rcc"], evidence_tags=tags))
     assert tagged.drop(columns="card_text").equals(real_cards.drop(columns="card_text"))

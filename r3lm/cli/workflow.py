@@ -125,14 +125,13 @@ def evidence(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 @command("evidence-tags", "workflow step: each motif's direction per cell type, for cards with evidence tags",
          arg("--motif-table", required=True, help="the release's motif table (motif-table)"),
-         arg("--cards", required=True, help="the train split's cards (their cell types)"),
          arg("--evidence", required=True, help="the evidence parquet of the train split"),
          arg("--out", type=OutputFile, required=True, help="evidence tags JSON"),
          config=True)
 def evidence_tags(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.reasoning.tags import write_evidence_tags
 
-    write_evidence_tags(config, args.motif_table, args.cards, args.evidence, args.out)
+    write_evidence_tags(config, args.motif_table, args.evidence, args.out)
 
 
 @command("tag-cards", "workflow step: a card table's text with the evidence tags (rcc.evidence_tags)",

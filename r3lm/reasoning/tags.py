@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ import pandas as pd
 from r3lm.errors import InputError, require_file
 from r3lm.io import write_json, write_parquet
 from r3lm.rcc.card import DIRECTIONS, Card, CardSettings, EvidenceTags, MotifHit
-from r3lm.reasoning.evidence import read_evidence
+from r3lm.reasoning.evidence import Evidence, read_evidence
 from r3lm.reasoning.reading import read_site
 from r3lm.reasoning.roles import RoleTable, load_roles
 
@@ -36,12 +36,11 @@ log = logging.getLogger(__name__)
 WORDS = {"pro": DIRECTIONS[0], "con": DIRECTIONS[1]}
 
 
-def evidence_tags(motifs: pd.DataFrame, cell_types: Sequence[str], evidence_path: str | Path,
-                  roles: RoleTable) -> EvidenceTags:
-    """The direction of every matrix of the motif table (`name`, `family`, `class`) in each cell type."""
-    evidence = read_evidence(evidence_path)
+def evidence_tags(motifs: pd.DataFrame, evidence: Evidence, roles: RoleTable) -> EvidenceTags:
+    """The direction of every matrix of the motif table (`name`, `family`, `class`) in each cell type the
+    evidence covers (every cell type of the train cards has its GC trend there)."""
     tags: dict[str, dict[str, str]] = {}
-    for cell in sorted(cell_types):
+    for cell in sorted(evidence.gc):
         kinds = {row.name: read_site(MotifHit(row.matrix_id, row.name, row.family, row[3], 1, 1, "+", 0.0, 1.0),
                                      cell, evidence, roles).kind
                  for row in motifs[["matrix_id", "name", "family", "class"]].itertuples(index=False)}
@@ -66,12 +65,11 @@ def tag_cards(cards: pd.DataFrame, settings: CardSettings) -> pd.DataFrame:
     return cards.assign(card_text=[settings.text(Card.from_json(card)) for card in cards["card_json"]])
 
 
-def write_evidence_tags(config: Mapping[str, Any], motif_table: str | Path, train_cards: str | Path,
-                        evidence_path: str | Path, out: str | Path) -> EvidenceTags:
-    """The workflow step: the tags of every cell type of the train cards, as JSON."""
-    cell_types = pd.read_parquet(require_file(train_cards, "train cards"), columns=["cell_type"])["cell_type"]
-    tags = evidence_tags(pd.read_parquet(require_file(motif_table, "motif table")), sorted(cell_types.unique()),
-                         evidence_path, load_roles(config["reasoning"]["roles_table"]))
+def write_evidence_tags(config: Mapping[str, Any], motif_table: str | Path, evidence_path: str | Path,
+                        out: str | Path) -> EvidenceTags:
+    """The workflow step: the tags of every cell type of the evidence, as JSON."""
+    tags = evidence_tags(pd.read_parquet(require_file(motif_table, "motif table")), read_evidence(evidence_path),
+                         load_roles(config["reasoning"]["roles_table"]))
     write_json(tags, out)
     return tags
 

@@ -44,7 +44,6 @@ if TEACHER != "released":
     rule evidence_tags:
         input:
             motifs=f"{MOTIF_DIR}/motifs.parquet",
-            cards=f"{RCC_DIR}/train.parquet",
             evidence=f"{REASONING_DIR}/evidence.parquet",
         output:
             EVIDENCE_TAG_FILE,
@@ -60,7 +59,7 @@ if TEACHER != "released":
             ENV
         shell:
             "python -m r3lm evidence-tags --config {params.settings:q} --motif-table {input.motifs}"
-            " --cards {input.cards} --evidence {input.evidence} --out {output} > {log} 2>&1"
+            " --evidence {input.evidence} --out {output} > {log} 2>&1"
 
 
     rule tag_cards:
