@@ -63,11 +63,16 @@ class Card:
     def length(self) -> int:
         return len(self.sequence)
 
+    @property
+    def gc_text(self) -> str:
+        """The GC content as the card prints it: a rationale that copies it copies the card's number."""
+        return f"{self.gc_content:.3f}"
+
     def to_text(self, *, with_grammar: bool = False, directions: Mapping[str, str] | None = None) -> str:
         """The official layout (Context, Identified Motifs, DNA Sequence); grammar tags and evidence tags
         (`directions`: motif name -> up or down in this card's cell type, any other motif none) are r3lm's
         additions. Evidence tags end each motif line with the direction and add one count line."""
-        lines = ["Context:", f"- Cell Type: {self.cell_type}", f"- GC Content: {self.gc_content:.3f}"]
+        lines = ["Context:", f"- Cell Type: {self.cell_type}", f"- GC Content: {self.gc_text}"]
         if with_grammar:
             lines.append(f"- Grammar Tags: {'; '.join(self.grammar_tags) if self.grammar_tags else 'none'}")
         lines += ["", "Identified Motifs:", *self.motif_lines(directions)]

@@ -113,7 +113,7 @@ class BriefRenderer(Phrasing):
 
     def composition(self) -> str:
         composition, cpg = self.reading.composition, self.reading.composition.cpg
-        return (f"At GC {self.reading.card.gc_content:.3f} it has {cpg} CpG{'s' if cpg != 1 else ''} and a longest "
+        return (f"At GC {self.reading.card.gc_text} it has {cpg} CpG{'s' if cpg != 1 else ''} and a longest "
                 f"A/T run of {composition.run} bp{quoted_run(composition)}.")
 
     def absent_sites(self) -> str:
@@ -122,14 +122,14 @@ class BriefRenderer(Phrasing):
                          f"No sites means no binding platform for {cell} activators.")
 
     def gc_step(self) -> str:
-        gc, reading, cell = f"{self.reading.card.gc_content:.3f}", self.reading.gc, self.reading.cell
+        gc, reading, cell = self.reading.card.gc_text, self.reading.gc, self.reading.cell
         if reading is None:
             return f"GC is {gc}; no {cell} trend is known, so it is not weighed."
         return self.pick(f"GC {gc} is {reading.place} the {cell} mean and {reading.effect} activity.",
                          f"GC {gc}, {reading.place} the {cell} mean, {reading.effect} activity.")
 
     def balance(self) -> str:
-        tier, gc = self.reading.tier, f"{self.reading.card.gc_content:.3f}"
+        tier, gc = self.reading.tier, self.reading.card.gc_text
         weighed = f"GC {gc}" if self.reading.card.motifs else f"GC {gc} alone"
         if self.reading.consistent:
             return self.pick(f"Net evidence with {weighed}: {tier}.",

@@ -60,19 +60,19 @@ class CompactRenderer(Phrasing):
 
     def composition(self) -> str:
         cpg = self.reading.composition.cpg
-        return f"GC {self.reading.card.gc_content:.2f} with {cpg} CpG{'s' if cpg != 1 else ''}."
+        return f"GC {self.reading.card.gc_text} with {cpg} CpG{'s' if cpg != 1 else ''}."
 
     def absent_sites(self) -> str:
         return f"No sites for {self.reading.cell} activators or repressors."
 
     def gc_step(self) -> str:
-        gc, reading = f"{self.reading.card.gc_content:.2f}", self.reading.gc
+        gc, reading = self.reading.card.gc_text, self.reading.gc
         if reading is None:
             return f"GC {gc}: no {self.reading.cell} trend known."
         return f"GC {gc}: {reading.place} the mean, {reading.effect} activity."
 
     def balance(self) -> str:
-        return f"Net with GC {self.reading.card.gc_content:.2f}: {self.reading.tier}."
+        return f"Net with GC {self.reading.card.gc_text}: {self.reading.tier}."
 
     def conclusion(self) -> str:
         return f"Conclusion: {verdict(self.reading)[1]}"

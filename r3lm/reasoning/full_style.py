@@ -49,9 +49,9 @@ class FullRenderer(Phrasing):
         if inventory is None:
             return self.pick(
                 f"The card lists no motif hits anywhere in the {length}-bp sequence, so no transcription-factor "
-                f"site can be invoked and the reading must rest on composition (GC content {card.gc_content:.3f}).",
+                f"site can be invoked and the reading must rest on composition (GC content {card.gc_text}).",
                 f"No identified motifs: none of the scanned matrices passes the threshold on this {length}-bp "
-                f"sequence, leaving its composition (GC {card.gc_content:.3f}) as the main evidence.")
+                f"sequence, leaving its composition (GC {card.gc_text}) as the main evidence.")
         family, count, example, top = inventory.family, inventory.count, inventory.example, inventory.top
         first, last, n_families = inventory.first, inventory.last, inventory.n_families
         hits = f"{inventory.n_hits} motif hit{'s' if inventory.n_hits > 1 else ''}"
@@ -175,7 +175,7 @@ class FullRenderer(Phrasing):
         """For a card without motifs: CpG density and the longest A/T run, the sequence's own features."""
         card, composition = self.reading.card, self.reading.composition
         cpg = composition.cpg
-        return (f"Composition: at GC {card.gc_content:.3f} the sequence carries {cpg} CpG dinucleotide"
+        return (f"Composition: at GC {card.gc_text} the sequence carries {cpg} CpG dinucleotide"
                 f"{'s' if cpg != 1 else ''} (observed/expected {composition.ratio:.2f}) and its longest A/T-only "
                 f"stretch is {composition.run} bp{quoted_run(composition)}, features a scan for TF motifs does not "
                 f"capture.")
@@ -192,16 +192,16 @@ class FullRenderer(Phrasing):
             f"no repressor site.")
 
     def gc_step(self) -> str:
-        gc, trend, reading, cell = self.reading.card.gc_content, self.reading.trend, self.reading.gc, self.reading.cell
+        gc, trend, reading, cell = self.reading.card.gc_text, self.reading.trend, self.reading.gc, self.reading.cell
         if trend is None or reading is None:
-            return f"GC content is {gc:.3f}; no {cell} training trend is available, so composition is not weighed."
+            return f"GC content is {gc}; no {cell} training trend is available, so composition is not weighed."
         place, tracks, effect = reading.place, reading.tracks, reading.effect
         stats = (f"Spearman rho {trend.spearman_rho:+.2f}; mean GC {trend.mean_gc_high:.3f} in high- vs "
                  f"{trend.mean_gc_low:.3f} in low-activity sequences")
         return self.pick(
-            f"GC content is {gc:.3f}, {place} the {cell} training mean of {trend.mean_gc:.3f}; across "
+            f"GC content is {gc}, {place} the {cell} training mean of {trend.mean_gc:.3f}; across "
             f"{cell} training sequences activity {tracks} GC ({stats}), so this composition {effect} activity.",
-            f"Composition: the GC fraction of {gc:.3f} is {place} the {cell} average ({trend.mean_gc:.3f}). "
+            f"Composition: the GC fraction of {gc} is {place} the {cell} average ({trend.mean_gc:.3f}). "
             f"In {cell} training data activity {tracks} GC ({stats}); here it {effect} activity.")
 
     def _count(self, kind: str, call: str) -> int:
@@ -233,14 +233,14 @@ class FullRenderer(Phrasing):
 
     def _weighed(self) -> str:
         reading = self.reading
-        gc = reading.card.gc_content
+        gc = reading.card.gc_text
         if not reading.card.motifs:
-            return f"No site is listed, so only the composition (GC {gc:.3f}) counts"
+            return f"No site is listed, so only the composition (GC {gc}) counts"
         pro = (f"{names(reading.pro)} {verb(reading.pro, 'favours', 'favour')} activity" if reading.pro
                else "no site favours activity")
         con = (f"{names(reading.con)} {verb(reading.con, 'works', 'work')} against it" if reading.con
                else "none opposes it")
-        return f"At GC {gc:.3f}, {pro} and {con}"
+        return f"At GC {gc}, {pro} and {con}"
 
     def balance(self) -> str:
         tier, weighed, tally = self.reading.tier, self._weighed(), self._tally()
