@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pandas as pd
 import pytest
 
 from r3lm.config import validate_config
+from r3lm.motifs.scan import HIT_COLUMNS
+from r3lm.rcc.build import cards_for_table
 from r3lm.rcc.card import (
     Card,
     CardSettings,
@@ -91,6 +94,28 @@ def test_deduplication_visits_by_score_then_start() -> None:
     assert deduplicate([later, first], "same_family") == deduplicate([first, later], "same_family") == (first,)
     same = [hit("C", "fam", 10, 20, matrix_id="MA5"), hit("D", "fam", 10, 20, matrix_id="MA3")]
     assert [h.matrix_id for h in deduplicate(same, "same_family")] == ["MA3"]
+
+
+def test_max_motifs_keeps_the_strongest_sites_by_position_and_logs_what_it_left_off(
+        caplog: pytest.LogCaptureFixture) -> None:
+    sites = [hit("W", "f1", 5, 12, score=9.0), hit("X", "f2", 20, 30, score=15.0), hit("Y", "f3", 40, 48, score=11.0),
+             hit("Z", "f4", 60, 70, score=11.0), hit("V", "f5", 80, 88, score=7.0)]
+    capped = replace(SETTINGS, max_motifs=3)
+    card = build_card(SEQUENCE, "K562", sites, capped)
+    assert [h.name for h in card.motifs] == ["X", "Y", "Z"]  # by position; the tie at 11.0 broken by start
+    assert build_card(SEQUENCE, "K562", sites, SETTINGS).motifs == deduplicate(sites, "same_family")
+    assert build_card(SEQUENCE, "K562", sites[:2], capped).motifs == deduplicate(sites[:2], "same_family")
+    assert CardSettings.from_config(validate_config({"rcc": {"max_motifs": 3}})["rcc"]).max_motifs == 3
+    assert SETTINGS.max_motifs is None
+
+    hits = pd.DataFrame([{"seq_id": seq_id, "matrix_id": h.matrix_id, "motif_name": h.name, "family": h.family,
+                          "class": h.tf_class, "start": h.start, "end": h.end, "strand": h.strand,
+                          "score": h.score, "pvalue": h.pvalue} for seq_id in ("a", "b") for h in sites[:4 if seq_id == "a" else 2]])
+    table = pd.DataFrame({"id": ["a", "b"], "sequence": [SEQUENCE] * 2, "cell_type": ["K562", "HepG2"]})
+    with caplog.at_level("INFO", logger="r3lm.rcc.build"):
+        cards = cards_for_table(table, hits[HIT_COLUMNS], capped, progress=False)
+    assert cards["n_motifs"].tolist() == [3, 2]
+    assert "rcc.max_motifs=3 left 1 weaker sites off 1 cards" in caplog.text
 
 
 def test_hits_are_stored_by_position_then_strand() -> None:

@@ -184,7 +184,7 @@ def card_recipe(config: Mapping[str, Any], data: Path) -> dict[str, Any]:
                                 if motifs["background"] == "input" else [])
     return {"motifs": motifs, "background": [float(value) for value in background],
             "rcc": {"grammar_tags": config["rcc"]["grammar_tags"], "grammar": dict(config["rcc"]["grammar"]),
-                    "dedup": config["rcc"]["dedup"]}}
+                    "dedup": config["rcc"]["dedup"], "max_motifs": config["rcc"]["max_motifs"]}}
 
 
 def _bundled_tags(config: Mapping[str, Any], evidence_tags: EvidenceTags | None,

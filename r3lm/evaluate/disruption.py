@@ -193,8 +193,8 @@ def _rebuilt_cards(config: Mapping[str, Any], motifs: Mapping[str, Any], chosen:
         row = chosen.iloc[differ[0]]
         raise InputError(f"{len(differ)} of {len(chosen)} stored cards (e.g. id {row['id']!r} in "
                          f"{row['cell_type']!r}) differ from a rescan with the model's motif settings, "
-                         f"rcc.grammar_tags={rcc['grammar_tags']}, rcc.evidence_tags={rcc['evidence_tags']} and "
-                         f"rcc.dedup={rcc['dedup']}: the cards were built "
+                         f"rcc.grammar_tags={rcc['grammar_tags']}, rcc.evidence_tags={rcc['evidence_tags']}, "
+                         f"rcc.max_motifs={rcc['max_motifs']} and rcc.dedup={rcc['dedup']}: the cards were built "
                          "with other settings", path=cards_path)
     return cards[len(chosen):]
 

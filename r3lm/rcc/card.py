@@ -11,6 +11,8 @@ overlaps (inclusive coordinates) an already kept hit of the same family: `same_f
 rule, asks for the identical family string; `shared_family`, stricter, for any shared JASPAR family, so
 that a site matched by related matrices of composite families is reported once. Hits without a family
 are never merged. Kept hits are stored by position, the order grammar tags and the teacher read.
+`rcc.max_motifs` (r3lm's option; the official cards list every hit) then keeps the strongest few: a card's
+length, not its model, sets what every LLM step costs on a CPU.
 """
 
 from __future__ import annotations
@@ -133,19 +135,23 @@ def deduplicate(hits: Iterable[MotifHit], rule: str) -> tuple[MotifHit, ...]:
 
 @dataclass(frozen=True)
 class CardSettings:
-    """The `rcc` config block: grammar-tag thresholds, whether the text shows the tags, the dedup rule, and
-    the evidence tags (cell type -> motif name -> up or down; None: the card shows none)."""
+    """The `rcc` config block: grammar-tag thresholds, whether the text shows the tags, the dedup rule, the
+    most motifs a card lists (None: all), and the evidence tags (cell type -> motif name -> up or down;
+    None: the card shows none)."""
 
     grammar: GrammarSettings
     with_grammar: bool
     dedup: str
     evidence_tags: EvidenceTags | None = None
+    max_motifs: int | None = None
 
     @classmethod
     def from_config(cls, rcc: Mapping[str, Any], *, with_grammar: bool | None = None,
                     evidence_tags: EvidenceTags | None = None) -> CardSettings:
+        # bundles written before rcc.max_motifs existed listed every motif: .get keeps them reading as they did
         return cls(GrammarSettings.from_config(rcc["grammar"]),
-                   rcc["grammar_tags"] if with_grammar is None else with_grammar, rcc["dedup"], evidence_tags)
+                   rcc["grammar_tags"] if with_grammar is None else with_grammar, rcc["dedup"], evidence_tags,
+                   rcc.get("max_motifs"))
 
     def text(self, card: Card) -> str:
         """The card as the LLMs read it under these settings."""
@@ -153,8 +159,16 @@ class CardSettings:
         return card.to_text(with_grammar=self.with_grammar, directions=directions)
 
 
+def strongest(motifs: Sequence[MotifHit], limit: int | None) -> tuple[MotifHit, ...]:
+    """The `limit` highest-scoring motifs (the card's own order), kept by position; all of them for None."""
+    if limit is None or len(motifs) <= limit:
+        return tuple(motifs)
+    kept = set(sorted(motifs, key=lambda hit: (-hit.score, hit.start, hit.pvalue, hit.matrix_id, hit.strand))[:limit])
+    return tuple(hit for hit in motifs if hit in kept)
+
+
 def build_card(sequence: str, cell_type: str, hits: Sequence[MotifHit], settings: CardSettings) -> Card:
-    motifs = deduplicate(hits, settings.dedup)
+    motifs = strongest(deduplicate(hits, settings.dedup), settings.max_motifs)
     gc = gc_content(sequence)
     return Card(cell_type=cell_type, gc_content=gc, sequence=sequence, motifs=motifs,
                 grammar_tags=grammar_tags(motifs, gc, settings.grammar))
