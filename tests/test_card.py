@@ -159,23 +159,24 @@ def test_json_round_trip(with_grammar: bool) -> None:
     assert again.to_text(with_grammar=with_grammar) == card.to_text(with_grammar=with_grammar)
 
 
-def test_evidence_tags_end_each_motif_line_and_add_a_count_golden() -> None:
+def test_evidence_tags_end_each_motif_line_and_add_a_listing_golden() -> None:
     """rcc.evidence_tags: the direction in the card's cell type after each position (none for motifs the tags
-    do not name), then one line counting sites for and against; the rest of the card is unchanged."""
+    do not name), then one line listing the motifs of each direction in the tags' order (not the card's) and
+    the net count of sites; the rest of the card is unchanged."""
     hits = [hit("GATA1", "C4-GATA-related", 51, 58, "+", 11.254), hit("SP1", "Three-zinc finger Kruppel-related", 1, 9,
             "-", 12.5), hit("REST", "Other", 120, 140, "+", 10.0), hit("TAL1::TCF3", "Tal-related", 150, 161, "+", 9.0)]
     card = build_card("ACGT" * 50, "K562", hits, SETTINGS)
     tagged = CardSettings(SETTINGS.grammar, False, SETTINGS.dedup,
-                          {"K562": {"GATA1": "up", "TAL1::TCF3": "up", "REST": "down"}, "HepG2": {"SP1": "up"}})
+                          {"K562": {"TAL1::TCF3": "up", "REST": "down", "GATA1": "up"}, "HepG2": {"SP1": "up"}})
     lines = tagged.text(card).splitlines()
     assert lines[5:11] == [
         "- SP1 (Family: Three-zinc finger Kruppel-related, Score: 12.50, Strand: -, Pos: 1-9, K562: none)",
         "- GATA1 (Family: C4-GATA-related, Score: 11.25, Strand: +, Pos: 51-58, K562: up)",
         "- REST (Family: Other, Score: 10.00, Strand: +, Pos: 120-140, K562: down)",
         "- TAL1::TCF3 (Family: Tal-related, Score: 9.00, Strand: +, Pos: 150-161, K562: up)",
-        "K562 evidence: 2 up, 1 down (net +1).",
+        "K562 evidence: up TAL1::TCF3, GATA1; down REST; net +1.",
         ""]
     untagged = card.to_text().splitlines()
     assert lines[:4] == untagged[:4] and lines[-2:] == untagged[-2:]
-    assert "evidence: 0 up, 0 down (net +0)." in CardSettings(SETTINGS.grammar, False, SETTINGS.dedup, {}).text(card)
+    assert "evidence: up none; down none; net +0." in CardSettings(SETTINGS.grammar, False, SETTINGS.dedup, {}).text(card)
     assert SETTINGS.text(card) == card.to_text()

@@ -642,9 +642,9 @@ def test_a_span_or_decimal_ending_a_sentence_still_cites_the_card() -> None:
 
 def test_evidence_tags_are_the_teachers_reading_of_each_site(real_cards: pd.DataFrame,
                                                               real_evidence: Evidence) -> None:
-    """rcc.evidence_tags: every real card's count line states the sites the grounded teacher reads as for and
-    against, its compact rationale names those it calls activators among the up-tagged motifs, and every
-    rationale still validates against the tagged card."""
+    """rcc.evidence_tags: every real card's evidence line lists the motifs the grounded teacher reads as for and
+    against, in the order it names them (so its compact rationale's activators and counterweights are the
+    line's first names), and every rationale still validates against the tagged card."""
     from r3lm.reasoning.tags import evidence_tags, tag_cards
 
     motifs = pd.DataFrame([{"matrix_id": motif.matrix_id, "name": motif.name, "family": motif.family,
@@ -659,10 +659,14 @@ def test_evidence_tags_are_the_teachers_reading_of_each_site(real_cards: pd.Data
     assert frame["valid"].all(), frame.loc[~frame["valid"], "reject_reason"].value_counts().to_dict()
     for text, card_text, card_json, level in zip(frame["rationale"], tagged["card_text"], tagged["card_json"],
                                                  tagged["level"], strict=True):
-        up, down = map(int, re.search(r"HepG2 evidence: (\d+) up, (\d+) down", card_text).groups())
+        up, down, net = re.search(r"HepG2 evidence: up (.+); down (.+); net ([+-]\d+)\.", card_text).groups()
         card = Card.from_json(card_json)
         reading = compact.read(card, level)
-        assert (up, down) == (len(reading.pro), len(reading.con))
-        named = card_motifs_in_order(parse(text).steps[1], card)
+        assert int(net) == len(reading.pro) - len(reading.con)
+        for listed, sites in ((up, reading.pro), (down, reading.con)):
+            assert listed.split(", ") == (list(dict.fromkeys(site.hit.name for site in sites)) or ["none"])
+        steps = parse(text).steps
         if reading.pro:
-            assert named and all(tags["HepG2"].get(name) == "up" for name in named), (text, card_text)
+            assert steps[1].startswith(f"For HepG2: {' and '.join(up.split(', ')[:2])}"), (text, card_text)
+        if reading.con:
+            assert steps[2].startswith(f"Against: {' and '.join(down.split(', ')[:2])}"), (text, card_text)

@@ -247,7 +247,7 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path
     tagged = pd.read_parquet(reasoning / "cards/test_subset.parquet")  # the tables the LLMs read are re-rendered
     untagged = pd.read_parquet(tmp_path / f"results/tiny/rcc/{setting}_nogrammar/test_subset.parquet")
     assert tagged.drop(columns="card_text").equals(untagged.drop(columns="card_text"))
-    assert tagged["card_text"].str.contains(r"\n(?:K562|HepG2|SKNSH) evidence: \d+ up, \d+ down").all()
+    assert tagged["card_text"].str.contains(r"\n(?:K562|HepG2|SKNSH) evidence: up [^;\n]+; down [^;\n]+; net [+-]\d+\.\n").all()
     teacher = pd.read_parquet(reasoning / "stage1_train.parquet")
     assert teacher.groupby("cell_type").size().eq(1).all() and teacher["valid"].all()
     info = json.loads((reasoning / "sharegpt/dataset_info.json").read_text())

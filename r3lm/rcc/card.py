@@ -28,7 +28,8 @@ FAMILY_SEPARATOR = "; "
 FAMILY_SUFFIXES = ("related", "like", "type", "family")  # "JUN-related": a family, not the motif
 DIRECTIONS = ("up", "down")  # an evidence tag: the motif favours or works against activity in the cell type
 NO_DIRECTION = "none"
-EvidenceTags = Mapping[str, Mapping[str, str]]  # cell type -> motif name -> up | down (any other motif: none)
+# cell type -> motif name -> up | down (any other motif: none), strongest pull first
+EvidenceTags = Mapping[str, Mapping[str, str]]
 
 
 @dataclass(frozen=True)
@@ -73,16 +74,26 @@ class Card:
     def to_text(self, *, with_grammar: bool = False, directions: Mapping[str, str] | None = None) -> str:
         """The official layout (Context, Identified Motifs, DNA Sequence); grammar tags and evidence tags
         (`directions`: motif name -> up or down in this card's cell type, any other motif none) are r3lm's
-        additions. Evidence tags end each motif line with the direction and add one count line."""
+        additions. Evidence tags end each motif line with the direction and add one line listing them."""
         lines = ["Context:", f"- Cell Type: {self.cell_type}", f"- GC Content: {self.gc_text}"]
         if with_grammar:
             lines.append(f"- Grammar Tags: {'; '.join(self.grammar_tags) if self.grammar_tags else 'none'}")
         lines += ["", "Identified Motifs:", *self.motif_lines(directions)]
         if directions is not None:
-            up, down = (sum(directions.get(hit.name) == word for hit in self.motifs) for word in DIRECTIONS)
-            lines.append(f"{self.cell_type} evidence: {up} up, {down} down (net {up - down:+d}).")
+            lines.append(self.evidence_line(directions))
         lines += ["", "DNA Sequence:", f"{self.sequence} (Total Length: {self.length})"]
         return "\n".join(lines)
+
+    def evidence_line(self, directions: Mapping[str, str]) -> str:
+        """The card's motifs of each direction, in the order of `directions` (strongest pull first, as the teacher
+        names them), and the net count of sites: a student copies the list instead of re-reading every line."""
+        rank = {name: index for index, name in enumerate(directions)}
+        listed = {word: sorted({hit.name for hit in self.motifs if directions.get(hit.name) == word}, key=rank.get)
+                  for word in DIRECTIONS}
+        up, down = (sum(directions.get(hit.name) == word for hit in self.motifs) for word in DIRECTIONS)
+        return (f"{self.cell_type} evidence: "
+                + "; ".join(f"{word} {', '.join(listed[word]) or 'none'}" for word in DIRECTIONS)
+                + f"; net {up - down:+d}.")
 
     def motif_lines(self, directions: Mapping[str, str] | None = None) -> list[str]:
         """The Identified Motifs lines of the text, by score: what a rationale can cite of the motifs."""

@@ -199,13 +199,19 @@ def read_site(hit: MotifHit, cell_type: str, evidence: Evidence, roles: RoleTabl
     return SiteReading(hit=hit, role=role, evidence=chosen, effect=_role_prior(role) + data_effect(chosen))
 
 
+def pull_order(reading: SiteReading) -> tuple[float, str, int]:
+    """Strongest pull first, ties by motif name (then position): a motif's rank in its cell type does not depend
+    on the card, so the evidence tags can list a card's sites in the order the teacher names them."""
+    return -abs(reading.effect), reading.hit.name, reading.hit.start
+
+
 def read_card(card: Card, level: int, readings: Sequence[SiteReading], odds: CellOdds | None, trend: GcTrend | None,
               grammar: GrammarSettings, n_levels: int) -> CardReading:
     """The reading of `card` (its hits read as `readings`) against its cell type's `odds` (None: the cell type
     has no significant feature) and GC `trend`."""
     if odds is None:
         odds = CellOdds(base=0.0, shifts={}, totals=Counter())
-    by_pull = sorted(readings, key=lambda reading: (-abs(reading.effect), reading.hit.start))
+    by_pull = sorted(readings, key=pull_order)
     pro = tuple(reading for reading in by_pull if reading.kind == "pro")
     gc_effect = _gc_effect(card, trend)
     carried = {("family", family) for hit in card.motifs for family in hit.families} | {

@@ -1,5 +1,5 @@
 """Evidence tags (`rcc.evidence_tags`): each card motif's direction in the card's cell type, read from the
-training split, and one line counting them.
+training split, and one line listing them by direction.
 
 Why: the paper's teacher and its 4B student bring from pretraining what a motif does in a cell type. A
 135M student fine-tuned on a few hundred rationales cannot: in the demo its lists of activators matched the
@@ -28,7 +28,7 @@ from r3lm.errors import InputError, require_file
 from r3lm.io import write_json, write_parquet
 from r3lm.rcc.card import DIRECTIONS, Card, CardSettings, EvidenceTags, MotifHit
 from r3lm.reasoning.evidence import Evidence, read_evidence
-from r3lm.reasoning.reading import read_site
+from r3lm.reasoning.reading import pull_order, read_site
 from r3lm.reasoning.roles import RoleTable, load_roles
 
 log = logging.getLogger(__name__)
@@ -38,13 +38,16 @@ WORDS = {"pro": DIRECTIONS[0], "con": DIRECTIONS[1]}
 
 def evidence_tags(motifs: pd.DataFrame, evidence: Evidence, roles: RoleTable) -> EvidenceTags:
     """The direction of every matrix of the motif table (`name`, `family`, `class`) in each cell type the
-    evidence covers (every cell type of the train cards has its GC trend there)."""
+    evidence covers (every cell type of the train cards has its GC trend there), in the teacher's pull order,
+    which the cards' evidence line keeps."""
     tags: dict[str, dict[str, str]] = {}
     for cell in sorted(evidence.gc):
-        kinds = {row.name: read_site(MotifHit(row.matrix_id, row.name, row.family, row[3], 1, 1, "+", 0.0, 1.0),
-                                     cell, evidence, roles).kind
-                 for row in motifs[["matrix_id", "name", "family", "class"]].itertuples(index=False)}
-        tags[cell] = {name: WORDS[kind] for name, kind in sorted(kinds.items()) if kind in WORDS}
+        readings = {row.name: read_site(MotifHit(row.matrix_id, row.name, row.family, row[3], 1, 1, "+", 0.0, 1.0),
+                                        cell, evidence, roles)
+                    for row in motifs[["matrix_id", "name", "family", "class"]].itertuples(index=False)}
+        kinds = {name: reading.kind for name, reading in readings.items()}
+        tags[cell] = {name: WORDS[kinds[name]] for name in sorted(readings, key=lambda name: pull_order(readings[name]))
+                      if kinds[name] in WORDS}
         log.info("evidence tags for %s: %d of %d motifs up, %d down", cell,
                  sum(word == "up" for word in tags[cell].values()), len(kinds),
                  sum(word == "down" for word in tags[cell].values()))
