@@ -171,9 +171,8 @@ class R3LM(LoadedBundle):
                          *, progress: bool = False) -> pd.DataFrame:
         """One row per sequence with `<column>_<cell type>` for each scored column, the shape of a fast bundle's
         table (`r3lm.deploy.fast`), so that specificity reads both alike."""
-        self.check_cell_types(cell_types)
         wide = None
-        for cell in cell_types:
+        for cell in self.check_cell_types(cell_types):
             scored = self.score(sequences, cell, progress=progress).drop(columns="cell_type")
             scored = scored.rename(columns={column: f"{column}_{cell}" for column in scored.columns if column != "id"})
             wide = scored if wide is None else wide.merge(scored, on="id", validate="one_to_one", sort=False)

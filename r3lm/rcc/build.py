@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from r3lm.io import write_parquet
 from r3lm.motifs.scan import HIT_COLUMNS
-from r3lm.rcc.card import CardSettings, MotifHit, build_card, deduplicate
+from r3lm.rcc.card import CardSettings, MotifHit, card_from_sites, deduplicate
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +32,13 @@ def cards_for_table(table: pd.DataFrame, hits: pd.DataFrame, settings: CardSetti
     """One card per (sequence, cell type) row: the row's identifying columns plus the card as JSON and text."""
     started = time.perf_counter()
     grouped = hits_by_sequence(hits[hits["seq_id"].isin(set(table["id"]))])
-    json_cards, text_cards, motif_counts, left_off = [], [], [], 0
+    json_cards, text_cards, motif_counts, left_off = [], [], [], []
     rows = zip(table["id"], table["sequence"], table["cell_type"])
     for seq_id, sequence, cell_type in tqdm(rows, total=len(table), desc="cards", unit="card", disable=not progress,
                                             mininterval=5):
-        hits_here = grouped.get(seq_id, ())
-        card = build_card(sequence, cell_type, hits_here, settings)
-        if settings.max_motifs is not None:
-            left_off += len(deduplicate(hits_here, settings.dedup)) - len(card.motifs)
+        sites = deduplicate(grouped.get(seq_id, ()), settings.dedup)
+        card = card_from_sites(sequence, cell_type, sites, settings)
+        left_off.append(len(sites) - len(card.motifs))
         json_cards.append(card.to_json())
         text_cards.append(settings.text(card))
         motif_counts.append(len(card.motifs))
@@ -48,9 +47,9 @@ def cards_for_table(table: pd.DataFrame, hits: pd.DataFrame, settings: CardSetti
     seconds = time.perf_counter() - started
     log.info("built %d cards in %.1f s (%.0f cards/s), %.2f motifs per card after deduplication",
              len(cards), seconds, len(cards) / max(seconds, 1e-9), cards["n_motifs"].mean() if len(cards) else 0.0)
-    if left_off:
-        log.info("rcc.max_motifs=%d left %d weaker sites off %d cards", settings.max_motifs, left_off,
-                 int((cards["n_motifs"] == settings.max_motifs).sum()))
+    if any(left_off):
+        log.info("rcc.max_motifs=%d left %d weaker sites off %d cards", settings.max_motifs, sum(left_off),
+                 sum(count > 0 for count in left_off))
     return cards
 
 

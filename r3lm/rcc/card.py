@@ -134,11 +134,16 @@ DEDUP_RULES: dict[str, Callable[[MotifHit, MotifHit], bool]] = {
     "same_family": _same_family, "shared_family": _shared_family}
 
 
+def strength_order(hit: MotifHit) -> tuple[float, int, float, str, str]:
+    """Highest score first, then start, p-value, matrix id and strand: who stays in a dedup and under a cap."""
+    return -hit.score, hit.start, hit.pvalue, hit.matrix_id, hit.strand
+
+
 def deduplicate(hits: Iterable[MotifHit], rule: str) -> tuple[MotifHit, ...]:
     """The hits left after `rule` (see the module docstring), by position."""
     related = DEDUP_RULES[rule]
     kept: list[MotifHit] = []
-    for hit in sorted(hits, key=lambda hit: (-hit.score, hit.start, hit.pvalue, hit.matrix_id, hit.strand)):
+    for hit in sorted(hits, key=strength_order):
         if not any(hit.overlaps(other) and related(hit, other) for other in kept):
             kept.append(hit)
     return tuple(sorted(kept, key=lambda hit: (hit.start, hit.end, hit.strand, hit.name, hit.matrix_id)))
@@ -174,12 +179,17 @@ def strongest(motifs: Sequence[MotifHit], limit: int | None) -> tuple[MotifHit, 
     """The `limit` highest-scoring motifs (the card's own order), kept by position; all of them for None."""
     if limit is None or len(motifs) <= limit:
         return tuple(motifs)
-    kept = set(sorted(motifs, key=lambda hit: (-hit.score, hit.start, hit.pvalue, hit.matrix_id, hit.strand))[:limit])
+    kept = set(sorted(motifs, key=strength_order)[:limit])
     return tuple(hit for hit in motifs if hit in kept)
 
 
 def build_card(sequence: str, cell_type: str, hits: Sequence[MotifHit], settings: CardSettings) -> Card:
-    motifs = strongest(deduplicate(hits, settings.dedup), settings.max_motifs)
+    return card_from_sites(sequence, cell_type, deduplicate(hits, settings.dedup), settings)
+
+
+def card_from_sites(sequence: str, cell_type: str, sites: Sequence[MotifHit], settings: CardSettings) -> Card:
+    """The card of already deduplicated `sites`: the strongest `max_motifs` of them, its GC and grammar tags."""
+    motifs = strongest(sites, settings.max_motifs)
     gc = gc_content(sequence)
     return Card(cell_type=cell_type, gc_content=gc, sequence=sequence, motifs=motifs,
                 grammar_tags=grammar_tags(motifs, gc, settings.grammar))

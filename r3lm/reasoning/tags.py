@@ -45,11 +45,10 @@ def evidence_tags(motifs: pd.DataFrame, evidence: Evidence, roles: RoleTable) ->
         readings = {row.name: read_site(MotifHit(row.matrix_id, row.name, row.family, row[3], 1, 1, "+", 0.0, 1.0),
                                         cell, evidence, roles)
                     for row in motifs[["matrix_id", "name", "family", "class"]].itertuples(index=False)}
-        kinds = {name: reading.kind for name, reading in readings.items()}
-        tags[cell] = {name: WORDS[kinds[name]] for name in sorted(readings, key=lambda name: pull_order(readings[name]))
-                      if kinds[name] in WORDS}
+        tags[cell] = {reading.hit.name: WORDS[reading.kind] for reading in sorted(readings.values(), key=pull_order)
+                      if reading.kind in WORDS}
         log.info("evidence tags for %s: %d of %d motifs up, %d down", cell,
-                 sum(word == "up" for word in tags[cell].values()), len(kinds),
+                 sum(word == "up" for word in tags[cell].values()), len(readings),
                  sum(word == "down" for word in tags[cell].values()))
     return tags
 
