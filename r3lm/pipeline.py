@@ -23,7 +23,8 @@ import pandas as pd
 from r3lm.errors import InputError
 from r3lm.motifs.scan import MotifSet, background_for, build_motif_set, scan_sequences
 from r3lm.rcc.build import cards_for_table
-from r3lm.rcc.card import CardSettings, EvidenceTags
+from r3lm.rcc.card import CardSettings
+from r3lm.rcc.evidence_tags import EvidenceTags
 from r3lm.stage1.models import Stage1Models
 
 if TYPE_CHECKING:
@@ -123,8 +124,9 @@ class SequencePipeline:
     def from_recipe(cls, manifest: Mapping[str, Any]) -> SequencePipeline:
         """Cards made as a bundle's training cards were (its motifs, background, rcc settings and evidence tags),
         no models: what a card-reading baseline such as the motif ridge needs."""
+        tags = manifest.get("evidence_tags")
         return cls(manifest["motifs"], np.asarray(manifest["background"]),
-                   CardSettings.from_config(manifest["rcc"], evidence_tags=manifest.get("evidence_tags")))
+                   CardSettings.from_config(manifest["rcc"], evidence_tags=tags and EvidenceTags.from_json(tags)))
 
     @property
     def motif_set(self) -> MotifSet:

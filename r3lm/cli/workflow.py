@@ -10,7 +10,7 @@ from typing import Any
 from r3lm.cli.registry import arg, command
 from r3lm.errors import InputError
 from r3lm.io import OutputFile, OutputFolder
-from r3lm.rcc.card import EvidenceTags
+from r3lm.rcc.evidence_tags import EvidenceTags
 
 NO_PROGRESS = arg("--no-progress", action="store_true")
 EVIDENCE_TAGS = arg("--evidence-tags", default=None,

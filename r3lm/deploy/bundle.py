@@ -47,7 +47,7 @@ from r3lm.llm.base import PROVENANCE_FILE, resolve_base
 from r3lm.motifs.scan import background_for
 from r3lm.motifs.shards import dataset_sequences
 from r3lm.predictions import level_edges_from_summary
-from r3lm.rcc.card import EvidenceTags
+from r3lm.rcc.evidence_tags import EvidenceTags
 from r3lm.reasoning.format import system_prompt
 from r3lm.stage1.models import Stage1Models
 from r3lm.stage2.folder import (
@@ -188,7 +188,7 @@ def card_recipe(config: Mapping[str, Any], data: Path) -> dict[str, Any]:
 
 
 def _bundled_tags(config: Mapping[str, Any], evidence_tags: EvidenceTags | None,
-                  cell_types: list[str]) -> EvidenceTags | None:
+                  cell_types: list[str]) -> dict[str, Any] | None:
     """The tags the training cards showed, for the bundle's cell types; refused when the config and the
     tags given disagree, since new cards would then differ from the ones the models learned from."""
     if config["rcc"]["evidence_tags"] != (evidence_tags is not None):
@@ -199,7 +199,7 @@ def _bundled_tags(config: Mapping[str, Any], evidence_tags: EvidenceTags | None,
     missing = sorted(set(cell_types) - set(evidence_tags))
     if missing:
         raise InputError(f"the evidence tags have no entry for {', '.join(missing)}")
-    return {cell: dict(evidence_tags[cell]) for cell in cell_types}
+    return evidence_tags.subset(cell_types).to_json()
 
 
 def _levels(config: Mapping[str, Any], data: Path, cell_types: list[str]) -> dict[str, Any]:

@@ -22,14 +22,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from r3lm.rcc.evidence_tags import CellEvidence, EvidenceTags
 from r3lm.rcc.grammar import GrammarSettings, grammar_tags
 
 FAMILY_SEPARATOR = "; "
 FAMILY_SUFFIXES = ("related", "like", "type", "family")  # "JUN-related": a family, not the motif
-DIRECTIONS = ("up", "down")  # an evidence tag: the motif favours or works against activity in the cell type
-NO_DIRECTION = "none"
-# cell type -> motif name -> up | down (any other motif: none), strongest pull first
-EvidenceTags = Mapping[str, Mapping[str, str]]
 
 
 @dataclass(frozen=True)
@@ -71,35 +68,25 @@ class Card:
         """The GC content as the card prints it: a rationale that copies it copies the card's number."""
         return f"{self.gc_content:.3f}"
 
-    def to_text(self, *, with_grammar: bool = False, directions: Mapping[str, str] | None = None) -> str:
+    def to_text(self, *, with_grammar: bool = False, evidence: CellEvidence | None = None) -> str:
         """The official layout (Context, Identified Motifs, DNA Sequence); grammar tags and evidence tags
-        (`directions`: motif name -> up or down in this card's cell type, any other motif none) are r3lm's
-        additions. Evidence tags end each motif line with the direction and add one line listing them."""
+        (`evidence`: this card's cell type's, rcc/evidence_tags.py) are r3lm's additions. Evidence tags end each
+        motif line with the direction and add the evidence line."""
         lines = ["Context:", f"- Cell Type: {self.cell_type}", f"- GC Content: {self.gc_text}"]
         if with_grammar:
             lines.append(f"- Grammar Tags: {'; '.join(self.grammar_tags) if self.grammar_tags else 'none'}")
-        lines += ["", "Identified Motifs:", *self.motif_lines(directions)]
-        if directions is not None:
-            lines.append(self.evidence_line(directions))
+        lines += ["", "Identified Motifs:", *self.motif_lines(evidence)]
+        if evidence is not None:
+            lines.append(evidence.line(self.cell_type, [hit.name for hit in self.motifs], self.gc_content,
+                                       self.gc_text))
         lines += ["", "DNA Sequence:", f"{self.sequence} (Total Length: {self.length})"]
         return "\n".join(lines)
 
-    def evidence_line(self, directions: Mapping[str, str]) -> str:
-        """The card's motifs of each direction, in the order of `directions` (strongest pull first, as the teacher
-        names them), and the net count of sites: a student copies the list instead of re-reading every line."""
-        rank = {name: index for index, name in enumerate(directions)}
-        listed = {word: sorted({hit.name for hit in self.motifs if directions.get(hit.name) == word}, key=rank.get)
-                  for word in DIRECTIONS}
-        up, down = (sum(directions.get(hit.name) == word for hit in self.motifs) for word in DIRECTIONS)
-        return (f"{self.cell_type} evidence: "
-                + "; ".join(f"{word} {', '.join(listed[word]) or 'none'}" for word in DIRECTIONS)
-                + f"; net {up - down:+d}.")
-
-    def motif_lines(self, directions: Mapping[str, str] | None = None) -> list[str]:
+    def motif_lines(self, evidence: CellEvidence | None = None) -> list[str]:
         """The Identified Motifs lines of the text, by score: what a rationale can cite of the motifs."""
         return [f"- {hit.name} (Family: {hit.family}, Score: {hit.score:.2f}, Strand: {hit.strand}, "
                 f"Pos: {hit.start}-{hit.end}"
-                + (f", {self.cell_type}: {directions.get(hit.name, NO_DIRECTION)})" if directions is not None else ")")
+                + (f", {self.cell_type}: {evidence.direction(hit.name)})" if evidence is not None else ")")
                 for hit in sorted(self.motifs, key=lambda hit: (-hit.score, hit.start))]
 
     def to_json(self) -> str:
@@ -152,8 +139,7 @@ def deduplicate(hits: Iterable[MotifHit], rule: str) -> tuple[MotifHit, ...]:
 @dataclass(frozen=True)
 class CardSettings:
     """The `rcc` config block: grammar-tag thresholds, whether the text shows the tags, the dedup rule, the
-    most motifs a card lists (None: all), and the evidence tags (cell type -> motif name -> up or down;
-    None: the card shows none)."""
+    most motifs a card lists (None: all), and the evidence tags (None: the card shows none)."""
 
     grammar: GrammarSettings
     with_grammar: bool
@@ -171,8 +157,8 @@ class CardSettings:
 
     def text(self, card: Card) -> str:
         """The card as the LLMs read it under these settings."""
-        directions = None if self.evidence_tags is None else self.evidence_tags.get(card.cell_type, {})
-        return card.to_text(with_grammar=self.with_grammar, directions=directions)
+        evidence = None if self.evidence_tags is None else self.evidence_tags.get(card.cell_type)
+        return card.to_text(with_grammar=self.with_grammar, evidence=evidence)
 
 
 def strongest(motifs: Sequence[MotifHit], limit: int | None) -> tuple[MotifHit, ...]:

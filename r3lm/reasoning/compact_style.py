@@ -14,7 +14,7 @@ class CompactRenderer(Phrasing):
     def arrange(self, steps: list[str], min_steps: int) -> list[str]:
         """The GC step takes the balance's tier, unless that would leave fewer than `min_steps` steps."""
         if len(steps) > min_steps:
-            return steps[:-2] + [f"{steps[-2][:-1]}; net {self.reading.tier}."]
+            return steps[:-2] + [f"{steps[-2][:-1]}; net {self.reading.net}."]
         return steps
 
     def overview(self) -> str:
@@ -51,7 +51,7 @@ class CompactRenderer(Phrasing):
             return (f"{both} overlap." if pair.gap < 0
                     else f"{both} close, cooperative." if pair.cooperative else f"{both} far apart.")
         if layout.cluster:
-            return f"Cluster of {len(layout.cluster)} around {layout.cluster[0].name}."
+            return f"Cluster around {layout.cluster[0].name}."
         return f"No cluster; {names(self.reading.readings, 2, more=False)} spread out."
 
     def site_quality(self) -> str:
@@ -72,7 +72,7 @@ class CompactRenderer(Phrasing):
         return f"GC {gc}: {reading.place} the mean, {reading.effect} activity."
 
     def balance(self) -> str:
-        return f"Net with GC {self.reading.card.gc_text}: {self.reading.tier}."
+        return f"Net with GC {self.reading.card.gc_text}: {self.reading.net}."
 
     def conclusion(self) -> str:
         return f"Conclusion: {verdict(self.reading)[1]}"

@@ -72,6 +72,7 @@ class GroundedTeacher:
     max_steps: int = 7
     detail: str = "full"
     min_steps: int = 5
+    tier_by_count: bool = False  # the cards show their evidence line (rcc.evidence_tags): the tier is its tier
 
     def __post_init__(self) -> None:
         if self.detail not in DETAILS:
@@ -89,7 +90,7 @@ class GroundedTeacher:
         """Every decision about `card` at its observed `level`, whatever the style."""
         readings = [self.read_site(hit, card.cell_type) for hit in card.motifs]
         return read_card(card, level, readings, self.odds.get(card.cell_type), self.evidence.gc.get(card.cell_type),
-                         self.grammar, self.n_levels)
+                         self.grammar, self.n_levels, tier_by_count=self.tier_by_count)
 
     def explain(self, card: Card, level: int, card_id: str) -> str:
         """The rationale for `card` at its observed `level`; `card_id` only seeds the phrasing."""

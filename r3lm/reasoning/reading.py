@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from r3lm.rcc.card import FAMILY_SEPARATOR, Card, MotifHit
+from r3lm.rcc.evidence_tags import GCReading, gc_effect, gc_reading, net_tier
 from r3lm.rcc.grammar import GrammarSettings
 from r3lm.reasoning.evidence import Evidence, FeatureEvidence, GcTrend
 from r3lm.reasoning.roles import Role, RoleTable
@@ -29,10 +30,8 @@ from r3lm.reasoning.roles import Role, RoleTable
 SIGNIFICANT_P = 0.05
 ROLE_PRIOR = 0.5
 MAX_DATA_EFFECT = 2.0
-GC_WEIGHT = 4.0
 # Tiers of the card's net log2 odds of being high-activity (naive-Bayes feature terms + role priors + GC term)
 STRONG_ODDS, POSITIVE_ODDS, NEGATIVE_ODDS = 2.0, 0.5, -1.0
-NO_GC_TREND = 0.05
 QUOTED_RUN = 8
 
 
@@ -121,13 +120,6 @@ class Composition:
 
 
 @dataclass(frozen=True)
-class GCReading:
-    place: str
-    tracks: str
-    effect: str
-
-
-@dataclass(frozen=True)
 class CardReading:
     """Every decision about one card at its observed level; `pro` and `con` lead with the strongest pull.
     `inventory` and `leading` are None for a card without motifs, `quality` when no site favours activity,
@@ -154,6 +146,12 @@ class CardReading:
     tier: str
     consistent: bool
     predicts_higher: bool
+    net_count: int | None = None  # sites for minus sites against, when the tier follows it (tier_by_count)
+
+    @property
+    def net(self) -> str:
+        """The balance as a rationale states it: the tier, after the net count it follows when there is one."""
+        return self.tier if self.net_count is None else f"{self.net_count:+d}, {self.tier}"
 
     @property
     def cell(self) -> str:
@@ -206,21 +204,24 @@ def pull_order(reading: SiteReading) -> tuple[float, str, int]:
 
 
 def read_card(card: Card, level: int, readings: Sequence[SiteReading], odds: CellOdds | None, trend: GcTrend | None,
-              grammar: GrammarSettings, n_levels: int) -> CardReading:
+              grammar: GrammarSettings, n_levels: int, *, tier_by_count: bool = False) -> CardReading:
     """The reading of `card` (its hits read as `readings`) against its cell type's `odds` (None: the cell type
-    has no significant feature) and GC `trend`."""
+    has no significant feature) and GC `trend`. `tier_by_count`: the card shows its evidence line
+    (rcc.evidence_tags), and the tier is the one that line states for its net count, so a rationale's tier is
+    the card's."""
     if odds is None:
         odds = CellOdds(base=0.0, shifts={}, totals=Counter())
     by_pull = sorted(readings, key=pull_order)
     pro = tuple(reading for reading in by_pull if reading.kind == "pro")
-    gc_effect = _gc_effect(card, trend)
+    gc_term = gc_effect(card.gc_content, trend)
     carried = {("family", family) for hit in card.motifs for family in hit.families} | {
         ("motif", hit.name) for hit in card.motifs}
     informative = [(feature[0], *odds.shifts[feature]) for feature in sorted(carried) if feature in odds.shifts]
     feature_odds = odds.base + sum(shift for _, shift, _ in informative)
     roles = {id(reading.role): reading.role for reading in readings if reading.role is not None}
-    total = feature_odds + sum(_role_prior(role) for role in roles.values()) + gc_effect
-    tier = _tier(total)
+    total = feature_odds + sum(_role_prior(role) for role in roles.values()) + gc_term
+    net = sum(reading.kind == "pro" for reading in readings) - sum(reading.kind == "con" for reading in readings)
+    tier = net_tier(net) if tier_by_count else _tier(total)
     return CardReading(
         card=card, level=level, n_levels=n_levels, grammar=grammar, readings=tuple(readings), pro=pro,
         con=tuple(reading for reading in by_pull if reading.kind == "con"),
@@ -229,9 +230,10 @@ def read_card(card: Card, level: int, readings: Sequence[SiteReading], odds: Cel
         leading=_leading(readings), inventory=_inventory(card.motifs) if card.motifs else None,
         layout=_layout(card.motifs, [reading.hit for reading in pro], grammar),
         quality=_quality(pro, card.motifs) if pro else None, composition=_composition(card.sequence),
-        trend=trend, gc=_gc_reading(card.gc_content, trend, gc_effect), totals=odds.totals,
+        trend=trend, gc=gc_reading(card.gc_content, trend), totals=odds.totals,
         carried=Counter((kind, call) for kind, _, call in informative), tier=tier,
-        consistent=_consistent(tier, level, n_levels), predicts_higher=tier in ("strongly positive", "positive"))
+        consistent=_consistent(tier, level, n_levels), predicts_higher=tier in ("strongly positive", "positive"),
+        net_count=net if tier_by_count else None)
 
 
 def _inventory(motifs: Sequence[MotifHit]) -> Inventory:
@@ -317,25 +319,6 @@ def _longest_run(sequence: str, letters: str) -> tuple[int, int]:
         else:
             current = 0
     return best, best_start
-
-
-def _gc_effect(card: Card, trend: GcTrend | None) -> float:
-    if trend is None or trend.sd_gc <= 0 or abs(trend.spearman_rho) < NO_GC_TREND:
-        return 0.0
-    z = max(-2.0, min(2.0, (card.gc_content - trend.mean_gc) / trend.sd_gc))
-    return GC_WEIGHT * trend.spearman_rho * z
-
-
-def _gc_reading(gc: float, trend: GcTrend | None, gc_effect: float) -> GCReading | None:
-    """Where the card's GC sits against the cell type's mean, how activity tracks GC, and the net effect."""
-    if trend is None:
-        return None
-    place = ("above" if gc > trend.mean_gc + 0.25 * trend.sd_gc
-             else "below" if gc < trend.mean_gc - 0.25 * trend.sd_gc else "close to")
-    if abs(trend.spearman_rho) < NO_GC_TREND:
-        return GCReading(place, "barely tracks", "hardly shifts")
-    return GCReading(place, "rises with" if trend.spearman_rho > 0 else "falls with",
-                     "favours" if gc_effect > 0.1 else "works against" if gc_effect < -0.1 else "hardly shifts")
 
 
 def _tier(total: float) -> str:

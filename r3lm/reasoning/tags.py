@@ -1,5 +1,5 @@
 """Evidence tags (`rcc.evidence_tags`): each card motif's direction in the card's cell type, read from the
-training split, and one line listing them by direction.
+training split, the cell type's GC trend, and the evidence line they give each card (rcc/evidence_tags.py).
 
 Why: the paper's teacher and its 4B student bring from pretraining what a motif does in a cell type. A
 135M student fine-tuned on a few hundred rationales cannot: in the demo its lists of activators matched the
@@ -26,7 +26,8 @@ import pandas as pd
 
 from r3lm.errors import InputError, require_file
 from r3lm.io import write_json, write_parquet
-from r3lm.rcc.card import DIRECTIONS, Card, CardSettings, EvidenceTags, MotifHit
+from r3lm.rcc.card import Card, CardSettings, MotifHit
+from r3lm.rcc.evidence_tags import DIRECTIONS, CellEvidence, EvidenceTags
 from r3lm.reasoning.evidence import Evidence, read_evidence
 from r3lm.reasoning.reading import pull_order, read_site
 from r3lm.reasoning.roles import RoleTable, load_roles
@@ -39,24 +40,25 @@ WORDS = {"pro": DIRECTIONS[0], "con": DIRECTIONS[1]}
 def evidence_tags(motifs: pd.DataFrame, evidence: Evidence, roles: RoleTable) -> EvidenceTags:
     """The direction of every matrix of the motif table (`name`, `family`, `class`) in each cell type the
     evidence covers (every cell type of the train cards has its GC trend there), in the teacher's pull order,
-    which the cards' evidence line keeps."""
-    tags: dict[str, dict[str, str]] = {}
+    which the cards' evidence line keeps, and the cell type's GC trend."""
+    tags: dict[str, CellEvidence] = {}
     for cell in sorted(evidence.gc):
         readings = {row.name: read_site(MotifHit(row.matrix_id, row.name, row.family, row[3], 1, 1, "+", 0.0, 1.0),
                                         cell, evidence, roles)
                     for row in motifs[["matrix_id", "name", "family", "class"]].itertuples(index=False)}
-        tags[cell] = {reading.hit.name: WORDS[reading.kind] for reading in sorted(readings.values(), key=pull_order)
-                      if reading.kind in WORDS}
+        directions = {reading.hit.name: WORDS[reading.kind]
+                      for reading in sorted(readings.values(), key=pull_order) if reading.kind in WORDS}
+        tags[cell] = CellEvidence(directions, evidence.gc[cell])
         log.info("evidence tags for %s: %d of %d motifs up, %d down", cell,
-                 sum(word == "up" for word in tags[cell].values()), len(readings),
-                 sum(word == "down" for word in tags[cell].values()))
-    return tags
+                 sum(word == "up" for word in directions.values()), len(readings),
+                 sum(word == "down" for word in directions.values()))
+    return EvidenceTags(tags)
 
 
 def read_evidence_tags(path: str | Path) -> EvidenceTags:
-    tags = json.loads(require_file(path, "evidence tags").read_text())
-    for cell, directions in tags.items():
-        wrong = sorted({word for word in directions.values()} - set(DIRECTIONS))
+    tags = EvidenceTags.from_json(json.loads(require_file(path, "evidence tags").read_text()))
+    for cell, evidence in tags.cells.items():
+        wrong = sorted(set(evidence.directions.values()) - set(DIRECTIONS))
         if wrong:
             raise InputError(f"evidence tags of {cell}: unknown direction(s) {', '.join(wrong)}", path=path)
     return tags
@@ -72,7 +74,7 @@ def write_evidence_tags(config: Mapping[str, Any], motif_table: str | Path, evid
     """The workflow step: the tags of every cell type of the evidence, as JSON."""
     tags = evidence_tags(pd.read_parquet(require_file(motif_table, "motif table")), read_evidence(evidence_path),
                          load_roles(config["reasoning"]["roles_table"]))
-    write_json(tags, out)
+    write_json(tags.to_json(), out)
     return tags
 
 

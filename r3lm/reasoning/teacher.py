@@ -64,12 +64,14 @@ SHAREGPT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human"
 
 @dataclass(frozen=True)
 class TeacherJob:
-    """One card to explain: `messages` is the teacher's prompt (card and observed level)."""
+    """One card to explain: `messages` is the teacher's prompt (card and observed level), `card_text` the card as
+    shown there (its evidence line states facts a rationale must keep)."""
 
     card_id: str
     card: Card
     level: int
     messages: list[dict[str, str]]
+    card_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,7 @@ def make_backend(config: Mapping[str, Any], evidence: Evidence, *, roles: RoleTa
             evidence=evidence, roles=roles or load_roles(settings["roles_table"]),
             grammar=GrammarSettings.from_config(config["rcc"]["grammar"]), n_levels=config["levels"]["n_levels"],
             seed=settings["seed"], max_steps=settings["max_steps"], detail=settings["detail"],
-            min_steps=settings["min_steps"]))
+            min_steps=settings["min_steps"], tier_by_count=config["rcc"]["evidence_tags"]))
     if settings["teacher"] == "openai":
         from r3lm.reasoning.openai_backend import OpenAIBackend
 
@@ -202,14 +204,15 @@ def run_teacher(config: Mapping[str, Any], cards: pd.DataFrame, evidence: Eviden
     system = system_prompt(settings["min_steps"], settings["max_steps"], n_levels)
     rows = (cards.index + 1 if pd.api.types.is_integer_dtype(cards.index) else range(1, len(cards) + 1))
     jobs = [TeacherJob(card_id=str(card_id), card=parse_card(card_json, cards_path, int(row)), level=int(level),
-                       messages=teacher_messages(card_text, int(level), n_levels, system))
+                       messages=teacher_messages(card_text, int(level), n_levels, system), card_text=card_text)
             for row, card_id, card_json, card_text, level in zip(
                 rows, cards["id"], cards["card_json"], cards["card_text"], cards["level"])]
 
     def check(job: TeacherJob, text: str) -> Validation:
         return validate_rationale(text, job.card, label=job.level if settings["label_filter"] else None,
                                   min_steps=settings["min_steps"],
-                                  max_steps=settings["max_steps"], n_levels=n_levels, motif_vocabulary=vocabulary)
+                                  max_steps=settings["max_steps"], n_levels=n_levels, motif_vocabulary=vocabulary,
+                                  card_text=job.card_text)
 
     answers = backend.explain(jobs, check, progress=progress)
     frame = pd.DataFrame({

@@ -5,7 +5,7 @@ the Stage-I model's own rationales (label=None; level agreement is counted separ
 
 Reasons, in the order they are tested (the first failing one is reported):
   missing_think, too_few_steps, too_many_steps, missing_level, level_out_of_range,
-  motif_not_in_card, number_not_on_card, step_without_evidence, level_mismatch.
+  motif_not_in_card, number_not_on_card, fact_not_on_card, step_without_evidence, level_mismatch.
 
 Motif mentions (`motif_not_in_card`): every name of the motif vocabulary (e.g. all JASPAR names of
 the release) is looked for CASE-SENSITIVELY as a whole token: not preceded or followed by a letter or
@@ -24,6 +24,13 @@ Numbers (`number_not_on_card`): a number the text presents as one of the card's 
   * "GC 0.585", "GC content of 58.5%" must be the card's GC content within rounding.
 Statistics from the training evidence (log2 odds ratios, counts, distances, "mean GC 0.51 in high-activity
 sequences") are not card numbers.
+
+Facts (`fact_not_on_card`): what the rationale states about its card must be what the card states:
+  * "N hits" must be the number of motifs the card lists;
+  * on a card with an evidence line (rcc.evidence_tags; read back from the card's text): "GC x: below / close
+    to / above the mean, favours / works against / hardly shifts activity" must be the line's place and effect;
+    "net +N" and its tier ("net +N, mixed", "net mixed") the line's; the card motifs a "For <cell>:" clause
+    names must be tagged up, and those an "Against:" clause names, down.
 
 Step evidence (`step_without_evidence`): each step must cite at least one element of the card:
   * a card motif name or dimer half (names with a digit or "::" ignore case; purely alphabetic
@@ -48,11 +55,12 @@ from typing import Any
 import pandas as pd
 
 from r3lm.rcc.card import FAMILY_SEPARATOR, FAMILY_SUFFIXES, Card
+from r3lm.rcc.evidence_tags import StatedEvidence, stated_evidence
 from r3lm.reasoning.format import parse
 from r3lm.reasoning.roles import name_parts
 
 REASONS = ("missing_think", "too_few_steps", "too_many_steps", "missing_level", "level_out_of_range",
-           "motif_not_in_card", "number_not_on_card", "step_without_evidence", "level_mismatch")
+           "motif_not_in_card", "number_not_on_card", "fact_not_on_card", "step_without_evidence", "level_mismatch")
 PLACEHOLDER_FAMILY = "Unknown"
 MIN_SEQUENCE_CITATION = 8
 
@@ -68,6 +76,10 @@ _SCORE = re.compile(r"\bScore:? (-?\d+\.\d+)", re.IGNORECASE)
 _GC_VALUE = re.compile(r"(?<!mean )(?<!median )(?<!average )\bGC(?: content)?(?: of| is| at|:|=)?\s*(\d+(?:\.\d+)?)\s?(%?)", re.IGNORECASE)
 _LEVEL_SPAN = re.compile(r"\blevels?\s*\(?\s*$", re.IGNORECASE)
 _BASES = re.compile(f"[ACGT]{{{MIN_SEQUENCE_CITATION},}}")
+_HITS = re.compile(r"\b(\d+) (?:motif )?hits?\b")
+_GC_PLACE = re.compile(r"\bGC \d?\.\d+:? (below|close to|above) the mean(?:, (favours|works against|hardly shifts) activity)?")
+_NET = re.compile(r"\bnet ([+-]\d+)(?:, (strongly positive|positive|mixed|negative)\b)?")
+_NET_TIER = re.compile(r"\bnet (strongly positive|positive|mixed|negative)\b")
 _NO_MOTIFS = re.compile(r"\b(?:no|zero|without|none of the)\b(?:\s+[\w-]+){0,4}?\s+(?:motifs?|sites?|hits?)\b"
                         r"|\bmotifs?\s*:\s*none\b|\bno\s+identified\b", re.IGNORECASE)
 
@@ -81,6 +93,7 @@ class Validation:
     cited: tuple[tuple[str, ...], ...]
     unlisted_motifs: tuple[str, ...] = ()
     invented_numbers: tuple[str, ...] = ()
+    wrong_facts: tuple[str, ...] = ()
 
 
 def _compounds(text: str) -> list[list[str]]:
@@ -173,6 +186,33 @@ def invented_numbers(text: str, card: Card) -> tuple[str, ...]:
     return tuple(dict.fromkeys(invented))
 
 
+def wrong_facts(text: str, card: Card, card_text: str | None) -> tuple[str, ...]:
+    """The rationale's statements about its card that the card contradicts (module docstring, Facts)."""
+    wrong = [f"{n} hits, card lists {len(card.motifs)}" for n in _HITS.findall(text) if int(n) != len(card.motifs)]
+    stated = stated_evidence(card_text) if card_text else None
+    if stated is None:
+        return tuple(wrong)
+    if stated.gc_place is not None:
+        wrong += [f"GC {place} the mean, {effect or '...'}" for place, effect in _GC_PLACE.findall(text)
+                  if place != stated.gc_place or effect not in ("", stated.gc_effect)]
+    wrong += [f"net {net} {tier}".rstrip() for net, tier in _NET.findall(text)
+              if int(net) != stated.net or tier not in ("", stated.tier)]
+    wrong += [f"net {tier}" for tier in _NET_TIER.findall(text) if tier != stated.tier]
+    return tuple(dict.fromkeys(wrong + _misplaced_motifs(text, card, stated)))
+
+
+def _misplaced_motifs(text: str, card: Card, stated: StatedEvidence) -> list[str]:
+    """Card motifs a "For <cell>:" clause calls activators that are not tagged up, or an "Against:" clause
+    calls counterweights that are not tagged down."""
+    names = frozenset(hit.name for hit in card.motifs)
+    clauses = ((f"For {stated.cell_type}:", stated.up, "for"), ("Against:", stated.down, "against"))
+    wrong = []
+    for opening, allowed, side in clauses:
+        for match in re.finditer(re.escape(opening) + r"([^.;]*)", text):
+            wrong += [f"{name} {side}" for name in mentioned_motifs(match.group(1), names) if name not in allowed]
+    return wrong
+
+
 class CardElements:
     """What a step may cite from one card, compiled once per card."""
 
@@ -213,13 +253,15 @@ class CardElements:
 
 
 def validate_rationale(text: str, card: Card, *, label: int | None, min_steps: int, max_steps: int, n_levels: int,
-                       motif_vocabulary: set[str] | frozenset[str] | None) -> Validation:
-    """The first failing check (module docstring), or valid; `cited` lists each step's card elements."""
+                       motif_vocabulary: set[str] | frozenset[str] | None, card_text: str | None = None) -> Validation:
+    """The first failing check (module docstring), or valid; `cited` lists each step's card elements; `card_text`
+    is the card as the writer read it, whose evidence line (when it has one) states facts too."""
     parsed = parse(text)
     elements = CardElements(card)
     cited = tuple(elements.cited(step) for step in parsed.steps)
     unlisted = unlisted_motifs(text, card, motif_vocabulary) if motif_vocabulary else ()
     invented = invented_numbers(text, card)
+    facts = wrong_facts("\n".join(parsed.steps), card, card_text)
     checks = (
         ("missing_think", not parsed.has_think),
         ("too_few_steps", len(parsed.steps) < min_steps),
@@ -228,12 +270,14 @@ def validate_rationale(text: str, card: Card, *, label: int | None, min_steps: i
         ("level_out_of_range", parsed.level is not None and not 0 <= parsed.level < n_levels),
         ("motif_not_in_card", bool(unlisted)),
         ("number_not_on_card", bool(invented)),
+        ("fact_not_on_card", bool(facts)),
         ("step_without_evidence", not all(cited)),
         ("level_mismatch", label is not None and parsed.level != label),
     )
     reason = next((name for name, failed in checks if failed), None)
     return Validation(valid=reason is None, reason=reason, level=parsed.level, n_steps=len(parsed.steps),
-                      cited=cited, unlisted_motifs=unlisted, invented_numbers=invented)
+                      cited=cited, unlisted_motifs=unlisted, invented_numbers=invented,
+                      wrong_facts=facts)
 
 
 def rejection_counts(reasons: pd.Series) -> dict[str, int]:

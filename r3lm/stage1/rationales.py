@@ -115,9 +115,10 @@ def _validated_table(config: Mapping[str, Any], item: RationaleSet, items: pd.Da
     """One set's rationales, validated as written and as the free attempt before guidance (TABLE_COLUMNS)."""
     cards = [parse_card(card_json, item.cards, row) for row, card_json in enumerate(items["card_json"], start=1)]
     validate = rationale_validator(config)
-    final = [validate(text, card) for text, card in zip(generated["rationale"], cards)]
-    unguided = [validate(free if isinstance(free, str) else text, card)
-                for text, free, card in zip(generated["rationale"], generated["unguided_text"], cards)]
+    texts = items["card_text"].tolist()
+    final = [validate(text, card, card_text) for text, card, card_text in zip(generated["rationale"], cards, texts)]
+    unguided = [validate(free if isinstance(free, str) else text, card, card_text)
+                for text, free, card, card_text in zip(generated["rationale"], generated["unguided_text"], cards, texts)]
     return items[[*KEYS, "split", "activity", "level", "card_text"]].assign(
         rationale=generated["rationale"].to_numpy(), n_new_tokens=generated["n_new_tokens"].to_numpy(),
         truncated=generated["truncated"].to_numpy(), guided=generated["guided"].to_numpy(),
@@ -191,9 +192,9 @@ def merge_rationales(config: Mapping[str, Any], tables: Sequence[str | Path], su
 def rationale_validator(config: Mapping[str, Any]) -> Any:
     """`validate_rationale` with the config's format and motif vocabulary, no label (the model never sees one)."""
     reasoning, vocabulary = config["reasoning"], motif_vocabulary(config["motifs"])
-    return lambda text, card: validate_rationale(text, card, label=None, min_steps=reasoning["min_steps"],
-                                                 max_steps=reasoning["max_steps"],
-                                                 n_levels=config["levels"]["n_levels"], motif_vocabulary=vocabulary)
+    return lambda text, card, card_text=None: validate_rationale(
+        text, card, label=None, min_steps=reasoning["min_steps"], max_steps=reasoning["max_steps"],
+        n_levels=config["levels"]["n_levels"], motif_vocabulary=vocabulary, card_text=card_text)
 
 
 def _cell_summary(group: pd.DataFrame) -> dict[str, Any]:

@@ -377,6 +377,22 @@ def _training_arguments(settings: dict[str, Any], checkpoints: Path, compute_dty
     )
 
 
+def _step_floor(n_examples: int, args: TrainingArguments, settings: dict[str, Any]) -> int:
+    """-1 (the epochs decide) when they give at least stage1.min_steps optimizer steps, else min_steps: the
+    format is learned in steps, not epochs, and a table with one cell type has a third of the demo's
+    rationales per epoch (12 steps where the demo has 36: 46% of the rationales were then valid)."""
+    per_epoch = math.ceil(math.ceil(n_examples / (args.per_device_train_batch_size * args.world_size))
+                          / args.gradient_accumulation_steps)
+    planned = math.ceil(per_epoch * settings["epochs"])
+    if planned >= settings["min_steps"]:
+        return -1
+    log.warning("stage1.epochs=%s over %d examples gives %d optimizer steps, fewer than stage1.min_steps=%d: "
+                "training %d steps (%.1f epochs); more rationales (reasoning.sets.stage1_train) would teach more "
+                "than repeating these", settings["epochs"], n_examples, planned, settings["min_steps"],
+                settings["min_steps"], settings["min_steps"] / max(per_epoch, 1))
+    return settings["min_steps"]
+
+
 def _progress_summary(state: Any, curves: pd.DataFrame, progress: _ProgressLog, train_seconds: float,
                       resumed_from: int | None) -> dict[str, Any]:
     """How far training went (steps, epochs, tokens and their rate) and the held-out loss before and after."""
@@ -425,6 +441,8 @@ def train_stage1(config: dict[str, Any], model_path: str | Path, train_files: li
     set_seed(settings["seed"])  # before the model: LoRA's adapter initialisation is random
     model = _load_model(model_path, settings, compute_dtype)
     args = _training_arguments(settings, checkpoints, compute_dtype, max_steps)
+    if max_steps is None and settings["min_steps"] is not None:
+        args.max_steps = _step_floor(len(train_examples), args, settings)
     progress = _ProgressLog()
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     trainer = Trainer(

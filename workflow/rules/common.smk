@@ -106,7 +106,7 @@ def slug(name):
 
 def teacher_settings():
     """What the teacher reads: the generation settings only matter to the hf teacher, which samples with them."""
-    sections = ["reasoning", "levels", "llm", "motifs"] + (["generation"] if TEACHER == "hf" else [])
+    sections = ["reasoning", "levels", "llm", "motifs", "rcc"] + (["generation"] if TEACHER == "hf" else [])
     return settings(*sections)
 
 
