@@ -18,6 +18,13 @@ from r3lm.rcc.card import (
     deduplicate,
     gc_content,
 )
+from r3lm.rcc.evidence_tags import (
+    CellEvidence,
+    EvidenceTags,
+    GcStats,
+    net_tier,
+    stated_evidence,
+)
 from r3lm.rcc.grammar import GrammarSettings
 
 SEQUENCE = "GGGCGGGGC" + "A" * 41 + "TTATCTGGCAGATAAG" + "C" * 24 + "T" * 20
@@ -161,22 +168,50 @@ def test_json_round_trip(with_grammar: bool) -> None:
 
 def test_evidence_tags_end_each_motif_line_and_add_a_listing_golden() -> None:
     """rcc.evidence_tags: the direction in the card's cell type after each position (none for motifs the tags
-    do not name), then one line listing the motifs of each direction in the tags' order (not the card's) and
-    the net count of sites; the rest of the card is unchanged."""
+    do not name), then one line with the hit count, the motifs of each direction in the tags' order (not the
+    card's), the net count of sites and its tier, and where GC sits against the cell type's mean with what
+    that does to activity; the rest of the card is unchanged."""
     hits = [hit("GATA1", "C4-GATA-related", 51, 58, "+", 11.254), hit("SP1", "Three-zinc finger Kruppel-related", 1, 9,
             "-", 12.5), hit("REST", "Other", 120, 140, "+", 10.0), hit("TAL1::TCF3", "Tal-related", 150, 161, "+", 9.0)]
     card = build_card("ACGT" * 50, "K562", hits, SETTINGS)
-    tagged = CardSettings(SETTINGS.grammar, False, SETTINGS.dedup,
-                          {"K562": {"TAL1::TCF3": "up", "REST": "down", "GATA1": "up"}, "HepG2": {"SP1": "up"}})
+    rising = GcStats(mean_gc=0.40, sd_gc=0.05, spearman_rho=0.3)  # the card's GC 0.5 is 2 sd above the mean
+    tagged = CardSettings(SETTINGS.grammar, False, SETTINGS.dedup, EvidenceTags({
+        "K562": CellEvidence({"TAL1::TCF3": "up", "REST": "down", "GATA1": "up"}, rising),
+        "HepG2": CellEvidence({"SP1": "up"})}))
     lines = tagged.text(card).splitlines()
     assert lines[5:11] == [
         "- SP1 (Family: Three-zinc finger Kruppel-related, Score: 12.50, Strand: -, Pos: 1-9, K562: none)",
         "- GATA1 (Family: C4-GATA-related, Score: 11.25, Strand: +, Pos: 51-58, K562: up)",
         "- REST (Family: Other, Score: 10.00, Strand: +, Pos: 120-140, K562: down)",
         "- TAL1::TCF3 (Family: Tal-related, Score: 9.00, Strand: +, Pos: 150-161, K562: up)",
-        "K562 evidence: up TAL1::TCF3, GATA1; down REST; net +1.",
+        ("K562 evidence: 4 hits; up TAL1::TCF3, GATA1; down REST; net +1, positive; "
+        "GC 0.500: above the mean, favours activity."),
         ""]
     untagged = card.to_text().splitlines()
     assert lines[:4] == untagged[:4] and lines[-2:] == untagged[-2:]
-    assert "evidence: up none; down none; net +0." in CardSettings(SETTINGS.grammar, False, SETTINGS.dedup, {}).text(card)
+    assert "K562 evidence: 4 hits; up none; down none; net +0, mixed." in CardSettings(
+        SETTINGS.grammar, False, SETTINGS.dedup, EvidenceTags()).text(card)
+    falling = GcStats(mean_gc=0.51, sd_gc=0.1, spearman_rho=-0.2)  # 0.1 sd below: close to, a term of 0.08
+    assert "GC 0.500: close to the mean, hardly shifts activity." in (
+        CardSettings(SETTINGS.grammar, False, SETTINGS.dedup,
+                     EvidenceTags({"K562": CellEvidence({}, falling)})).text(card))
     assert SETTINGS.text(card) == card.to_text()
+
+
+def test_evidence_tags_json_round_trip_reads_the_older_layout_and_the_line_reads_back() -> None:
+    """The tags JSON keeps directions (in their order) and GC trends; the older layout {cell: {motif: dir}} reads
+    as directions without a GC line; the evidence line a card prints is read back as the facts it states."""
+    tags = EvidenceTags({"K562": CellEvidence({"GATA1": "up", "REST": "down"}, GcStats(0.4, 0.05, 0.3)),
+                         "HepG2": CellEvidence({"SP1": "up"})})
+    again = EvidenceTags.from_json(tags.to_json())
+    assert again == tags and list(again.get("K562").directions) == ["GATA1", "REST"]
+    older = EvidenceTags.from_json({"K562": {"GATA1": "up"}})
+    assert older.get("K562") == CellEvidence({"GATA1": "up"}) and older.get("K562").gc is None
+    hits = [hit("GATA1", "C4-GATA-related", 51, 58), hit("REST", "Other", 120, 140), hit("SP1", "Other", 1, 9)]
+    card = build_card("ACGT" * 50, "K562", hits, SETTINGS)
+    stated = stated_evidence(CardSettings(SETTINGS.grammar, False, SETTINGS.dedup, tags).text(card))
+    assert (stated.hits, stated.up, stated.down, stated.net, stated.tier, stated.gc_place, stated.gc_effect) == (
+        3, ("GATA1",), ("REST",), 0, "mixed", "above", "favours")
+    assert stated_evidence(card.to_text()) is None
+    assert [net_tier(net) for net in (-2, -1, 0, 1, 2, 3, 7)] == [
+        "negative", "negative", "mixed", "positive", "positive", "strongly positive", "strongly positive"]

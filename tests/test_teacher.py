@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -27,6 +28,7 @@ from r3lm.motifs.jaspar import load_motifs
 from r3lm.motifs.scan import background_for, build_motif_set, scan_sequences
 from r3lm.rcc.build import cards_for_table
 from r3lm.rcc.card import Card, CardSettings, MotifHit, build_card
+from r3lm.rcc.evidence_tags import CellEvidence, GcStats
 from r3lm.reasoning.evidence import Evidence, compute_evidence, parse_card
 from r3lm.reasoning.format import (
     THINK_CLOSE,
@@ -57,6 +59,7 @@ from r3lm.reasoning.validate import (
     mentioned_motifs,
     unlisted_motifs,
     validate_rationale,
+    wrong_facts,
 )
 
 CONFIG = validate_config({})
@@ -366,6 +369,38 @@ def test_validation_reasons_golden(text: str, label: int | None, reason: str | N
     assert reason is None or reason in REASONS
 
 
+TAGGED_GOLDEN = GOLDEN_CARD.to_text(evidence=CellEvidence({"GATA1::TAL1": "up", "Hnf4a": "down"},
+                                                          GcStats(mean_gc=0.45, sd_gc=0.05, spearman_rho=0.2)))
+TAGGED_STEPS = ["3 hits; top GATA1::TAL1.", "For K562: GATA1::TAL1.", "Against: Hnf4a.",
+                "FOS::JUN: no K562 signal.", "GC 0.512: above the mean, favours activity; net +0, mixed."]
+
+
+@pytest.mark.parametrize(("steps", "wrong"), [
+    (TAGGED_STEPS, ()),
+    ([*TAGGED_STEPS[:4], "GC 0.512: above the mean, favours activity; net mixed."], ()),
+    (["2 hits; top GATA1::TAL1.", *TAGGED_STEPS[1:]], ("2 hits, card lists 3",)),
+    (["For K562: GATA1::TAL1 and Hnf4a.", *TAGGED_STEPS[1:]], ("Hnf4a for",)),
+    ([*TAGGED_STEPS[:2], "Against: FOS::JUN; Hnf4a architectural.", *TAGGED_STEPS[3:]], ("FOS::JUN against",)),
+    ([*TAGGED_STEPS[:4], "GC 0.512: below the mean, favours activity; net +0, mixed."],
+     ("GC below the mean, favours",)),
+    ([*TAGGED_STEPS[:4], "GC 0.512: above the mean, works against activity; net +0, mixed."],
+     ("GC above the mean, works against",)),
+    ([*TAGGED_STEPS[:4], "GC 0.512: above the mean, favours activity; net +1, mixed."], ("net +1 mixed",)),
+    ([*TAGGED_STEPS[:4], "GC 0.512: above the mean, favours activity; net +0, positive."], ("net +0 positive",)),
+    ([*TAGGED_STEPS[:4], "GC 0.512: above the mean, favours activity; net negative."], ("net negative",)),
+])
+def test_fact_check_holds_a_rationale_to_its_cards_evidence_line(steps: list[str], wrong: tuple[str, ...]) -> None:
+    """fact_not_on_card: the hit count, the GC reading, the net count and tier and the sides of the motifs a
+    rationale states must be the ones its card's evidence line states (read back from the card's text)."""
+    assert wrong_facts("\n".join(steps), GOLDEN_CARD, TAGGED_GOLDEN) == wrong
+    result = validate_rationale(golden(steps), GOLDEN_CARD, label=None, min_steps=5, max_steps=7, n_levels=4,
+                                motif_vocabulary=VOCABULARY, card_text=TAGGED_GOLDEN)
+    assert result.reason == ("fact_not_on_card" if wrong else None), result
+    untagged = validate_rationale(golden(steps), GOLDEN_CARD, label=None, min_steps=5, max_steps=7, n_levels=4,
+                                  motif_vocabulary=VOCABULARY, card_text=GOLDEN_CARD.to_text())
+    assert untagged.reason == ("fact_not_on_card" if "hits" in "".join(wrong) else None), untagged
+
+
 def test_invented_numbers_name_what_the_card_lacks() -> None:
     text = "FOS::JUN (Score 7.42) at 40-51, position 120, GC 0.7; Nkx3-2 is a name, not a span."
     assert invented_numbers(text, GOLDEN_CARD) == ("score 7.42 for FOS::JUN", "score 7.42", "span 40-51", "GC 0.7")
@@ -644,25 +679,30 @@ def test_evidence_tags_are_the_teachers_reading_of_each_site(real_cards: pd.Data
                                                               real_evidence: Evidence) -> None:
     """rcc.evidence_tags: every real card's evidence line lists the motifs the grounded teacher reads as for and
     against, in the order it names them (so its compact rationale's activators and counterweights are the
-    line's first names), and every rationale still validates against the tagged card."""
+    line's first names); the teacher's tier, hit count and GC reading are the line's, so every rationale
+    states its card's facts (the validator's fact check passes them all)."""
     from r3lm.reasoning.tags import evidence_tags, tag_cards
 
     motifs = pd.DataFrame([{"matrix_id": motif.matrix_id, "name": motif.name, "family": motif.family,
                             "class": motif.tf_class} for motif in load_motifs()])
     tags = evidence_tags(motifs, real_evidence, load_roles())
-    assert set(tags) == {"HepG2"} and {"up", "down"} == set(tags["HepG2"].values())
+    assert set(tags.cells) == {"HepG2"} and {"up", "down"} == set(tags.get("HepG2").directions.values())
+    assert tags.get("HepG2").gc == real_evidence.gc["HepG2"]
     tagged = tag_cards(real_cards, CardSettings.from_config(CONFIG["rcc"], evidence_tags=tags))
     assert tagged.drop(columns="card_text").equals(real_cards.drop(columns="card_text"))
-    compact = teacher(real_evidence, detail="compact")
+    compact = replace(teacher(real_evidence, detail="compact"), tier_by_count=True)
     frame = run_teacher(CONFIG, tagged, real_evidence, backend=GroundedBackend(compact), vocabulary=VOCABULARY,
                         progress=False)
     assert frame["valid"].all(), frame.loc[~frame["valid"], "reject_reason"].value_counts().to_dict()
     for text, card_text, card_json, level in zip(frame["rationale"], tagged["card_text"], tagged["card_json"],
                                                  tagged["level"], strict=True):
-        up, down, net = re.search(r"HepG2 evidence: up (.+); down (.+); net ([+-]\d+)\.", card_text).groups()
+        hits, up, down, net, tier = re.search(
+            r"HepG2 evidence: (\d+) hits?; up (.+); down (.+); net ([+-]\d+), ([a-z ]+); GC", card_text).groups()
         card = Card.from_json(card_json)
         reading = compact.read(card, level)
-        assert int(net) == len(reading.pro) - len(reading.con)
+        assert int(net) == len(reading.pro) - len(reading.con) == reading.net_count and tier == reading.tier
+        assert int(hits) == len(card.motifs) and f"{net}, {tier}." in text
+        assert f"{reading.gc.place} the mean, {reading.gc.effect} activity" in card_text
         for listed, sites in ((up, reading.pro), (down, reading.con)):
             assert listed.split(", ") == (list(dict.fromkeys(site.hit.name for site in sites)) or ["none"])
         steps = parse(text).steps
