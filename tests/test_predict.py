@@ -22,6 +22,7 @@ from r3lm.deploy.bundle import MANIFEST, write_bundle
 from r3lm.deploy.scorer import R3LM, SCORE_COLUMNS, auto_batch_size
 from r3lm.errors import InputError
 from r3lm.llm.generate import Generation
+from r3lm.rcc.evidence_tags import CellEvidence, EvidenceTags, GcStats
 from r3lm.stage1 import writer
 from r3lm.stage1.models import SHARED, Stage1Models
 from r3lm.stage2.predict import Stage2Predictor
@@ -306,28 +307,29 @@ def test_a_bundle_needs_a_deployable_mode_level_edges_and_a_model_per_cell_type(
         write_bundle(tagged, "generated_cot", stage2_trained["models"], shared, stage2_trained["data"], tmp_path / "out")
     with pytest.raises(InputError, match="no entry for K562"):
         write_bundle(tagged, "generated_cot", stage2_trained["models"], shared, stage2_trained["data"],
-                     tmp_path / "out", evidence_tags={"HepG2": {"HNF4A": "up"}})
+                     tmp_path / "out", evidence_tags=EvidenceTags({"HepG2": CellEvidence({"HNF4A": "up"})}))
     with pytest.raises(InputError, match="rcc.evidence_tags is off"):
         write_bundle(stage2_config, "generated_cot", stage2_trained["models"], shared, stage2_trained["data"],
-                     tmp_path / "out", evidence_tags={"HepG2": {"HNF4A": "up"}})
+                     tmp_path / "out", evidence_tags=EvidenceTags({"HepG2": CellEvidence({"HNF4A": "up"})}))
     assert not (tmp_path / "out").exists()
 
 
 def test_a_bundle_cards_new_sequences_with_the_evidence_tags_its_models_were_trained_on(
         stage2_config, stage2_trained, smollm2_dir, tmp_path):
-    tags = {"HepG2": {"HNF4A": "up", "HNF1A": "up", "REST": "down"}, "K562": {"GATA1": "up"}}
+    tags = EvidenceTags({"HepG2": CellEvidence({"HNF4A": "up", "HNF1A": "up", "REST": "down"}, GcStats(0.45, 0.05, 0.2)),
+                         "K562": CellEvidence({"GATA1": "up"})})
     config = {**stage2_config, "rcc": {**stage2_config["rcc"], "evidence_tags": True}}
     manifest = write_bundle(config, "generated_cot", stage2_trained["models"], Stage1Models({SHARED: str(smollm2_dir)}),
                             stage2_trained["data"], tmp_path / "bundle", evidence_tags=tags)
-    assert manifest["evidence_tags"] == tags
+    assert EvidenceTags.from_json(manifest["evidence_tags"]) == tags
     sequence = "TTGGACTTTGGACTAAAGTCCAAAGTCCA" * 6  # HNF4A's direct repeats
     card = R3LM.load(tmp_path / "bundle", device="cpu").pipeline.cards(
         pd.DataFrame({"id": ["s"], "sequence": [sequence], "cell_type": ["HepG2"]}), progress=False)["card_text"][0]
     motif_lines = [line for line in card.splitlines() if line.startswith("- ") and "Family:" in line]
     assert motif_lines and all(line.endswith(("HepG2: up)", "HepG2: down)", "HepG2: none)")) for line in motif_lines)
     up = [line[2:].split(" (")[0] for line in motif_lines if line.endswith("HepG2: up)")]
-    listed = re.search(r"HepG2 evidence: up (.+); down", card).group(1)
-    assert sorted(listed.split(", ")) == (sorted(set(up)) or ["none"])
+    hits, listed = re.search(r"HepG2 evidence: (\d+) hits?; up (.+); down .+; GC [\d.]+: \w", card).groups()
+    assert sorted(listed.split(", ")) == (sorted(set(up)) or ["none"]) and int(hits) == len(motif_lines)
     assert listed.split(", ") == [name for name in tags["HepG2"] if name in set(up)] or not up  # the tags' order
 
 

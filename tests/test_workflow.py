@@ -243,11 +243,12 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path
 
     reasoning = tmp_path / f"results/tiny/reasoning/{setting}_nogrammar_grounded-brief_tagged"
     tags = json.loads((reasoning / "evidence_tags.json").read_text())
-    assert set(tags) == {"K562", "HepG2", "SKNSH"}  # rcc.evidence_tags: the LLMs read re-rendered cards
+    assert set(tags["directions"]) == set(tags["gc"]) == {"K562", "HepG2", "SKNSH"}  # the LLMs read re-rendered cards
     tagged = pd.read_parquet(reasoning / "cards/test_subset.parquet")  # the tables the LLMs read are re-rendered
     untagged = pd.read_parquet(tmp_path / f"results/tiny/rcc/{setting}_nogrammar/test_subset.parquet")
     assert tagged.drop(columns="card_text").equals(untagged.drop(columns="card_text"))
-    assert tagged["card_text"].str.contains(r"\n(?:K562|HepG2|SKNSH) evidence: up [^;\n]+; down [^;\n]+; net [+-]\d+\.\n").all()
+    assert tagged["card_text"].str.contains(r"\n(?:K562|HepG2|SKNSH) evidence: \d+ hits?; up [^;\n]+; down [^;\n]+; "
+                                            r"net [+-]\d+, [a-z ]+; GC [\d.]+: [a-z ]+ the mean, [a-z ]+ activity\.\n").all()
     teacher = pd.read_parquet(reasoning / "stage1_train.parquet")
     assert teacher.groupby("cell_type").size().eq(1).all() and teacher["valid"].all()
     info = json.loads((reasoning / "sharegpt/dataset_info.json").read_text())
@@ -299,7 +300,8 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path
         "levels"]["edges"]["HepG2"]
     assert manifest["motifs"]["pvalue"] == 5e-5 and manifest["backbone"] == "llm"
     assert set(manifest["rationale_models"].values()) == {"llm"}
-    assert manifest["evidence_tags"]["HepG2"] == tags["HepG2"]
+    assert manifest["evidence_tags"]["directions"]["HepG2"] == tags["directions"]["HepG2"]
+    assert manifest["evidence_tags"]["gc"]["HepG2"] == tags["gc"]["HepG2"]
     assert (bundle / "llm/model.safetensors").stat().st_ino == (stage1 / "shared/model/model.safetensors").stat().st_ino
     queries = tables["test"].drop_duplicates("id").head(2)
     fasta = tmp_path / "queries.fa"
