@@ -277,6 +277,25 @@ def _check_outputs(out: Path, summary: dict[str, Any], steps: int, *, min_drop: 
     return curves
 
 
+def test_min_steps_floors_what_the_epochs_give_and_says_so(tiny_chat_model: Path, sharegpt: dict[str, Path],
+                                                           tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """stage1.min_steps: one cell type's 8 records at batch 4 give 2 steps an epoch; the floor trains 5 (2.5
+    epochs) and warns what to change; an epoch count that reaches the floor is left alone."""
+    records = load_sharegpt([sharegpt["train"]], cell_type=CELL_TYPES[0])
+    per_epoch = -(-len(records) // 4)
+    with caplog.at_level("WARNING", logger="r3lm.stage1.sft"):
+        summary = train_stage1(stage1_config(gradient_checkpointing=False, min_steps=per_epoch + 3), tiny_chat_model,
+                               [sharegpt["train"]], [sharegpt["val"]], tmp_path / "floor", cell_type=CELL_TYPES[0])
+    assert summary["steps"] == per_epoch + 3 and summary["epochs"] > 1
+    assert f"fewer than stage1.min_steps={per_epoch + 3}" in caplog.text and "reasoning.sets.stage1_train" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="r3lm.stage1.sft"):
+        summary = train_stage1(stage1_config(gradient_checkpointing=False, min_steps=per_epoch, epochs=1),
+                               tiny_chat_model, [sharegpt["train"]], [sharegpt["val"]], tmp_path / "epochs",
+                               cell_type=CELL_TYPES[0])
+    assert summary["steps"] == per_epoch and "min_steps" not in caplog.text
+
+
 def test_full_fine_tuning_lowers_held_out_loss(tiny_chat_model: Path, sharegpt: dict[str, Path],
                                                tmp_path: Path) -> None:
     out = tmp_path / "full"
