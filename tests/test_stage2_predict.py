@@ -51,8 +51,8 @@ def stage2_pooled(smollm2_dir: Path, stage2_config: dict[str, Any], stage2_train
                                          "cutoff_len": settings["cutoff_len"], **POOLED}})
     summary = run_stage2(config, STAGE2_MODE, smollm2_dir, stage2_trained["sets"], stage2_trained["data"] /
                          "summary.json", root / "work", root / "predictions", progress=False)
-    return {**stage2_trained, "model": root / "work" / "model" / "shared", "predictions": root / "predictions",
-            "summary": summary}
+    return {**stage2_trained, "model": root / "work" / "model" / "shared", "models": root / "work" / "model",
+            "predictions": root / "predictions", "summary": summary, "config": config}
 
 
 @pytest.mark.parametrize("trained", ["stage2_trained", "stage2_pooled"])
@@ -306,3 +306,18 @@ def test_per_cell_type_models_write_their_own_rows_and_the_jobs_merge(stage2_con
         merge_rationales(stage2_config, tables + tables[:1], summaries + summaries[:1], teacher.teacher_set,
                          tmp_path / "x.parquet", tmp_path / "x.json")
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_a_bundle_of_the_pooled_model_predicts_as_its_run(stage2_pooled, smollm2_dir, tmp_path):
+    """A bundle copies the model folder, and its predictor reads the folder's layer and pooling."""
+    from r3lm.deploy.bundle import write_bundle
+    from r3lm.deploy.scorer import R3LM
+
+    write_bundle(stage2_pooled["config"], STAGE2_MODE, stage2_pooled["models"], Stage1Models({SHARED: str(smollm2_dir)}),
+                 stage2_pooled["data"], tmp_path / "bundle")
+    model = R3LM.load(tmp_path / "bundle", device="cpu", batch_size=2)
+    test = stage2_pooled["sets"]["test"]
+    rows = load_mode_rows(STAGE2_MODE, test.teacher_set, test.cards, test.rationales)
+    written, _ = read_predictions(stage2_pooled["predictions"])
+    expected = rows.merge(written[["id", "cell_type", "predicted"]], on=["id", "cell_type"], validate="one_to_one")
+    assert np.allclose(model.predict_rows(rows), expected["predicted"], rtol=0, atol=1e-4)
