@@ -282,3 +282,122 @@ def test_activation_checkpointing_under_lora_recomputes_and_gives_the_same_gradi
     assert gradients[0].keys() == gradients[1].keys() and len(gradients[0]) > 0
     assert all(torch.allclose(gradients[0][name], gradients[1][name], atol=1e-6) for name in gradients[0])
     assert any(gradient.abs().sum() > 0 for gradient in gradients[1].values())
+
+
+def _smollm2(smollm2_dir):
+    from r3lm.stage2.model import load_backbone
+
+    return load_backbone(smollm2_dir, torch.float32, "cpu")
+
+
+def test_layer_and_mean_pooling_read_hugging_faces_hidden_states_of_the_real_tokens(smollm2_dir):
+    """stage2.layer L is hidden_states[L] of a direct HF call (null: the normed final output); mean pooling is
+    the mean over a right-padded row's real tokens, so padding changes nothing."""
+    from r3lm.stage2.model import Representation, pad_batch, pooled_states
+
+    model = _smollm2(smollm2_dir)
+    rows = [[1, 5, 9, 200, 31, 7], [4, 8, 2]]
+    input_ids, mask = pad_batch(rows, pad_token_id=0, device="cpu")
+    assert mask.tolist()[1] == [1, 1, 1, 0, 0, 0]
+    alone = [model(input_ids=torch.tensor([ids]), output_hidden_states=True) for ids in rows]  # no padding
+    for layer in (0, 7, -3, None):
+        hidden = [out.last_hidden_state[0] if layer is None else out.hidden_states[layer][0] for out in alone]
+        mean = pooled_states(model, input_ids, mask, torch.float32, Representation(layer, "mean"))
+        last = pooled_states(model, input_ids, mask, torch.float32, Representation(layer, "last_token"))
+        assert torch.allclose(mean, torch.stack([states.sum(0) / len(states) for states in hidden]), atol=1e-4)
+        assert torch.allclose(last, torch.stack([states[-1] for states in hidden]), atol=1e-4)
+    final = pooled_states(model, input_ids, mask, torch.float32, Representation(None, "mean"))
+    assert torch.allclose(final, pooled_states(model, input_ids, mask, torch.float32, Representation(-1, "mean")))
+    assert not torch.allclose(final, pooled_states(model, input_ids, mask, torch.float32, Representation(7, "mean")))
+
+
+def test_a_layer_outside_the_backbone_is_a_one_line_error_before_any_embedding(stage2_sets, smollm2_dir,
+                                                                                tmp_path):
+    """SmolLM2-135M has 30 layers: hidden_states runs from 0 (embeddings) to 30, or -31 to -1."""
+    from r3lm.stage2.model import Representation
+
+    model = _smollm2(smollm2_dir)
+    for layer in (30, -31, 0, None):
+        assert Representation(layer).check(model).layer == layer
+    _, sets, summary = stage2_sets
+    files = {name: SetFiles(*paths) for name, paths in sets.items()}
+    for layer in (31, -32):
+        config = validate_config({"stage2": {"training": "frozen", "layer": layer}})
+        with pytest.raises(InputError, match=f"stage2.layer={layer} is outside") as caught:
+            run_stage2(config, "rcc_only", smollm2_dir, files, summary, tmp_path / "work", tmp_path / "pred",
+                       progress=False)
+        assert "\n" not in str(caught.value) and "-31 to 30" in str(caught.value)
+    assert not (tmp_path / "work" / "embeddings").exists()
+
+
+def test_changing_the_layer_or_pooling_does_not_reuse_cached_embeddings(smollm2_dir, tmp_path, caplog):
+    """The frozen embedding cache is keyed by the representation: a new layer or pooling embeds again, the same
+    one again reuses the cache."""
+    from r3lm.stage2.model import FINAL_LAST_TOKEN, Representation, embed
+    from r3lm.stage2.regressors import Backbone, group_regressors
+
+    encoded = {"train": [[1, 5, 9, 200], [4, 8]], "val": [[7, 7, 3]]}
+    masks = {"train": np.array([True, True]), "val": np.array([True])}
+    model = _smollm2(smollm2_dir)
+    for representation, reused in ((FINAL_LAST_TOKEN, False), (Representation(5), False),
+                                   (Representation(5, "mean"), False), (Representation(5, "mean"), True)):
+        caplog.clear()
+        backbone = Backbone(smollm2_dir, torch.float32, "cpu", 0, 2, representation)
+        with caplog.at_level("INFO", logger="r3lm.stage2.regressors"):
+            regressor = group_regressors({"training": "frozen"}, backbone, encoded, tmp_path, progress=False)(masks)
+        assert ("reusing cached embeddings" in caplog.text) == reused
+        direct = embed(model, encoded["train"], 0, torch.float32, "cpu", 2, representation)
+        assert np.allclose(regressor.states["train"].numpy(), direct, atol=1e-5)
+
+
+def _linear_states(seed: int, rows: int, hidden: int = 24) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """States whose LayerNorm output the target is linear in (plus a little noise), and the true weights."""
+    rng = np.random.default_rng(seed)
+    states = torch.as_tensor(rng.normal(2.0, 3.0, size=(rows, hidden)), dtype=torch.float32)
+    normed = torch.nn.functional.layer_norm(states, (hidden,)).double().numpy()
+    weights = np.random.default_rng(99).normal(size=hidden)
+    return states, (normed @ weights + 0.5 + rng.normal(0, 0.05, rows)).astype(np.float32), weights
+
+
+def test_the_ridge_head_recovers_a_linear_relation_and_predicts_as_its_closed_form(tmp_path):
+    """stage2.frozen.head: ridge - the penalty from cross-validation on the train rows, the Linear layer from the
+    closed form on the head's LayerNorm output; the saved LayerNorm + Linear head predicts exactly that."""
+    from r3lm.stage2.model import regression_head
+    from r3lm.stage2.train import fit_ridge_head, ridge_alpha, ridge_solutions
+
+    train_x, train_y, _ = _linear_states(0, 200)
+    val_x, val_y, _ = _linear_states(1, 60)
+    alphas = [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0]
+    torch.manual_seed(0)
+    head = regression_head(train_x.shape[1])
+    result = fit_ridge_head(head, train_x, train_y, lambda: head(val_x).squeeze(-1).detach().numpy(), val_y, alphas,
+                            seed=0)
+    assert result.best_pearson > 0.99 and result.alpha <= 1.0 and result.steps == 1 and len(result.history) == 1
+    assert torch.equal(head[0].weight, torch.ones(24)) and torch.equal(head[0].bias, torch.zeros(24))
+    normed = torch.nn.functional.layer_norm(train_x, (24,)).double().numpy()
+    weights, intercepts = ridge_solutions(normed, train_y.astype(float), [result.alpha])
+    closed_form = torch.nn.functional.layer_norm(val_x, (24,)).double().numpy() @ weights[0] + intercepts[0]
+    saved = regression_head(24)
+    torch.save(head.state_dict(), tmp_path / "head.pt")
+    saved.load_state_dict(torch.load(tmp_path / "head.pt", weights_only=True))
+    with torch.no_grad():
+        assert np.allclose(saved(val_x).squeeze(-1).numpy(), closed_form, atol=1e-4)
+    noise = np.random.default_rng(5).normal(size=200)
+    assert ridge_alpha(normed, noise, alphas, seed=0)[0] >= 1000.0  # nothing to learn: the strongest penalties
+
+
+def test_lora_reads_the_same_representation_as_the_frozen_backbone(smollm2_dir):
+    """At initialisation (LoRA's B is zero) the adapter changes nothing, so the LoRA regressor's full and batch
+    predictions equal the frozen head's on the same layer and pooling."""
+    from r3lm.stage2.model import Representation, embed
+    from r3lm.stage2.regressors import Backbone, LoraRegressor
+
+    encoded = {"train": [[3, 3]], "val": [[1, 5, 9, 200, 31], [4, 8, 2]]}
+    backbone = Backbone(smollm2_dir, torch.float32, "cpu", 0, 2, Representation(-8, "mean"))
+    lora = LoraRegressor(backbone, {"r": 2, "alpha": 4, "dropout": 0.0, "target_modules": "all-linear"}, encoded)
+    lora.model.eval()
+    states = embed(_smollm2(smollm2_dir), encoded["val"], 0, torch.float32, "cpu", 2, backbone.representation)
+    with torch.no_grad():
+        expected = lora.head(torch.as_tensor(states)).squeeze(-1)
+        assert torch.allclose(lora.predict("val"), expected, atol=1e-4)
+        assert torch.allclose(lora.predict("val", np.array([1, 0])), expected[[1, 0]], atol=1e-4)

@@ -33,15 +33,64 @@ def predictor(stage2_trained: dict[str, Any]) -> Stage2Predictor:
     return Stage2Predictor.load(stage2_trained["model"], device="cpu")
 
 
-def test_the_model_folder_reproduces_run_stage2s_test_predictions(stage2_trained, predictor):
-    written, _ = read_predictions(stage2_trained["predictions"])
-    test = stage2_trained["sets"]["test"]
+# a middle layer, mean-pooled, under a ridge head; in float32, which gives the same states in any batch (bfloat16 on
+# a CPU with AMX does not: another batch shape rounds differently, by up to ~1e-2 here)
+POOLED = {"layer": 20, "pooling": "mean", "frozen": {"head": "ridge"}, "dtype": "float32"}
+
+
+@pytest.fixture(scope="module")
+def stage2_pooled(smollm2_dir: Path, stage2_config: dict[str, Any], stage2_trained: dict[str, Any],
+                  tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The fixture's run again on the same sets with stage2.layer, stage2.pooling and stage2.frozen.head set."""
+    from r3lm.config import validate_config
+    from r3lm.stage2.run import run_stage2
+
+    root = tmp_path_factory.mktemp("stage2_pooled")
+    settings = stage2_config["stage2"]
+    config = validate_config({"stage2": {"training": "frozen", "per_cell_type": False,
+                                         "cutoff_len": settings["cutoff_len"], **POOLED}})
+    summary = run_stage2(config, STAGE2_MODE, smollm2_dir, stage2_trained["sets"], stage2_trained["data"] /
+                         "summary.json", root / "work", root / "predictions", progress=False)
+    return {**stage2_trained, "model": root / "work" / "model" / "shared", "models": root / "work" / "model",
+            "predictions": root / "predictions", "summary": summary, "config": config}
+
+
+@pytest.mark.parametrize("trained", ["stage2_trained", "stage2_pooled"])
+def test_the_model_folder_reproduces_run_stage2s_test_predictions(trained, request):
+    """The default (final layer, last token, AdamW head) and a middle layer mean-pooled under a ridge head: the
+    folder records what the head read and predicts as the run did."""
+    trained = request.getfixturevalue(trained)
+    predictor = Stage2Predictor.load(trained["model"], device="cpu")
+    written, _ = read_predictions(trained["predictions"])
+    test = trained["sets"]["test"]
     rows = load_mode_rows(STAGE2_MODE, test.teacher_set, test.cards, test.rationales)
     expected = rows.merge(written[["id", "cell_type", "predicted"]], on=["id", "cell_type"], validate="one_to_one")
     predicted = predictor.predict(rows, batch_size=2)  # other batches than training: padding must not matter
     assert predictor.mode == STAGE2_MODE and predictor.cell_types == list(CELLS)
     assert np.allclose(predicted, expected["predicted"], rtol=0, atol=1e-4)
     assert np.std(predicted) > 0
+    pooled = "summary" in trained
+    info = predictor.info
+    assert (info["layer"], info["pooling"], info["head"]) == ((20, "mean", "ridge") if pooled
+                                                              else (None, "last_token", "adam"))
+    assert (info["ridge_alpha"] is not None) == pooled
+    if pooled:
+        assert trained["summary"]["groups"]["shared"]["ridge_alpha"] == info["ridge_alpha"]
+
+
+def test_a_folder_written_before_layer_and_pooling_reads_the_default(stage2_pooled, predictor, tmp_path):
+    """stage2.json without layer and pooling (an older folder) reads the final layer's last token; the pooled
+    folder's head on that representation predicts otherwise, so the keys are read."""
+    folder = shutil.copytree(stage2_pooled["model"], tmp_path / "model")
+    info = json.loads((folder / "stage2.json").read_text())
+    (folder / "stage2.json").write_text(json.dumps({key: value for key, value in info.items()
+                                                    if key not in ("layer", "pooling")}))
+    old = Stage2Predictor.load(folder, device="cpu")
+    assert old.representation == predictor.representation
+    test = stage2_pooled["sets"]["test"]
+    rows = load_mode_rows(STAGE2_MODE, test.teacher_set, test.cards, test.rationales)
+    assert not np.allclose(old.predict(rows), Stage2Predictor.load(stage2_pooled["model"], device="cpu").predict(rows),
+                           atol=1e-3)
 
 
 def test_a_lora_adapter_in_the_folder_is_applied(smollm2_dir, stage2_config, stage2_trained, tmp_path):
@@ -257,3 +306,18 @@ def test_per_cell_type_models_write_their_own_rows_and_the_jobs_merge(stage2_con
         merge_rationales(stage2_config, tables + tables[:1], summaries + summaries[:1], teacher.teacher_set,
                          tmp_path / "x.parquet", tmp_path / "x.json")
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_a_bundle_of_the_pooled_model_predicts_as_its_run(stage2_pooled, smollm2_dir, tmp_path):
+    """A bundle copies the model folder, and its predictor reads the folder's layer and pooling."""
+    from r3lm.deploy.bundle import write_bundle
+    from r3lm.deploy.scorer import R3LM
+
+    write_bundle(stage2_pooled["config"], STAGE2_MODE, stage2_pooled["models"], Stage1Models({SHARED: str(smollm2_dir)}),
+                 stage2_pooled["data"], tmp_path / "bundle")
+    model = R3LM.load(tmp_path / "bundle", device="cpu", batch_size=2)
+    test = stage2_pooled["sets"]["test"]
+    rows = load_mode_rows(STAGE2_MODE, test.teacher_set, test.cards, test.rationales)
+    written, _ = read_predictions(stage2_pooled["predictions"])
+    expected = rows.merge(written[["id", "cell_type", "predicted"]], on=["id", "cell_type"], validate="one_to_one")
+    assert np.allclose(model.predict_rows(rows), expected["predicted"], rtol=0, atol=1e-4)

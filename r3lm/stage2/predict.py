@@ -1,7 +1,7 @@
 """Predictions from a saved Stage-II model folder (`model/<group>/` of `run_stage2`) for new inputs.
 
-A folder is self-contained: the same chat rendering, cutoff, last-token embedding, head and per-cell-type
-de-standardisation that produced its test predictions are rebuilt here, so perturbed inputs (motif
+A folder is self-contained: the same chat rendering, cutoff, representation (layer and pooling), head and
+per-cell-type de-standardisation that produced its test predictions are rebuilt here, so perturbed inputs (motif
 disruption) are scored by exactly the model that was evaluated.
 """
 
@@ -20,9 +20,15 @@ from torch import nn
 from r3lm.errors import InputError
 from r3lm.llm.base import resolve_dtype
 from r3lm.scaling import ActivityScaler
-from r3lm.stage2.folder import ADAPTER_DIR, HEAD_FILE, read_model_info
+from r3lm.stage2.folder import ADAPTER_DIR, HEAD_FILE, MODEL_FILE, read_model_info
 from r3lm.stage2.inputs import COT_MODES, input_for, tokenize_rows
-from r3lm.stage2.model import embed, load_backbone, load_tokenizer, regression_head
+from r3lm.stage2.model import (
+    Representation,
+    embed,
+    load_backbone,
+    load_tokenizer,
+    regression_head,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +43,11 @@ class Stage2Predictor:
     head: nn.Module
     dtype: torch.dtype
     device: str
+
+    @property
+    def representation(self) -> Representation:
+        """The layer and pooling the head was trained on (a folder written before they existed: the defaults)."""
+        return Representation.from_settings(self.info)
 
     @property
     def mode(self) -> str:
@@ -71,6 +82,7 @@ class Stage2Predictor:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False).to(device)
+        Representation.from_settings(info).check(model, folder / MODEL_FILE)
         head = regression_head(int(info["hidden_size"]))
         try:
             head.load_state_dict(torch.load(head_path, map_location="cpu", weights_only=True))
@@ -104,6 +116,7 @@ class Stage2Predictor:
         if truncated:
             log.warning("%d of %d inputs longer than cutoff_len=%d were cut", truncated, len(rows),
                         self.info["cutoff_len"])
-        states = embed(self.backbone, encoded, self.tokenizer.pad_token_id, self.dtype, self.device, batch_size)
+        states = embed(self.backbone, encoded, self.tokenizer.pad_token_id, self.dtype, self.device, batch_size,
+                       self.representation)
         standardised = self.head(torch.as_tensor(states, device=self.device)).squeeze(-1).float().cpu().numpy()
         return self.scaler.inverse(standardised, cells.to_numpy())

@@ -25,10 +25,12 @@ from torch import nn
 from r3lm.io import atomic_path, write_json
 from r3lm.llm.generate import model_fingerprint
 from r3lm.stage2.model import (
+    FINAL_LAST_TOKEN,
+    Representation,
     embed,
-    last_token_states,
     load_backbone,
     pad_batch,
+    pooled_states,
     regression_head,
 )
 
@@ -40,13 +42,14 @@ Encoded = Mapping[str, list[list[int]]]  # set name -> token ids per row
 
 @dataclass(frozen=True)
 class Backbone:
-    """Where the backbone comes from and how it runs."""
+    """Where the backbone comes from, how it runs and what of it the head reads."""
 
     path: str | Path
     dtype: torch.dtype
     device: str
     pad_token_id: int
     batch_size: int
+    representation: Representation = FINAL_LAST_TOKEN
 
 
 class Regressor(Protocol):
@@ -82,6 +85,7 @@ class LoraRegressor:
         self.backbone, self.encoded = backbone, encoded
         self.adapter = load_backbone(backbone.path, backbone.dtype, backbone.device, lora=dict(lora),
                                      checkpointing=checkpointing)
+        backbone.representation.check(self.adapter)
         self.head = regression_head(self.adapter.config.hidden_size).to(backbone.device)
         self.model = nn.ModuleDict({"backbone": self.adapter, "head": self.head})
         self.lengths = [len(ids) for ids in encoded["train"]]
@@ -91,9 +95,10 @@ class LoraRegressor:
         if indices is not None:
             input_ids, mask = pad_batch([self.encoded[name][index] for index in indices], backbone.pad_token_id,
                                         backbone.device)
-            return self.head(last_token_states(self.adapter, input_ids, mask, backbone.dtype)).squeeze(-1)
+            return self.head(pooled_states(self.adapter, input_ids, mask, backbone.dtype,
+                                           backbone.representation)).squeeze(-1)
         states = embed(self.adapter, self.encoded[name], backbone.pad_token_id, backbone.dtype, backbone.device,
-                       backbone.batch_size)
+                       backbone.batch_size, backbone.representation)
         return self.head(torch.as_tensor(states, device=backbone.device)).squeeze(-1)
 
 
@@ -109,10 +114,12 @@ def group_regressors(settings: Mapping[str, Any], backbone: Backbone, encoded: E
 
         return lora_regressor
     model = load_backbone(backbone.path, backbone.dtype, backbone.device)
+    backbone.representation.check(model)
     embeddings = {name: _cached_embeddings(
         cache_dir / f"{name}.npy", _token_key(backbone, ids),
         lambda ids=ids, name=name: embed(model, ids, backbone.pad_token_id, backbone.dtype, backbone.device,
-                                         backbone.batch_size, progress=progress, description=f"embedding {name}"))
+                                         backbone.batch_size, backbone.representation, progress=progress,
+                                         description=f"embedding {name}"))
         for name, ids in encoded.items()}
     hidden_size = model.config.hidden_size
 
@@ -124,7 +131,8 @@ def group_regressors(settings: Mapping[str, Any], backbone: Backbone, encoded: E
 
 
 def _cached_embeddings(cache: Path, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
-    """Embeddings from the cache when the key (model files, dtype, token ids) matches, else computed and stored."""
+    """Embeddings from the cache when the key (model files, dtype, representation, token ids) matches, else
+    computed and stored."""
     meta = cache.with_suffix(".json")
     if cache.is_file() and meta.is_file() and json.loads(meta.read_text()).get("key") == key:
         log.info("reusing cached embeddings %s", cache)
@@ -137,7 +145,12 @@ def _cached_embeddings(cache: Path, key: str, compute: Callable[[], np.ndarray])
 
 
 def _token_key(backbone: Backbone, encoded: list[list[int]]) -> str:
-    digest = hashlib.sha256(f"{model_fingerprint(backbone.path)}|{backbone.path}|{backbone.dtype}".encode())
+    """What the embeddings depend on. The default representation adds nothing, so that caches written before
+    `stage2.layer` and `stage2.pooling` existed stay valid (embedding real data on a CPU takes hours)."""
+    representation = ("" if backbone.representation == FINAL_LAST_TOKEN
+                      else f"|{json.dumps(backbone.representation.to_json(), sort_keys=True)}")
+    digest = hashlib.sha256(
+        f"{model_fingerprint(backbone.path)}|{backbone.path}|{backbone.dtype}{representation}".encode())
     for ids in encoded:
         digest.update(np.asarray(ids, dtype=np.int64).tobytes() + b"|")
     return digest.hexdigest()

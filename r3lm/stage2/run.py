@@ -3,7 +3,9 @@ validation model, predict the test set and write the shared prediction format an
 
 `stage2.training` picks the regressor (stage2/regressors.py): `lora` trains LoRA adapters and the head
 together (the paper); `frozen` fits only the head on cached embeddings of the frozen backbone, which turns
-hours on a CPU into seconds and is the honest cheap variant of the same model.
+hours on a CPU into seconds and is the honest cheap variant of the same model; its head is trained
+(`stage2.frozen.head: adam`) or solved by cross-validated ridge (`ridge`). `stage2.layer` and `stage2.pooling`
+pick what the head reads in either training (stage2/model.py `Representation`).
 """
 
 from __future__ import annotations
@@ -30,9 +32,14 @@ from r3lm.predictions import (
 from r3lm.scaling import ActivityScaler
 from r3lm.stage2.folder import SHARED, write_model_folder
 from r3lm.stage2.inputs import COT_MODES, load_mode_rows, tokenize_rows
-from r3lm.stage2.model import load_tokenizer
-from r3lm.stage2.regressors import Backbone, Regressor, group_regressors
-from r3lm.stage2.train import FitResult, fit
+from r3lm.stage2.model import Representation, load_tokenizer
+from r3lm.stage2.regressors import (
+    Backbone,
+    FrozenHeadRegressor,
+    Regressor,
+    group_regressors,
+)
+from r3lm.stage2.train import FitResult, fit, fit_ridge_head
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +94,14 @@ def _fit_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 def _fit_group(regressor: Regressor, train: pd.DataFrame, val: pd.DataFrame, scaler: ActivityScaler,
                settings: Mapping[str, Any], work: Path, *, progress: bool, label: str) -> FitResult:
-    """Train one group's regressor and leave it in eval mode with its best validation weights."""
+    """Train one group's regressor (or solve its head, frozen with head: ridge) and leave it in eval mode with its
+    best validation weights."""
+    if isinstance(regressor, FrozenHeadRegressor) and settings.get("head") == "ridge":
+        result = fit_ridge_head(regressor.head, regressor.states["train"], _scaled_targets(train, scaler),
+                                lambda: regressor.predict("val").float().cpu().numpy(), _scaled_targets(val, scaler),
+                                settings["ridge_alphas"], settings["seed"], label)
+        regressor.model.eval()
+        return result
     result = fit(regressor.model, lambda indices: regressor.predict("train", indices), _scaled_targets(train, scaler),
                  train["level"].to_numpy(), lambda: regressor.predict("val").float().cpu().numpy(),
                  _scaled_targets(val, scaler), settings, work, lengths=regressor.lengths,
@@ -106,7 +120,9 @@ def _model_settings(config: Mapping[str, Any], mode: str, backbone_path: str | P
             "standardisation": scaler.to_json(), "training": settings["training"],
             "cutoff_len": settings["cutoff_len"], "keep_conclusion": settings["keep_conclusion"],
             "input_format": settings["input_format"], "hidden_size": int(regressor.head[0].normalized_shape[0]),
-            "best_val_pearson": result.best_pearson, "best_step": result.best_step,
+            **Representation.from_settings(settings).to_json(),
+            "head": settings["frozen"]["head"] if settings["training"] == "frozen" else "adam",
+            "ridge_alpha": result.alpha, "best_val_pearson": result.best_pearson, "best_step": result.best_step,
             "motifs": dict(config["motifs"]), "levels": dict(config["levels"]),
             "dtype": settings["dtype"] or config["llm"]["dtype"]}
 
@@ -132,7 +148,8 @@ def run_stage2(config: Mapping[str, Any], mode: str, backbone_path: str | Path, 
         raise InputError(f"test cell types {unknown} have no Stage II training rows", path=sets["test"].teacher_set,
                          column="cell_type")
     fit_settings = _fit_settings(settings)
-    backbone = Backbone(backbone_path, compute_dtype, device, tokenizer.pad_token_id, settings["batch_size"])
+    backbone = Backbone(backbone_path, compute_dtype, device, tokenizer.pad_token_id, settings["batch_size"],
+                        Representation.from_settings(settings))
     new_regressor = group_regressors(settings, backbone, {name: part.encoded for name, part in prepared.items()},
                                      work / "embeddings", progress=progress)
     predicted = np.zeros(len(prepared["test"].rows))
@@ -177,6 +194,7 @@ def _summary(mode: str, settings: Mapping[str, Any], backbone: Backbone, prepare
         "truncated_inputs": {name: part.truncated for name, part in prepared.items()},
         "groups": {group: {"best_val_pearson": result.best_pearson, "best_step": result.best_step,
                            "steps": result.steps, "resumed_from_step": result.resumed_from_step,
-                           "seconds": round(result.seconds, 3)} for group, result in fits.items()},
+                           "ridge_alpha": result.alpha, "seconds": round(result.seconds, 3)}
+                   for group, result in fits.items()},
         "settings": fit_settings | {"mode": mode}, "curve": str(work / "curve.csv"),
     }
