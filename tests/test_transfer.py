@@ -177,12 +177,12 @@ def test_its_pearson_is_the_direct_correlation_of_what_the_bundle_predicts(score
 
 def test_the_report_gets_a_transfer_section_with_a_sentence_per_method(scored, tmp_path):
     metrics = pd.read_csv(scored["out"] / "metrics.tsv", sep="\t").set_index("cell_type")
-    summary, *_ = write_report(metrics_path=scored["root"] / "metrics.tsv", skipped_path=scored["root"] / "skipped.tsv",
-                               prediction_dirs={"cnn": scored["predictions"]}, test_path=scored["test"],
-                               test_subset_path=scored["test"], summary_path=tmp_path / "summary.md",
-                               figure_dir=tmp_path, transfer=[scored["out"] / "metrics.tsv"],
-                               settings={"n_boot": 200})
-    text = summary.read_text()
+    assert main(["report", "--config", json.dumps(scored["config"]), "--metrics", str(scored["root"] / "metrics.tsv"),
+                 "--skipped", str(scored["root"] / "skipped.tsv"), "--predictions", f"cnn={scored['predictions']}",
+                 "--test", str(scored["test"]), "--test-subset", str(scored["test"]),
+                 "--transfer", str(scored["out"] / "metrics.tsv"), "--out", str(tmp_path / "summary.md"),
+                 "--figure-dir", str(tmp_path)]) == 0
+    text = (tmp_path / "summary.md").read_text()
     section = text.split("## Transfer to other tables", 1)[1]
     assert "### other" in section
     assert "A: 5 identical and 2 reverse-complement rows removed, 40 of the 100 left scored" in section

@@ -215,11 +215,21 @@ def _transfer_clause(row: Mapping[str, Any]) -> str:
     if pd.isna(own):
         return f"in {row['cell_type']} Pearson {here}, with no in-dataset Pearson to compare"
     against = f"against {_number(own)} on its own `{row['in_dataset_protocol']}` test"
+    inside = "includes" if row["pearson_lo"] <= own <= row["pearson_hi"] else "excludes"
     if pd.isna(row["pearson"]) or own <= 0:
         return f"in {row['cell_type']} Pearson {here} {against}, where a share is not defined"
-    inside = row["pearson_lo"] <= own <= row["pearson_hi"]
-    return (f"in {row['cell_type']} it keeps {row['pearson'] / own:.0%} of its in-dataset Pearson ({here} {against}; "
-            f"the transfer interval {'includes' if inside else 'excludes'} the in-dataset value)")
+    if row["pearson"] <= 0:
+        return (f"in {row['cell_type']} none of its in-dataset Pearson is left ({here} {against}; the transfer "
+                f"interval {inside} the in-dataset value)")
+    return (f"in {row['cell_type']} it keeps {_share(row)} of its in-dataset Pearson ({here} {against}; "
+            f"the transfer interval {inside} the in-dataset value)")
+
+
+def _share(row: Mapping[str, Any]) -> str:
+    """The transfer Pearson as a share of the in-dataset one, where both are positive (a share of a negative
+    correlation, or a negative share, says nothing)."""
+    own, here = row.get("in_dataset_pearson"), row.get("pearson")
+    return "–" if pd.isna(own) or pd.isna(here) or own <= 0 or here <= 0 else f"{here / own:.0%}"
 
 
 def _transfer_section(transfer: pd.DataFrame, baselines: Collection[str]) -> list[str]:
@@ -244,9 +254,7 @@ def _transfer_section(transfer: pd.DataFrame, baselines: Collection[str]) -> lis
                         [[_label(row["method"], (), baselines), row["cell_type"], int(row["n"]),
                           _estimate(row, "pearson"), _estimate(row, "spearman"),
                           f"{_estimate(row, 'in_dataset_pearson')} ({row['in_dataset_protocol']})"
-                          if not pd.isna(row["in_dataset_pearson"]) else "–",
-                          f"{row['pearson'] / row['in_dataset_pearson']:.0%}"
-                          if not pd.isna(row["pearson"]) and row["in_dataset_pearson"] > 0 else "–"]
+                          if not pd.isna(row["in_dataset_pearson"]) else "–", _share(row)]
                          for row in ordered.to_dict("records")])
         lines.append("")
         for method, part in rows.groupby("method", sort=True):
