@@ -40,6 +40,37 @@ def test_dry_run_plans_the_whole_chain(configfile: str, tmp_path: Path) -> None:
     assert "scan_shard" in planned and "build_cards" in planned
     assert ("download_gosai" in planned) == configfile.endswith("gosai2024.yaml")
     assert ("simulate_demo" in planned) == configfile.endswith("config.yaml")
+    assert "rule transfer:" not in planned  # no evaluation.transfer entry, no transfer job
+
+
+def test_a_transfer_entry_plans_its_job_and_feeds_the_report(tmp_path: Path) -> None:
+    """One evaluation.transfer entry: a job scoring every bundle of the run (the demo's two LLM modes and two
+    baselines) on the other table, guarded by the train and val tables (and test for a cross-validated CNN),
+    whose metrics the report reads; a cell type the run's models do not serve stops the planning."""
+    other = tmp_path / "joint.tsv"
+    other.write_text("name\tseq\tHepG2\tWTC11\n")  # read by the job, not by the plan
+    entry = {"name": "joint", "path": str(other), "id_column": "name", "sequence_column": "seq",
+             "activity_columns": {"HepG2": "HepG2"}}
+    transfer = tmp_path / "transfer.yaml"
+    transfer.write_text(yaml.safe_dump({"evaluation": {"transfer": [entry]}}))
+    demo = ("-n", "-p", "--directory", str(tmp_path), "--configfile", str(REPO / "config/config.yaml"), str(transfer))
+    result = snakemake(*demo)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    planned = result.stdout + result.stderr
+    assert "rule transfer:" in planned and "wildcards: transfer=joint" in planned
+    command = re.search(r"python -m r3lm transfer --config .*", planned).group(0)
+    for bundle in ("generated_cot", "sequence_only", "motif_ridge", "cnn"):
+        assert f" {bundle}=results/demo/runs/main/models/{bundle}" in command
+    assert "--seen results/demo/data/train.parquet results/demo/data/val.parquet --in-dataset-metrics" in command
+    assert '"max_sequences_per_cell_type": 150' in command and '"disruption"' not in command
+    assert re.search(r"r3lm report .* --transfer results/demo/runs/main/eval/transfer/joint/metrics.tsv --out", planned)
+    folds = snakemake(*demo, "--config", 'baselines={"cnn": {"cross_validation": {"folds": 3}}}')
+    assert "val.parquet results/demo/data/test.parquet --in-dataset-metrics" in folds.stdout + folds.stderr
+    transfer.write_text(yaml.safe_dump({"evaluation": {"transfer": [
+        {**entry, "activity_columns": {"HepG2": "HepG2", "WTC11": "WTC11"}}]}}))
+    bad = snakemake(*demo)
+    assert bad.returncode != 0
+    assert "evaluation.transfer[joint].activity_columns.WTC11" in bad.stdout + bad.stderr
 
 
 def test_paper_config_replaces_the_demo_settings_and_trains_stage2_on_the_base_model(tmp_path: Path) -> None:
@@ -339,6 +370,11 @@ def test_config_readme_documents_every_key() -> None:
     schema = load_schema()
     missing = [key for key in _schema_keys(schema) if f"`{key}" not in readme]
     missing += [f"split.{key}" for key in schema["$defs"]["split"]["properties"] if f"`split.{key}" not in readme]
+    table = schema["properties"]["dataset"]["properties"]["table"]
+    missing += [f"dataset.table.{key}" for key in [*schema["$defs"]["table_columns"]["properties"], *table["properties"]]
+                if f"`dataset.table.{key}" not in readme]
+    entry = schema["properties"]["evaluation"]["properties"]["transfer"]["items"]["properties"]
+    missing += [f"evaluation.transfer[].{key}" for key in entry if f"`evaluation.transfer[].{key}" not in readme]
     assert not missing, f"config/README.md does not document: {missing}"
 
 

@@ -27,7 +27,7 @@ HELP_ORDER = ("download", "simulate", "check-config", "prepare-data", "scan", "r
               "tag-cards", "teacher", "released",
               "dataset-info", "stage1-train", "self-rationales", "merge-rationales", "stage2", "baseline-ridge",
               "baseline-cnn", "metrics", "citation-faithfulness", "disruption", "package-model", "package-baseline",
-              "predict", "explain", "variants", "mutagenesis", "report")
+              "transfer", "predict", "explain", "variants", "mutagenesis", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -297,10 +297,10 @@ def _named_paths(pairs: Sequence[str] | None, option: str) -> dict[str, str]:
     return named
 
 
-def _predictions_by_method(items: Sequence[str]) -> dict[str, str]:
+def _predictions_by_method(items: Sequence[str], option: str = "--predictions") -> dict[str, str]:
     """METHOD=FOLDER pairs, or bare folders named by their method."""
     return {**{Path(item).name: item for item in items if "=" not in item},
-            **_named_paths([item for item in items if "=" in item], "--predictions")}
+            **_named_paths([item for item in items if "=" in item], option)}
 
 
 @command("metrics", "per-cell-type metrics with bootstrap intervals, both protocols",
@@ -394,6 +394,29 @@ def package_baseline(args: argparse.Namespace, config: dict[str, Any]) -> None:
     write_baseline_bundle(config, args.kind, args.model_dir, args.data_dir, args.out)
 
 
+@command("transfer", "score the run's models on another table's rows (an evaluation.transfer entry): Pearson and "
+         "Spearman per method and cell type, beside each method's in-dataset Pearson",
+         arg("--name", required=True, help="the evaluation.transfer entry to score"),
+         arg("--models", nargs="+", required=True,
+             help="METHOD=BUNDLE per method (an LLM bundle or a fast one; a bare folder is named by its last component)"),
+         arg("--seen", nargs="+", required=True,
+             help="the split tables the models trained or validated on: rows of the other table holding one of "
+                  "their sequences, or its reverse complement, are removed and counted"),
+         arg("--in-dataset-metrics", default=None, help="the run's metrics.tsv: each method's Pearson on its own test"),
+         arg("--predictions", type=OutputFile, required=True, help="predictions parquet (one row per method and row)"),
+         arg("--metrics", type=OutputFile, required=True, help="metrics TSV (one row per method and cell type)"),
+         arg("--summary", type=OutputFile, required=True, help="summary JSON: rows read, dropped, leaked, scored"),
+         arg("--batch-size", type=int, default=None, help="default: sized to the device"),
+         arg("--device", default="auto", help="auto (a CUDA GPU when present), cpu, cuda, ..."),
+         NO_PROGRESS, config=True)
+def transfer(args: argparse.Namespace, config: dict[str, Any]) -> None:
+    from r3lm.evaluate.transfer import run_transfer
+
+    run_transfer(config, args.name, _predictions_by_method(args.models, "--models"), args.seen, args.predictions,
+                 args.metrics, args.summary, in_dataset_metrics=args.in_dataset_metrics, device=args.device,
+                 batch_size=args.batch_size, progress=not args.no_progress)
+
+
 @command("report", "summary.md and figures from the evaluation",
          arg("--metrics", required=True),
          arg("--skipped", required=True),
@@ -402,6 +425,8 @@ def package_baseline(args: argparse.Namespace, config: dict[str, Any]) -> None:
          arg("--test-subset", required=True),
          arg("--faithfulness", nargs="*", default=None, metavar="HEADING=TSV"),
          arg("--curves", nargs="*", default=None, metavar="HEADING=CSV"),
+         arg("--transfer", nargs="*", default=None, metavar="TSV",
+             help="transfer metrics (r3lm transfer), one per evaluation.transfer entry"),
          arg("--out", type=OutputFile, required=True, help="summary.md"),
          arg("--figure-dir", type=OutputFolder, required=True, help="where the PNG figures go"),
          config=True)
@@ -412,4 +437,5 @@ def report(args: argparse.Namespace, config: dict[str, Any]) -> None:
                  prediction_dirs=_predictions_by_method(args.predictions), test_path=args.test,
                  test_subset_path=args.test_subset, summary_path=args.out, figure_dir=args.figure_dir,
                  faithfulness=_named_paths(args.faithfulness, "--faithfulness"),
-                 curves=_named_paths(args.curves, "--curves"), settings=config["evaluation"]["bootstrap"])
+                 curves=_named_paths(args.curves, "--curves"), transfer=args.transfer or (),
+                 settings=config["evaluation"]["bootstrap"])

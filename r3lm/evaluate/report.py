@@ -208,6 +208,69 @@ def _faithfulness_section(tables: Mapping[str, pd.DataFrame]) -> list[str]:
     return lines
 
 
+def _transfer_clause(row: Mapping[str, Any]) -> str:
+    """How much of its in-dataset Pearson a method keeps in one cell type of another table, from the numbers."""
+    here = f"{_estimate(row, 'pearson')} on {row['transfer']}"
+    own = row.get("in_dataset_pearson")
+    if pd.isna(own):
+        return f"in {row['cell_type']} Pearson {here}, with no in-dataset Pearson to compare"
+    against = f"against {_number(own)} on its own `{row['in_dataset_protocol']}` test"
+    inside = "includes" if row["pearson_lo"] <= own <= row["pearson_hi"] else "excludes"
+    if pd.isna(row["pearson"]) or own <= 0:
+        return f"in {row['cell_type']} Pearson {here} {against}, where a share is not defined"
+    if row["pearson"] <= 0:
+        return (f"in {row['cell_type']} none of its in-dataset Pearson is left ({here} {against}; the transfer "
+                f"interval {inside} the in-dataset value)")
+    return (f"in {row['cell_type']} it keeps {_share(row)} of its in-dataset Pearson ({here} {against}; "
+            f"the transfer interval {inside} the in-dataset value)")
+
+
+def _share(row: Mapping[str, Any]) -> str:
+    """The transfer Pearson as a share of the in-dataset one, where both are positive (a share of a negative
+    correlation, or a negative share, says nothing)."""
+    own, here = row.get("in_dataset_pearson"), row.get("pearson")
+    return "–" if pd.isna(own) or pd.isna(here) or own <= 0 or here <= 0 else f"{here / own:.0%}"
+
+
+def _transfer_section(transfer: pd.DataFrame, baselines: Collection[str]) -> list[str]:
+    """Each transfer entry's table of methods x cell types, its leak guard's counts, and one sentence per method."""
+    if transfer.empty:
+        return []
+    lines = ["## Transfer to other tables", "",
+             ("Each model of this run scored on another table's rows (every row a test row), after removing the "
+              "rows whose sequence, on either strand, the models trained or validated on; Pearson and Spearman "
+              "with bootstrap intervals on the same resamples for every method, beside the method's Pearson on "
+              "its own test split (`full` where it covers every test row, else `paper`)."), ""]
+    for name, rows in transfer.groupby("transfer", sort=True):
+        cells = rows.drop_duplicates("cell_type").sort_values("cell_type")
+        lines += [f"### {name}", "",
+                  "Leak guard and sample: " + "; ".join(
+                      f"{row.cell_type}: {int(row.leak_identical)} identical and {int(row.leak_reverse_complement)} "
+                      f"reverse-complement rows removed, {int(row.n)} of the {int(row.available)} left scored"
+                      for row in cells.itertuples()) + ".", ""]
+        ordered = rows.sort_values(["cell_type", "pearson"], ascending=[True, False], na_position="last")
+        lines += _table(["method", "cell type", "n", "Pearson [CI]", "Spearman [CI]", "in-dataset Pearson [CI]",
+                         "kept"],
+                        [[_label(row["method"], (), baselines), row["cell_type"], int(row["n"]),
+                          _estimate(row, "pearson"), _estimate(row, "spearman"),
+                          f"{_estimate(row, 'in_dataset_pearson')} ({row['in_dataset_protocol']})"
+                          if not pd.isna(row["in_dataset_pearson"]) else "–", _share(row)]
+                         for row in ordered.to_dict("records")])
+        lines.append("")
+        for method, part in rows.groupby("method", sort=True):
+            clauses = [_transfer_clause(row) for row in part.sort_values("cell_type").to_dict("records")]
+            lines.append(f"- {method}: " + "; ".join(clauses) + ".")
+        lines.append("")
+    return lines
+
+
+def _read_transfer(paths: Sequence[str | Path]) -> pd.DataFrame:
+    """Every transfer metrics table (r3lm transfer), one after the other."""
+    frames = [_read_tsv(path, "transfer metrics table") for path in paths]
+    frames = [frame for frame in frames if not frame.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def _notes(metrics: pd.DataFrame, comparisons: pd.DataFrame, skipped: pd.DataFrame,
            faithfulness: Mapping[str, pd.DataFrame], reasoning_method: str, upper_bounds: Collection[str]) -> list[str]:
     notes = []
@@ -388,7 +451,8 @@ def _curves_figure(curves: Mapping[str, str | Path], path: Path) -> Path:
 def write_report(*, metrics_path: str | Path, prediction_dirs: Mapping[str, str | Path], test_path: str | Path,
                  test_subset_path: str | Path, summary_path: str | Path, figure_dir: str | Path,
                  skipped_path: str | Path | None = None, faithfulness: Mapping[str, str | Path] | None = None,
-                 curves: Mapping[str, str | Path] | None = None, reasoning_method: str = "generated_cot",
+                 curves: Mapping[str, str | Path] | None = None, transfer: Sequence[str | Path] = (),
+                 reasoning_method: str = "generated_cot",
                  ablations: Sequence[str] = ("rcc_only", "sequence_only"),
                  upper_bounds: Collection[str] = ("oracle_cot",),
                  settings: Mapping[str, Any] | None = None) -> list[Path]:
@@ -398,6 +462,8 @@ def write_report(*, metrics_path: str | Path, prediction_dirs: Mapping[str, str 
     `faithfulness` maps a heading to a citation (`citation_faithfulness`) or disruption
     (`disruption_agreement`) TSV; `curves` maps a heading to a loss.csv or curve.csv. The comparisons of
     `reasoning_method` against each of `ablations` use the same resamples (and `settings`) as metrics.tsv.
+    `transfer` lists the metrics TSVs of `r3lm transfer`; with any, the summary gets a "Transfer to other tables"
+    section.
     """
     settings = resolve_settings(settings)
     metrics = _read_tsv(metrics_path, "metrics table")
@@ -405,6 +471,7 @@ def write_report(*, metrics_path: str | Path, prediction_dirs: Mapping[str, str 
     metrics["reference"] = metrics["reference"].fillna("").astype(str)
     skipped = _read_tsv(skipped_path, "skipped table") if skipped_path is not None else pd.DataFrame()
     tables = {label: _read_tsv(path, f"faithfulness table {label!r}") for label, path in (faithfulness or {}).items()}
+    transferred = _read_transfer(transfer)
     summaries = {}
     for method, folder in prediction_dirs.items():
         summary_file = Path(folder) / "summary.json"
@@ -438,6 +505,7 @@ def write_report(*, metrics_path: str | Path, prediction_dirs: Mapping[str, str 
         lines += _results_section(metrics, protocol, upper_bounds, skipped, names[protocol])
     lines += _comparison_section(comparisons)
     lines += _methods_section(summaries, baselines, upper_bounds)
+    lines += _transfer_section(transferred, baselines)
     lines += _faithfulness_section(tables)
     lines += ["## Training curves", "", f"![Training curves]({_link(training, summary_file)})", ""]
     with atomic_path(summary_file) as tmp:

@@ -21,6 +21,8 @@ from r3lm.data.prepare import OUTPUT_TABLES
 from r3lm.data.simulate import load_catalogue
 from r3lm.data.splits import SPLITS
 from r3lm.errors import InputError
+from r3lm.evaluate.transfer import check_entries as check_transfer_entries
+from r3lm.evaluate.transfer import transfer_entry as find_transfer_entry
 from r3lm.reasoning.teacher import STAGE2_SETS, TEACHER_SETS
 from r3lm.stage1.models import SHARED as SHARED_STAGE1
 from r3lm.stage2.inputs import DEPLOYABLE_MODES as DEPLOYABLE_INPUT_MODES
@@ -340,6 +342,63 @@ def training_curves():
 def model_bundles():
     """The LLM bundles (package_model) and the baselines' fast bundles (package_baseline)."""
     return [f"{MODELS_DIR}/{name}" for name in DEPLOYABLE_MODES + BASELINES]
+
+
+# Transfer: every bundle of the run scored on other tables (evaluation.transfer), one job per entry.
+TRANSFER = EVALUATION["transfer"]
+NOT_TRANSFER = ("evaluation.transfer",)  # the other evaluation steps do not read it: adding an entry reruns none
+
+
+def served_cell_types():
+    """The cell types the run's models serve, known before any data is read: dataset.cell_types, the
+    source's own, or a table's activity columns."""
+    if DATASET["source"] == "table" and not DATASET["cell_types"]:
+        return list(DATASET["table"]["activity_columns"])
+    return planned_cell_types()
+
+
+def transfer_inputs(wildcards):
+    """The other table (and the genome its regions are cut from), so a new file reruns the job."""
+    entry = find_transfer_entry(config, wildcards.transfer)
+    return {key: entry[key] for key in ("path", "genome") if entry[key]}
+
+
+def transfer_seen_tables():
+    """The split tables the run's models learned from, for the leak guard: train and val, and test too when
+    the CNN is cross-validated (its folds train on the rows of every split)."""
+    splits = ["train", "val"]
+    if "cnn" in BASELINES and config["baselines"]["cnn"]["cross_validation"]["folds"]:
+        splits.append("test")
+    return [f"{DATA_DIR}/{split}.parquet" for split in splits]
+
+
+def transfer_settings(name):
+    """What the transfer job reads, as a config: its entry, the bootstrap, the sampling seed and the dataset's
+    policies for bad rows; another entry's change, or the disruption test's, reruns nothing."""
+    chosen = {
+        "evaluation": {
+            "bootstrap": EVALUATION["bootstrap"],
+            "transfer": [find_transfer_entry(config, name)],
+        },
+        "sampling": {"seed": config["sampling"]["seed"]},
+        "dataset": {key: DATASET[key] for key in ("on_invalid_sequence", "on_duplicate_id")},
+    }
+    return json.dumps(chosen, sort_keys=True)
+
+
+def transfer_metrics():
+    """Each entry's metrics table, for the report (none without entries)."""
+    return [f"{EVAL_DIR}/transfer/{entry['name']}/metrics.tsv" for entry in TRANSFER]
+
+
+if TRANSFER:  # a cell type only the other table has, or a run with nothing to score, stops the planning
+    check_transfer_entries(TRANSFER, served_cell_types())
+    if not model_bundles():
+        raise InputError(
+            "evaluation.transfer scores the run's bundles, but it packages none (stage2.modes and "
+            "baselines.methods name no deployable method)",
+            path="config",
+        )
 
 
 def named(pairs):

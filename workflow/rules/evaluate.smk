@@ -11,7 +11,7 @@ rule metrics:
         metrics=f"{EVAL_DIR}/metrics.tsv",
         skipped=f"{EVAL_DIR}/metrics_skipped.tsv",
     params:
-        settings=settings("evaluation"),
+        settings=settings("evaluation", without=NOT_TRANSFER),
         predictions=named(prediction_dirs()),
         baselines=BASELINES,
     log:
@@ -40,7 +40,7 @@ rule citation_faithfulness:
     output:
         f"{EVAL_DIR}/citation_{{source}}.tsv",
     params:
-        settings=settings("evaluation"),
+        settings=settings("evaluation", without=NOT_TRANSFER),
     log:
         f"{RUN_LOG_DIR}/citation_{{source}}.log",
     wildcard_constraints:
@@ -70,6 +70,7 @@ rule report:
             for path in training_curves().values()
             if not path.startswith(prediction_dir("cnn"))
         ],
+        transfer=transfer_metrics(),
     output:
         summary=report(
             f"{REPORT_DIR}/summary.md", caption="../report/summary.rst", category="Evaluation"
@@ -90,7 +91,7 @@ rule report:
             category="Training",
         ),
     params:
-        settings=settings("evaluation"),
+        settings=settings("evaluation", without=NOT_TRANSFER),
         predictions=named(prediction_dirs()),
         faithfulness=named(faithfulness_tables()),
         curves=named(training_curves()),
@@ -106,8 +107,42 @@ rule report:
     shell:
         "python -m r3lm report --config {params.settings:q} --metrics {input.metrics} --skipped {input.skipped}"
         " --predictions {params.predictions} --test {input.test} --test-subset {input.test_subset}"
-        " --faithfulness {params.faithfulness} --curves {params.curves}"
+        " --faithfulness {params.faithfulness} --curves {params.curves} --transfer {input.transfer}"
         " --out {output.summary} --figure-dir {params.figure_dir} > {log} 2>&1"
+
+
+# Every bundle of the run scored on another table (an evaluation.transfer entry); the LLM bundles write a
+# rationale per row, so the entry's sample size bounds the job's time.
+rule transfer:
+    input:
+        unpack(transfer_inputs),
+        models=model_bundles(),
+        seen=transfer_seen_tables(),
+        metrics=f"{EVAL_DIR}/metrics.tsv",
+    output:
+        predictions=f"{EVAL_DIR}/transfer/{{transfer}}/predictions.parquet",
+        metrics=f"{EVAL_DIR}/transfer/{{transfer}}/metrics.tsv",
+        summary=f"{EVAL_DIR}/transfer/{{transfer}}/summary.json",
+    params:
+        settings=lambda wildcards: transfer_settings(wildcards.transfer),
+        models=named({Path(bundle).name: bundle for bundle in model_bundles()}),
+        launcher=launcher(STAGE2["gpus"] if DEPLOYABLE_MODES else 0),
+    log:
+        f"{RUN_LOG_DIR}/transfer_{{transfer}}.log",
+    wildcard_constraints:
+        transfer="[A-Za-z0-9_.-]+",
+    threads: 2
+    resources:
+        mem_mb=16384,
+        runtime=720,
+        gpu=STAGE2["gpus"] if DEPLOYABLE_MODES else 0,
+    conda:
+        ENV
+    shell:
+        "{params.launcher} transfer --config {params.settings:q} --name {wildcards.transfer}"
+        " --models {params.models} --seen {input.seen} --in-dataset-metrics {input.metrics}"
+        " --predictions {output.predictions} --metrics {output.metrics} --summary {output.summary}"
+        " --no-progress > {log} 2>&1"
 
 
 rule disruption:
@@ -123,7 +158,17 @@ rule disruption:
         summary=f"{EVAL_DIR}/disruption_summary.tsv",
     params:
         stage1_models=lambda wildcards: stage1_models_argument(),
-        settings=settings("evaluation", "rcc", "generation", "reasoning", "levels", "llm", "stage2", "motifs"),
+        settings=settings(
+            "evaluation",
+            "rcc",
+            "generation",
+            "reasoning",
+            "levels",
+            "llm",
+            "stage2",
+            "motifs",
+            without=NOT_TRANSFER,
+        ),
         data_dir=lambda wildcards, input: Path(input.data_summary).parent,
         evidence_tags=evidence_tag_argument,
         launcher=launcher(STAGE2["gpus"]),
