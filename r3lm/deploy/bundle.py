@@ -196,7 +196,7 @@ def _bundled_tags(config: Mapping[str, Any], evidence_tags: EvidenceTags | None,
                          if evidence_tags is None else "evidence tags were given but rcc.evidence_tags is off")
     if evidence_tags is None:
         return None
-    missing = sorted(set(cell_types) - set(evidence_tags))
+    missing = sorted(set(cell_types) - set(evidence_tags.cells))
     if missing:
         raise InputError(f"the evidence tags have no entry for {', '.join(missing)}")
     return evidence_tags.subset(cell_types).to_json()
