@@ -69,6 +69,9 @@ def sample_rows(frame: pd.DataFrame, per_cell_type: int | None, *, seed: int, st
         rows = frame.index[frame["cell_type"] == cell_type].to_numpy()
         if len(rows) > per_cell_type:
             rows = np.sort(np.random.default_rng([seed, stream, index]).choice(rows, per_cell_type, replace=False))
+        elif len(rows) < per_cell_type:
+            log.warning("%s: %d rows where sampling asks for %d per cell type: all are kept (a smaller split "
+                        "fraction or sampling size would say so)", cell_type, len(rows), per_cell_type)
         kept.append(rows)
     return frame.loc[np.sort(np.concatenate(kept))]
 

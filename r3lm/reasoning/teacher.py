@@ -178,6 +178,10 @@ def select_set(cards: pd.DataFrame, per_cell_type: int | None, seed: int) -> pd.
     chosen: list[np.ndarray] = []
     for cell_type, group in cards.groupby("cell_type", sort=True):
         if len(group) <= per_cell_type:
+            if len(group) < per_cell_type:
+                log.warning("%s: the split holds %d cards, fewer than the %d reasoning.sets asks for: all are used "
+                            "(lower the set size, or let the split give it more rows)", cell_type, len(group),
+                            per_cell_type)
             chosen.append(group.index.to_numpy())
             continue
         rng = np.random.default_rng([seed, zlib.crc32(str(cell_type).encode())])
