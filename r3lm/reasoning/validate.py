@@ -30,7 +30,8 @@ Facts (`fact_not_on_card`): what the rationale states about its card must be wha
   * on a card with an evidence line (rcc.evidence_tags; read back from the card's text): "GC x: below / close
     to / above the mean, favours / works against / hardly shifts activity" must be the line's place and effect;
     "net +N" and its tier ("net +N, mixed", "net mixed") the line's; the card motifs a "For <cell>:" clause
-    names must be tagged up, and those an "Against:" clause names, down.
+    names must be tagged up, those an "Against:" clause names down, and those "Against: none; X neutral"
+    names none (up for "X favour it").
 
 Step evidence (`step_without_evidence`): each step must cite at least one element of the card:
   * a card motif name or dimer half (names with a digit or "::" ignore case; purely alphabetic
@@ -202,13 +203,17 @@ def wrong_facts(text: str, card: Card, card_text: str | None) -> tuple[str, ...]
 
 
 def _misplaced_motifs(text: str, card: Card, stated: StatedEvidence) -> list[str]:
-    """Card motifs a "For <cell>:" clause calls activators that are not tagged up, or an "Against:" clause
-    calls counterweights that are not tagged down."""
+    """Card motifs a clause puts on a side their tag does not: "For <cell>:" names activators (up), "Against:"
+    counterweights (down), and "Against: none; X neutral" / "X favour it" the rest (none / up)."""
     names = frozenset(hit.name for hit in card.motifs)
-    clauses = ((f"For {stated.cell_type}:", stated.up, "for"), ("Against:", stated.down, "against"))
+    untagged = tuple(names - set(stated.up) - set(stated.down))
+    clauses = ((re.escape(f"For {stated.cell_type}:") + r"([^.;]*)", stated.up, "for"),
+               (r"Against:(?! none;)([^.;]*)", stated.down, "against"),
+               (r"Against: none;([^.;]*) neutral", untagged, "neutral"),
+               (r"Against: none;([^.;]*) favour it", stated.up, "favouring"))
     wrong = []
-    for opening, allowed, side in clauses:
-        for match in re.finditer(re.escape(opening) + r"([^.;]*)", text):
+    for pattern, allowed, side in clauses:
+        for match in re.finditer(pattern, text):
             wrong += [f"{name} {side}" for name in mentioned_motifs(match.group(1), names) if name not in allowed]
     return wrong
 
