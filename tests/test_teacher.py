@@ -550,6 +550,33 @@ def test_steps_never_state_the_measured_level(real_cards: pd.DataFrame, real_evi
             assert reasoning.level == row.level
 
 
+def test_stage1_agreeing_draws_the_stage1_sets_from_cards_whose_reading_agrees(real_cards: pd.DataFrame,
+                                                                              tmp_path: Path) -> None:
+    """reasoning.stage1_agreeing: every Stage-I card's grounded reading agrees with its measured level; a Stage-II
+    set is still drawn from every card; another teacher cannot use it."""
+    cards_path, train_path = tmp_path / "cards.parquet", tmp_path / "train.parquet"
+    real_cards.to_parquet(cards_path)
+    real_cards[real_cards["split"] == "train"].to_parquet(train_path)
+    config = validate_config({"reasoning": {"stage1_agreeing": True, "sets": {"stage1_train": 200, "test": 200}}})
+    evidence = write_evidence(config, train_path, tmp_path / "evidence.parquet")
+    reader = teacher(evidence)
+    agrees = [reader.read(Card.from_json(card), int(level)).consistent
+              for card, level in zip(real_cards["card_json"], real_cards["level"])]
+    assert 0 < sum(agrees) < len(real_cards)  # the real cards hold both kinds
+    sets = {}
+    for name in ("stage1_train", "test"):
+        write_teacher_set(config, cards_path, tmp_path / "evidence.parquet", tmp_path / f"{name}.parquet",
+                          tmp_path / name, tmp_path / f"{name}.json", set_name=name, progress=False)
+        sets[name] = pd.read_parquet(tmp_path / f"{name}.parquet")
+    agreeing_ids = set(real_cards.loc[agrees, "id"])
+    assert len(sets["stage1_train"]) == min(200, sum(agrees)) and set(sets["stage1_train"]["id"]) <= agreeing_ids
+    assert len(sets["test"]) == 200 and not set(sets["test"]["id"]) <= agreeing_ids
+    hf = validate_config({"reasoning": {"stage1_agreeing": True, "teacher": "hf"}})
+    with pytest.raises(InputError, match="needs reasoning.teacher: grounded"):
+        write_teacher_set(hf, cards_path, tmp_path / "evidence.parquet", tmp_path / "hf.parquet", tmp_path / "hf",
+                          tmp_path / "hf.json", set_name="stage1_train", progress=False)
+
+
 def test_write_teacher_set_sharegpt_and_dataset_info(real_cards: pd.DataFrame, tmp_path: Path) -> None:
     cards = pd.concat([real_cards, real_cards.assign(cell_type="K562")], ignore_index=True)
     cards_path, train_path = tmp_path / "cards.parquet", tmp_path / "train.parquet"
