@@ -184,12 +184,12 @@ def test_evidence_tags_end_each_motif_line_and_add_a_listing_golden() -> None:
         "- GATA1 (Family: C4-GATA-related, Score: 11.25, Strand: +, Pos: 51-58, K562: up)",
         "- REST (Family: Other, Score: 10.00, Strand: +, Pos: 120-140, K562: down)",
         "- TAL1::TCF3 (Family: Tal-related, Score: 9.00, Strand: +, Pos: 150-161, K562: up)",
-        ("K562 evidence: 4 hits; up TAL1::TCF3, GATA1; down REST; net +1, positive; "
+        ("K562 evidence: 4 hits; up TAL1::TCF3, GATA1; down REST; neutral SP1; net +1, positive; "
         "GC 0.500: above the mean, favours activity."),
         ""]
     untagged = card.to_text().splitlines()
     assert lines[:4] == untagged[:4] and lines[-2:] == untagged[-2:]
-    assert "K562 evidence: 4 hits; up none; down none; net +0, mixed." in CardSettings(
+    assert "K562 evidence: 4 hits; up none; down none; neutral SP1, GATA1, REST, TAL1::TCF3; net +0, mixed." in CardSettings(
         SETTINGS.grammar, False, SETTINGS.dedup, EvidenceTags()).text(card)
     falling = GcStats(mean_gc=0.51, sd_gc=0.1, spearman_rho=-0.2)  # 0.1 sd below: close to, a term of 0.08
     assert "GC 0.500: close to the mean, hardly shifts activity." in (
@@ -210,8 +210,8 @@ def test_evidence_tags_json_round_trip_reads_the_older_layout_and_the_line_reads
     hits = [hit("GATA1", "C4-GATA-related", 51, 58), hit("REST", "Other", 120, 140), hit("SP1", "Other", 1, 9)]
     card = build_card("ACGT" * 50, "K562", hits, SETTINGS)
     stated = stated_evidence(CardSettings(SETTINGS.grammar, False, SETTINGS.dedup, tags).text(card))
-    assert (stated.hits, stated.up, stated.down, stated.net, stated.tier, stated.gc_place, stated.gc_effect) == (
-        3, ("GATA1",), ("REST",), 0, "mixed", "above", "favours")
+    assert (stated.hits, stated.up, stated.down, stated.untagged, stated.net, stated.tier, stated.gc_place,
+            stated.gc_effect) == (3, ("GATA1",), ("REST",), ("SP1",), 0, "mixed", "above", "favours")
     assert stated_evidence(card.to_text()) is None
     assert [net_tier(net) for net in (-2, -1, 0, 1, 2, 3, 7)] == [
         "negative", "negative", "mixed", "positive", "positive", "strongly positive", "strongly positive"]

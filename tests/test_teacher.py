@@ -728,7 +728,7 @@ def test_evidence_tags_are_the_teachers_reading_of_each_site(real_cards: pd.Data
     for text, card_text, card_json, level in zip(frame["rationale"], tagged["card_text"], tagged["card_json"],
                                                  tagged["level"], strict=True):
         hits, up, down, net, tier = re.search(
-            r"HepG2 evidence: (\d+) hits?; up (.+); down (.+); net ([+-]\d+), ([a-z ]+); GC", card_text).groups()
+            r"HepG2 evidence: (\d+) hits?; up (.+); down (.+); neutral .+; net ([+-]\d+), ([a-z ]+); GC", card_text).groups()
         card = Card.from_json(card_json)
         reading = compact.read(card, level)
         assert int(net) == len(reading.pro) - len(reading.con) == reading.net_count and tier == reading.tier

@@ -278,7 +278,7 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path
     tagged = pd.read_parquet(reasoning / "cards/test_subset.parquet")  # the tables the LLMs read are re-rendered
     untagged = pd.read_parquet(tmp_path / f"results/tiny/rcc/{setting}_nogrammar/test_subset.parquet")
     assert tagged.drop(columns="card_text").equals(untagged.drop(columns="card_text"))
-    assert tagged["card_text"].str.contains(r"\n(?:K562|HepG2|SKNSH) evidence: \d+ hits?; up [^;\n]+; down [^;\n]+; "
+    assert tagged["card_text"].str.contains(r"\n(?:K562|HepG2|SKNSH) evidence: \d+ hits?; up [^;\n]+; down [^;\n]+; neutral [^;\n]+; "
                                             r"net [+-]\d+, [a-z ]+; GC [\d.]+: [a-z ]+ the mean, [a-z ]+ activity\.\n").all()
     teacher = pd.read_parquet(reasoning / "stage1_train.parquet")
     assert teacher.groupby("cell_type").size().eq(1).all() and teacher["valid"].all()

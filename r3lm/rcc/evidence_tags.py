@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 DIRECTIONS = ("up", "down")  # the motif favours or works against activity in the cell type
 NO_DIRECTION = "none"
+NEUTRAL = "neutral"  # how the evidence line lists the motifs tagged none, in the teacher's word for them
 GC_WEIGHT = 4.0  # the GC term of the teacher's odds: weight x Spearman rho x the card's GC z-score
 NO_GC_TREND = 0.05  # |rho| below this: activity does not follow GC in the cell type
 # The tier of a card's net count of sites (up minus down), when the card shows it: on the real HepG2 lentiMPRA
@@ -94,13 +95,16 @@ class CellEvidence:
         return words.count(DIRECTIONS[0]) - words.count(DIRECTIONS[1])
 
     def line(self, cell_type: str, motifs: list[str], gc: float, gc_text: str) -> str:
-        """The card's evidence line: hit count, its motifs by direction in pull order, net count and tier, GC."""
+        """The card's evidence line: hit count; its motifs up and down in pull order and the untagged ones
+        (neutral) in the card's order (`motifs`: by position, as the teacher names them); net count and tier;
+        GC against the mean."""
         rank = {name: index for index, name in enumerate(self.directions)}
         listed = {word: sorted({name for name in motifs if self.direction(name) == word}, key=rank.get)
                   for word in DIRECTIONS}
+        listed[NEUTRAL] = list(dict.fromkeys(name for name in motifs if self.direction(name) == NO_DIRECTION))
         net = self.net(motifs)
         parts = [f"{len(motifs)} hit{'s' if len(motifs) != 1 else ''}",
-                 *(f"{word} {', '.join(listed[word]) or 'none'}" for word in DIRECTIONS),
+                 *(f"{word} {', '.join(listed[word]) or 'none'}" for word in (*DIRECTIONS, NEUTRAL)),
                  f"net {net:+d}, {net_tier(net)}"]
         reading = gc_reading(gc, self.gc)
         if reading is not None:
@@ -148,6 +152,7 @@ class StatedEvidence:
     hits: int
     up: tuple[str, ...]
     down: tuple[str, ...]
+    untagged: tuple[str, ...]
     net: int
     tier: str
     gc_place: str | None
@@ -155,7 +160,7 @@ class StatedEvidence:
 
 
 _LINE = re.compile(r"^(?P<cell>\S+) evidence: (?P<hits>\d+) hits?; up (?P<up>[^;]*); down (?P<down>[^;]*); "
-                   r"net (?P<net>[+-]\d+), (?P<tier>[a-z ]+?)(?:; GC [\d.]+: (?P<place>below|close to|above) "
+                   r"neutral (?P<none>[^;]*); net (?P<net>[+-]\d+), (?P<tier>[a-z ]+?)(?:; GC [\d.]+: (?P<place>below|close to|above) "
                    r"the mean, (?P<effect>favours|works against|hardly shifts) activity)?\.$", re.MULTILINE)
 
 
@@ -169,4 +174,4 @@ def stated_evidence(card_text: str) -> StatedEvidence | None:
     if match is None:
         return None
     return StatedEvidence(match["cell"], int(match["hits"]), _names(match["up"]), _names(match["down"]),
-                          int(match["net"]), match["tier"], match["place"], match["effect"])
+                          _names(match["none"]), int(match["net"]), match["tier"], match["place"], match["effect"])

@@ -206,10 +206,9 @@ def _misplaced_motifs(text: str, card: Card, stated: StatedEvidence) -> list[str
     """Card motifs a clause puts on a side their tag does not: "For <cell>:" names activators (up), "Against:"
     counterweights (down), and "Against: none; X neutral" / "X favour it" the rest (none / up)."""
     names = frozenset(hit.name for hit in card.motifs)
-    untagged = tuple(names - set(stated.up) - set(stated.down))
     clauses = ((re.escape(f"For {stated.cell_type}:") + r"([^.;]*)", stated.up, "for"),
                (r"Against:(?! none;)([^.;]*)", stated.down, "against"),
-               (r"Against: none;([^.;]*) neutral", untagged, "neutral"),
+               (r"Against: none;([^.;]*) neutral", stated.untagged, "neutral"),
                (r"Against: none;([^.;]*) favour it", stated.up, "favouring"))
     wrong = []
     for pattern, allowed, side in clauses:
