@@ -26,7 +26,7 @@ Statistics from the training evidence (log2 odds ratios, counts, distances, "mea
 sequences") are not card numbers.
 
 Facts (`fact_not_on_card`): what the rationale states about its card must be what the card states:
-  * "N hits" must be the number of motifs the card lists;
+  * a total hit count ("5 hits; top X", "the card lists 5 motif hits") must be the number of motifs listed;
   * on a card with an evidence line (rcc.evidence_tags; read back from the card's text): "GC x: below / close
     to / above the mean, favours / works against / hardly shifts activity" must be the line's place and effect;
     "net +N" and its tier ("net +N, mixed", "net mixed") the line's; the card motifs a "For <cell>:" clause
@@ -77,7 +77,9 @@ _SCORE = re.compile(r"\bScore:? (-?\d+\.\d+)", re.IGNORECASE)
 _GC_VALUE = re.compile(r"(?<!mean )(?<!median )(?<!average )\bGC(?: content)?(?: of| is| at|:|=)?\s*(\d+(?:\.\d+)?)\s?(%?)", re.IGNORECASE)
 _LEVEL_SPAN = re.compile(r"\blevels?\s*\(?\s*$", re.IGNORECASE)
 _BASES = re.compile(f"[ACGT]{{{MIN_SEQUENCE_CITATION},}}")
-_HITS = re.compile(r"\b(\d+) (?:motif )?hits?\b")
+# a statement of the card's total: a step that opens with it ("5 hits; top X") or "lists 5 (motif) hits"; counts
+# within a family or a cluster ("with 2 hits", "3 hits cluster in 100-144") are other facts
+_HITS = re.compile(r"(?m)(?:^|\blists )(\d+) (?:motif )?hits?\b(?=[;.,]|$| from| across| in \d)")
 _GC_PLACE = re.compile(r"\bGC \d?\.\d+:? (below|close to|above) the mean(?:, (favours|works against|hardly shifts) activity)?")
 _NET = re.compile(r"\bnet ([+-]\d+)(?:, (strongly positive|positive|mixed|negative)\b)?")
 _NET_TIER = re.compile(r"\bnet (strongly positive|positive|mixed|negative)\b")
