@@ -31,3 +31,22 @@ def test_text_from_snakemake_config_is_coerced_to_the_schema_types() -> None:
 def test_text_that_does_not_fit_is_still_an_error_naming_the_key(override: dict, key: str) -> None:
     with pytest.raises(InputError, match=f"key '{key}'"):
         validate_config(override)
+
+
+@pytest.mark.parametrize("name", ["lentimpra", "lentimpra_wtc11"])
+def test_the_shipped_real_data_configs_validate_and_differ_only_in_their_data(name: str) -> None:
+    """config/lentimpra*.yaml: valid against the schema, reading the shared lentiMPRA tables; the WTC11 file has
+    the HepG2 file's settings, its own table and the transfer's cell type."""
+    from pathlib import Path
+
+    import yaml
+
+    folder = Path(__file__).resolve().parents[1] / "config"
+    config = validate_config(yaml.safe_load((folder / f"{name}.yaml").read_text()))
+    hepg2 = validate_config(yaml.safe_load((folder / "lentimpra.yaml").read_text()))
+    assert Path(folder.parent, config["dataset"]["table"]["path"]).is_file()
+    assert config["reasoning"]["stage1_agreeing"] and config["stage1"]["min_steps"] == 36
+    for section in ("rcc", "reasoning", "stage1", "stage2", "generation", "motifs", "sampling"):
+        assert config[section] == hepg2[section], section
+    (cell,) = config["dataset"]["table"]["activity_columns"]
+    assert config["evaluation"]["transfer"][0]["activity_columns"] == {cell: cell}
