@@ -47,6 +47,7 @@ from r3lm.reasoning.teacher import (
     make_backend,
     run_teacher,
     select_set,
+    stage2_rows,
     teacher_summary,
     write_dataset_info,
     write_evidence,
@@ -385,6 +386,10 @@ TAGGED_STEPS = ["3 hits; top GATA1::TAL1.", "For K562: GATA1::TAL1.", "Against: 
     ([*TAGGED_STEPS[:2], "Against: none; GATA1::TAL1 and FOS::JUN neutral.", *TAGGED_STEPS[3:]],
      ("GATA1::TAL1 neutral",)),
     ([*TAGGED_STEPS[:2], "Against: none; FOS::JUN favour it.", *TAGGED_STEPS[3:]], ("FOS::JUN favouring",)),
+    # the tagged compact style's sides step: every side as the line lists it
+    ([TAGGED_STEPS[0], "In K562: up GATA1::TAL1; down Hnf4a; neutral FOS::JUN.", *TAGGED_STEPS[2:]], ()),
+    ([TAGGED_STEPS[0], "In K562: up GATA1::TAL1; down none; neutral Hnf4a, FOS::JUN.", *TAGGED_STEPS[2:]],
+     ("Hnf4a not down", "Hnf4a neutral")),
     ([*TAGGED_STEPS[:4], "GC 0.512: below the mean, favours activity; net +0, mixed."],
      ("GC below the mean, favours",)),
     ([*TAGGED_STEPS[:4], "GC 0.512: above the mean, works against activity; net +0, mixed."],
@@ -538,16 +543,23 @@ def test_label_filter_is_an_option_and_off_by_default(real_cards: pd.DataFrame, 
     assert rows[True]["reject_reason"].tolist() == [None, "level_mismatch"] * 10
 
 
-def test_steps_never_state_the_measured_level(real_cards: pd.DataFrame, real_evidence: Evidence) -> None:
-    """Only the conclusion names the level: the reasoning a Stage-II oracle reads is not a copy of the label."""
-    for detail in DETAILS:
-        grounded = teacher(real_evidence, detail=detail)
-        for row in real_cards.iloc[:40].itertuples():
-            text = grounded.explain(parse_card(row.card_json), row.level, row.id)
-            reasoning = parse(text)
-            # a level stated as such ("level 2", "the measured level"), not a training statistic ("average level 0.86")
-            assert not re.search(r"measured|\blevel [0-9](?![.0-9])", " ".join(reasoning.steps)), text
-            assert reasoning.level == row.level
+@pytest.mark.parametrize("detail", DETAILS)
+def test_the_reasoning_is_the_same_at_every_level(real_cards: pd.DataFrame, real_evidence: Evidence,
+                                                  detail: str) -> None:
+    """The label reaches only the conclusion: for any card, the <think> part (what a Stage-II oracle reads) is
+    identical at every level, and it never states one."""
+    grounded = teacher(real_evidence, detail=detail)
+    caveats = 0
+    for row in real_cards.iloc[:60].itertuples():
+        card = parse_card(row.card_json)
+        texts = [grounded.explain(card, level, row.id) for level in range(N_LEVELS)]
+        thinks = {text.split("</think>")[0] for text in texts}
+        assert len(thinks) == 1, texts
+        # a level stated as such ("level 2", "the measured level"), not a training statistic ("average level 0.86")
+        assert not re.search(r"measured|\blevel [0-9](?![.0-9])", thinks.pop()), texts[0]
+        assert [parse(text).level for text in texts] == list(range(N_LEVELS))
+        caveats += sum("only partly" in text for text in texts)
+    assert detail == "compact" or caveats > 0  # the conclusion still weighs a disagreeing card
 
 
 def test_stage1_agreeing_draws_the_stage1_sets_from_cards_whose_reading_agrees(real_cards: pd.DataFrame,
@@ -610,6 +622,33 @@ def test_write_teacher_set_sharegpt_and_dataset_info(real_cards: pd.DataFrame, t
                      "columns": {"messages": "conversations", "system": "system"},
                      "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}}
     assert (tmp_path / "llamafactory" / entry["file_name"]).resolve() == (out / "sharegpt" / "K562.jsonl").resolve()
+
+
+def test_stage2_training_rows_stay_out_of_the_evidence_and_the_stage1_set(real_cards: pd.DataFrame,
+                                                                          tmp_path: Path) -> None:
+    """No Stage-II training row is described by evidence its own label went into, nor learnt by Stage I: the
+    evidence step and the Stage-I set leave out exactly the rows the stage2_train set then draws."""
+    train = real_cards[real_cards["split"] == "train"].reset_index(drop=True)
+    train_path, evidence_path = tmp_path / "train.parquet", tmp_path / "evidence.parquet"
+    train.to_parquet(train_path)
+    config = validate_config({"reasoning": {"sets": {"stage1_train": 40, "stage2_train": 60}}})
+    held_out = set(train.loc[stage2_rows(train, config, "stage2_train"), "id"])
+    written = write_evidence(config, train_path, evidence_path)
+    kept = train[~train["id"].isin(held_out)]
+    expected = compute_evidence(kept, n_levels=N_LEVELS, min_count=10, pseudocount=1.0, min_log2_ratio=0.5,
+                                progress=False)
+    assert len(held_out) == 60 and written.table().equals(expected.table())
+    in_sample = write_evidence(validate_config({"reasoning": {"evidence": {"exclude_stage2_train": False}}}),
+                               train_path, tmp_path / "in_sample.parquet")
+    assert not in_sample.table().equals(written.table())
+    drawn = {}
+    for set_name in ("stage1_train", "stage2_train"):
+        out = tmp_path / set_name
+        write_teacher_set(config, train_path, evidence_path, out / "set.parquet", out / "sharegpt", out / "summary.json",
+                          set_name=set_name, progress=False)
+        drawn[set_name] = set(pd.read_parquet(out / "set.parquet")["id"])
+    assert drawn["stage2_train"] == held_out and len(drawn["stage1_train"]) == 40
+    assert drawn["stage1_train"].isdisjoint(held_out)
 
 
 def test_the_official_prompt_asks_with_the_card_alone_under_the_cell_types_system_prompt(
@@ -727,8 +766,9 @@ def test_evidence_tags_are_the_teachers_reading_of_each_site(real_cards: pd.Data
     assert frame["valid"].all(), frame.loc[~frame["valid"], "reject_reason"].value_counts().to_dict()
     for text, card_text, card_json, level in zip(frame["rationale"], tagged["card_text"], tagged["card_json"],
                                                  tagged["level"], strict=True):
-        hits, up, down, net, tier = re.search(
-            r"HepG2 evidence: (\d+) hits?; up (.+); down (.+); neutral .+; net ([+-]\d+), ([a-z ]+); GC", card_text).groups()
+        hits, by_side, up, down, net, tier = re.search(
+            r"HepG2 evidence: (\d+) hits?; (up (.+); down (.+); neutral .+); net ([+-]\d+), ([a-z ]+); GC",
+            card_text).groups()
         card = Card.from_json(card_json)
         reading = compact.read(card, level)
         assert int(net) == len(reading.pro) - len(reading.con) == reading.net_count and tier == reading.tier
@@ -736,8 +776,5 @@ def test_evidence_tags_are_the_teachers_reading_of_each_site(real_cards: pd.Data
         assert f"{reading.gc.place} the mean, {reading.gc.effect} activity" in card_text
         for listed, sites in ((up, reading.pro), (down, reading.con)):
             assert listed.split(", ") == (list(dict.fromkeys(site.hit.name for site in sites)) or ["none"])
-        steps = parse(text).steps
-        if reading.pro:
-            assert steps[1].startswith(f"For HepG2: {' and '.join(up.split(', ')[:2])}"), (text, card_text)
-        if reading.con:
-            assert steps[2].startswith(f"Against: {' and '.join(down.split(', ')[:2])}"), (text, card_text)
+        steps = parse(text).steps  # the sides step copies the line's words
+        assert steps[1] == (f"In HepG2: {by_side}." if card.motifs else f"Only GC {card.gc_text} to read."), text

@@ -78,6 +78,12 @@ def net_tier(net: int) -> str:
     return next((tier for cut, tier in NET_TIERS if net >= cut), BELOW_NET_TIERS)
 
 
+def sides(listed: Mapping[str, Iterable[str]]) -> str:
+    """The card's motifs by side, e.g. "up A, B; down none; neutral C": the words of the evidence line, which the
+    compact rationale copies (`listed`: the names under up, down and neutral, each once, in the line's order)."""
+    return "; ".join(f"{word} {', '.join(listed[word]) or 'none'}" for word in (*DIRECTIONS, NEUTRAL))
+
+
 @dataclass(frozen=True)
 class CellEvidence:
     """One cell type's tags: motif name -> up or down (any other motif: none), strongest pull first, and its GC
@@ -103,9 +109,7 @@ class CellEvidence:
                   for word in DIRECTIONS}
         listed[NEUTRAL] = list(dict.fromkeys(name for name in motifs if self.direction(name) == NO_DIRECTION))
         net = self.net(motifs)
-        parts = [f"{len(motifs)} hit{'s' if len(motifs) != 1 else ''}",
-                 *(f"{word} {', '.join(listed[word]) or 'none'}" for word in (*DIRECTIONS, NEUTRAL)),
-                 f"net {net:+d}, {net_tier(net)}"]
+        parts = [f"{len(motifs)} hit{'s' if len(motifs) != 1 else ''}", sides(listed), f"net {net:+d}, {net_tier(net)}"]
         reading = gc_reading(gc, self.gc)
         if reading is not None:
             parts.append(f"GC {gc_text}: {reading.place} the mean, {reading.effect} activity")
@@ -164,7 +168,8 @@ _LINE = re.compile(r"^(?P<cell>\S+) evidence: (?P<hits>\d+) hits?; up (?P<up>[^;
                    r"the mean, (?P<effect>favours|works against|hardly shifts) activity)?\.$", re.MULTILINE)
 
 
-def _names(listed: str) -> tuple[str, ...]:
+def side_names(listed: str) -> tuple[str, ...]:
+    """The names of one side as `sides` writes them ("A, B" or "none")."""
     return () if listed == "none" else tuple(listed.split(", "))
 
 
@@ -173,5 +178,5 @@ def stated_evidence(card_text: str) -> StatedEvidence | None:
     match = _LINE.search(card_text)
     if match is None:
         return None
-    return StatedEvidence(match["cell"], int(match["hits"]), _names(match["up"]), _names(match["down"]),
-                          _names(match["none"]), int(match["net"]), match["tier"], match["place"], match["effect"])
+    return StatedEvidence(match["cell"], int(match["hits"]), side_names(match["up"]), side_names(match["down"]),
+                          side_names(match["none"]), int(match["net"]), match["tier"], match["place"], match["effect"])

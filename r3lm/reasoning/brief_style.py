@@ -129,18 +129,16 @@ class BriefRenderer(Phrasing):
                          f"GC {gc}, {reading.place} the {cell} mean, {reading.effect} activity.")
 
     def balance(self) -> str:
+        """The tier the evidence reaches, whatever the measured level (the conclusion weighs the two)."""
         tier, gc = self.reading.tier, self.reading.card.gc_text
         weighed = f"GC {gc}" if self.reading.card.motifs else f"GC {gc} alone"
-        if self.reading.consistent:
-            return self.pick(f"Net evidence with {weighed}: {tier}.",
-                             f"On balance, with {weighed}, the evidence is {tier}.")
-        why = (self.pick("its sites may be unoccupied", "unlisted repressors may dominate")
-               if self.reading.predicts_higher
-               else self.pick("unlisted weak sites may help", "context outside the motifs may help"))
-        return f"Net evidence with {weighed}: {tier}, though {why}."
+        return self.pick(f"Net evidence with {weighed}: {tier}.", f"On balance, with {weighed}, the evidence is {tier}.")
 
     def conclusion(self) -> str:
         (words, closing), why = verdict(self.reading), drivers(self.reading, DRIVERS, 1, more=False)
         if self.reading.consistent:
             return f"Conclusion: Given {why}, it is {words} in {self.reading.cell}. {closing}"
-        return f"Conclusion: With {why}, the card explains it only partly; it is {words}. {closing}"
+        caveat = (self.pick("its sites may be unoccupied", "unlisted repressors may dominate")
+                  if self.reading.predicts_higher
+                  else self.pick("unlisted weak sites may help", "context outside the motifs may help"))
+        return f"Conclusion: With {why}, the card explains it only partly ({caveat}); it is {words}. {closing}"

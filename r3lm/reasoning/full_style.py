@@ -243,20 +243,22 @@ class FullRenderer(Phrasing):
         return f"At GC {gc}, {pro} and {con}"
 
     def balance(self) -> str:
+        """The tier the evidence reaches, whatever the measured level (the conclusion weighs the two)."""
         tier, weighed, tally = self.reading.tier, self._weighed(), self._tally()
-        if self.reading.consistent:
-            return f"{weighed}. {tally} " + self.pick(f"On balance the evidence is {tier}.",
-                                                      f"The evidence is therefore {tier}.")
+        return f"{weighed}. {tally} " + self.pick(f"On balance the evidence is {tier}.",
+                                                  f"The evidence is therefore {tier}.")
+
+    def _caveat(self) -> str:
+        """What the card cannot show, when its tier and the measured level disagree."""
         if self.reading.predicts_higher:
-            why = self.pick("the activity-associated sites may be weak matches that are not occupied, or repressive "
-                            "features not on the card may dominate",
-                            "enrichment of a family among training sequences does not guarantee that this particular "
-                            "site is bound, and the card cannot show chromatin state or unlisted repressors")
-        else:
-            why = self.pick("activity likely comes from features the card does not capture, such as sites below "
-                            "the scan threshold or unlisted cofactors",
-                            "sub-threshold sites or sequence context outside the scanned motifs probably contribute")
-        return f"{weighed}. {tally} The evidence is {tier}, but it may not tell the whole story: {why}."
+            return self.pick("the activity-associated sites may be weak matches that are not occupied, or repressive "
+                             "features not on the card may dominate",
+                             "enrichment of a family among training sequences does not guarantee that this "
+                             "particular site is bound, and the card cannot show chromatin state or unlisted "
+                             "repressors")
+        return self.pick("activity likely comes from features the card does not capture, such as sites below "
+                         "the scan threshold or unlisted cofactors",
+                         "sub-threshold sites or sequence context outside the scanned motifs probably contribute")
 
     def conclusion(self) -> str:
         words, closing = verdict(self.reading)
@@ -264,4 +266,4 @@ class FullRenderer(Phrasing):
         if self.reading.consistent:
             return f"Conclusion: Given {why}, this sequence is {words} in {cell}. {closing}"
         return (f"Conclusion: The card explains this sequence's {cell} activity only partly "
-                f"({why}); taking the measurement as given, it is {words}. {closing}")
+                f"({why}): {self._caveat()}; taking the measurement as given, it is {words}. {closing}")

@@ -6,12 +6,12 @@ would argue: what the card lists; which sites favour activity in this cell type 
 motifs or families enriched among high-activity training sequences, with their counts); which work
 against it (repressors, depleted motifs or families) or are architectural; how the sites are
 arranged (clusters, spacing, orientation, homotypic repeats); the quality of the key site; the GC
-content against the cell type's trend; and how the evidence balances, with a caveat when the card
-cannot account for the measurement. Then the conclusion with the level. The steps never state the
-level: only the conclusion does, so a Stage-II input stripped of its conclusion (oracle_cot) carries
-the teacher's reasoning, not the label.
+content against the cell type's trend; and how the evidence balances. Then the conclusion with the level,
+with a caveat when the card cannot account for the measurement. The label reaches only the
+conclusion: for a given card the steps are the same at every level, so a Stage-II input stripped of its
+conclusion (oracle_cot) carries the teacher's reasoning, not the label.
 
-The balance is a naive-Bayes log2 odds that the card is high-activity (reading.py); the teacher compares
+The balance is a naive-Bayes log2 odds that the card is high-activity (reading.py); the conclusion compares
 its tier with the observed level and, when they disagree, names what the card cannot show (unoccupied
 sites, unlisted repressors or cofactors).
 

@@ -58,6 +58,8 @@ TEACHER_SETS = {"stage1_train": "train", "stage1_val": "val", "stage2_train": "t
 SET_NAMES = tuple(TEACHER_SETS)
 STAGE1_SETS = ("stage1_train", "stage1_val")  # what Stage I learns from
 STAGE2_SETS = ("stage2_train", "stage2_val", "test")  # what Stage II trains, selects and is scored on
+# The Stage-II set drawn from the same split as each Stage-I set: Stage I never learns from a Stage-II row
+STAGE2_COUNTERPARTS = {"stage1_train": "stage2_train", "stage1_val": "stage2_val"}
 TEACHER_COLUMNS = ["id", "cell_type", "split", "activity", "level", "card_text", "system", "prompt", "rationale",
                    "valid", "reject_reason", "n_steps", "attempts", "backend"]
 SHAREGPT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}
@@ -338,10 +340,34 @@ def read_cards(path: str | Path) -> pd.DataFrame:
     return pd.read_parquet(file)
 
 
+def stage2_rows(cards: pd.DataFrame, config: Mapping[str, Any], set_name: str) -> pd.Index:
+    """The index of the cards (one split's table) that Stage-II set `set_name` draws, empty when it takes every
+    card (size null, the paper's Stage II): then nothing can be kept apart from it."""
+    settings = config["reasoning"]
+    if settings["sets"][set_name] is None:
+        log.warning("reasoning.sets.%s takes every card, so its rows cannot be kept out of the Stage-I sets and the "
+                    "evidence (give it a size to keep them apart)", set_name)
+        return cards.index[:0]
+    return select_set(cards, settings["sets"][set_name], settings["seed"]).index
+
+
+def evidence_cards(cards: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFrame:
+    """The train cards the evidence is computed from: without the Stage-II training rows when
+    reasoning.evidence.exclude_stage2_train, so no Stage-II row's evidence tags (or the grounded teacher's
+    statistics about it) come from its own label."""
+    if not config["reasoning"]["evidence"]["exclude_stage2_train"]:
+        return cards
+    held_out = stage2_rows(cards, config, "stage2_train")
+    log.info("evidence: %d of %d train cards, without the %d Stage-II training rows", len(cards) - len(held_out),
+             len(cards), len(held_out))
+    return cards.drop(index=held_out)
+
+
 def write_evidence(config: Mapping[str, Any], train_cards_path: str | Path, out_path: str | Path) -> Evidence:
     """The workflow step: family and GC evidence from the train cards, as a parquet table."""
     settings = config["reasoning"]["evidence"]
-    evidence = compute_evidence(read_cards(train_cards_path), n_levels=config["levels"]["n_levels"],
+    cards = evidence_cards(read_cards(train_cards_path), config)
+    evidence = compute_evidence(cards, n_levels=config["levels"]["n_levels"],
                                 min_count=settings["min_count"], pseudocount=settings["pseudocount"],
                                 min_log2_ratio=settings["min_log2_ratio"], path=train_cards_path)
     write_parquet(evidence.table(), out_path)
@@ -371,6 +397,10 @@ def write_teacher_set(config: Mapping[str, Any], cards_path: str | Path, evidenc
     out = Path(out_parquet)
     backend = make_backend(config, evidence,
                            cache_dir=cache_dir if cache_dir is not None else out.parent / f".{out.stem}_cache")
+    if set_name in STAGE2_COUNTERPARTS:
+        stage2 = stage2_rows(cards, config, STAGE2_COUNTERPARTS[set_name])
+        log.info("teacher set %s: the %d cards of %s are not drawn", set_name, len(stage2), STAGE2_COUNTERPARTS[set_name])
+        cards = cards.drop(index=stage2)
     if settings["stage1_agreeing"] and set_name in STAGE1_SETS:
         cards = agreeing_cards(cards, backend, cards_path)
     selected = select_set(cards, per_cell_type, settings["seed"])

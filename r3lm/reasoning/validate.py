@@ -31,7 +31,8 @@ Facts (`fact_not_on_card`): what the rationale states about its card must be wha
     to / above the mean, favours / works against / hardly shifts activity" must be the line's place and effect;
     "net +N" and its tier ("net +N, mixed", "net mixed") the line's; the card motifs a "For <cell>:" clause
     names must be tagged up, those an "Against:" clause names down, and those "Against: none; X neutral"
-    names none (up for "X favour it").
+    names none (up for "X favour it"); an "In <cell>: up A; down B; neutral C." step must list every side as the
+    line does.
 
 Step evidence (`step_without_evidence`): each step must cite at least one element of the card:
   * a card motif name or dimer half (names with a digit or "::" ignore case; purely alphabetic
@@ -56,7 +57,7 @@ from typing import Any
 import pandas as pd
 
 from r3lm.rcc.card import FAMILY_SEPARATOR, FAMILY_SUFFIXES, Card
-from r3lm.rcc.evidence_tags import StatedEvidence, stated_evidence
+from r3lm.rcc.evidence_tags import DIRECTIONS, NEUTRAL, StatedEvidence, side_names, stated_evidence
 from r3lm.reasoning.format import parse
 from r3lm.reasoning.roles import name_parts
 
@@ -216,6 +217,19 @@ def _misplaced_motifs(text: str, card: Card, stated: StatedEvidence) -> list[str
     for pattern, allowed, side in clauses:
         for match in re.finditer(pattern, text):
             wrong += [f"{name} {side}" for name in mentioned_motifs(match.group(1), names) if name not in allowed]
+    return wrong + _wrong_sides(text, stated)
+
+
+def _wrong_sides(text: str, stated: StatedEvidence) -> list[str]:
+    """An "In <cell>: up A; down B; neutral C." step must list each side exactly as the evidence line does."""
+    expected = dict(zip((*DIRECTIONS, NEUTRAL), (stated.up, stated.down, stated.untagged), strict=True))
+    pattern = re.escape(f"In {stated.cell_type}: ") + r"up ([^;\n]*); down ([^;\n]*); neutral ([^;\n]*?)\.?$"
+    wrong = []
+    for match in re.finditer(pattern, text, re.MULTILINE):
+        for (side, names), listed in zip(expected.items(), match.groups(), strict=True):
+            written = side_names(listed)
+            wrong += [f"{name} {side}" for name in written if name not in names]
+            wrong += [f"{name} not {side}" for name in names if name not in written]
     return wrong
 
 

@@ -25,7 +25,8 @@ class StepRenderer(Protocol):
 
     def activators(self) -> str: ...
 
-    def counterweights(self) -> str: ...
+    def counterweights(self) -> str | None:
+        """None: the style states the sides in another step."""
 
     def uninformative_sites(self) -> str: ...
 
