@@ -57,7 +57,13 @@ from typing import Any
 import pandas as pd
 
 from r3lm.rcc.card import FAMILY_SEPARATOR, FAMILY_SUFFIXES, Card
-from r3lm.rcc.evidence_tags import DIRECTIONS, NEUTRAL, StatedEvidence, side_names, stated_evidence
+from r3lm.rcc.evidence_tags import (
+    DIRECTIONS,
+    NEUTRAL,
+    StatedEvidence,
+    side_names,
+    stated_evidence,
+)
 from r3lm.reasoning.format import parse
 from r3lm.reasoning.roles import name_parts
 
