@@ -19,10 +19,11 @@ import r3lm
 from r3lm.cli import main
 from r3lm.data.levels import assign_levels
 from r3lm.deploy.bundle import MANIFEST, write_bundle
-from r3lm.deploy.scorer import R3LM, SCORE_COLUMNS, auto_batch_size
+from r3lm.deploy.scorer import R3LM, SCORE_COLUMNS, Explanation, auto_batch_size
 from r3lm.errors import InputError
 from r3lm.llm.generate import Generation
 from r3lm.rcc.evidence_tags import CellEvidence, EvidenceTags, GcStats
+from r3lm.reasoning.format import parse
 from r3lm.stage1 import writer
 from r3lm.stage1.models import SHARED, Stage1Models
 from r3lm.stage2.predict import Stage2Predictor
@@ -159,12 +160,45 @@ def test_explain_prints_the_card_rationale_and_prediction(bundle, queries, score
     assert main(["explain", "--model", str(bundle), "--cell-type", "HepG2", "--sequence", sequence.lower(),
                  "--device", "cpu"]) == 0
     text = capsys.readouterr().out
-    assert text.startswith("Predicted activity in HepG2: ")
-    assert "levels on the training data: L0 < -0.5 | L1 < 0 | L2 < 0.5 | L3" in text
+    first, scale, agreement = text.splitlines()[:3]
+    predicted = re.fullmatch(r"Stage II prediction for HepG2: activity (\S+), level (\d) of 0-3 \(\w+\)", first)
+    assert predicted, first
+    level = int(predicted.group(2))
+    assert level == int(assign_levels(np.array([float(predicted.group(1))]), EDGES)[0])
+    assert scale == "Levels on the training data: L0 < -0.5 | L1 < 0 | L2 < 0.5 | L3"
     assert queries["card_text"].iloc[0] in text and "== Rationale ==" in text
-    predicted = float(text.splitlines()[0].rsplit(" ", 1)[1])
-    level = int(text.splitlines()[1].split()[1])
-    assert level == int(assign_levels(np.array([predicted]), EDGES)[0])
+    stated = parse(text.split("== Rationale ==\n", 1)[1]).level
+    assert agreement.startswith("The rationale states " + ("no level" if stated is None else f"level {stated} "))
+    assert ("they disagree" in agreement) == (stated is not None and stated != level), agreement
+
+
+RATIONALE = "<think>\n1. The card shows GATA1.\n</think>\nActivity level: N"
+DISAGREE = "they disagree, and the prediction is Stage II's."
+
+
+@pytest.mark.parametrize(("stated", "line", "agrees"), [
+    (0, f"The rationale states level 0 (low); Stage II predicts level 2 (moderate): {DISAGREE}", False),
+    (2, "The rationale states level 2 (moderate), as Stage II predicts.", True),
+    (None, "The rationale states no level; Stage II predicts level 2 (moderate).", None),
+    (7, f"The rationale states level 7 (not one of 0-3); Stage II predicts level 2 (moderate): {DISAGREE}", False),
+])
+def test_explain_labels_the_prediction_and_says_whether_the_rationale_agrees(stated, line, agrees):
+    """The rationale's conclusion comes last and can differ from Stage II's level: the header says which is the
+    prediction and whether the two agree."""
+    explanation = Explanation(cell_type="K562", mode="generated_cot", card="Context:", rationale=RATIONALE,
+                              stated_level=stated, predicted=0.978, level=2, n_levels=4, edges=[0.241, 0.832, 1.52])
+    lines = explanation.to_text().splitlines()
+    assert lines[:3] == ["Stage II prediction for K562: activity 0.978, level 2 of 0-3 (moderate)",
+                         "Levels on the training data: L0 < 0.241 | L1 < 0.832 | L2 < 1.52 | L3", line]
+    assert explanation.agrees is agrees
+
+
+def test_explain_without_a_rationale_compares_nothing():
+    explanation = Explanation(cell_type="K562", mode="rcc_only", card="Context:", rationale=None, stated_level=None,
+                              predicted=0.978, level=2, n_levels=4, edges=[0.241, 0.832, 1.52])
+    text = explanation.to_text()
+    assert text.splitlines()[2] == "Model: rcc_only" and "rationale states" not in text
+    assert text.endswith("(this model reads no rationale)") and explanation.agrees is None
 
 
 @pytest.mark.parametrize(("case", "sequence", "cell", "message"), [

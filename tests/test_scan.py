@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
+import re
 
 import numpy as np
 import pandas as pd
@@ -25,6 +27,7 @@ from r3lm.motifs.scan import (
 from r3lm.motifs.shards import dataset_sequences, gather_hits, scan_shard, shard_rows
 
 MOTIFS = validate_config({})["motifs"]
+LONGEST_LOG_LINE = 300  # characters of a log message, whatever the input's size
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +149,22 @@ def test_scan_command_fasta_to_tsv_and_parquet(fasta, tmp_path, capsys) -> None:
                  "--jaspar-release", "JASPAR2024", "--pvalue", "1e-4", "--background", "input"]) == 0
     looser = pd.read_parquet(tmp_path / "h.parquet")
     assert len(looser) > len(tsv) and looser["matrix_id"].str.startswith("MA").all()
+
+
+def test_a_scan_logs_short_lines_and_counts_the_skipped_motifs(real_sequences, tmp_path, caplog) -> None:
+    """The skipped motifs once filled one INFO line of ~8,000 characters on every scan, predict and explain:
+    now INFO counts them and DEBUG names each on its own line, and no line outgrows a terminal's few rows."""
+    fasta = tmp_path / "real.fa"
+    fasta.write_text("".join(f">real{index}\n{sequence}\n" for index, sequence in enumerate(real_sequences)))
+    with caplog.at_level(logging.DEBUG, logger="r3lm"):
+        assert main(["scan", "--sequences", str(fasta), "--out", str(tmp_path / "h.tsv")]) == 0
+    info = [record.getMessage() for record in caplog.records if record.levelno >= logging.INFO]
+    debug = [record.getMessage() for record in caplog.records if record.levelno == logging.DEBUG]
+    assert any(message.startswith(f"scanned {len(real_sequences)} sequences") for message in info)
+    assert max(map(len, info + debug)) < LONGEST_LOG_LINE, max(info + debug, key=len)
+    counted = re.search(r"(\d+) skipped because no window can reach p <= 5e-05", "\n".join(info))
+    named = [message for message in debug if message.startswith("skipped MA")]
+    assert counted and int(counted.group(1)) == len(named) > 0
 
 
 def test_scan_command_reads_tables_with_named_columns(tmp_path) -> None:

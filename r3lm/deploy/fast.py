@@ -32,11 +32,11 @@ from r3lm.baselines.motif_ridge import card_features, load_motif_ridge
 from r3lm.data.sequences import check_sequence_frame
 from r3lm.deploy.bundle import LoadedBundle, read_fast_manifest
 from r3lm.errors import InputError
+from r3lm.logs import shortlist
 from r3lm.pipeline import SequencePipeline
 
 log = logging.getLogger(__name__)
 
-LISTED_IDS = 5  # how many offending ids a warning names
 SCORE_CHUNK = 4096  # sequences per progress step
 
 
@@ -158,7 +158,5 @@ def warn_on_length(manifest: Mapping[str, Any], ids: list[str], texts: list[str]
     outside = [f"{name} ({len(text)} bp)" for name, text in zip(ids, texts, strict=True)
                if not low <= len(text) <= high]
     if outside:
-        shown = ", ".join(outside[:LISTED_IDS]) + (f" and {len(outside) - LISTED_IDS} more"
-                                                   if len(outside) > LISTED_IDS else "")
         log.warning("%d of %d sequences are outside the training lengths %d-%d bp, so their predictions "
-                    "extrapolate: %s", len(outside), len(texts), low, high, shown)
+                    "extrapolate: %s", len(outside), len(texts), low, high, shortlist(outside))

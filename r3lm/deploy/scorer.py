@@ -112,11 +112,13 @@ class R3LM(LoadedBundle):
         return table if with_card else table.drop(columns="card")
 
     def explain(self, sequence: str, cell_type: str) -> Explanation:
-        """One sequence's card, rationale and prediction."""
+        """One sequence's card, rationale (with the level it states) and prediction."""
         row = self.score({"query": sequence}, cell_type, with_card=True).iloc[0]
+        stated = row["rationale_level"]
         return Explanation(cell_type=cell_type, mode=self.mode, card=row["card"], rationale=row["rationale"],
-                           predicted=float(row["predicted"]), level=int(row["level"]),
-                           n_levels=int(self.manifest["levels"]["n_levels"]), edges=self.edges(cell_type))
+                           stated_level=None if pd.isna(stated) else int(stated), predicted=float(row["predicted"]),
+                           level=int(row["level"]), n_levels=int(self.manifest["levels"]["n_levels"]),
+                           edges=self.edges(cell_type))
 
     @property
     def batch(self) -> int:
@@ -199,27 +201,55 @@ class R3LM(LoadedBundle):
 
 @dataclass(frozen=True)
 class Explanation:
+    """One sequence's prediction and the reasoning beside it. `predicted` and `level` are Stage II's, the
+    prediction; `stated_level` is the level the Stage-I rationale concludes from the card (None when it states
+    none), a call of its own that can disagree with the prediction."""
+
     cell_type: str
     mode: str
     card: str
     rationale: str | None
+    stated_level: int | None
     predicted: float
     level: int
     n_levels: int
     edges: list[float]
 
+    @property
+    def agrees(self) -> bool | None:
+        """Whether the rationale states the predicted level; None when there is no stated level to compare."""
+        return None if self.stated_level is None else self.stated_level == self.level
+
     def to_text(self) -> str:
-        """Readable in a terminal: the prediction first, then the card, then the reasoning."""
+        """Readable in a terminal: the prediction first, labelled as Stage II's, then whether the rationale's
+        own level agrees with it, then the card and the reasoning."""
         bounds = [f"{edge:.3g}" for edge in self.edges]
         scale = " | ".join(f"L{level}" + (f" < {bounds[level]}" if level < len(bounds) else "")
                            for level in range(self.n_levels))
-        lines = [f"Predicted activity in {self.cell_type}: {self.predicted:.3f}",
-                 (f"Level: {self.level} of 0-{self.n_levels - 1} ({level_name(self.level, self.n_levels)}); "
-                 f"levels on the training data: {scale}"),
-                 f"Model: {self.mode}", "", "== Regulatory Context Card ==", self.card, ""]
+        lines = [(f"Stage II prediction for {self.cell_type}: activity {self.predicted:.3f}, level {self.level} of "
+                  f"0-{self.n_levels - 1} ({level_name(self.level, self.n_levels)})"),
+                 f"Levels on the training data: {scale}"]
+        lines += [self._agreement()] if self.rationale is not None else []
+        lines += [f"Model: {self.mode}", "", "== Regulatory Context Card ==", self.card, ""]
         lines += ["== Rationale ==", self.rationale] if self.rationale is not None else \
             ["(this model reads no rationale)"]
         return "\n".join(lines)
+
+    def _agreement(self) -> str:
+        """The rationale's level beside the prediction's, said plainly when they differ: a reader who meets
+        the rationale's conclusion last would otherwise take it for the prediction."""
+        predicted = f"Stage II predicts level {self._words(self.level)}"
+        if self.stated_level is None:
+            return f"The rationale states no level; {predicted}."
+        if self.agrees:
+            return f"The rationale states level {self._words(self.stated_level)}, as Stage II predicts."
+        return (f"The rationale states level {self._words(self.stated_level)}; {predicted}: they disagree, and the "
+                "prediction is Stage II's.")
+
+    def _words(self, level: int) -> str:
+        """`2 (moderate)`; a stated level off the scale (the rationale wrote it) says so rather than failing."""
+        known = 0 <= level < self.n_levels
+        return f"{level} ({level_name(level, self.n_levels) if known else f'not one of 0-{self.n_levels - 1}'})"
 
 
 def _drivers(rationale: str | None, card_json: str) -> str | None:

@@ -63,6 +63,7 @@ from r3lm.deploy.fast import FastModel
 from r3lm.deploy.scorer import R3LM, load
 from r3lm.errors import InputError, require_file
 from r3lm.io import atomic_path, table_kind
+from r3lm.logs import shortlist
 from r3lm.rcc.card import Card
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,6 @@ RATIONALE_COLUMNS = ["ref_rationale", "alt_rationale"]  # LLM bundles, on reques
 DEFAULT_CHUNK = 4096  # variants per chunk with a fast bundle: two windows each, one model call
 LLM_CHUNK = 64  # with an LLM bundle, where each window costs a Stage-II pass (and a rationale in generated_cot)
 N_IN_WINDOW = "N in a window (LLM bundles read A, C, G, T only)"
-LISTED_CONTIGS = 5  # how many of the genome's contigs a missing-contig error names
 _NOT_ACGTN = re.compile(r"[^ACGTN]")
 _ALLELE = re.compile(r"[ACGTN]+")
 
@@ -206,8 +206,7 @@ class VariantReader:
         None when the window would start before the contig."""
         where = f"{self._where(number)}, {chrom}:{record.POS}"
         if chrom not in fasta:
-            contigs = list(fasta.keys())
-            shown = ", ".join(contigs[:LISTED_CONTIGS]) + (", ..." if len(contigs) > LISTED_CONTIGS else "")
+            shown = shortlist(list(fasta.keys()))
             raise InputError(f"{where}: contig {chrom!r} is not in the genome {self.genome} ({shown}); is the VCF "
                              "on this genome build and naming?", path=self.vcf)
         contig = fasta[chrom]

@@ -26,6 +26,7 @@ import pandas as pd
 
 from r3lm.errors import InputError, require_file
 from r3lm.io import write_json, write_parquet
+from r3lm.logs import shortlist
 from r3lm.rcc.card import Card, CardSettings, MotifHit
 from r3lm.rcc.evidence_tags import DIRECTIONS, CellEvidence, EvidenceTags
 from r3lm.reasoning.evidence import Evidence, read_evidence
@@ -60,7 +61,7 @@ def read_evidence_tags(path: str | Path) -> EvidenceTags:
     for cell, evidence in tags.cells.items():
         wrong = sorted(set(evidence.directions.values()) - set(DIRECTIONS))
         if wrong:
-            raise InputError(f"evidence tags of {cell}: unknown direction(s) {', '.join(wrong)}", path=path)
+            raise InputError(f"evidence tags of {cell}: unknown direction(s) {shortlist(wrong)}", path=path)
     return tags
 
 

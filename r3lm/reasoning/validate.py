@@ -56,6 +56,7 @@ from typing import Any
 
 import pandas as pd
 
+from r3lm.logs import shortlist
 from r3lm.rcc.card import FAMILY_SEPARATOR, FAMILY_SUFFIXES, Card
 from r3lm.rcc.evidence_tags import (
     DIRECTIONS,
@@ -124,7 +125,7 @@ def _sub_spans(text: str) -> Iterator[str]:
 def _check_vocabulary(vocabulary: frozenset[str]) -> None:
     unusual = sorted(name for name in vocabulary if not _COMPOUND.fullmatch(name))
     if unusual:
-        raise ValueError(f"motif names must be letters/digits joined by '::' or '-': {', '.join(unusual[:5])}")
+        raise ValueError(f"motif names must be letters/digits joined by '::' or '-': {shortlist(unusual)}")
 
 
 def mentioned_motifs(text: str, vocabulary: frozenset[str]) -> list[str]:
