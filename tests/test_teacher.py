@@ -307,6 +307,12 @@ def test_card_without_motifs_gets_five_grounded_steps(real_evidence: Evidence, d
     # the longest A/T run is quoted from the sequence, except in the compact notes, which count its CpGs
     assert ("AAAAAAAAAAAA" in text) == (detail != "compact")
     assert detail != "compact" or f"{card.sequence.count('CG')} CpGs" in text
+    if detail == "compact":  # on a tagged card the steps are those of every card: the count, then the sides
+        tagged = replace(teacher(real_evidence, detail=detail), tier_by_count=True).explain(card, 1, "empty")
+        assert list(parse(tagged).steps[:3]) == ["0 hits; no motifs on the 204-bp sequence.",
+                                           "In HepG2: up none; down none; neutral none.", "Only GC 0.294 to read."]
+        assert validate_rationale(tagged, card, label=1, min_steps=5, max_steps=7, n_levels=4,
+                                  motif_vocabulary=VOCABULARY).valid
 
 
 @pytest.mark.parametrize(("detail", "expected"), [("full", "no WTC11 training evidence"),

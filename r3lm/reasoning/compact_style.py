@@ -90,6 +90,8 @@ class CompactRenderer(Phrasing):
         return f"GC {self.reading.card.gc_text} with {cpg} CpG{'s' if cpg != 1 else ''}."
 
     def absent_sites(self) -> str:
+        if self.tagged:  # the same step, in the same words, as on every other card
+            return self.sides()
         return f"No sites for {self.reading.cell} activators or repressors."
 
     def gc_step(self) -> str:

@@ -43,7 +43,8 @@ Step evidence (`step_without_evidence`): each step must cite at least one elemen
   * the GC content (as 0.xx/0.xxx within rounding, or as a percentage within 0.5 points);
   * the sequence length ("200 bp", "200-bp", "length 200"), or a stretch of 8+ bases of the sequence;
   * a grammar tag of the card, verbatim (case ignored);
-  * on a card without motifs, its empty motif list ("no motifs", "no sites are listed", ...).
+  * on a card without motifs, its empty motif list ("no motifs", "no sites are listed", "up none; down none;
+    neutral none", ...).
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ _GC_PLACE = re.compile(r"\bGC \d?\.\d+:? (below|close to|above) the mean(?:, (fa
 _NET = re.compile(r"\bnet ([+-]\d+)(?:, (strongly positive|positive|mixed|negative)\b)?")
 _NET_TIER = re.compile(r"\bnet (strongly positive|positive|mixed|negative)\b")
 _NO_MOTIFS = re.compile(r"\b(?:no|zero|without|none of the)\b(?:\s+[\w-]+){0,4}?\s+(?:motifs?|sites?|hits?)\b"
-                        r"|\bmotifs?\s*:\s*none\b|\bno\s+identified\b", re.IGNORECASE)
+                        r"|\bmotifs?\s*:\s*none\b|\bno\s+identified\b|\bup none; down none; neutral none\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ def ordered_steps(renderer: StepRenderer, max_steps: int) -> list[str]:
     are written in a fixed order (it fixes the seeded phrasing), which is not their order in the rationale."""
     reading = renderer.reading
     if not reading.card.motifs:
-        return [renderer.overview(), renderer.composition(), renderer.absent_sites(), renderer.gc_step(),
+        return [renderer.overview(), renderer.absent_sites(), renderer.composition(), renderer.gc_step(),
                 renderer.balance()]
     informative = bool(reading.pro or reading.con or reading.architectural)
     against = renderer.counterweights() if informative else None
