@@ -6,6 +6,7 @@ ShareGPT JSONL files whose records hold `messages` (system; user = the card; ass
     <cell>/1000-reason-sharegpt-short-conclu.jsonl   Stage-I supervision, human-reviewed
     <cell>/82k+1k-with-reason-sharegpt.jsonl         Stage-II training; train_stage2.py shuffles it (seed 42)
                                                      and keeps 90% for training, 10% for validation
+                                                     (stage2.validation.rows: random does the same)
     <cell>/100-as-test-sharegpt-with+reason.jsonl    the test sequences
 
 Every record is matched to this dataset by (cell type, sequence), so activities, levels and splits stay
@@ -118,17 +119,15 @@ def assign_sets(matched: pd.DataFrame, settings: Mapping[str, Any], seed: int) -
     """The teacher set of each used record (None otherwise).
 
     Stage I: r3lm's val split is the held-out set; a cell type without one holds out `sets.stage1_val` of its
-    training records (seeded). Stage II: the official split, a shuffle of the whole file (seed 42) of which the
-    first 90% train, so the records r3lm can use fall where train_stage2.py puts them. Test: the test file.
+    training records (seeded). Stage II: by r3lm's split too, as any teacher's Stage-II sets; Stage II itself
+    validates on them or, as train_stage2.py, on a seeded share of both (stage2.validation). Test: the test file.
     """
-    released, sets = settings["released"], settings["sets"]
+    sets = settings["sets"]
     assigned = pd.Series(None, index=matched.index, dtype=object)
     used = matched["status"] == "used"
     for cell, group in matched.groupby("cell_type", sort=True):
-        stage2 = group[group["kind"] == "stage2"].sample(frac=1, random_state=released["stage2_split_seed"])
-        n_train = int(len(stage2) * released["stage2_train_fraction"])
-        assigned[stage2.index[:n_train]] = "stage2_train"
-        assigned[stage2.index[n_train:]] = "stage2_val"
+        stage2 = group[group["kind"] == "stage2"]
+        assigned[stage2.index] = np.where(stage2["split"] == "val", "stage2_val", "stage2_train")
         assigned[group.index[group["kind"] == "test"]] = "test"
         stage1 = group[(group["kind"] == "stage1") & used[group.index]]
         assigned[stage1.index] = np.where(stage1["split"] == "val", "stage1_val", "stage1_train")
