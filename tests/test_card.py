@@ -95,6 +95,27 @@ def test_official_dedup_merges_identical_families_only() -> None:
     assert [h.name for h in deduplicate(hits, "shared_family")] == ["FOS::JUN", "X", "Y", "JUND"]
 
 
+def test_a_matrix_without_a_jaspar_family_writes_family_empty_and_is_never_merged() -> None:
+    """The official code (github DuanYi516/R3LM): r3lm/jaspar_metadata.py joins an absent JASPAR family to "", the
+    card line of r3lm/rcc.py (MotifHit.motif_line) then reads `Family: `, and deduplicate_overlapping_families merges
+    only hits whose family is non-empty. r3lm's JASPAR matrices without a family carry "" too (no placeholder), so
+    two overlapping ones both stay and print as the official card does; a cited family needs a name."""
+    from r3lm.motifs.jaspar import load_motifs
+
+    familyless = {motif.matrix_id: motif for motif in load_motifs() if not motif.family}
+    assert {"MA2538.1", "MA2552.1"} <= set(familyless)  # CGGBP1, ZNF367 in JASPAR2026
+    assert all(motif.family == "" for motif in familyless.values())
+    cggbp1, znf367 = familyless["MA2538.1"], familyless["MA2552.1"]
+    hits = [hit(cggbp1.name, cggbp1.family, 21, 30, score=12.0, matrix_id=cggbp1.matrix_id),
+            hit(znf367.name, znf367.family, 25, 34, "-", score=11.0, matrix_id=znf367.matrix_id)]
+    for rule in ("same_family", "shared_family"):
+        assert deduplicate(hits, rule) == tuple(hits)
+    card = build_card("ACGT" * 50, "K562", hits, SETTINGS)
+    assert card.motif_lines() == ["- CGGBP1 (Family: , Score: 12.00, Strand: +, Pos: 21-30)",
+                                  "- ZNF367 (Family: , Score: 11.00, Strand: -, Pos: 25-34)"]
+    assert all(not h.families for h in card.motifs)
+
+
 def test_deduplication_visits_by_score_then_start() -> None:
     first = hit("A", "fam", 10, 20, score=10.0, pvalue=2e-5, matrix_id="MA2")
     later = hit("B", "fam", 12, 22, score=10.0, pvalue=1e-5, matrix_id="MA9")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from r3lm.rcc.build import cards_for_table
 from r3lm.rcc.card import CardSettings
 from r3lm.reasoning.format import compose
 from r3lm.reasoning.released import write_released_sets
+from r3lm.reasoning.teacher import STAGE2_SETS, set_tables
 
 CELLS = ("HepG2", "K562")
 PER_SPLIT = {"train": 12, "val": 4, "test": 6}
@@ -29,10 +31,11 @@ FILES = {"stage1": "1000-reason-sharegpt-short-conclu.jsonl", "stage2": "82k+1k-
 SYSTEM = "You are a computational regulatory genomics expert specializing in {cell} cell line biology."
 
 
-def _config(source: Path) -> dict[str, Any]:
+def _config(source: Path, **overrides: Any) -> dict[str, Any]:
     return validate_config({"reasoning": {"teacher": "released", "released": {"source": str(source)},
                                           "sets": {name: None for name in ("stage1_train", "stage1_val",
-                                                                           "stage2_train", "stage2_val", "test")}}})
+                                                                           "stage2_train", "stage2_val", "test")}},
+                            **overrides})
 
 
 def _rationale(card_json: str, number: int) -> str:
@@ -64,15 +67,19 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"cards": cards, "paths": paths, "root": root}
 
 
-def _write_release(dataset: dict[str, Any], folder: Path) -> dict[str, list[dict[str, Any]]]:
+def _write_release(dataset: dict[str, Any], folder: Path, test_ids: Sequence[str] | None = None
+                   ) -> dict[str, list[dict[str, Any]]]:
     """Stage I from train (one test sequence slipped in, one card changed), Stage II from train and val plus a
-    sequence the dataset lacks, the test file from the test split (in and outside the subset)."""
+    sequence the dataset lacks, the test file from the test split (`test_ids`, or all of it: in and outside r3lm's
+    seeded subset)."""
     cards = dataset["cards"]
     written: dict[str, list[dict[str, Any]]] = {}
     for cell in CELLS:
         mine = cards[cards["cell_type"] == cell]
+        test = mine[mine["split"] == "test"]
         chosen = {"stage1": pd.concat([mine[mine["split"] == "train"].head(8), mine[mine["id"] == "test5"]]),
-                  "stage2": mine[mine["split"].isin(["train", "val"])], "test": mine[mine["split"] == "test"]}
+                  "stage2": mine[mine["split"].isin(["train", "val"])],
+                  "test": test if test_ids is None else test[test["id"].isin(test_ids)]}
         for kind, rows in chosen.items():
             records = [{"messages": [{"role": "system", "content": SYSTEM.format(cell=cell)},
                                      {"role": "user", "content": row.card_text},
@@ -102,8 +109,7 @@ def test_released_records_become_the_teacher_sets_with_every_fate_counted(datase
     out = tmp_path / "out"
     per_cell = {"stage1": 9, "stage2": 17, "test": 6}
     assert summary["records"] == {cell: per_cell for cell in CELLS}
-    assert summary["status"] == {"used": 2 * (8 + 16 + 3), "not_in_dataset": 2, "training_record_in_test_split": 2,
-                                 "outside_test_subset": 6}
+    assert summary["status"] == {"used": 2 * (8 + 16 + 6), "not_in_dataset": 2, "training_record_in_test_split": 2}
     assert summary["card_mismatches"] == {cell: {"stage1": 1} for cell in CELLS}
     assert summary["card_mismatch_examples"][0].endswith(f"HepG2/{FILES['stage1']}:1")
     assert json.loads((out / "released.summary.json").read_text()) == summary
@@ -115,14 +121,12 @@ def test_released_records_become_the_teacher_sets_with_every_fate_counted(datase
         stage1 = pd.concat([tables["stage1_train"], tables["stage1_val"]])
         assert sorted(stage1.loc[stage1["cell_type"] == cell, "id"]) == sorted(f"train{i}" for i in range(8))
     assert tables["stage1_val"].groupby("cell_type").size().to_dict() == {cell: 1 for cell in CELLS}
-    # Stage II: train_stage2.py's split - the whole file shuffled with seed 42, the first 90% trains
+    # Stage II: by r3lm's split, as any teacher's sets (Stage II may then validate on a seeded share of both)
     for cell in CELLS:
-        file_rows = pd.DataFrame({"line": range(1, 18)}).sample(frac=1, random_state=42)
-        train_lines = set(file_rows["line"][:int(17 * 0.9)])
-        mine = tables["stage2_train"][tables["stage2_train"]["cell_type"] == cell]
-        assert {int(source.rsplit(":", 1)[1]) for source in mine["source"]} == train_lines - {4}
-        assert len(mine) + (tables["stage2_val"]["cell_type"] == cell).sum() == 16
-    assert sorted(tables["test"]["id"].unique()) == ["test0", "test1", "test2"]
+        for name, split, size in (("stage2_train", "train", 12), ("stage2_val", "val", 4)):
+            mine = tables[name][tables[name]["cell_type"] == cell]
+            assert sorted(mine["id"]) == sorted(f"{split}{i}" for i in range(size))
+    assert sorted(tables["test"]["id"].unique()) == [f"test{i}" for i in range(6)]  # the test file, not r3lm's subset
     # each row carries the released rationale, r3lm's card and label, and whether the two cards agree
     row = tables["stage1_train"].iloc[0]
     line = int(row["source"].rsplit(":", 1)[1])
@@ -153,3 +157,40 @@ def test_a_broken_release_is_an_error_naming_the_file_and_line(dataset, tmp_path
     with pytest.raises(InputError, match=rf"{re.escape(FILES['stage2'])}.*3.*no assistant message"):
         write_released_sets(_config(release), dataset["paths"], tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_released_test_records_are_the_paper_protocols_test_set_and_stage2_scores_them(dataset, smollm2_dir,
+                                                                                          tmp_path):
+    """The official README samples its 100 test sequences per cell type itself (100-as-test-sharegpt-with+reason.jsonl,
+    github DuanYi516/R3LM), independently of r3lm's seeded subset. A release whose test records are disjoint from
+    that subset: the test set is the release's records, Stage II (frozen, official 90/10 validation) trains on the
+    released Stage-II records and predicts exactly those test records, and the paper protocol, read from the test
+    set as the workflow does in released mode, scores it on them."""
+    from r3lm.evaluate.metrics import blocks
+    from r3lm.io import write_json
+    from r3lm.stage2.run import SetFiles, run_stage2
+
+    subset = set(pd.read_parquet(dataset["paths"]["test_subset"])["id"])
+    release = tmp_path / "release"
+    _write_release(dataset, release, test_ids=["test3", "test4", "test5"])
+    config = _config(release, stage2={"training": "frozen", "per_cell_type": False, "cutoff_len": 64,
+                                      "frozen": {"epochs": 5}, "validation": {"rows": "random"}})
+    config["reasoning"]["sets"] |= {"stage2_train": 3, "stage2_val": 1}
+    out = tmp_path / "sets"
+    write_released_sets(config, dataset["paths"], out, progress=False)
+    test = pd.read_parquet(out / "test.parquet")
+    assert not subset & set(test["id"]) and sorted(test["id"]) == sorted(["test3", "test4", "test5"] * 2)
+
+    tables = set_tables(config["reasoning"]["teacher"])
+    sets = {name.removeprefix("stage2_"): SetFiles(out / f"{name}.parquet", dataset["paths"][tables[name]])
+            for name in STAGE2_SETS}
+    summary_path = tmp_path / "summary.json"
+    write_json({"levels": {"edges": {cell: [-0.5, 0.0, 0.5] for cell in CELLS}}}, summary_path)
+    result = run_stage2(config, "rcc_only", smollm2_dir, sets, summary_path, tmp_path / "work", tmp_path / "pred",
+                        progress=False)
+    assert result["test_rows"] == 6 and result["val_rows"] == 2  # 4 rows per cell type: 3 train, 1 validates
+    found, skipped = blocks({"rcc_only": tmp_path / "pred"}, dataset["paths"]["test"], out / "test.parquet")
+    paper = [block for block in found if block.protocol == "paper"]
+    assert [block.cell_type for block in paper] == list(CELLS)
+    assert all(len(block.measured) == 3 and "rcc_only" in block.predicted for block in paper)
+    assert set(skipped["protocol"]) == {"full"}  # the LLM method covers the test set, not the whole split

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import torch
+import yaml
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     AutoModelForCausalLM,
@@ -27,6 +28,7 @@ from r3lm.reasoning.format import compose, parse, student_messages
 from r3lm.stage1.sft import (
     IGNORE_INDEX,
     PaddingCollator,
+    _training_arguments,
     answer_loss,
     encode_conversation,
     last_complete_checkpoint,
@@ -294,6 +296,16 @@ def test_min_steps_floors_what_the_epochs_give_and_says_so(tiny_chat_model: Path
                                tiny_chat_model, [sharegpt["train"]], [sharegpt["val"]], tmp_path / "epochs",
                                cell_type=CELL_TYPES[0])
     assert summary["steps"] == per_epoch and "min_steps" not in caplog.text
+
+
+def test_the_paper_config_clips_stage1_gradients_at_200_as_the_official_stage1_sft_yaml(tmp_path: Path) -> None:
+    """The official configs/stage1_sft.yaml (github DuanYi516/R3LM) trains Stage I with max_grad_norm: 200.0. The
+    paper config's stage1 block says so, and the Trainer Stage I builds clips at stage1.max_grad_norm, never at
+    stage2's (the demo's stage1 keeps the schema's 1.0 whatever stage2 says)."""
+    paper = validate_config(yaml.safe_load((Path(__file__).resolve().parents[1] / "config/gosai2024.yaml").read_text()))
+    assert _training_arguments(paper["stage1"], tmp_path, torch.float32, None).max_grad_norm == 200.0
+    demo = validate_config({"stage2": {"max_grad_norm": 200.0}})
+    assert _training_arguments(demo["stage1"], tmp_path, torch.float32, None).max_grad_norm == 1.0
 
 
 def test_full_fine_tuning_lowers_held_out_loss(tiny_chat_model: Path, sharegpt: dict[str, Path],

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from transformers import AutoTokenizer
 
 from r3lm.config import validate_config
@@ -17,7 +19,7 @@ from r3lm.reasoning.format import compose
 from r3lm.scaling import ActivityScaler
 from r3lm.stage2.inputs import load_mode_rows, render, tokenize_rows
 from r3lm.stage2.predict import Stage2Predictor
-from r3lm.stage2.run import SetFiles, run_stage2
+from r3lm.stage2.run import SetFiles, _set_rows, run_stage2
 from r3lm.stage2.train import batch_plan, fit
 
 CELLS = ("K562", "HepG2")
@@ -143,6 +145,30 @@ def test_bad_mode_inputs_are_one_line_errors(stage2_sets, tmp_path):
     with pytest.raises(InputError, match="no card for id 'train000'") as error:
         load_mode_rows("rcc_only", teacher, partial)
     assert str(partial) in str(error.value)
+
+
+def test_random_validation_is_the_official_seeded_90_10_split_of_each_cell_types_file(stage2_sets):
+    """The official r3lm/train_stage2.py (github DuanYi516/R3LM), given no --val_json, reads one cell line's Stage-II
+    file (82k+1k-with-reason-sharegpt.jsonl), shuffles it with DataFrame.sample(frac=1, random_state=42) and trains
+    on the first int(0.9 n) rows, validating on the rest. stage2.validation.rows: random gives exactly those rows,
+    the file being a cell type's train rows then its val rows; val_split keeps the val set; the paper config takes
+    the official split."""
+    _, sets, _ = stage2_sets
+    files = {name: SetFiles(*paths) for name, paths in sets.items()}
+    given = {name: load_mode_rows("rcc_only", *paths) for name, paths in sets.items()}
+    rows = _set_rows("rcc_only", files, validate_config({"stage2": {"validation": {"rows": "random"}}})["stage2"])
+    for cell in CELLS:
+        file = pd.concat([given["train"], given["val"]])
+        file = file[file["cell_type"] == cell].reset_index(drop=True)
+        shuffled = file.sample(frac=1, random_state=42)["id"].tolist()
+        n_train = int(len(file) * 0.9)
+        assert rows["train"].loc[rows["train"]["cell_type"] == cell, "id"].tolist() == shuffled[:n_train]
+        assert rows["val"].loc[rows["val"]["cell_type"] == cell, "id"].tolist() == shuffled[n_train:]
+    assert len(rows["val"]) == 2 * (12 - int(12 * 0.9)) and rows["test"].equals(given["test"])
+    kept = _set_rows("rcc_only", files, validate_config({})["stage2"])
+    assert all(kept[name].equals(given[name]) for name in given)
+    paper = validate_config(yaml.safe_load((Path(__file__).resolve().parents[1] / "config/gosai2024.yaml").read_text()))
+    assert paper["stage2"]["validation"] == {"rows": "random", "train_fraction": 0.9, "seed": 42}
 
 
 def test_batch_plan_is_seeded_and_balances_levels():

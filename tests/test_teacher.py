@@ -68,7 +68,7 @@ CARDS = CardSettings.from_config(CONFIG["rcc"])
 GRAMMAR = CARDS.grammar
 N_LEVELS = CONFIG["levels"]["n_levels"]
 VOCABULARY = frozenset(motif.name for motif in load_motifs())
-FAMILIES = frozenset(family for motif in load_motifs() for family in motif.family.split("; "))
+FAMILIES = frozenset(family for motif in load_motifs() for family in motif.family.split("; ") if family)
 
 
 # ----------------------------------------------------------------------------------------- fixtures
@@ -116,7 +116,8 @@ _NAME_PATTERN = re.compile("(?<![A-Za-z0-9])(?:" + "|".join(
 
 def jaspar_names_outside_card(text: str, card: Card) -> set[str]:
     """A second implementation: strip the card's families, regex-search every JASPAR name (case-sensitive)."""
-    for family in sorted({f for h in card.motifs for f in (h.family, *h.family.split("; "))}, key=len, reverse=True):
+    for family in sorted({f for h in card.motifs for f in (h.family, *h.family.split("; ")) if f}, key=len,
+                         reverse=True):
         text = text.replace(family, " ")
     allowed = {part.upper() for h in card.motifs for part in (h.name, *h.name.split("::"))}
     return {match.group() for match in _NAME_PATTERN.finditer(text) if match.group().upper() not in allowed}
@@ -125,7 +126,8 @@ def jaspar_names_outside_card(text: str, card: Card) -> set[str]:
 def card_motifs_in_order(text: str, card: Card) -> list[str]:
     """The card's motif names in order of first mention (card families masked as whole words, so family FOX
     leaves FOXP2 alone; "FOS::JUN" is not "JUN")."""
-    for family in sorted({f for h in card.motifs for f in (h.family, *h.family.split("; "))}, key=len, reverse=True):
+    for family in sorted({f for h in card.motifs for f in (h.family, *h.family.split("; ")) if f}, key=len,
+                         reverse=True):
         text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(family)}(?![A-Za-z0-9])", " " * len(family), text)
     first = {}
     for name in {h.name for h in card.motifs}:
@@ -137,7 +139,7 @@ def card_motifs_in_order(text: str, card: Card) -> list[str]:
 
 def step_cites_card(step: str, card: Card) -> bool:
     names = {part for h in card.motifs for part in (h.name, *h.name.split("::"))}
-    families = {f for h in card.motifs for f in h.family.split("; ")}
+    families = {f for h in card.motifs for f in h.family.split("; ") if f}
     coordinates = {c for h in card.motifs for c in (h.start, h.end)}
     spans = any(int(a) in coordinates and int(b) in coordinates for a, b in re.findall(r"(\d+)-(\d+)", step))
     return (any(re.search(rf"(?<![A-Za-z0-9]){re.escape(n)}(?![A-Za-z0-9])", step) for n in names)
@@ -313,6 +315,20 @@ def test_card_without_motifs_gets_five_grounded_steps(real_evidence: Evidence, d
                                            "In HepG2: up none; down none; neutral none.", "Only GC 0.294 to read."]
         assert validate_rationale(tagged, card, label=1, min_steps=5, max_steps=7, n_levels=4,
                                   motif_vocabulary=VOCABULARY).valid
+
+
+@pytest.mark.parametrize("detail", DETAILS)
+def test_a_card_whose_hits_have_no_family_is_read_without_one(real_evidence: Evidence, detail: str) -> None:
+    """The official card (r3lm/rcc.py, github DuanYi516/R3LM) writes `Family: ` for a matrix JASPAR gives no
+    family: the teacher names no family for such hits (no "()" or "most frequent family is ."), and every style's
+    rationale still validates."""
+    hits = [hit("CGGBP1", "", 21, 30, score=12.5), hit("ZNF367", "", 60, 72, "-", score=11.0)]
+    card = build_card("ACGTTGCA" * 25, "HepG2", hits, CARDS)
+    for seed in range(4):
+        text = teacher(real_evidence, seed=seed, detail=detail).explain(card, 1, "f")
+        assert "()" not in text and "(, " not in text and "family is " not in text and "0 famil" not in text, text
+        assert validate_rationale(text, card, label=1, min_steps=5, max_steps=7, n_levels=4,
+                                  motif_vocabulary=VOCABULARY).valid, text
 
 
 @pytest.mark.parametrize(("detail", "expected"), [("full", "no WTC11 training evidence"),
@@ -736,6 +752,22 @@ def test_hf_backend_resamples_only_invalid_cards(real_cards: pd.DataFrame, real_
     high = int((cards["level"] >= 2).sum())
     assert frame["valid"].all() and calls == [(12, 0), (high, 1)]
     assert (frame["attempts"] == np.where(cards["level"] >= 2, 2, 1)).all()
+
+
+def test_an_empty_family_is_not_a_cited_family() -> None:
+    """A matrix without a JASPAR family has family "" on the card, as the official r3lm/jaspar_metadata.py gives it
+    and r3lm/rcc.py prints it (`Family: `; github DuanYi516/R3LM): the empty name is found in every text, so it
+    must not count as a cited card element."""
+    from r3lm.reasoning.validate import CardElements
+
+    card = Card("K562", 0.53, "A" * 200, (hit("CGGBP1", "", 21, 30, score=12.5),))
+    assert CardElements(card).cited("The sequence looks like an enhancer.") == ()
+    assert CardElements(card).cited("CGGBP1 sits here.") == ("motif:CGGBP1",)
+    text = golden(["CGGBP1 is listed.", "Its score is 12.50.", "It spans 21-30.", "GC is 0.530.",
+                   "The sequence looks like an enhancer."], "Conclusion: Weak. Activity level: 1 (weak).")
+    result = validate_rationale(text, card, label=1, min_steps=5, max_steps=7, n_levels=4,
+                                motif_vocabulary=VOCABULARY)
+    assert result.reason == "step_without_evidence", result
 
 
 def test_a_span_or_decimal_ending_a_sentence_still_cites_the_card() -> None:

@@ -224,6 +224,8 @@ def test_motif_changes_count_motifs_by_name_and_family_where_both_windows_reach(
     assert motif_changes(card(("X", 40), ("Y", 10)), card(("X", 37), ("Z", 10)), -3) == ("Z (Fam)", "Y (Fam)")
     assert motif_changes(card(("X", 5), ("X", 20)), card(("X", 5)), 0) == ("", "X (Fam)")
     assert motif_changes(card(), card(("X", 5), ("X", 20)), 0) == ("X (Fam) x2", "")
+    familyless = Card("HepG2", 0.5, "A" * 60, (MotifHit("MA2538.1", "CGGBP1", "", "", 5, 12, "+", 10.0, 1e-5),))
+    assert motif_changes(card(), familyless, 0) == ("CGGBP1", "")  # a hit without a family shows no "()"
     # a 4-bp insertion pushes a REF hit ending at 58 out of the ALT window; a 4-bp deletion pulls one in
     assert motif_changes(card(("X", 51)), card(), 4) == ("", "")
     assert motif_changes(card(), card(("X", 51)), -4) == ("", "")

@@ -163,15 +163,14 @@ def teacher(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 @command("released", "workflow step: the teacher sets from the released CRE-ReasonBench (reasoning.released)",
          *(arg(f"--{split}-cards", required=True, help=f"the dataset's {split} cards")
-           for split in ("train", "val", "test", "test-subset")),
+           for split in ("train", "val", "test")),
          arg("--out-dir", type=OutputFolder, required=True,
              help="<set>.parquet, sharegpt/<set>/, <set>.summary.json per set, released.summary.json"),
          NO_PROGRESS, config=True)
 def released(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.reasoning.released import write_released_sets
 
-    cards = {"train": args.train_cards, "val": args.val_cards, "test": args.test_cards,
-             "test_subset": args.test_subset_cards}
+    cards = {"train": args.train_cards, "val": args.val_cards, "test": args.test_cards}
     write_released_sets(config, cards, args.out_dir, progress=not args.no_progress)
 
 
@@ -307,7 +306,8 @@ def _predictions_by_method(items: Sequence[str], option: str = "--predictions") 
          PREDICTIONS,
          arg("--baselines", nargs="+", required=True, help="methods compared against (by folder name)"),
          arg("--test", required=True, help="the full test table"),
-         arg("--test-subset", required=True, help="the paper protocol's test subset"),
+         arg("--test-subset", required=True,
+             help="the paper protocol's test rows: test_subset.parquet, or the released test set"),
          arg("--out", type=OutputFile, required=True, help="metrics.tsv"),
          arg("--skipped", type=OutputFile, required=True, help="TSV of (method, protocol, cell type) not covered"),
          config=True)

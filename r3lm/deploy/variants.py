@@ -309,7 +309,7 @@ def _motif_counts(card: Card, *, last_end: int) -> Counter[tuple[str, str]]:
 
 
 def _motif_list(counts: Counter[tuple[str, str]]) -> str:
-    return ", ".join(f"{name} ({family})" + (f" x{count}" if count > 1 else "")
+    return ", ".join(name + (f" ({family})" if family else "") + (f" x{count}" if count > 1 else "")
                      for (name, family), count in sorted(counts.items()))
 
 

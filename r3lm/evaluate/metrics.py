@@ -1,7 +1,7 @@
 """Prediction metrics per (protocol, cell type, method) with bootstrap intervals and paired comparisons.
 
 Protocols: `full` scores every test row; `paper` scores the rows of test_subset (the paper's 100 random
-test sequences per cell type). A method is reported under a protocol and cell type only when its
+test sequences per cell type; with the released data, the released test set). A method is reported under a protocol and cell type only when its
 predictions cover every row of it with a finite value, so the methods of one table are always scored
 on the same sequences; every omission is counted and kept with its reason (`metrics.attrs["skipped"]`).
 

@@ -33,8 +33,8 @@ from r3lm.io import atomic_path
 log = logging.getLogger(__name__)
 
 PROTOCOL_TEXT = {"full": "every test sequence",
-                 "paper": "the paper protocol's random test subset (sampling.test_subset_per_cell_type per cell type; "
-                          "the paper used 100)"}
+                 "paper": "the paper protocol's test subset (sampling.test_subset_per_cell_type random test sequences "
+                          "per cell type, the paper's 100; with reasoning.teacher: released, the released test file's)"}
 MAX_POINTS = 5000  # per scatter panel; more only blurs the picture and slows the plot
 MAX_SETTINGS = 10
 

@@ -13,7 +13,8 @@ NUCLEOTIDES = "ACGT"
 
 @dataclass(frozen=True)
 class Motif:
-    """One JASPAR matrix; `counts` is 4 x width in A, C, G, T order."""
+    """One JASPAR matrix; `counts` is 4 x width in A, C, G, T order; `family` and `tf_class` are "" where JASPAR
+    gives none (the official jaspar_metadata.py's empty annotation: its card then reads `Family: `)."""
 
     matrix_id: str
     name: str
@@ -46,8 +47,8 @@ def load_motifs(release: str = DEFAULT_RELEASE, collection: str = "CORE",
         Motif(
             matrix_id=record.matrix_id,
             name=record.name,
-            family="; ".join(record.tf_family) or "Unknown",
-            tf_class="; ".join(record.tf_class) or "Unknown",
+            family="; ".join(record.tf_family),  # "" when JASPAR names none, as the official metadata
+            tf_class="; ".join(record.tf_class),
             counts=np.array([record.counts[base] for base in NUCLEOTIDES], dtype=np.float64),
         )
         for record in records

@@ -10,7 +10,8 @@ Deduplication visits hits by score (highest first, then start, p-value, matrix i
 overlaps (inclusive coordinates) an already kept hit of the same family: `same_family`, the official
 rule, asks for the identical family string; `shared_family`, stricter, for any shared JASPAR family, so
 that a site matched by related matrices of composite families is reported once. Hits without a family
-are never merged. Kept hits are stored by position, the order grammar tags and the teacher read.
+are never merged (a matrix JASPAR gives no family has family "", and its card line reads `Family: `, as the
+official card writes it). Kept hits are stored by position, the order grammar tags and the teacher read.
 `rcc.max_motifs` (r3lm's option; the official cards list every hit) then keeps the strongest few: a card's
 length, not its model, sets what every LLM step costs on a CPU.
 """
@@ -45,7 +46,8 @@ class MotifHit:
 
     @property
     def families(self) -> frozenset[str]:
-        return frozenset(self.family.split(FAMILY_SEPARATOR))
+        """The JASPAR families the hit lists; none for a matrix without one (its family is "")."""
+        return frozenset(self.family.split(FAMILY_SEPARATOR)) if self.family else frozenset()
 
     def overlaps(self, other: MotifHit) -> bool:
         return self.start <= other.end and other.start <= self.end

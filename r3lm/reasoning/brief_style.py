@@ -27,7 +27,8 @@ class BriefRenderer(Phrasing):
             return self.pick(f"No motif hits are listed on this {length}-bp sequence.",
                              f"No identified motifs on the {length}-bp sequence.")
         hits = f"{inventory.n_hits} hit{'s' if inventory.n_hits > 1 else ''}"
-        families = f"{inventory.n_families} famil{'ies' if inventory.n_families > 1 else 'y'}"
+        n_families = inventory.n_families
+        families = f"{n_families} famil{'ies' if n_families > 1 else 'y'}" if n_families else "no named family"
         covered = f"{inventory.first}-{inventory.last}"
         return self.pick(f"Positions {covered} hold {hits} from {families}.",
                          f"The {length}-bp card lists {hits} in {covered}.",

@@ -35,7 +35,7 @@ from scipy.stats import fisher_exact, spearmanr
 from tqdm import tqdm
 
 from r3lm.errors import InputError, require_file
-from r3lm.rcc.card import FAMILY_SEPARATOR, Card
+from r3lm.rcc.card import Card
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ def parse_card(card_json: str, path: str | Path | None = None, row: int | None =
 
 def card_features(card: Card) -> list[tuple[str, str]]:
     """The (kind, feature) pairs a card carries, each once."""
-    families = {family for hit in card.motifs for family in hit.family.split(FAMILY_SEPARATOR)}
+    families = {family for hit in card.motifs for family in hit.families}
     return [("family", family) for family in sorted(families)] + [
         ("motif", name) for name in sorted({hit.name for hit in card.motifs})]
 

@@ -3,6 +3,7 @@ tally) in the grounded teacher's steps."""
 
 from __future__ import annotations
 
+from r3lm.rcc.card import MotifHit
 from r3lm.reasoning.evidence import FEATURE_KINDS, FeatureEvidence
 from r3lm.reasoning.reading import SIGNIFICANT_P, SiteReading
 from r3lm.reasoning.wording import (
@@ -36,6 +37,11 @@ def _strength(evidence: FeatureEvidence) -> str:
     return "modest" if evidence.fisher_p < SIGNIFICANT_P else "nominal, not significant"
 
 
+def _family(hit: MotifHit) -> str:
+    """The hit's family and a comma, as a parenthesis opens with it; nothing for a hit without one."""
+    return f"{hit.family}, " if hit.family else ""
+
+
 def _counts(evidence: FeatureEvidence, cell_type: str) -> str:
     return (f"carried by {evidence.carriers_high:,} of {evidence.n_high:,} high-activity vs "
             f"{evidence.carriers_low:,} of {evidence.n_low:,} low-activity {cell_type} training sequences "
@@ -55,6 +61,9 @@ class FullRenderer(Phrasing):
         family, count, example, top = inventory.family, inventory.count, inventory.example, inventory.top
         first, last, n_families = inventory.first, inventory.last, inventory.n_families
         hits = f"{inventory.n_hits} motif hit{'s' if inventory.n_hits > 1 else ''}"
+        if family is None or example is None:
+            return (f"The card lists {hits} between positions {first}-{last} of the {length}-bp sequence, none of "
+                    f"a named JASPAR family; the highest-scoring is {top.name} (Score {top.score:.2f}, Pos {span(top)}).")
         return self.pick(
             f"The card lists {hits} from {n_families} TF famil{'ies' if n_families > 1 else 'y'} between "
             f"positions {first}-{last} of the {length}-bp sequence; the most frequent family is {family} "
@@ -63,18 +72,18 @@ class FullRenderer(Phrasing):
             f"{n_families} famil{'ies' if n_families > 1 else 'y'}; {family} is the most represented "
             f"({count}), and the highest-scoring hit is {top.name} (Score {top.score:.2f}, Pos {span(top)}).",
             f"Inventory: {hits} across {first}-{last} of {length} bp. The best match is {top.name} "
-            f"({top.family}, Score {top.score:.2f}, {top.strand} strand, Pos {span(top)}); the most common "
+            f"({_family(top)}Score {top.score:.2f}, {top.strand} strand, Pos {span(top)}); the most common "
             f"family is {family} with {count} hit{'s' if count > 1 else ''}.")
 
     def _site(self, site: SiteReading) -> str:
         """One site with its curated role and its own or its family's training evidence."""
         hit, role, evidence, cell = site.hit, site.role, site.evidence, self.reading.cell
-        text = f"{hit.name} ({hit.family}, {hit.strand} strand, Pos {span(hit)})"
+        text = f"{hit.name} ({_family(hit)}{hit.strand} strand, Pos {span(hit)})"
         if role is not None:
             scope = f"a curated {cell} {role.role}" if role.cell_type == cell else f"a general {role.role}"
             text += f" is {scope}: {role.rationale}"
         if evidence is None:
-            return f"{text}; no {cell} training evidence covers its family"
+            return f"{text}; no {cell} training evidence covers {'its family' if hit.family else 'it'}"
         detail = self.pick(_counts(evidence, cell),
                            f"{_counts(evidence, cell)}; carriers average level "
                            f"{evidence.mean_level_carriers:.2f} vs {evidence.mean_level_others:.2f}")

@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from r3lm.rcc.card import FAMILY_SEPARATOR, Card, MotifHit
+from r3lm.rcc.card import Card, MotifHit
 from r3lm.rcc.evidence_tags import GCReading, gc_effect, gc_reading, net_tier
 from r3lm.rcc.grammar import GrammarSettings
 from r3lm.reasoning.evidence import Evidence, FeatureEvidence, GcTrend
@@ -66,13 +66,14 @@ class SiteReading:
 
 @dataclass(frozen=True)
 class Inventory:
-    """What the card lists: hit and family counts, the most frequent family, the best hit and the covered span."""
+    """What the card lists: hit and family counts, the most frequent family (None when no hit has one) with its
+    hit count and an example, the best hit and the covered span."""
 
     n_hits: int
     n_families: int
-    family: str
+    family: str | None
     count: int
-    example: MotifHit
+    example: MotifHit | None
     top: MotifHit
     first: int
     last: int
@@ -237,10 +238,10 @@ def read_card(card: Card, level: int, readings: Sequence[SiteReading], odds: Cel
 
 
 def _inventory(motifs: Sequence[MotifHit]) -> Inventory:
-    families = Counter(family for hit in motifs for family in hit.family.split(FAMILY_SEPARATOR))
-    family, count = min(families.items(), key=lambda item: (-item[1], item[0]))
+    families = Counter(family for hit in motifs for family in hit.families)
+    family, count = min(families.items(), key=lambda item: (-item[1], item[0])) if families else (None, 0)
     return Inventory(n_hits=len(motifs), n_families=len(families), family=family, count=count,
-                     example=next(hit for hit in motifs if family in hit.families),
+                     example=next((hit for hit in motifs if family in hit.families), None),
                      top=max(motifs, key=lambda hit: (hit.score, -hit.start)),
                      first=motifs[0].start, last=max(hit.end for hit in motifs))
 
@@ -261,7 +262,7 @@ def _layout(motifs: Sequence[MotifHit], pro: Sequence[MotifHit], grammar: Gramma
         orientation = ("tandem" if left.strand == right.strand
                        else "convergent" if left.strand == "+" else "divergent")
         pair = Pair(left, right, gap, orientation, 0 <= gap <= grammar.pair_max_gap)
-    repeated = Counter(family for hit in motifs for family in hit.family.split(FAMILY_SEPARATOR))
+    repeated = Counter(family for hit in motifs for family in hit.families)
     homotypic = [(family, count) for family, count in sorted(repeated.items(), key=lambda item: (-item[1], item[0]))
                  if count >= grammar.repeat_min]
     repeat = None

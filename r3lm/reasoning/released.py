@@ -6,13 +6,16 @@ ShareGPT JSONL files whose records hold `messages` (system; user = the card; ass
     <cell>/1000-reason-sharegpt-short-conclu.jsonl   Stage-I supervision, human-reviewed
     <cell>/82k+1k-with-reason-sharegpt.jsonl         Stage-II training; train_stage2.py shuffles it (seed 42)
                                                      and keeps 90% for training, 10% for validation
-    <cell>/100-as-test-sharegpt-with+reason.jsonl    the test sequences
+                                                     (stage2.validation.rows: random does the same)
+    <cell>/100-as-test-sharegpt-with+reason.jsonl    the test sequences: the paper protocol's test set here
 
 Every record is matched to this dataset by (cell type, sequence), so activities, levels and splits stay
 r3lm's, and its card is compared with the one r3lm builds for that sequence. The rationales then pass the
-teacher's format filter like any teacher's. Nothing goes silently: records not in the dataset, training
-records in r3lm's test split, test records outside the test subset and cards that differ are counted in
-`released.summary.json` (a differing card is kept, with r3lm's card downstream, and flagged).
+teacher's format filter like any teacher's. The test file's records, wherever they fall in r3lm's test split,
+are the test set (r3lm's own seeded test subset, drawn independently, would barely overlap them). Nothing goes
+silently: records not in the dataset, training records in r3lm's test split, test records outside it and cards
+that differ are counted in `released.summary.json` (a differing card is kept, with r3lm's card downstream, and
+flagged).
 """
 
 from __future__ import annotations
@@ -105,12 +108,10 @@ def match_records(records: pd.DataFrame, cards: pd.DataFrame) -> pd.DataFrame:
     known = known[~repeated]
     matched = records.merge(known, on=["cell_type", "sequence"], how="left", suffixes=("", "_r3lm"))
     matched["card_matches"] = matched["card"] == matched["card_text"]
-    in_test, in_subset = matched["split"] == "test", matched["in_test_subset"].eq(True)
+    in_test = matched["split"] == "test"
     status = np.select(
-        [matched["id"].isna(), (matched["kind"] != "test") & in_test,
-         (matched["kind"] == "test") & ~in_test, (matched["kind"] == "test") & ~in_subset],
-        ["not_in_dataset", "training_record_in_test_split", "test_record_outside_test_split",
-         "outside_test_subset"], default="used")
+        [matched["id"].isna(), (matched["kind"] != "test") & in_test, (matched["kind"] == "test") & ~in_test],
+        ["not_in_dataset", "training_record_in_test_split", "test_record_outside_test_split"], default="used")
     return matched.assign(status=status)
 
 
@@ -118,17 +119,15 @@ def assign_sets(matched: pd.DataFrame, settings: Mapping[str, Any], seed: int) -
     """The teacher set of each used record (None otherwise).
 
     Stage I: r3lm's val split is the held-out set; a cell type without one holds out `sets.stage1_val` of its
-    training records (seeded). Stage II: the official split, a shuffle of the whole file (seed 42) of which the
-    first 90% train, so the records r3lm can use fall where train_stage2.py puts them. Test: the test file.
+    training records (seeded). Stage II: by r3lm's split too, as any teacher's Stage-II sets; Stage II itself
+    validates on them or, as train_stage2.py, on a seeded share of both (stage2.validation). Test: the test file.
     """
-    released, sets = settings["released"], settings["sets"]
+    sets = settings["sets"]
     assigned = pd.Series(None, index=matched.index, dtype=object)
     used = matched["status"] == "used"
     for cell, group in matched.groupby("cell_type", sort=True):
-        stage2 = group[group["kind"] == "stage2"].sample(frac=1, random_state=released["stage2_split_seed"])
-        n_train = int(len(stage2) * released["stage2_train_fraction"])
-        assigned[stage2.index[:n_train]] = "stage2_train"
-        assigned[stage2.index[n_train:]] = "stage2_val"
+        stage2 = group[group["kind"] == "stage2"]
+        assigned[stage2.index] = np.where(stage2["split"] == "val", "stage2_val", "stage2_train")
         assigned[group.index[group["kind"] == "test"]] = "test"
         stage1 = group[(group["kind"] == "stage1") & used[group.index]]
         assigned[stage1.index] = np.where(stage1["split"] == "val", "stage1_val", "stage1_train")
@@ -179,12 +178,8 @@ def write_released_sets(config: Mapping[str, Any], card_paths: Mapping[str, str 
 
 
 def _dataset_cards(card_paths: Mapping[str, str | Path]) -> pd.DataFrame:
-    """The dataset's cards of every split, with whether each test card is in the test subset."""
-    tables = {name: pd.read_parquet(path) for name, path in card_paths.items()}
-    subset = set(zip(tables["test_subset"]["cell_type"], tables["test_subset"]["id"]))
-    cards = pd.concat([tables[name] for name in ("train", "val", "test")], ignore_index=True)
-    cards["in_test_subset"] = [(cell, card_id) in subset for cell, card_id in zip(cards["cell_type"], cards["id"])]
-    return cards
+    """The dataset's cards of every split."""
+    return pd.concat([pd.read_parquet(card_paths[name]) for name in ("train", "val", "test")], ignore_index=True)
 
 
 def _write_set(config: Mapping[str, Any], chosen: pd.DataFrame, set_name: str, out: Path, progress: bool) -> None:

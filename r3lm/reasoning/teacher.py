@@ -65,6 +65,13 @@ TEACHER_COLUMNS = ["id", "cell_type", "split", "activity", "level", "card_text",
 SHAREGPT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}
 
 
+def set_tables(teacher: str) -> dict[str, str]:
+    """Each teacher set's card table under `reasoning.teacher`. The released test file names its own test sequences,
+    drawn apart from r3lm's seeded test subset, so there the test set draws from the whole test split (its rows are
+    then the paper protocol's)."""
+    return {**TEACHER_SETS, "test": "test"} if teacher == "released" else dict(TEACHER_SETS)
+
+
 @dataclass(frozen=True)
 class TeacherJob:
     """One card to explain: `messages` is the teacher's prompt (card and observed level), `card_text` the card as

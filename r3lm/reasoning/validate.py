@@ -37,7 +37,7 @@ Facts (`fact_not_on_card`): what the rationale states about its card must be wha
 Step evidence (`step_without_evidence`): each step must cite at least one element of the card:
   * a card motif name or dimer half (names with a digit or "::" ignore case; purely alphabetic
     names such as REST must keep their case, so ordinary words do not count);
-  * a card family (case-sensitive; the placeholder family "Unknown" does not count);
+  * a card family (case-sensitive; a hit without a family cites none);
   * a position: a span "a-b" whose ends are both hit coordinates, or "position N" of a hit start/end;
   * a hit score as printed on the card (two decimals);
   * the GC content (as 0.xx/0.xxx within rounding, or as a percentage within 0.5 points);
@@ -58,7 +58,7 @@ from typing import Any
 import pandas as pd
 
 from r3lm.logs import shortlist
-from r3lm.rcc.card import FAMILY_SEPARATOR, FAMILY_SUFFIXES, Card
+from r3lm.rcc.card import FAMILY_SUFFIXES, Card
 from r3lm.rcc.evidence_tags import (
     DIRECTIONS,
     NEUTRAL,
@@ -71,7 +71,6 @@ from r3lm.reasoning.roles import name_parts
 
 REASONS = ("missing_think", "too_few_steps", "too_many_steps", "missing_level", "level_out_of_range",
            "motif_not_in_card", "number_not_on_card", "fact_not_on_card", "step_without_evidence", "level_mismatch")
-PLACEHOLDER_FAMILY = "Unknown"
 MIN_SEQUENCE_CITATION = 8
 
 _TOKEN_START, _TOKEN_END = r"(?<![A-Za-z0-9])", r"(?![A-Za-z0-9])"
@@ -163,7 +162,8 @@ def _length_pattern(length: int) -> re.Pattern[str]:
 
 
 def _families(card: Card) -> set[str]:
-    return {family for hit in card.motifs for family in (hit.family, *hit.family.split(FAMILY_SEPARATOR))}
+    """Each hit's family string and its parts; nothing for a hit without a family."""
+    return {family for hit in card.motifs for family in (hit.family, *hit.families) if family}
 
 
 def unlisted_motifs(text: str, card: Card, vocabulary: set[str] | frozenset[str]) -> tuple[str, ...]:
@@ -249,8 +249,7 @@ class CardElements:
         names = {part for hit in card.motifs for part in (hit.name, *hit.name.split("::")) if len(part) >= 2}
         self.exact_names = {name for name in names if name.isalpha()}
         self.folded_names = {name.upper() for name in names if not name.isalpha()}
-        self.families = {family: _phrase_pattern(family, False) for family in sorted(_families(card))
-                         if family != PLACEHOLDER_FAMILY}
+        self.families = {family: _phrase_pattern(family, False) for family in sorted(_families(card))}
         self.coordinates = {coordinate for hit in card.motifs for coordinate in (hit.start, hit.end)}
         self.scores = {f"{hit.score:.2f}" for hit in card.motifs}
         self.length = _length_pattern(card.length)

@@ -5,7 +5,9 @@ validation model, predict the test set and write the shared prediction format an
 together (the paper); `frozen` fits only the head on cached embeddings of the frozen backbone, which turns
 hours on a CPU into seconds and is the honest cheap variant of the same model; its head is trained
 (`stage2.frozen.head: adam`) or solved by cross-validated ridge (`ridge`). `stage2.layer` and `stage2.pooling`
-pick what the head reads in either training (stage2/model.py `Representation`).
+pick what the head reads in either training (stage2/model.py `Representation`). `stage2.validation` picks the
+rows the best model is chosen on: the val set, or (`random`, the official code's) a seeded share of the train and
+val rows pooled.
 """
 
 from __future__ import annotations
@@ -60,9 +62,37 @@ class Prepared:
     truncated: int
 
 
-def _prepare(mode: str, name: str, files: SetFiles, tokenizer: Any, settings: Mapping[str, Any]) -> Prepared:
-    rows = load_mode_rows(mode, files.teacher_set, files.cards, files.rationales,
-                          keep_conclusion=settings["keep_conclusion"], input_format=settings["input_format"])
+def random_validation(train: pd.DataFrame, val: pd.DataFrame, train_fraction: float, seed: int
+                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The official train_stage2.py's validation rows (stage2.validation.rows: random): per cell type, as it reads
+    one file per cell line, the train rows then the val rows shuffled with `seed`; the first int(n x train_fraction)
+    train and the rest validate."""
+    pool = pd.concat([train, val], ignore_index=True)
+    if pool.empty:
+        return pool, pool
+    train_parts, val_parts = [], []
+    for _, rows in pool.groupby("cell_type", sort=True):
+        shuffled = rows.reset_index(drop=True).sample(frac=1, random_state=seed)
+        n_train = int(len(shuffled) * train_fraction)
+        train_parts.append(shuffled.iloc[:n_train])
+        val_parts.append(shuffled.iloc[n_train:])
+    return pd.concat(train_parts, ignore_index=True), pd.concat(val_parts, ignore_index=True)
+
+
+def _set_rows(mode: str, sets: Mapping[str, SetFiles], settings: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
+    """Each set's rows, the validation rows chosen by stage2.validation (see the schema)."""
+    rows = {name: load_mode_rows(mode, files.teacher_set, files.cards, files.rationales,
+                                 keep_conclusion=settings["keep_conclusion"], input_format=settings["input_format"])
+            for name, files in sets.items()}
+    validation = settings["validation"]
+    if validation["rows"] == "random":
+        rows["train"], rows["val"] = random_validation(rows["train"], rows["val"], validation["train_fraction"],
+                                                       validation["seed"])
+    return rows
+
+
+def _prepare(name: str, rows: pd.DataFrame, files: SetFiles, tokenizer: Any, settings: Mapping[str, Any]
+             ) -> Prepared:
     if rows.empty:
         raise InputError(f"the Stage II {name} set is empty", path=files.teacher_set)
     encoded, truncated = tokenize_rows(tokenizer, rows["input"].tolist(), settings["cutoff_len"])
@@ -141,7 +171,8 @@ def run_stage2(config: Mapping[str, Any], mode: str, backbone_path: str | Path, 
     compute_dtype = resolve_dtype(settings["dtype"] or config["llm"]["dtype"], device)
     torch.manual_seed(settings["seed"])
     tokenizer = load_tokenizer(backbone_path)
-    prepared = {name: _prepare(mode, name, sets[name], tokenizer, settings) for name in SETS}
+    rows = _set_rows(mode, {name: sets[name] for name in SETS}, settings)
+    prepared = {name: _prepare(name, rows[name], sets[name], tokenizer, settings) for name in SETS}
     scaler = ActivityScaler.fit(prepared["train"].rows)
     unknown = sorted(set(prepared["test"].rows["cell_type"]) - set(scaler.cell_types))
     if unknown:

@@ -23,7 +23,7 @@ from r3lm.data.splits import SPLITS
 from r3lm.errors import InputError
 from r3lm.evaluate.transfer import check_entries as check_transfer_entries
 from r3lm.evaluate.transfer import transfer_entry as find_transfer_entry
-from r3lm.reasoning.teacher import STAGE2_SETS, TEACHER_SETS
+from r3lm.reasoning.teacher import STAGE2_SETS, TEACHER_SETS, set_tables
 from r3lm.stage1.models import SHARED as SHARED_STAGE1
 from r3lm.stage2.inputs import DEPLOYABLE_MODES as DEPLOYABLE_INPUT_MODES
 from r3lm.stage2.inputs import MODES as STAGE2_INPUT_MODES
@@ -133,6 +133,12 @@ if EVIDENCE_TAGS and TEACHER == "released":
                      "use; turn one of them off", path="config")
 EVIDENCE_TAG_FILE = f"{REASONING_DIR}/evidence_tags.json"
 TEXT_CARD_DIR = f"{REASONING_DIR}/cards" if EVIDENCE_TAGS else RCC_DIR
+# The card table each teacher set draws from, and the paper protocol's test rows: r3lm's seeded test subset, or
+# with the released data its test file's records (the released test set, drawn from the whole test split).
+SET_TABLES = set_tables(TEACHER)
+PAPER_TEST = (
+    f"{REASONING_DIR}/test.parquet" if TEACHER == "released" else f"{DATA_DIR}/test_subset.parquet"
+)
 
 
 def evidence_tag_input(wildcards):

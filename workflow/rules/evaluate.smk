@@ -6,7 +6,7 @@ rule metrics:
     input:
         predictions=list(prediction_dirs().values()),
         test=f"{DATA_DIR}/test.parquet",
-        test_subset=f"{DATA_DIR}/test_subset.parquet",
+        test_subset=PAPER_TEST,
     output:
         metrics=f"{EVAL_DIR}/metrics.tsv",
         skipped=f"{EVAL_DIR}/metrics_skipped.tsv",
@@ -35,7 +35,7 @@ rule citation_faithfulness:
             if wildcards.source == "generated"
             else f"{REASONING_DIR}/test.parquet"
         ),
-        cards=f"{RCC_DIR}/{TEACHER_SETS['test']}.parquet",
+        cards=f"{RCC_DIR}/{SET_TABLES['test']}.parquet",
         ground_truth=f"{DATA_DIR}/ground_truth.parquet",
     output:
         f"{EVAL_DIR}/citation_{{source}}.tsv",
@@ -62,7 +62,7 @@ rule report:
         skipped=f"{EVAL_DIR}/metrics_skipped.tsv",
         predictions=list(prediction_dirs().values()),
         test=f"{DATA_DIR}/test.parquet",
-        test_subset=f"{DATA_DIR}/test_subset.parquet",
+        test_subset=PAPER_TEST,
         faithfulness=list(faithfulness_tables().values()),
         # the CNN's curve is written inside its predictions folder (a directory output)
         curves=[
@@ -150,7 +150,7 @@ rule disruption:
         unpack(evidence_tag_input),
         models=f"{STAGE2_DIR}/{DISRUPTION['mode']}/model",
         predictions=prediction_dir(DISRUPTION["mode"]),
-        cards=f"{TEXT_CARD_DIR}/{TEACHER_SETS['test']}.parquet",
+        cards=f"{TEXT_CARD_DIR}/{SET_TABLES['test']}.parquet",
         stage1_models=stage1_model_inputs(),
         data_summary=f"{DATA_DIR}/summary.json",
     output:

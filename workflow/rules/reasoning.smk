@@ -88,7 +88,7 @@ if TEACHER != "released":
     rule teacher:
         input:
             unpack(hf_teacher_input),
-            cards=lambda wildcards: f"{TEXT_CARD_DIR}/{TEACHER_SETS[wildcards.set]}.parquet",
+            cards=lambda wildcards: f"{TEXT_CARD_DIR}/{SET_TABLES[wildcards.set]}.parquet",
             evidence=f"{REASONING_DIR}/evidence.parquet",
         output:
             table=f"{REASONING_DIR}/{{set}}.parquet",
@@ -118,7 +118,7 @@ else:
     rule released_sets:
         input:
             unpack(released_source_input),
-            cards=[f"{RCC_DIR}/{split}.parquet" for split in ("train", "val", "test", "test_subset")],
+            cards=[f"{RCC_DIR}/{split}.parquet" for split in ("train", "val", "test")],
         output:
             tables=[f"{REASONING_DIR}/{name}.parquet" for name in TEACHER_SETS],
             sharegpt=[directory(f"{REASONING_DIR}/sharegpt/{name}") for name in TEACHER_SETS],
@@ -137,7 +137,7 @@ else:
             ENV
         shell:
             "python -m r3lm released --config {params.settings:q} --train-cards {input.cards[0]}"
-            " --val-cards {input.cards[1]} --test-cards {input.cards[2]} --test-subset-cards {input.cards[3]}"
+            " --val-cards {input.cards[1]} --test-cards {input.cards[2]}"
             " --out-dir {params.out_dir} --no-progress > {log} 2>&1"
 
 

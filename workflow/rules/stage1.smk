@@ -49,7 +49,7 @@ rule self_rationales:
     input:
         models=lambda wildcards: stage1_model_inputs([wildcards.group]),
         teacher_sets=expand(f"{REASONING_DIR}/{{set}}.parquet", set=STAGE2_SETS),
-        cards=[f"{TEXT_CARD_DIR}/{TEACHER_SETS[name]}.parquet" for name in STAGE2_SETS],
+        cards=[f"{TEXT_CARD_DIR}/{SET_TABLES[name]}.parquet" for name in STAGE2_SETS],
     output:
         tables=expand(f"{STAGE1_DIR}/{{{{group}}}}/rationales/{{set}}.parquet", set=STAGE2_SETS),
         summaries=expand(

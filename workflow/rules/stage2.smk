@@ -8,7 +8,7 @@ rule stage2:
     input:
         unpack(stage2_backbone_input),
         teacher_sets=[f"{REASONING_DIR}/{name}.parquet" for name in STAGE2_SETS],
-        cards=[f"{TEXT_CARD_DIR}/{TEACHER_SETS[name]}.parquet" for name in STAGE2_SETS],
+        cards=[f"{TEXT_CARD_DIR}/{SET_TABLES[name]}.parquet" for name in STAGE2_SETS],
         rationales=stage2_rationales,
         data_summary=f"{DATA_DIR}/summary.json",
     output:
