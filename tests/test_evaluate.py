@@ -294,6 +294,12 @@ def test_cited_motifs_reads_teacher_phrasings() -> None:
     assert cited_motifs(brief, card) == {"ZNF454": 0, "GATA1": 1, "FOSL2::JUND": 1, "JUN": 0, "REST": -1}
     assert cited_motifs(brief, card.to_json()) == cited_motifs(brief, json.loads(card.to_json()))
 
+    compact = ("<think>\n1. 6 hits; top ZNF454.\n2. In K562: up GATA1, FOSL2::JUND; down REST; neutral JUN, ZNF454.\n"
+               "3. GATA1 and FOSL2::JUND close, cooperative.\n</think>\nConclusion: Activity level: 2 (moderate).")
+    assert cited_motifs(compact, card) == {"ZNF454": 0, "GATA1": 1, "FOSL2::JUND": 1, "REST": -1, "JUN": 0}
+    assert cited_motifs(compact.replace("up GATA1, FOSL2::JUND", "up none"), card)["GATA1"] == 0
+    assert set(cited_motifs("GATA1 sets up a loop; REST goes down the list.", card).values()) == {0}
+
 
 def test_cited_motifs_reads_free_text_and_keeps_names_apart() -> None:
     card = _card()

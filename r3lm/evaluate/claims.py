@@ -9,6 +9,7 @@ reads the direction each mention claims from cue words in its scope:
   raises, enhances, boosts, promotes, increases, stimulates, supports activity, unopposed, enriched;
 * -1: repressor/represses, counterweight, against (it/activity, or directly before the name), offset by,
   silences, lowers, reduces, decreases, dampens, suppresses, inhibits, limits, opposes, depleted;
+* the sides step of a compact rationale ("In HepG2: up A, B; down C; neutral D"): up +1, down -1, neutral 0;
 * 0: neutral, uninformative, architectural, chance, insulator, any cue inside a negation ("no", "not",
   "nothing", "without", "neither"... up to the next comma, colon, semicolon or bracket), and any cue in
   a clause hedged as "not significant".
@@ -84,6 +85,9 @@ _CUES: tuple[tuple[str, int, str], ...] = (
     (r"\bdown-?regulat\w*", -1, "post"),
     (r"\bdeplet\w*", -1, "both"),
     (r"\bnegatively\b|\bnegative (?:effect|regulator|role|influence|contribution)s?\b", -1, "both"),
+    # the compact rationale's sides step, in the evidence line's words: "In HepG2: up A, B; down C; neutral D"
+    (r"(?<=: )up(?= )|(?<=; )up(?= )", 1, "pre"),
+    (r"(?<=; )down(?= )", -1, "pre"),
     (r"\bneutral\b", 0, "both"),
     (r"\buninformative\b", 0, "both"),
     (r"\barchitectural\b", 0, "both"),
