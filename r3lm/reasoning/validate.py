@@ -26,7 +26,8 @@ Statistics from the training evidence (log2 odds ratios, counts, distances, "mea
 sequences") are not card numbers.
 
 Facts (`fact_not_on_card`): what the rationale states about its card must be what the card states:
-  * a total hit count ("5 hits; top X", "the card lists 5 motif hits") must be the number of motifs listed;
+  * a total hit count ("5 hits; top X", "the card lists 5 motif hits") must be the number of motifs listed,
+    and a "single site" needs a card that lists exactly one;
   * on a card with an evidence line (rcc.evidence_tags; read back from the card's text): "GC x: below / close
     to / above the mean, favours / works against / hardly shifts activity" must be the line's place and effect;
     "net +N" and its tier ("net +N, mixed", "net mixed") the line's; the card motifs a "For <cell>:" clause
@@ -87,6 +88,7 @@ _LEVEL_SPAN = re.compile(r"\blevels?\s*\(?\s*$", re.IGNORECASE)
 _BASES = re.compile(f"[ACGT]{{{MIN_SEQUENCE_CITATION},}}")
 # a statement of the card's total: a step that opens with it ("5 hits; top X") or "lists 5 (motif) hits"; counts
 # within a family or a cluster ("with 2 hits", "3 hits cluster in 100-144") are other facts
+_SINGLE_SITE = re.compile(r"\bsingle site\b", re.IGNORECASE)  # how every style states a one-hit card
 _HITS = re.compile(r"(?m)(?:^|\blists )(\d+) (?:motif )?hits?\b(?=[;.,]|$| from| across| in \d)")
 _GC_PLACE = re.compile(r"\bGC \d?\.\d+:? (below|close to|above) the mean(?:, (favours|works against|hardly shifts) activity)?")
 _NET = re.compile(r"\bnet ([+-]\d+)(?:, (strongly positive|positive|mixed|negative)\b)?")
@@ -201,6 +203,8 @@ def invented_numbers(text: str, card: Card) -> tuple[str, ...]:
 def wrong_facts(text: str, card: Card, card_text: str | None) -> tuple[str, ...]:
     """The rationale's statements about its card that the card contradicts (module docstring, Facts)."""
     wrong = [f"{n} hits, card lists {len(card.motifs)}" for n in _HITS.findall(text) if int(n) != len(card.motifs)]
+    if len(card.motifs) != 1 and _SINGLE_SITE.search(text):
+        wrong.append(f"a single site, card lists {len(card.motifs)}")
     stated = stated_evidence(card_text) if card_text else None
     if stated is None:
         return tuple(wrong)
