@@ -206,11 +206,12 @@ def test_evidence_tags_end_each_motif_line_and_add_a_listing_golden() -> None:
         "- REST (Family: Other, Score: 10.00, Strand: +, Pos: 120-140, K562: down)",
         "- TAL1::TCF3 (Family: Tal-related, Score: 9.00, Strand: +, Pos: 150-161, K562: up)",
         ("K562 evidence: 4 hits; up TAL1::TCF3, GATA1; down REST; neutral SP1; net +1, positive; "
-        "GC 0.500: above the mean, favours activity."),
+         "layout: GATA1 and TAL1::TCF3 far apart; GC 0.500: above the mean, favours activity."),
         ""]
     untagged = card.to_text().splitlines()
     assert lines[:4] == untagged[:4] and lines[-2:] == untagged[-2:]
-    assert "K562 evidence: 4 hits; up none; down none; neutral SP1, GATA1, REST, TAL1::TCF3; net +0, mixed." in CardSettings(
+    assert ("K562 evidence: 4 hits; up none; down none; neutral SP1, GATA1, REST, TAL1::TCF3; net +0, mixed; "
+            "layout: no cluster, SP1 and GATA1 spread out.") in CardSettings(
         SETTINGS.grammar, False, SETTINGS.dedup, EvidenceTags()).text(card)
     falling = GcStats(mean_gc=0.51, sd_gc=0.1, spearman_rho=-0.2)  # 0.1 sd below: close to, a term of 0.08
     assert "GC 0.500: close to the mean, hardly shifts activity." in (

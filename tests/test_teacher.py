@@ -28,7 +28,7 @@ from r3lm.motifs.jaspar import load_motifs
 from r3lm.motifs.scan import background_for, build_motif_set, scan_sequences
 from r3lm.rcc.build import cards_for_table
 from r3lm.rcc.card import Card, CardSettings, MotifHit, build_card
-from r3lm.rcc.evidence_tags import CellEvidence, GcStats
+from r3lm.rcc.evidence_tags import CellEvidence, GcStats, stated_evidence
 from r3lm.reasoning.evidence import Evidence, compute_evidence, parse_card
 from r3lm.reasoning.format import (
     THINK_CLOSE,
@@ -433,6 +433,17 @@ def test_fact_check_holds_a_rationale_to_its_cards_evidence_line(steps: list[str
     assert untagged.reason == ("fact_not_on_card" if "card lists" in "".join(wrong) else None), untagged
 
 
+def test_fact_check_holds_a_layout_step_to_the_lines_layout() -> None:
+    """The arrangement a student cannot work out from positions is printed on the line; a "Layout:" step must
+    state it as printed."""
+    text = GOLDEN_CARD.to_text(evidence=CellEvidence({"GATA1::TAL1": "up", "Hnf4a": "down"}), grammar=GRAMMAR)
+    printed = stated_evidence(text).layout
+    assert printed == "no cluster, GATA1::TAL1 and FOS::JUN spread out"
+    assert wrong_facts(f"Layout: {printed}.", GOLDEN_CARD, text) == ()
+    assert wrong_facts("Layout: cluster around Hnf4a.", GOLDEN_CARD, text) == ("layout cluster around Hnf4a",)
+    assert wrong_facts("Layout: cluster around Hnf4a.", GOLDEN_CARD, TAGGED_GOLDEN) == ()  # a line without layout
+
+
 def test_invented_numbers_name_what_the_card_lacks() -> None:
     text = "FOS::JUN (Score 7.42) at 40-51, position 120, GC 0.7; Nkx3-2 is a name, not a span."
     assert invented_numbers(text, GOLDEN_CARD) == ("score 7.42 for FOS::JUN", "score 7.42", "span 40-51", "GC 0.7")
@@ -806,7 +817,7 @@ def test_evidence_tags_are_the_teachers_reading_of_each_site(real_cards: pd.Data
     for text, card_text, card_json, level in zip(frame["rationale"], tagged["card_text"], tagged["card_json"],
                                                  tagged["level"], strict=True):
         hits, by_side, up, down, net, tier = re.search(
-            r"HepG2 evidence: (\d+) hits?; (up (.+); down (.+); neutral .+); net ([+-]\d+), ([a-z ]+); GC",
+            r"HepG2 evidence: (\d+) hits?; (up (.+); down (.+); neutral .+); net ([+-]\d+), ([a-z ]+)(?:; layout: [^;]+)?; GC",
             card_text).groups()
         card = Card.from_json(card_json)
         reading = compact.read(card, level)
@@ -817,3 +828,5 @@ def test_evidence_tags_are_the_teachers_reading_of_each_site(real_cards: pd.Data
             assert listed.split(", ") == (list(dict.fromkeys(site.hit.name for site in sites)) or ["none"])
         steps = parse(text).steps  # the sides step copies the line's words
         assert steps[1] == (f"In HepG2: {by_side}." if card.motifs else f"Only GC {card.gc_text} to read."), text
+        if card.motifs:  # and the arrangement step the line's layout
+            assert f"Layout: {re.search(r'; layout: ([^;]+);', card_text).group(1)}." in steps, (text, card_text)

@@ -70,17 +70,17 @@ class Card:
         """The GC content as the card prints it: a rationale that copies it copies the card's number."""
         return f"{self.gc_content:.3f}"
 
-    def to_text(self, *, with_grammar: bool = False, evidence: CellEvidence | None = None) -> str:
+    def to_text(self, *, with_grammar: bool = False, evidence: CellEvidence | None = None,
+                grammar: GrammarSettings | None = None) -> str:
         """The official layout (Context, Identified Motifs, DNA Sequence); grammar tags and evidence tags
         (`evidence`: this card's cell type's, rcc/evidence_tags.py) are r3lm's additions. Evidence tags end each
-        motif line with the direction and add the evidence line."""
+        motif line with the direction and add the evidence line (with `grammar`, the arrangement too)."""
         lines = ["Context:", f"- Cell Type: {self.cell_type}", f"- GC Content: {self.gc_text}"]
         if with_grammar:
             lines.append(f"- Grammar Tags: {'; '.join(self.grammar_tags) if self.grammar_tags else 'none'}")
         lines += ["", "Identified Motifs:", *self.motif_lines(evidence)]
         if evidence is not None:
-            lines.append(evidence.line(self.cell_type, [hit.name for hit in self.motifs], self.gc_content,
-                                       self.gc_text))
+            lines.append(evidence.line(self.cell_type, self.motifs, self.gc_content, self.gc_text, grammar))
         lines += ["", "DNA Sequence:", f"{self.sequence} (Total Length: {self.length})"]
         return "\n".join(lines)
 
@@ -160,7 +160,7 @@ class CardSettings:
     def text(self, card: Card) -> str:
         """The card as the LLMs read it under these settings."""
         evidence = None if self.evidence_tags is None else self.evidence_tags.get(card.cell_type)
-        return card.to_text(with_grammar=self.with_grammar, evidence=evidence)
+        return card.to_text(with_grammar=self.with_grammar, evidence=evidence, grammar=self.grammar)
 
 
 def strongest(motifs: Sequence[MotifHit], limit: int | None) -> tuple[MotifHit, ...]:

@@ -16,9 +16,14 @@ directions without a GC line.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from r3lm.rcc.grammar import GrammarSettings, layout, layout_phrase
+
+if TYPE_CHECKING:
+    from r3lm.rcc.card import MotifHit
 
 DIRECTIONS = ("up", "down")  # the motif favours or works against activity in the cell type
 NO_DIRECTION = "none"
@@ -100,16 +105,22 @@ class CellEvidence:
         words = [self.direction(motif) for motif in motifs]
         return words.count(DIRECTIONS[0]) - words.count(DIRECTIONS[1])
 
-    def line(self, cell_type: str, motifs: list[str], gc: float, gc_text: str) -> str:
+    def line(self, cell_type: str, hits: Sequence[MotifHit], gc: float, gc_text: str,
+             grammar: GrammarSettings | None = None) -> str:
         """The card's evidence line: hit count; its motifs up and down in pull order and the untagged ones
-        (neutral) in the card's order (`motifs`: by position, as the teacher names them); net count and tier;
-        GC against the mean."""
+        (neutral) in the card's order (`hits`: by position, as the teacher names them); net count and tier; the
+        arrangement (with `grammar`: what the student cannot work out from positions, it copies); GC against
+        the mean."""
+        motifs = [hit.name for hit in hits]
         rank = {name: index for index, name in enumerate(self.directions)}
         listed = {word: sorted({name for name in motifs if self.direction(name) == word}, key=rank.get)
                   for word in DIRECTIONS}
         listed[NEUTRAL] = list(dict.fromkeys(name for name in motifs if self.direction(name) == NO_DIRECTION))
         net = self.net(motifs)
         parts = [f"{len(motifs)} hit{'s' if len(motifs) != 1 else ''}", sides(listed), f"net {net:+d}, {net_tier(net)}"]
+        if grammar is not None and hits:
+            up = [hit for hit in hits if self.direction(hit.name) == DIRECTIONS[0]]
+            parts.append(f"layout: {layout_phrase(hits, layout(hits, up, grammar))}")
         reading = gc_reading(gc, self.gc)
         if reading is not None:
             parts.append(f"GC {gc_text}: {reading.place} the mean, {reading.effect} activity")
@@ -159,12 +170,13 @@ class StatedEvidence:
     untagged: tuple[str, ...]
     net: int
     tier: str
+    layout: str | None
     gc_place: str | None
     gc_effect: str | None
 
 
 _LINE = re.compile(r"^(?P<cell>\S+) evidence: (?P<hits>\d+) hits?; up (?P<up>[^;]*); down (?P<down>[^;]*); "
-                   r"neutral (?P<none>[^;]*); net (?P<net>[+-]\d+), (?P<tier>[a-z ]+?)(?:; GC [\d.]+: (?P<place>below|close to|above) "
+                   r"neutral (?P<none>[^;]*); net (?P<net>[+-]\d+), (?P<tier>[a-z ]+?)(?:; layout: (?P<layout>[^;]*))?(?:; GC [\d.]+: (?P<place>below|close to|above) "
                    r"the mean, (?P<effect>favours|works against|hardly shifts) activity)?\.$", re.MULTILINE)
 
 
@@ -179,4 +191,5 @@ def stated_evidence(card_text: str) -> StatedEvidence | None:
     if match is None:
         return None
     return StatedEvidence(match["cell"], int(match["hits"]), side_names(match["up"]), side_names(match["down"]),
-                          side_names(match["none"]), int(match["net"]), match["tier"], match["place"], match["effect"])
+                          side_names(match["none"]), int(match["net"]), match["tier"], match["layout"], match["place"],
+                          match["effect"])

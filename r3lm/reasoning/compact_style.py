@@ -7,12 +7,15 @@ per digit): names carry the evidence; GC is the one number. The GC reading and t
 On a card with an evidence line (rcc.evidence_tags) one step states the motifs by side in the line's own words
 ("In HepG2: up A; down B; neutral C, D."), where the untagged style writes "For HepG2:" and "Against:" steps:
 a 135M student copied the line's words faithfully, but put neutral motifs "Against" in 9 of 150 real-card
-rationales when it had to translate "down" and "neutral" into the teacher's words.
+rationales when it had to translate "down" and "neutral" into the teacher's words. The arrangement step, which
+a student cannot work out from positions (it matched the teacher's kind of arrangement on 41% of real cards),
+is copied from the line's layout too.
 """
 
 from __future__ import annotations
 
 from r3lm.rcc.evidence_tags import DIRECTIONS, NEUTRAL, sides
+from r3lm.rcc.grammar import layout_phrase
 from r3lm.reasoning.wording import Phrasing, leading_first, names, verdict
 
 
@@ -67,17 +70,8 @@ class CompactRenderer(Phrasing):
         return f"{names(leading_first(self.reading), 2, more=False)}: no {self.reading.cell} signal."
 
     def arrangement(self) -> str:
-        motifs, layout = self.reading.card.motifs, self.reading.layout
-        if len(motifs) == 1:
-            return f"Single site {motifs[0].name}."
-        pair = layout.pair
-        if pair is not None:
-            both = f"{pair.left.name} and {pair.right.name}"
-            return (f"{both} overlap." if pair.gap < 0
-                    else f"{both} close, cooperative." if pair.cooperative else f"{both} far apart.")
-        if layout.cluster:
-            return f"Cluster around {layout.cluster[0].name}."
-        return f"No cluster; {names(self.reading.readings, 2, more=False)} spread out."
+        """In the evidence line's words (rcc/grammar.py `layout_phrase`): on a tagged card the student copies it."""
+        return f"Layout: {layout_phrase(self.reading.card.motifs, self.reading.layout)}."
 
     def site_quality(self) -> str:
         quality = self.reading.quality

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from r3lm.rcc.card import Card, MotifHit
 from r3lm.rcc.evidence_tags import GCReading, gc_effect, gc_reading, net_tier
-from r3lm.rcc.grammar import GrammarSettings
+from r3lm.rcc.grammar import GrammarSettings, Layout, layout
 from r3lm.reasoning.evidence import Evidence, FeatureEvidence, GcTrend
 from r3lm.reasoning.roles import Role, RoleTable
 
@@ -77,27 +77,6 @@ class Inventory:
     top: MotifHit
     first: int
     last: int
-
-
-@dataclass(frozen=True)
-class Pair:
-    """The closest activity-associated pair: `gap` < 0 when they overlap."""
-
-    left: MotifHit
-    right: MotifHit
-    gap: int
-    orientation: str
-    cooperative: bool
-
-
-@dataclass(frozen=True)
-class Layout:
-    """The arrangement: the dense cluster (empty when none), the closest activity-associated pair and the
-    most repeated family (with its hits) when it reaches the grammar's repeat threshold."""
-
-    cluster: list[MotifHit]
-    pair: Pair | None
-    homotypic: tuple[str, int, list[MotifHit]] | None
 
 
 @dataclass(frozen=True)
@@ -229,7 +208,7 @@ def read_card(card: Card, level: int, readings: Sequence[SiteReading], odds: Cel
         architectural=tuple(reading for reading in by_pull if reading.kind == "architectural"),
         neutral=tuple(reading for reading in readings if reading.kind == "neutral"),
         leading=_leading(readings), inventory=_inventory(card.motifs) if card.motifs else None,
-        layout=_layout(card.motifs, [reading.hit for reading in pro], grammar),
+        layout=layout(card.motifs, [reading.hit for reading in pro], grammar),
         quality=_quality(pro, card.motifs) if pro else None, composition=_composition(card.sequence),
         trend=trend, gc=gc_reading(card.gc_content, trend), totals=odds.totals,
         carried=Counter((kind, call) for kind, _, call in informative), tier=tier,
@@ -251,46 +230,6 @@ def _leading(readings: Sequence[SiteReading]) -> SiteReading | None:
     return max(readings, key=lambda reading: (
         reading.evidence.log2_odds_ratio if reading.evidence else -math.inf, reading.hit.score,
         -reading.hit.start), default=None)
-
-
-def _layout(motifs: Sequence[MotifHit], pro: Sequence[MotifHit], grammar: GrammarSettings) -> Layout:
-    cluster = _densest_window(motifs, grammar.cluster_window)
-    pair = None
-    closest = _closest_pair(pro)
-    if closest is not None:
-        left, right, gap = closest
-        orientation = ("tandem" if left.strand == right.strand
-                       else "convergent" if left.strand == "+" else "divergent")
-        pair = Pair(left, right, gap, orientation, 0 <= gap <= grammar.pair_max_gap)
-    repeated = Counter(family for hit in motifs for family in hit.families)
-    homotypic = [(family, count) for family, count in sorted(repeated.items(), key=lambda item: (-item[1], item[0]))
-                 if count >= grammar.repeat_min]
-    repeat = None
-    if homotypic:
-        family, count = homotypic[0]
-        repeat = (family, count, [hit for hit in motifs if family in hit.families])
-    return Layout(cluster=cluster if len(cluster) >= grammar.cluster_min_motifs else [], pair=pair, homotypic=repeat)
-
-
-def _densest_window(motifs: Sequence[MotifHit], window: int) -> list[MotifHit]:
-    """The most hits inside one cluster window (earliest window on ties)."""
-    best: list[MotifHit] = []
-    for first, anchor in enumerate(motifs):
-        inside = [hit for hit in motifs[first:] if hit.end - anchor.start < window]
-        if len(inside) > len(best):
-            best = inside
-    return best
-
-
-def _closest_pair(hits: Sequence[MotifHit]) -> tuple[MotifHit, MotifHit, int] | None:
-    """The two nearest non-overlapping sites (the arrangement that could cooperate), else the least
-    overlapping pair (gap < 0); earliest on ties."""
-    ordered = sorted(hits, key=lambda hit: (hit.start, hit.end))
-    pairs = [(right.start - left.end - 1, left, right) for i, left in enumerate(ordered) for right in ordered[i + 1:]]
-    if not pairs:
-        return None
-    gap, left, right = min(pairs, key=lambda item: (item[0] < 0, abs(item[0]), item[1].start, item[2].start))
-    return left, right, gap
 
 
 def _quality(pro: Sequence[SiteReading], motifs: Sequence[MotifHit]) -> Quality:

@@ -33,7 +33,7 @@ Facts (`fact_not_on_card`): what the rationale states about its card must be wha
     "net +N" and its tier ("net +N, mixed", "net mixed") the line's; the card motifs a "For <cell>:" clause
     names must be tagged up, those an "Against:" clause names down, and those "Against: none; X neutral"
     names none (up for "X favour it"); an "In <cell>: up A; down B; neutral C." step must list every side as the
-    line does.
+    line does, and a "Layout: ..." step state the line's layout.
 
 Step evidence (`step_without_evidence`): each step must cite at least one element of the card:
   * a card motif name or dimer half (names with a digit or "::" ignore case; purely alphabetic
@@ -229,7 +229,15 @@ def _misplaced_motifs(text: str, card: Card, stated: StatedEvidence) -> list[str
     for pattern, allowed, side in clauses:
         for match in re.finditer(pattern, text):
             wrong += [f"{name} {side}" for name in mentioned_motifs(match.group(1), names) if name not in allowed]
-    return wrong + _wrong_sides(text, stated)
+    return wrong + _wrong_sides(text, stated) + _wrong_layout(text, stated)
+
+
+def _wrong_layout(text: str, stated: StatedEvidence) -> list[str]:
+    """A "Layout: ..." step must state the line's layout (when the line prints one)."""
+    if stated.layout is None:
+        return []
+    return [f"layout {written}" for written in re.findall(r"(?m)\bLayout: ([^\n]*?)\.?$", text)
+            if written != stated.layout]
 
 
 def _wrong_sides(text: str, stated: StatedEvidence) -> list[str]:
