@@ -67,9 +67,11 @@ def test_the_model_folder_reproduces_run_stage2s_test_predictions(trained, reque
     expected = rows.merge(written[["id", "cell_type", "predicted"]], on=["id", "cell_type"], validate="one_to_one")
     predicted = predictor.predict(rows, batch_size=2)  # other batches than training: padding must not matter
     assert predictor.mode == STAGE2_MODE and predictor.cell_types == list(CELLS)
-    assert np.allclose(predicted, expected["predicted"], rtol=0, atol=1e-4)
-    assert np.std(predicted) > 0
     pooled = "summary" in trained
+    # float32 (the pooled run) must match exactly; bfloat16 (the default run's dtype on CPU) rounds differently
+    # when the batch, and so the padding and the matmul shapes, change: within 0.02 on activities of ~0.3
+    assert np.allclose(predicted, expected["predicted"], rtol=0, atol=1e-4 if pooled else 2e-2)
+    assert np.std(predicted) > 0
     info = predictor.info
     assert (info["layer"], info["pooling"], info["head"]) == ((20, "mean", "ridge") if pooled
                                                               else (None, "last_token", "adam"))
