@@ -279,7 +279,9 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path
     untagged = pd.read_parquet(tmp_path / f"results/tiny/rcc/{setting}_nogrammar/test_subset.parquet")
     assert tagged.drop(columns="card_text").equals(untagged.drop(columns="card_text"))
     assert tagged["card_text"].str.contains(r"\n(?:K562|HepG2|SKNSH) evidence: \d+ hits?; up [^;\n]+; down [^;\n]+; neutral [^;\n]+; "
-                                            r"net [+-]\d+, [a-z ]+; GC [\d.]+: [a-z ]+ the mean, [a-z ]+ activity\.\n").all()
+                                            r"net [+-]\d+, [a-z ]+(?:; layout: [^;\n]+)?; GC [\d.]+: [a-z ]+ the mean, "
+                                            r"[a-z ]+ activity\.\n").all()
+    assert tagged["card_text"].str.contains("; layout: ").any()  # the arrangement, for the student to copy
     teacher = pd.read_parquet(reasoning / "stage1_train.parquet")
     assert teacher.groupby("cell_type").size().eq(1).all() and teacher["valid"].all()
     info = json.loads((reasoning / "sharegpt/dataset_info.json").read_text())
