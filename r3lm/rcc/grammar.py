@@ -76,11 +76,15 @@ def _pair_tags(motifs: Sequence[MotifHit], settings: GrammarSettings) -> list[st
                 break
             if left.families & right.families:
                 continue
-            orientation = ("tandem" if left.strand == right.strand
-                           else "convergent" if left.strand == "+" else "divergent")
+            orientation = _orientation(left, right)
             spacing = f"{gap} bp apart" if gap >= 0 else "overlapping"
             pairs.append((gap, left.start, f"{left.name} + {right.name}: {orientation}, {spacing}"))
     return [text for _, _, text in sorted(pairs)[: settings.max_pairs]]
+
+
+def _orientation(left: MotifHit, right: MotifHit) -> str:
+    """Two hits' orientation, the left one first: tandem on the same strand, convergent +/-, divergent -/+."""
+    return "tandem" if left.strand == right.strand else "convergent" if left.strand == "+" else "divergent"
 
 
 def grammar_tags(motifs: Sequence[MotifHit], gc: float, settings: GrammarSettings) -> tuple[str, ...]:
@@ -117,9 +121,7 @@ def layout(motifs: Sequence[MotifHit], pro: Sequence[MotifHit], grammar: Grammar
     closest = _closest_pair(pro)
     if closest is not None:
         left, right, gap = closest
-        orientation = ("tandem" if left.strand == right.strand
-                       else "convergent" if left.strand == "+" else "divergent")
-        pair = Pair(left, right, gap, orientation, 0 <= gap <= grammar.pair_max_gap)
+        pair = Pair(left, right, gap, _orientation(left, right), 0 <= gap <= grammar.pair_max_gap)
     repeated = Counter(family for hit in motifs for family in hit.families)
     homotypic = [(family, count) for family, count in sorted(repeated.items(), key=lambda item: (-item[1], item[0]))
                  if count >= grammar.repeat_min]
