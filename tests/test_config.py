@@ -47,7 +47,7 @@ def test_the_shipped_real_data_configs_validate_and_differ_only_in_their_data(na
     assert Path(folder.parent, config["dataset"]["table"]["path"]).is_file()
     # one cell type: the Stage-I set itself gives the step floor at batch 4, so the floor adds no repeat
     steps = config["reasoning"]["sets"]["stage1_train"] * config["stage1"]["epochs"] // config["stage1"]["batch_size"]
-    assert config["reasoning"]["stage1_agreeing"] and steps == config["stage1"]["min_steps"] == 72
+    assert config["reasoning"]["stage1_agreeing"] == "level" and steps == config["stage1"]["min_steps"] == 72
     for section in ("rcc", "reasoning", "stage1", "stage2", "generation", "motifs", "sampling"):
         assert config[section] == hepg2[section], section
     (cell,) = config["dataset"]["table"]["activity_columns"]

@@ -39,6 +39,7 @@ from r3lm.reasoning.format import (
     student_messages,
 )
 from r3lm.reasoning.grounded import DETAILS, GroundedTeacher
+from r3lm.reasoning.reading import TIERS
 from r3lm.reasoning.roles import load_roles
 from r3lm.reasoning.teacher import (
     TEACHER_COLUMNS,
@@ -596,18 +597,21 @@ def test_the_reasoning_is_the_same_at_every_level(real_cards: pd.DataFrame, real
     assert detail == "compact" or caveats > 0  # the conclusion still weighs a disagreeing card
 
 
+@pytest.mark.parametrize("how", ["bracket", "level"])
 def test_stage1_agreeing_draws_the_stage1_sets_from_cards_whose_reading_agrees(real_cards: pd.DataFrame,
-                                                                              tmp_path: Path) -> None:
-    """reasoning.stage1_agreeing: every Stage-I card's grounded reading agrees with its measured level; a Stage-II
-    set is still drawn from every card; another teacher cannot use it."""
+                                                                              tmp_path: Path, how: str) -> None:
+    """reasoning.stage1_agreeing: every Stage-I card's grounded reading agrees with its measured level (bracket:
+    the tier fits the level's bracket; level: the tier names the level, so the level rises with the net count);
+    a Stage-II set is still drawn from every card; another teacher cannot use it."""
     cards_path, train_path = tmp_path / "cards.parquet", tmp_path / "train.parquet"
     real_cards.to_parquet(cards_path)
     real_cards[real_cards["split"] == "train"].to_parquet(train_path)
-    config = validate_config({"reasoning": {"stage1_agreeing": True, "sets": {"stage1_train": 200, "test": 200}}})
+    config = validate_config({"reasoning": {"stage1_agreeing": how, "sets": {"stage1_train": 200, "test": 200}}})
     evidence = write_evidence(config, train_path, tmp_path / "evidence.parquet")
     reader = teacher(evidence)
-    agrees = [reader.read(Card.from_json(card), int(level)).consistent
-              for card, level in zip(real_cards["card_json"], real_cards["level"])]
+    readings = [reader.read(Card.from_json(card), int(level))
+                for card, level in zip(real_cards["card_json"], real_cards["level"])]
+    agrees = [reading.consistent if how == "bracket" else reading.tier_level == reading.level for reading in readings]
     assert 0 < sum(agrees) < len(real_cards)  # the real cards hold both kinds
     sets = {}
     for name in ("stage1_train", "test"):
@@ -617,7 +621,13 @@ def test_stage1_agreeing_draws_the_stage1_sets_from_cards_whose_reading_agrees(r
     agreeing_ids = set(real_cards.loc[agrees, "id"])
     assert len(sets["stage1_train"]) == min(200, sum(agrees)) and set(sets["stage1_train"]["id"]) <= agreeing_ids
     assert len(sets["test"]) == 200 and not set(sets["test"]["id"]) <= agreeing_ids
-    hf = validate_config({"reasoning": {"stage1_agreeing": True, "teacher": "hf"}})
+    if how == "level":  # one level per tier, rising with it, and always inside the tier's bracket
+        chosen = [reading for reading, agree in zip(readings, agrees, strict=True) if agree]
+        assert all(reading.consistent for reading in chosen)
+        by_tier = {reading.tier: reading.level for reading in chosen}
+        assert len(by_tier) > 1 and len(set(by_tier.values())) == len(by_tier)
+        assert [by_tier[tier] for tier in TIERS if tier in by_tier] == sorted(by_tier.values())
+    hf = validate_config({"reasoning": {"stage1_agreeing": how, "teacher": "hf"}})
     with pytest.raises(InputError, match="needs reasoning.teacher: grounded"):
         write_teacher_set(hf, cards_path, tmp_path / "evidence.parquet", tmp_path / "hf.parquet", tmp_path / "hf",
                           tmp_path / "hf.json", set_name="stage1_train", progress=False)

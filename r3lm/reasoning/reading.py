@@ -33,6 +33,7 @@ MAX_DATA_EFFECT = 2.0
 # Tiers of the card's net log2 odds of being high-activity (naive-Bayes feature terms + role priors + GC term)
 STRONG_ODDS, POSITIVE_ODDS, NEGATIVE_ODDS = 2.0, 0.5, -1.0
 QUOTED_RUN = 8
+TIERS = ("negative", "mixed", "positive", "strongly positive")  # lowest first
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,13 @@ class CardReading:
     @property
     def cell(self) -> str:
         return self.card.cell_type
+
+    @property
+    def tier_level(self) -> int:
+        """The level the tier names, spread over the levels from the lowest (negative) to the highest (strongly
+        positive): the level a rationale concluding from its own balance would state."""
+        rank = TIERS.index(self.tier)
+        return round(rank * (self.n_levels - 1) / (len(TIERS) - 1))
 
 
 def data_effect(evidence: FeatureEvidence | None) -> float:

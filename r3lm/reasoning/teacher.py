@@ -206,22 +206,26 @@ def select_set(cards: pd.DataFrame, per_cell_type: int | None, seed: int) -> pd.
     return cards.loc[np.sort(np.concatenate(chosen))]
 
 
-def agreeing_cards(cards: pd.DataFrame, backend: TeacherBackend, cards_path: str | Path) -> pd.DataFrame:
-    """The cards whose grounded reading agrees with their measured level (reasoning.stage1_agreeing).
+def agreeing_cards(cards: pd.DataFrame, backend: TeacherBackend, cards_path: str | Path, how: str) -> pd.DataFrame:
+    """The cards whose grounded reading agrees with their measured level (reasoning.stage1_agreeing): `bracket`,
+    the tier fits the level's bracket (top, upper, lower, bottom); `level`, the level is the one the tier names.
 
     Why: the teacher concludes with the measured level, which a card's evidence predicts only loosely; a small
     student trained on every card learns the levels' marginal instead of reading the evidence (on the HepG2
     lentiMPRA it stated level 2 for 112 of 150 test cards at temperature 0.3). Trained on the rationales whose
     reasoning supports their level, as CRE-ReasonBench keeps the rationales that explain their label, its
-    stated level can follow the evidence it states."""
+    stated level can follow the evidence it states. With `bracket` a net-0 card still concludes 0, 1 or 2, and
+    on the WTC11 lentiMPRA the student's level ignored its own net reading ("net -2, negative" ... level 3)."""
     if not isinstance(backend, GroundedBackend):
         raise InputError("reasoning.stage1_agreeing reads the grounded teacher's reading: it needs "
                          "reasoning.teacher: grounded")
-    agrees = [backend.teacher.read(parse_card(card_json, cards_path, row), int(level)).consistent
-              for row, card_json, level in zip(range(1, len(cards) + 1), cards["card_json"], cards["level"])]
+    readings = [backend.teacher.read(parse_card(card_json, cards_path, row), int(level))
+                for row, card_json, level in zip(range(1, len(cards) + 1), cards["card_json"], cards["level"])]
+    agrees = [reading.consistent if how == "bracket" else reading.tier_level == reading.level
+              for reading in readings]
     kept = cards[agrees]
-    log.info("reasoning.stage1_agreeing: %d of %d cards have a reading that agrees with their level (%s)",
-             len(kept), len(cards), kept["level"].value_counts().sort_index().to_dict())
+    log.info("reasoning.stage1_agreeing (%s): %d of %d cards have a reading that agrees with their level (%s)",
+             how, len(kept), len(cards), kept["level"].value_counts().sort_index().to_dict())
     return kept
 
 
@@ -408,8 +412,8 @@ def write_teacher_set(config: Mapping[str, Any], cards_path: str | Path, evidenc
         stage2 = stage2_rows(cards, config, STAGE2_COUNTERPARTS[set_name])
         log.info("teacher set %s: the %d cards of %s are not drawn", set_name, len(stage2), STAGE2_COUNTERPARTS[set_name])
         cards = cards.drop(index=stage2)
-    if settings["stage1_agreeing"] and set_name in STAGE1_SETS:
-        cards = agreeing_cards(cards, backend, cards_path)
+    if settings["stage1_agreeing"] != "none" and set_name in STAGE1_SETS:
+        cards = agreeing_cards(cards, backend, cards_path, settings["stage1_agreeing"])
     selected = select_set(cards, per_cell_type, settings["seed"])
     log.info("teacher set %s: %d of %d cards (%s per cell type), %s teacher", set_name or out.stem, len(selected),
              len(cards), per_cell_type or "all", backend.name)
