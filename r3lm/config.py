@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,20 +88,43 @@ def validate_config(config: Mapping[str, Any], source: str = "config") -> dict[s
     return filled
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file, or a JSON string when `path` starts with '{'."""
+def load_config(path: str | Path, sections: Sequence[str] = (), step: str = "") -> dict[str, Any]:
+    """Read a YAML config file, or a JSON string when `path` starts with '{'. With `sections` (a workflow
+    step's), every one must be given, and the step gets only those: a result follows from the config its rule
+    passed, never from a schema default standing in for a section the rule left out."""
+    raw, source = _read_config(path)
+    config = validate_config(raw, source=source)
+    missing = [section for section in sections if section not in raw]
+    if missing:
+        raise InputError(f"step {step} reads config section(s) {', '.join(missing)}, which were not given "
+                         f"(a step's sections are declared with its command in r3lm/cli/workflow.py)", path=source)
+    return StepConfig(step, {section: config[section] for section in sections}) if sections else config
+
+
+class StepConfig(dict):
+    """A step's config sections; reading another one is a bug in the step's declaration, named as such."""
+
+    def __init__(self, step: str, sections: Mapping[str, Any]) -> None:
+        super().__init__(sections)
+        self.step = step
+
+    def __missing__(self, section: str) -> Any:
+        raise KeyError(f"step {self.step} reads config section {section!r} without declaring it "
+                       f"(declared: {', '.join(self)})")
+
+
+def _read_config(path: str | Path) -> tuple[dict[str, Any], str]:
     text = str(path)
     if text.lstrip().startswith("{"):
         try:
-            return validate_config(json.loads(text), source="settings")
+            return json.loads(text), "settings"
         except json.JSONDecodeError as error:
             raise InputError(f"the config string is not valid JSON: {error}", path="settings") from error
     file = require_file(path, "config file")
     try:
-        raw = yaml.safe_load(file.read_text()) or {}
+        return yaml.safe_load(file.read_text()) or {}, str(file)
     except yaml.YAMLError as error:
         raise InputError(_yaml_problem(error), path=file) from error
-    return validate_config(raw, source=str(file))
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:

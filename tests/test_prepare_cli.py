@@ -33,7 +33,7 @@ def wtc11_settings(path: Path, **table: Any) -> dict[str, Any]:
         "path": str(path), "id_column": "seq_id", "sequence_column": "seq",
         "activity_columns": {"WTC11": "mean_value"}, "trim": {"left": 15, "right": 15}, "sequence_length": 200,
         "split": {"method": "random", "group_regex": "_[FR]$"}, **table}},
-        "sampling": {"test_subset_per_cell_type": 5}}
+        "levels": {}, "sampling": {"test_subset_per_cell_type": 5}}
     return settings
 
 
@@ -75,7 +75,7 @@ def test_cli_yaml_config_file_gives_the_same_result(small_wtc11: Path, tmp_path:
 
 
 def test_cli_gosai_with_input(gosai_rows: Path, tmp_path: Path) -> None:
-    settings = json.dumps({"dataset": {"name": "g", "source": "gosai2024"}})
+    settings = json.dumps({"dataset": {"name": "g", "source": "gosai2024"}, "levels": {}, "sampling": {}})
     out = tmp_path / "out"
     assert main(["prepare-data", "--config", settings, "--out-dir", str(out), "--input", str(gosai_rows)]) == 0
     tables, summary = read_outputs(out)
@@ -121,11 +121,12 @@ def test_cli_other_bad_inputs_exit_2(small_wtc11: Path, gosai_rows: Path, tmp_pa
     assert main(["prepare-data", "--config", str(broken), "--out-dir", str(out)]) == 2
     assert f"{broken}: not valid YAML" in one_error_line(capsys)
 
-    gosai = json.dumps({"dataset": {"name": "g", "source": "gosai2024"}})
+    gosai = json.dumps({"dataset": {"name": "g", "source": "gosai2024"}, "levels": {}, "sampling": {}})
     assert main(["prepare-data", "--config", gosai, "--out-dir", str(out)]) == 2
     assert "needs its input file (--input)" in one_error_line(capsys)
 
-    cells = json.dumps({"dataset": {"name": "g", "source": "gosai2024", "cell_types": ["K562", "Liver"]}})
+    cells = json.dumps({"dataset": {"name": "g", "source": "gosai2024", "cell_types": ["K562", "Liver"]},
+                        "levels": {}, "sampling": {}})
     assert main(["prepare-data", "--config", cells, "--out-dir", str(out), "--input", str(gosai_rows)]) == 2
     assert "'Liver' in dataset.cell_types" in one_error_line(capsys)
     assert written_files(out) == []
@@ -151,7 +152,8 @@ def test_cli_process_exit_code_and_single_stderr_line(small_wtc11: Path, tmp_pat
 
 def test_cli_error_after_progress_logging_is_one_last_line(gosai_rows: Path, tmp_path: Path) -> None:
     """Progress logs go to stderr as they happen; the error is one line, and the last."""
-    cells = json.dumps({"dataset": {"name": "g", "source": "gosai2024", "cell_types": ["Liver"]}})
+    cells = json.dumps({"dataset": {"name": "g", "source": "gosai2024", "cell_types": ["Liver"]}, "levels": {},
+                        "sampling": {}})
     result = run_cli("prepare-data", "--config", cells, "--out-dir", "out", "--input", str(gosai_rows), cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.splitlines()

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from r3lm.cli.registry import step_sections
 from r3lm.config import load_schema
 from r3lm.deploy.scorer import R3LM
 
@@ -71,6 +72,21 @@ def test_a_transfer_entry_plans_its_job_and_feeds_the_report(tmp_path: Path) -> 
     bad = snakemake(*demo)
     assert bad.returncode != 0
     assert "evaluation.transfer[joint].activity_columns.WTC11" in bad.stdout + bad.stderr
+
+
+def test_every_rule_passes_the_sections_its_step_declares(tmp_path: Path) -> None:
+    """The override of issue 27: cards built with rcc.grammar.cluster_window 77 are reasoned about with 77 (the
+    teacher's rule once passed no rcc, and the step filled in the schema's 50); each step's --config holds
+    exactly the sections its command declares (transfer: parts of them, tests/test_step_sections.py)."""
+    result = snakemake("-n", "-p", "--directory", str(tmp_path), "--configfile", str(REPO / "config/config.yaml"),
+                       "--config", 'rcc={"grammar": {"cluster_window": 77}}')
+    assert result.returncode == 0, result.stderr[-3000:]
+    commands = re.findall(r"python -m r3lm (?:--gpus \d+ )?([a-z0-9-]+) --config '(\{.*?\})'", result.stdout)
+    assert {name for name, _ in commands} >= {"teacher", "build-cards", "self-rationales", "stage2", "report"}
+    for name, settings in commands:
+        assert set(json.loads(settings)) == set(step_sections(name)), name
+        if "rcc" in step_sections(name):
+            assert json.loads(settings)["rcc"]["grammar"]["cluster_window"] == 77, name
 
 
 def test_paper_config_replaces_the_demo_settings_and_trains_stage2_on_the_base_model(tmp_path: Path) -> None:

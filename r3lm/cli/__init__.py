@@ -69,12 +69,12 @@ def claim_gpus(count: int) -> None:
 
 def _run(args: argparse.Namespace) -> None:
     command = COMMANDS[args.command]
-    if not command.config:
+    if not command.takes_config:
         command.handler(args)
         return
     from r3lm.config import load_config
 
-    command.handler(args, load_config(args.config))
+    command.handler(args, load_config(args.config, command.sections, command.name))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

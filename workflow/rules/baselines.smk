@@ -12,7 +12,7 @@ rule motif_ridge:
     output:
         directory(prediction_dir("motif_ridge")),
     params:
-        settings=settings("baselines", without=["baselines.methods"]),
+        settings=settings("baseline-ridge", without=["baselines.methods"]),
     log:
         f"{LOG_DIR}/baselines/motif_ridge_{Path(RCC_DIR).name}.log",
     threads: 1
@@ -35,7 +35,7 @@ rule cnn:
     output:
         directory(prediction_dir("cnn")),
     params:
-        settings=settings("baselines", without=["baselines.methods"]),
+        settings=settings("baseline-cnn", without=["baselines.methods"]),
     log:
         f"{LOG_DIR}/baselines/cnn.log",
     threads: 2
@@ -60,9 +60,7 @@ rule package_baseline:
         directory(f"{MODELS_DIR}/{{method}}"),
     params:
         # the ridge counts motifs on cards: its bundle records how they were made
-        settings=lambda wildcards: settings(
-            "levels", "dataset", *(["motifs", "rcc"] if wildcards.method == "motif_ridge" else [])
-        ),
+        settings=settings("package-baseline"),
         data_dir=lambda wildcards, input: Path(input.data[0]).parent,
     log:
         f"{RUN_LOG_DIR}/package_{{method}}.log",

@@ -15,6 +15,7 @@ shell.prefix(
     + '${{PYTHONPATH:+:$PYTHONPATH}}"; '
 )
 
+from r3lm.cli.registry import step_sections
 from r3lm.config import validate_config
 from r3lm.data.gosai import CELL_TYPES as GOSAI_CELL_TYPES
 from r3lm.data.prepare import OUTPUT_TABLES
@@ -57,10 +58,11 @@ SHARDS = [f"{shard:04d}" for shard in range(MOTIFS["shards"])]
 ENV = "../../envs/r3lm.yaml"
 
 
-def settings(*sections, without=()):
-    """The config sections a step depends on, as JSON: changing them reruns the step. `without` drops
-    dotted keys the step does not read (which modes or methods run), so changing them reruns nothing."""
-    chosen = {section: config[section] for section in sections}
+def settings(step, without=()):
+    """The config sections `step` reads (declared with its command, r3lm/cli/workflow.py), as JSON: changing
+    them reruns the step, and the step refuses a config without one. `without` drops dotted keys the step
+    does not read (which modes or methods run), so changing them reruns nothing."""
+    chosen = {section: config[section] for section in step_sections(step)}
     for dotted in without:
         section, key = dotted.split(".")
         chosen[section] = {name: value for name, value in chosen[section].items() if name != key}
@@ -104,12 +106,6 @@ TEACHER = config["reasoning"]["teacher"]
 def slug(name):
     """A model id or folder as one path component: Qwen/Qwen3-4B -> Qwen3-4B."""
     return Path(name.rstrip("/")).name
-
-
-def teacher_settings():
-    """What the teacher reads: the generation settings only matter to the hf teacher, which samples with them."""
-    sections = ["reasoning", "levels", "llm", "motifs", "rcc"] + (["generation"] if TEACHER == "hf" else [])
-    return settings(*sections)
 
 
 def teacher_name():

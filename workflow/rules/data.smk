@@ -34,7 +34,7 @@ rule simulate_demo:
         measurements=f"{DATA_DIR}/simulated.parquet",
         ground_truth=f"{DATA_DIR}/ground_truth.parquet",
     params:
-        settings=settings("dataset"),
+        settings=settings("simulate"),
     log:
         f"{LOG_DIR}/simulate_demo.log",
     threads: 1
@@ -59,7 +59,7 @@ rule prepare_data:
             category="1. Data",
         ),
     params:
-        settings=settings("dataset", "levels", "sampling"),
+        settings=settings("prepare-data"),
         source=source_argument,
         out_dir=lambda wildcards, output: Path(output.summary).parent,
     log:

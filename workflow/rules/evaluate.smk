@@ -11,7 +11,7 @@ rule metrics:
         metrics=f"{EVAL_DIR}/metrics.tsv",
         skipped=f"{EVAL_DIR}/metrics_skipped.tsv",
     params:
-        settings=settings("evaluation", without=NOT_TRANSFER),
+        settings=settings("metrics", without=NOT_TRANSFER),
         predictions=named(prediction_dirs()),
         baselines=BASELINES,
     log:
@@ -40,7 +40,7 @@ rule citation_faithfulness:
     output:
         f"{EVAL_DIR}/citation_{{source}}.tsv",
     params:
-        settings=settings("evaluation", without=NOT_TRANSFER),
+        settings=settings("citation-faithfulness", without=NOT_TRANSFER),
     log:
         f"{RUN_LOG_DIR}/citation_{{source}}.log",
     wildcard_constraints:
@@ -91,7 +91,7 @@ rule report:
             category="Training",
         ),
     params:
-        settings=settings("evaluation", without=NOT_TRANSFER),
+        settings=settings("report", without=NOT_TRANSFER),
         predictions=named(prediction_dirs()),
         faithfulness=named(faithfulness_tables()),
         curves=named(training_curves()),
@@ -158,17 +158,7 @@ rule disruption:
         summary=f"{EVAL_DIR}/disruption_summary.tsv",
     params:
         stage1_models=lambda wildcards: stage1_models_argument(),
-        settings=settings(
-            "evaluation",
-            "rcc",
-            "generation",
-            "reasoning",
-            "levels",
-            "llm",
-            "stage2",
-            "motifs",
-            without=NOT_TRANSFER,
-        ),
+        settings=settings("disruption", without=NOT_TRANSFER),
         data_dir=lambda wildcards, input: Path(input.data_summary).parent,
         evidence_tags=evidence_tag_argument,
         launcher=launcher(STAGE2["gpus"]),

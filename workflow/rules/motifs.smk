@@ -6,7 +6,7 @@ rule motif_file:
     output:
         MOTIF_FILE,
     params:
-        settings=settings("motifs"),
+        settings=settings("motif-file"),
     log:
         f"{MOTIF_FILE}.log",
     threads: 1
@@ -26,7 +26,7 @@ rule motif_table:
     output:
         f"{MOTIF_DIR}/motifs.parquet",
     params:
-        settings=settings("motifs"),
+        settings=settings("motif-table"),
         data_dir=lambda wildcards, input: Path(input.tables[0]).parent,
     log:
         f"{LOG_DIR}/motifs/{MOTIF_SETTING}/motif_table.log",
@@ -47,7 +47,7 @@ rule scan_shard:
     output:
         temp(f"{MOTIF_DIR}/shards/{{shard}}.parquet"),
     params:
-        settings=settings("motifs"),
+        settings=settings("scan-shard"),
         data_dir=lambda wildcards, input: Path(input.tables[0]).parent,
         shard=lambda wildcards: int(wildcards.shard),
     log:

@@ -9,7 +9,7 @@ rule build_cards:
     output:
         f"{RCC_DIR}/{{table}}.parquet",
     params:
-        settings=settings("rcc"),
+        settings=settings("build-cards"),
     log:
         f"{LOG_DIR}/rcc/{Path(RCC_DIR).name}/build_cards_{{table}}.log",
     wildcard_constraints:

@@ -6,7 +6,7 @@ rule prepare_base_model:
     output:
         directory(f"{LLM['models_dir']}/{EMBEDDED_MODEL}"),
     params:
-        settings=settings("llm"),
+        settings=settings("prepare-model"),
     log:
         f"{LLM['models_dir']}/{EMBEDDED_MODEL}.log",
     threads: 2
@@ -27,7 +27,7 @@ if TEACHER != "released":
         output:
             f"{REASONING_DIR}/evidence.parquet",
         params:
-            settings=settings("reasoning", "levels"),
+            settings=settings("evidence"),
         log:
             f"{LOG_DIR}/reasoning/{Path(REASONING_DIR).name}/family_evidence.log",
         threads: 1
@@ -48,7 +48,7 @@ if TEACHER != "released":
         output:
             EVIDENCE_TAG_FILE,
         params:
-            settings=settings("reasoning", "levels"),
+            settings=settings("evidence-tags"),
         log:
             f"{LOG_DIR}/reasoning/{Path(REASONING_DIR).name}/evidence_tags.log",
         threads: 1
@@ -69,7 +69,7 @@ if TEACHER != "released":
         output:
             f"{REASONING_DIR}/cards/{{table}}.parquet",
         params:
-            settings=settings("rcc"),
+            settings=settings("tag-cards"),
         log:
             f"{LOG_DIR}/reasoning/{Path(REASONING_DIR).name}/tag_cards_{{table}}.log",
         wildcard_constraints:
@@ -95,7 +95,7 @@ if TEACHER != "released":
             sharegpt=directory(f"{REASONING_DIR}/sharegpt/{{set}}"),
             summary=f"{REASONING_DIR}/{{set}}.summary.json",
         params:
-            settings=teacher_settings(),
+            settings=settings("teacher"),
             cache=f"{REASONING_DIR}/cache",
         log:
             f"{LOG_DIR}/reasoning/{Path(REASONING_DIR).name}/teacher_{{set}}.log",
@@ -125,7 +125,7 @@ else:
             summaries=[f"{REASONING_DIR}/{name}.summary.json" for name in TEACHER_SETS],
             summary=f"{REASONING_DIR}/released.summary.json",
         params:
-            settings=settings("reasoning", "levels", "motifs"),
+            settings=settings("released"),
             out_dir=lambda wildcards, output: Path(output.summary).parent,
         log:
             f"{LOG_DIR}/reasoning/{Path(REASONING_DIR).name}/released_sets.log",

@@ -19,7 +19,7 @@ rule stage1_train:
         ),
         summary=f"{STAGE1_DIR}/{{group}}/summary.json",
     params:
-        settings=settings("stage1", "llm", without=["stage1.models", "stage1.pretrained"]),
+        settings=settings("stage1-train", without=["stage1.models", "stage1.pretrained"]),
         base=base_model(),
         out_dir=lambda wildcards, output: Path(output.summary).parent,
         cell_type=lambda wildcards: (
@@ -56,7 +56,7 @@ rule self_rationales:
             f"{STAGE1_DIR}/{{{{group}}}}/rationales/{{set}}.summary.json", set=STAGE2_SETS
         ),
     params:
-        settings=settings("reasoning", "levels", "llm", "generation", "motifs"),
+        settings=settings("self-rationales"),
         models=lambda wildcards: stage1_models_argument([wildcards.group]),
         launcher=launcher(config["generation"]["gpus"]),
     log:
@@ -87,7 +87,7 @@ rule merge_rationales:
         table=f"{STAGE1_DIR}/rationales/{{set}}.parquet",
         summary=f"{STAGE1_DIR}/rationales/{{set}}.summary.json",
     params:
-        settings=settings("reasoning", "levels", "generation", "motifs"),
+        settings=settings("merge-rationales"),
     log:
         f"{LOG_DIR}/stage1/{Path(STAGE1_DIR).name}/merge_{{set}}.log",
     wildcard_constraints:

@@ -17,7 +17,7 @@ rule stage2:
         curve=f"{STAGE2_DIR}/{{mode}}/curve.csv",
         summary=f"{STAGE2_DIR}/{{mode}}/summary.json",
     params:
-        settings=settings("stage2", "llm", "levels", "motifs", without=["stage2.modes"]),
+        settings=settings("stage2", without=["stage2.modes"]),
         backbone=stage2_backbone(),
         work_dir=lambda wildcards, output: Path(output.summary).parent,
         rationales=lambda wildcards, input: (
@@ -52,7 +52,7 @@ rule package_model:
         directory(f"{MODELS_DIR}/{{mode}}"),
     params:
         stage1_models=lambda wildcards: stage1_models_argument(),
-        settings=settings("stage2", "llm", "levels", "motifs", "rcc", "reasoning", "generation", "dataset"),
+        settings=settings("package-model"),
         data_dir=lambda wildcards, input: Path(input.data[0]).parent,
         evidence_tags=evidence_tag_argument,
     log:
