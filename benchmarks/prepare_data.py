@@ -69,18 +69,19 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        demo = json.dumps({"dataset": {"name": "demo", "source": "demo", "demo": {"n_sequences": args.demo_sequences}}})
-        results["demo_simulate"] = run_measured(["simulate", "--config", demo, "--out", str(work / "sim.parquet"),
+        demo = json.dumps({"dataset": {"name": "demo", "source": "demo", "demo": {"n_sequences": args.demo_sequences}},
+                           "levels": {}, "sampling": {}})
+        results["demo_simulate"] = run_measured(["step", "simulate", "--config", demo, "--out", str(work / "sim.parquet"),
                                                  "--ground-truth", str(work / "truth.parquet")])
-        results["demo_prepare"] = run_measured(["prepare-data", "--config", demo, "--out-dir", str(work / "demo"),
-                                                "--input", str(work / "sim.parquet")])
+        results["demo_prepare"] = run_measured(["step", "prepare-data", "--config", demo, "--out-dir",
+                                                str(work / "demo"), "--input", str(work / "sim.parquet")])
         started = time.perf_counter()
         synthetic_gosai_table(work / "table.tsv", args.rows)
         print(f"wrote a synthetic {args.rows:,}-row Gosai table in {time.perf_counter() - started:.1f} s "
               f"({(work / 'table.tsv').stat().st_size / 2**20:.0f} MiB)")
-        gosai = json.dumps({"dataset": {"name": "gosai2024", "source": "gosai2024"}})
-        results["gosai_prepare"] = run_measured(["prepare-data", "--config", gosai, "--out-dir", str(work / "gosai"),
-                                                 "--input", str(work / "table.tsv")])
+        gosai = json.dumps({"dataset": {"name": "gosai2024", "source": "gosai2024"}, "levels": {}, "sampling": {}})
+        results["gosai_prepare"] = run_measured(["step", "prepare-data", "--config", gosai, "--out-dir",
+                                                 str(work / "gosai"), "--input", str(work / "table.tsv")])
         summary = json.loads((work / "gosai" / "summary.json").read_text())
     print(f"{'step':<16}{'wall s':>10}{'peak MiB':>12}")
     for step, (seconds, peak) in results.items():

@@ -88,13 +88,17 @@ def validate_config(config: Mapping[str, Any], source: str = "config") -> dict[s
     return filled
 
 
+JSON_SOURCE = "settings"  # how errors name a config given as a JSON string
+
+
 def load_config(path: str | Path, sections: Sequence[str] = (), step: str = "") -> dict[str, Any]:
     """Read a YAML config file, or a JSON string when `path` starts with '{'. With `sections` (a workflow
-    step's), every one must be given, and the step gets only those: a result follows from the config its rule
-    passed, never from a schema default standing in for a section the rule left out."""
+    step's) the step gets only those, and a JSON string (what its rule passes) must give every one: a result
+    follows from the config its rule passed, never from a schema default standing in for a section the rule
+    left out. A YAML file is a whole config, its defaults included, as the workflow reads it."""
     raw, source = _read_config(path)
     config = validate_config(raw, source=source)
-    missing = [section for section in sections if section not in raw]
+    missing = [section for section in sections if section not in raw] if source == JSON_SOURCE else []
     if missing:
         raise InputError(f"step {step} reads config section(s) {', '.join(missing)}, which were not given "
                          f"(a step's sections are declared with its command in r3lm/cli/workflow.py)", path=source)
@@ -117,9 +121,9 @@ def _read_config(path: str | Path) -> tuple[dict[str, Any], str]:
     text = str(path)
     if text.lstrip().startswith("{"):
         try:
-            return json.loads(text), "settings"
+            return json.loads(text), JSON_SOURCE
         except json.JSONDecodeError as error:
-            raise InputError(f"the config string is not valid JSON: {error}", path="settings") from error
+            raise InputError(f"the config string is not valid JSON: {error}", path=JSON_SOURCE) from error
     file = require_file(path, "config file")
     try:
         return yaml.safe_load(file.read_text()) or {}, str(file)

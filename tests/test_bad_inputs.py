@@ -99,7 +99,7 @@ def test_a_long_json_config_string_is_not_taken_for_a_path(tmp_path, capsys) -> 
     settings = '{"motifs": {"pvalue": 1e-05}, "note": "' + "x" * 5000 + '"}'
     assert main(["check-config", "--config", settings]) == 2
     assert "'note'" in one_line_error(capsys, "check-config")
-    assert main(["motif-file", "--config", '{"motifs": {"pvalue": 1e-05}, "rcc": {}' + " " * 5000 + "}",
+    assert main(["step", "motif-file", "--config", '{"motifs": {"pvalue": 1e-05}, "rcc": {}' + " " * 5000 + "}",
                  "--out", str(tmp_path / "motifs.meme")]) == 0
 
 
@@ -198,12 +198,12 @@ def test_a_killed_writer_s_temporary_is_swept_by_the_next_write(tmp_path) -> Non
     assert out.read_text() == "id\na\n" and not litter.exists() and alive.exists()
 
 
-@pytest.mark.parametrize("command", ["check-config", "prepare-data"])
+@pytest.mark.parametrize("command", ["check-config", "step prepare-data"])
 def test_invalid_yaml_names_the_file_line_and_column(tmp_path, capsys, command) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text(BAD_YAML)
-    extra = ["--out-dir", str(tmp_path / "data")] if command == "prepare-data" else []
-    assert main([command, "--config", str(config), *extra]) == 2
+    extra = ["--out-dir", str(tmp_path / "data")] if command.startswith("step") else []
+    assert main([*command.split(), "--config", str(config), *extra]) == 2
     error = one_line_error(capsys, command)
     assert f"{config}: not valid YAML at line 4, column 6: expected ',' or ']'" in error
     assert not (tmp_path / "data").exists()

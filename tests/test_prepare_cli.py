@@ -1,4 +1,4 @@
-"""`r3lm prepare-data` on real data: exit codes, the one-line error, JSON and YAML configs; config validation."""
+"""`r3lm step prepare-data` on real data: exit codes, the one-line error, JSON and YAML configs; config validation."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from r3lm.config import validate_config
 from r3lm.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
-PREFIX = "r3lm prepare-data: error: "
+PREFIX = "r3lm step prepare-data: error: "
 
 
 def wtc11_settings(path: Path, **table: Any) -> dict[str, Any]:
@@ -54,7 +54,7 @@ def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
 def test_cli_json_config_writes_every_output(small_wtc11: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
-    assert main(["prepare-data", "--config", json.dumps(wtc11_settings(small_wtc11)), "--out-dir", str(out)]) == 0
+    assert main(["step", "prepare-data", "--config", json.dumps(wtc11_settings(small_wtc11)), "--out-dir", str(out)]) == 0
     assert sorted(path.name for path in written_files(out)) == sorted(OUTPUT_FILES)
     tables, summary = read_outputs(out)
     assert summary["dataset"] == "wtc11" and summary["input"] == {"path": str(small_wtc11), "rows": 80}
@@ -67,8 +67,8 @@ def test_cli_yaml_config_file_gives_the_same_result(small_wtc11: Path, tmp_path:
     settings = wtc11_settings(small_wtc11)
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(settings))
-    assert main(["prepare-data", "--config", str(config_file), "--out-dir", str(tmp_path / "yaml")]) == 0
-    assert main(["prepare-data", "--config", json.dumps(settings), "--out-dir", str(tmp_path / "json")]) == 0
+    assert main(["step", "prepare-data", "--config", str(config_file), "--out-dir", str(tmp_path / "yaml")]) == 0
+    assert main(["step", "prepare-data", "--config", json.dumps(settings), "--out-dir", str(tmp_path / "json")]) == 0
     for name in ("train", "val", "test", "test_subset"):
         pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "yaml" / f"{name}.parquet"),
                                       pd.read_parquet(tmp_path / "json" / f"{name}.parquet"))
@@ -77,7 +77,7 @@ def test_cli_yaml_config_file_gives_the_same_result(small_wtc11: Path, tmp_path:
 def test_cli_gosai_with_input(gosai_rows: Path, tmp_path: Path) -> None:
     settings = json.dumps({"dataset": {"name": "g", "source": "gosai2024"}, "levels": {}, "sampling": {}})
     out = tmp_path / "out"
-    assert main(["prepare-data", "--config", settings, "--out-dir", str(out), "--input", str(gosai_rows)]) == 0
+    assert main(["step", "prepare-data", "--config", settings, "--out-dir", str(out), "--input", str(gosai_rows)]) == 0
     tables, summary = read_outputs(out)
     assert set(tables["test"]["id"]) == {"7:70038969:G:T:A:wC"}
     assert summary["dropped"]["sequence_wrong_length"] == 1
@@ -89,7 +89,7 @@ def test_cli_bad_row_is_one_line_naming_file_row_column(small_wtc11: Path, tmp_p
     frame.loc[9, "seq"] = frame.loc[9, "seq"][:40] + "N" + frame.loc[9, "seq"][41:]
     bad = write_text_table(frame, tmp_path / "bad.tsv")
     out = tmp_path / "out"
-    assert main(["prepare-data", "--config", json.dumps(wtc11_settings(bad)), "--out-dir", str(out)]) == 2
+    assert main(["step", "prepare-data", "--config", json.dumps(wtc11_settings(bad)), "--out-dir", str(out)]) == 2
     line = one_error_line(capsys)
     assert line.startswith(f"{PREFIX}{bad}, row 10, column 'seq': sequence has 'N' at position 26")
     assert written_files(out) == []
@@ -101,33 +101,33 @@ def test_cli_other_bad_inputs_exit_2(small_wtc11: Path, gosai_rows: Path, tmp_pa
     frame = read_text_table(small_wtc11)
     frame.loc[2, "mean_value"] = "abc"
     bad = write_text_table(frame, tmp_path / "bad.tsv")
-    assert main(["prepare-data", "--config", json.dumps(wtc11_settings(bad)), "--out-dir", str(out)]) == 2
+    assert main(["step", "prepare-data", "--config", json.dumps(wtc11_settings(bad)), "--out-dir", str(out)]) == 2
     assert f"{bad}, row 3, column 'mean_value': not a number: 'abc'" in one_error_line(capsys)
 
     missing = json.dumps(wtc11_settings(small_wtc11, activity_columns={"WTC11": "activity"}))
-    assert main(["prepare-data", "--config", missing, "--out-dir", str(out)]) == 2
+    assert main(["step", "prepare-data", "--config", missing, "--out-dir", str(out)]) == 2
     assert f"{small_wtc11}, column 'activity': missing column(s)" in one_error_line(capsys)
 
     unknown_key = json.dumps({"dataset": {"name": "x", "sorce": "table"}})
-    assert main(["prepare-data", "--config", unknown_key, "--out-dir", str(out)]) == 2
+    assert main(["step", "prepare-data", "--config", unknown_key, "--out-dir", str(out)]) == 2
     line = one_error_line(capsys)
     assert "'sorce'" in line and "key 'dataset'" in line
 
-    assert main(["prepare-data", "--config", str(tmp_path / "nope.yaml"), "--out-dir", str(out)]) == 2
+    assert main(["step", "prepare-data", "--config", str(tmp_path / "nope.yaml"), "--out-dir", str(out)]) == 2
     assert "nope.yaml: config file not found" in one_error_line(capsys)
 
     broken = tmp_path / "broken.yaml"
     broken.write_text("dataset: {name: [\n")
-    assert main(["prepare-data", "--config", str(broken), "--out-dir", str(out)]) == 2
+    assert main(["step", "prepare-data", "--config", str(broken), "--out-dir", str(out)]) == 2
     assert f"{broken}: not valid YAML" in one_error_line(capsys)
 
     gosai = json.dumps({"dataset": {"name": "g", "source": "gosai2024"}, "levels": {}, "sampling": {}})
-    assert main(["prepare-data", "--config", gosai, "--out-dir", str(out)]) == 2
+    assert main(["step", "prepare-data", "--config", gosai, "--out-dir", str(out)]) == 2
     assert "needs its input file (--input)" in one_error_line(capsys)
 
     cells = json.dumps({"dataset": {"name": "g", "source": "gosai2024", "cell_types": ["K562", "Liver"]},
                         "levels": {}, "sampling": {}})
-    assert main(["prepare-data", "--config", cells, "--out-dir", str(out), "--input", str(gosai_rows)]) == 2
+    assert main(["step", "prepare-data", "--config", cells, "--out-dir", str(out), "--input", str(gosai_rows)]) == 2
     assert "'Liver' in dataset.cell_types" in one_error_line(capsys)
     assert written_files(out) == []
 
@@ -142,7 +142,7 @@ def test_cli_process_exit_code_and_single_stderr_line(small_wtc11: Path, tmp_pat
     frame = read_text_table(small_wtc11)
     frame.loc[4, "seq_id"] = frame.loc[1, "seq_id"]
     bad = write_text_table(frame, tmp_path / "dup.tsv")
-    result = run_cli("prepare-data", "--config", json.dumps(wtc11_settings(bad)), "--out-dir", "out", cwd=tmp_path)
+    result = run_cli("step", "prepare-data", "--config", json.dumps(wtc11_settings(bad)), "--out-dir", "out", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         (f"{PREFIX}{bad}, row 5, column 'seq_id': id {frame.loc[1, 'seq_id']!r} repeats row 2 "
@@ -154,7 +154,7 @@ def test_cli_error_after_progress_logging_is_one_last_line(gosai_rows: Path, tmp
     """Progress logs go to stderr as they happen; the error is one line, and the last."""
     cells = json.dumps({"dataset": {"name": "g", "source": "gosai2024", "cell_types": ["Liver"]}, "levels": {},
                         "sampling": {}})
-    result = run_cli("prepare-data", "--config", cells, "--out-dir", "out", "--input", str(gosai_rows), cwd=tmp_path)
+    result = run_cli("step", "prepare-data", "--config", cells, "--out-dir", "out", "--input", str(gosai_rows), cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert [line for line in lines if "error:" in line] == lines[-1:], result.stderr
@@ -162,14 +162,14 @@ def test_cli_error_after_progress_logging_is_one_last_line(gosai_rows: Path, tmp
 
 
 def test_cli_invalid_json_config_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["prepare-data", "--config", "{dataset: oops", "--out-dir", str(tmp_path / "out")]) == 2
+    assert main(["step", "prepare-data", "--config", "{dataset: oops", "--out-dir", str(tmp_path / "out")]) == 2
     one_error_line(capsys)
 
 
 def test_cli_yaml_that_is_not_a_mapping_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config_file = tmp_path / "list.yaml"
     config_file.write_text("- dataset\n- levels\n")
-    assert main(["prepare-data", "--config", str(config_file), "--out-dir", str(tmp_path / "out")]) == 2
+    assert main(["step", "prepare-data", "--config", str(config_file), "--out-dir", str(tmp_path / "out")]) == 2
     assert str(config_file) in one_error_line(capsys)
 
 

@@ -313,7 +313,7 @@ def test_write_meme_loads_in_fimo(motifs, tmp_path):
 
 
 def test_scan_cli_equals_fimo_reading_the_meme_file(tmp_path):
-    """The check a user makes: the MEME file `r3lm motif-file` writes, read by pymemesuite's MotifFile
+    """The check a user makes: the MEME file `r3lm step motif-file` writes, read by pymemesuite's MotifFile
     (FIMO's --motif-pseudo 0.1, both strands) and scored against the background it read with, against
     `r3lm scan --background nrdb` on real lentiMPRA sequences, adaptors trimmed: every hit, score and p-value.
 
@@ -336,7 +336,7 @@ def test_scan_cli_equals_fimo_reading_the_meme_file(tmp_path):
     table["seq"] = [s.upper().removeprefix(LEFT_ADAPTOR).removesuffix(RIGHT_ADAPTOR) for s in table["seq"]]
     table.to_csv(tmp_path / "seqs.tsv", sep="\t", index=False)
     config = '{"motifs": {"jaspar_release": "JASPAR2026", "pvalue": 5e-5}}'
-    assert main(["motif-file", "--config", config, "--out", str(tmp_path / "motifs.meme")]) == 0
+    assert main(["step", "motif-file", "--config", config, "--out", str(tmp_path / "motifs.meme")]) == 0
     assert main(["scan", "--sequences", str(tmp_path / "seqs.tsv"), "--id-column", "seq_id", "--sequence-column",
                  "seq", "--pvalue", "5e-5", "--background", "nrdb", "--out", str(tmp_path / "hits.tsv")]) == 0
     lengths = dict(zip(table["seq_id"], table["seq"].str.len()))

@@ -42,16 +42,21 @@ def test_a_step_refuses_a_config_without_one_of_its_sections(name: str, tmp_path
     sections = step_sections(name)
     dropped = sections[-1]
     config = json.dumps({section: {} for section in sections if section != dropped})
-    assert main([name, "--config", config, *placeholder_arguments(name, tmp_path)]) == 2
+    assert main(["step", name, "--config", config, *placeholder_arguments(name, tmp_path)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines == [f"r3lm {name}: error: settings: step {name} reads config section(s) {dropped}, which were "
+    assert lines == [f"r3lm step {name}: error: settings: step {name} reads config section(s) {dropped}, which were "
                      "not given (a step's sections are declared with its command in r3lm/cli/workflow.py)"]
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_step_gets_only_its_sections(tmp_path: Path) -> None:
-    """Reading an undeclared section is a declaration bug, named as such, not a silent schema default."""
+    """Reading an undeclared section is a declaration bug, named as such, not a silent schema default; a YAML
+    file is a user's whole config (its defaults included), cut to the step's sections."""
     config = load_config(json.dumps({"rcc": {"max_motifs": 3}, "motifs": {}}), ("rcc",), "build-cards")
     assert list(config) == ["rcc"] and config["rcc"]["max_motifs"] == 3
     with pytest.raises(KeyError, match="step build-cards reads config section 'motifs' without declaring it"):
         config["motifs"]
+    file = tmp_path / "mine.yaml"
+    file.write_text("rcc: {max_motifs: 4}\n")
+    from_file = load_config(file, ("rcc", "levels"), "tag-cards")
+    assert list(from_file) == ["rcc", "levels"] and from_file["rcc"]["max_motifs"] == 4

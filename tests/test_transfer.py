@@ -1,5 +1,5 @@
 """Transfer: a run's models scored on another dataset's table (evaluation.transfer), with the leak guard, the
-`r3lm transfer` command on a fast and an LLM bundle, and the report's section."""
+`r3lm step transfer` command on a fast and an LLM bundle, and the report's section."""
 
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ def test_a_cell_type_the_models_do_not_serve_is_an_error_naming_the_key():
 # ------------------------------------------------------------------------------------ the command, end to end
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The tiny CNN bundle (cell types A and B) scored by `r3lm transfer` on another table: the tiny dataset's
+    """The tiny CNN bundle (cell types A and B) scored by `r3lm step transfer` on another table: the tiny dataset's
     test rows, 5 of its training sequences and 2 more reverse-complemented; 40 rows drawn per cell type. The
     run's metrics.tsv gives the in-dataset Pearson."""
     root = tmp_path_factory.mktemp("transfer")
@@ -134,7 +134,7 @@ def scored(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                            config["evaluation"]["bootstrap"])
         write_metrics(metrics, root / "metrics.tsv", root / "skipped.tsv")
         out = root / "transfer"
-        code = main(["transfer", "--config", json.dumps(config), "--name", "other", "--models",
+        code = main(["step", "transfer", "--config", json.dumps(config), "--name", "other", "--models",
                      f"cnn={built['bundle']}", "--seen", str(built["train"]), str(built["val"]),
                      "--in-dataset-metrics", str(root / "metrics.tsv"), "--predictions", str(out / "predictions.parquet"),
                      "--metrics", str(out / "metrics.tsv"), "--summary", str(out / "summary.json"), "--device", "cpu",
@@ -177,7 +177,7 @@ def test_its_pearson_is_the_direct_correlation_of_what_the_bundle_predicts(score
 
 def test_the_report_gets_a_transfer_section_with_a_sentence_per_method(scored, tmp_path):
     metrics = pd.read_csv(scored["out"] / "metrics.tsv", sep="\t").set_index("cell_type")
-    assert main(["report", "--config", json.dumps(scored["config"]), "--metrics", str(scored["root"] / "metrics.tsv"),
+    assert main(["step", "report", "--config", json.dumps(scored["config"]), "--metrics", str(scored["root"] / "metrics.tsv"),
                  "--skipped", str(scored["root"] / "skipped.tsv"), "--predictions", f"cnn={scored['predictions']}",
                  "--test", str(scored["test"]), "--test-subset", str(scored["test"]),
                  "--transfer", str(scored["out"] / "metrics.tsv"), "--out", str(tmp_path / "summary.md"),

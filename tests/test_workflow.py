@@ -59,12 +59,12 @@ def test_a_transfer_entry_plans_its_job_and_feeds_the_report(tmp_path: Path) -> 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     planned = result.stdout + result.stderr
     assert "rule transfer:" in planned and "wildcards: transfer=joint" in planned
-    command = re.search(r"python -m r3lm transfer --config .*", planned).group(0)
+    command = re.search(r"python -m r3lm step transfer --config .*", planned).group(0)
     for bundle in ("generated_cot", "sequence_only", "motif_ridge", "cnn"):
         assert f" {bundle}=results/demo/runs/main/models/{bundle}" in command
     assert "--seen results/demo/data/train.parquet results/demo/data/val.parquet --in-dataset-metrics" in command
     assert '"max_sequences_per_cell_type": 150' in command and '"disruption"' not in command
-    assert re.search(r"r3lm report .* --transfer results/demo/runs/main/eval/transfer/joint/metrics.tsv --out", planned)
+    assert re.search(r"r3lm step report .* --transfer results/demo/runs/main/eval/transfer/joint/metrics.tsv --out", planned)
     folds = snakemake(*demo, "--config", 'baselines={"cnn": {"cross_validation": {"folds": 3}}}')
     assert "val.parquet results/demo/data/test.parquet --in-dataset-metrics" in folds.stdout + folds.stderr
     transfer.write_text(yaml.safe_dump({"evaluation": {"transfer": [
@@ -81,7 +81,7 @@ def test_every_rule_passes_the_sections_its_step_declares(tmp_path: Path) -> Non
     result = snakemake("-n", "-p", "--directory", str(tmp_path), "--configfile", str(REPO / "config/config.yaml"),
                        "--config", 'rcc={"grammar": {"cluster_window": 77}}')
     assert result.returncode == 0, result.stderr[-3000:]
-    commands = re.findall(r"python -m r3lm (?:--gpus \d+ )?([a-z0-9-]+) --config '(\{.*?\})'", result.stdout)
+    commands = re.findall(r"python -m r3lm (?:--gpus \d+ )?step ([a-z0-9-]+) --config '(\{.*?\})'", result.stdout)
     assert {name for name, _ in commands} >= {"teacher", "build-cards", "self-rationales", "stage2", "report"}
     for name, settings in commands:
         assert set(json.loads(settings)) == set(step_sections(name)), name
@@ -118,11 +118,11 @@ def test_paper_config_trains_and_uses_a_stage1_model_per_cell_type(tmp_path: Pat
     assert sum(job.startswith("merge_rationales:") for job in jobs) == 3
     # every GPU step holds its GPUs: r3lm --gpus hides the others and stops at once where torch cannot use them
     for step in ("stage1-train", "self-rationales", "stage2", "disruption"):
-        assert re.search(rf"python -m r3lm --gpus 1 {step} --config", planned), step
+        assert re.search(rf"python -m r3lm --gpus 1 step {step} --config", planned), step
     two = snakemake("-n", "-p", "--directory", str(tmp_path), "--configfile", str(REPO / "config/gosai2024.yaml"),
                     "--config", 'stage1={"gpus": 2, "models": "per_cell_type"}')
     assert re.search(r"accelerate launch --multi_gpu --num_processes 2 --main_process_port \$\(python -c .*\) "
-                     r"-m r3lm --gpus 2 stage1-train", two.stdout + two.stderr)
+                     r"-m r3lm --gpus 2 step stage1-train", two.stdout + two.stderr)
     bad = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(REPO / "config/gosai2024.yaml"),
                     "--config", 'stage2={"backbone": "stage1"}')
     assert bad.returncode != 0 and "stage2.backbone: stage1 needs one shared Stage-I model" in bad.stdout + bad.stderr
@@ -147,7 +147,7 @@ def test_pretrained_stage1_models_plan_no_stage1_training(tmp_path: Path) -> Non
     planned = released_run.stdout + released_run.stderr
     jobs = {job.split(":")[0] for job in planned.split("\nrule ")[1:]}
     assert "released_sets" in jobs and not jobs & {"teacher", "family_evidence", "stage1_train"}
-    assert "_released-Cre-ReasonBench" in planned and "r3lm released --config" in planned
+    assert "_released-Cre-ReasonBench" in planned and "r3lm step released --config" in planned
     partial = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(REPO / "config/gosai2024.yaml"),
                         "--config", f"stage1={json.dumps({'pretrained': {'K562': released['K562']}})}")
     assert partial.returncode != 0 and "stage1.pretrained has no model for HepG2, SKNSH" in partial.stdout + partial.stderr

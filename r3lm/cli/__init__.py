@@ -18,16 +18,17 @@ from r3lm.cli.registry import COMMANDS
 from r3lm.errors import InputError
 from r3lm.io import check_outputs
 
-DESCRIPTION = "The `r3lm` command line: every workflow rule is one of these subcommands."
+DESCRIPTION = ("The `r3lm` command line: the commands below, and the workflow's steps behind `r3lm step` (each "
+               "rule of the workflow runs one; run one alone to redo a single step).")
 INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
-# the order of `r3lm --help` (a command missing here fails every call): user commands among the workflow's
-# steps, in the order the workflow runs them
-HELP_ORDER = ("download", "simulate", "check-config", "prepare-data", "scan", "rcc", "scan-shard", "gather-hits",
-              "motif-table", "motif-file", "build-cards", "prepare-model", "evidence", "evidence-tags",
-              "tag-cards", "teacher", "released",
+# the order of `r3lm --help` and `r3lm step --help` (a command missing here fails every call): the user's
+# commands, then the workflow's steps in the order the workflow runs them
+USER_ORDER = ("predict", "explain", "variants", "mutagenesis", "scan", "rcc", "check-config")
+STEP_ORDER = ("download", "simulate", "prepare-data", "scan-shard", "gather-hits", "motif-table", "motif-file",
+              "build-cards", "prepare-model", "evidence", "evidence-tags", "tag-cards", "teacher", "released",
               "dataset-info", "stage1-train", "self-rationales", "merge-rationales", "stage2", "baseline-ridge",
-              "baseline-cnn", "metrics", "citation-faithfulness", "disruption", "package-model", "package-baseline",
-              "transfer", "predict", "explain", "variants", "mutagenesis", "report")
+              "baseline-cnn", "metrics", "citation-faithfulness", "disruption", "package-model",
+              "package-baseline", "transfer", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,8 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="GPUs this step holds (the workflow passes a rule's gpu resource): it sees only those, "
                              "and stops with one line if torch cannot use them")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in sorted(COMMANDS.values(), key=lambda command: HELP_ORDER.index(command.name)):
-        command.add_to(subparsers)
+    for name in USER_ORDER:
+        COMMANDS[name].add_to(subparsers)
+    steps = subparsers.add_parser("step", help="run one workflow step (r3lm step --help lists them)")
+    step_parsers = steps.add_subparsers(dest="command", required=True, metavar="STEP")
+    for name in STEP_ORDER:
+        COMMANDS[name].add_to(step_parsers)
     return parser
 
 
@@ -88,9 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_outputs(vars(args).values())
         _run(args)
     except InputError as error:
-        print(f"r3lm {args.command}: error: {error}", file=sys.stderr)
+        print(f"{COMMANDS[args.command].prog}: error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:  # outputs are written atomically: an interrupted command leaves none behind
-        print(f"r3lm {args.command}: interrupted; no output was left half-written", file=sys.stderr)
+        print(f"{COMMANDS[args.command].prog}: interrupted; no output was left half-written", file=sys.stderr)
         return INTERRUPTED
     return 0

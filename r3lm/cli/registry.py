@@ -38,6 +38,12 @@ class Command:
     handler: Callable[..., None]
     config: bool
     sections: tuple[str, ...]
+    step: bool  # a workflow step: `r3lm step <name>`, apart from the user's commands
+
+    @property
+    def prog(self) -> str:
+        """How the command is called, as its errors name it."""
+        return f"r3lm step {self.name}" if self.step else f"r3lm {self.name}"
 
     @property
     def takes_config(self) -> bool:
@@ -61,12 +67,18 @@ COMMANDS: dict[str, Command] = {}
 
 
 def command(name: str, help_text: str, *arguments: Argument | OneOf, config: bool = False,
-            sections: tuple[str, ...] = ()) -> Callable[[Callable[..., None]], Callable[..., None]]:
+            sections: tuple[str, ...] = (), step: bool = False) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Register the decorated handler as subcommand `name`."""
     def register(handler: Callable[..., None]) -> Callable[..., None]:
-        COMMANDS[name] = Command(name, help_text, arguments, handler, config, sections)
+        COMMANDS[name] = Command(name, help_text, arguments, handler, config, sections, step)
         return handler
     return register
+
+
+def step(name: str, help_text: str, *arguments: Argument | OneOf, sections: tuple[str, ...] = ()
+         ) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register the decorated handler as workflow step `name` (`r3lm step <name>`), reading config `sections`."""
+    return command(name, help_text, *arguments, sections=sections, step=True)
 
 
 def step_sections(name: str) -> tuple[str, ...]:

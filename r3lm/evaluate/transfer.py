@@ -211,7 +211,7 @@ def run_transfer(config: Mapping[str, Any], name: str, bundles: Mapping[str, str
     """Load the entry's table, remove what the models saw, sample, predict with every bundle, score; writes the
     predictions parquet, the metrics TSV and a summary JSON of every count, and returns the metrics.
 
-    CLI (the transfer rule): r3lm transfer --config JSON --name NAME --models METHOD=BUNDLE ... --seen
+    CLI (the transfer rule): r3lm step transfer --config JSON --name NAME --models METHOD=BUNDLE ... --seen
          train.parquet val.parquet [--in-dataset-metrics metrics.tsv] --predictions P --metrics M --summary S
     """
     settings = resolve_settings(config["evaluation"]["bootstrap"])

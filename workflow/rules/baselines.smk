@@ -22,7 +22,7 @@ rule motif_ridge:
     conda:
         ENV
     shell:
-        "python -m r3lm baseline-ridge --config {params.settings:q} --train {input.train} --val {input.val}"
+        "python -m r3lm step baseline-ridge --config {params.settings:q} --train {input.train} --val {input.val}"
         " --test {input.test} --data-summary {input.data_summary} --out-dir {output} > {log} 2>&1"
 
 
@@ -46,7 +46,7 @@ rule cnn:
     conda:
         ENV
     shell:
-        "python -m r3lm baseline-cnn --config {params.settings:q} --train {input.train} --val {input.val}"
+        "python -m r3lm step baseline-cnn --config {params.settings:q} --train {input.train} --val {input.val}"
         " --test {input.test} --data-summary {input.data_summary} --out-dir {output} --no-progress > {log} 2>&1"
 
 
@@ -73,5 +73,5 @@ rule package_baseline:
     conda:
         ENV
     shell:
-        "python -m r3lm package-baseline --config {params.settings:q} --kind {wildcards.method}"
+        "python -m r3lm step package-baseline --config {params.settings:q} --kind {wildcards.method}"
         " --model-dir {input.model} --data-dir {params.data_dir} --out {output} > {log} 2>&1"

@@ -24,7 +24,7 @@ rule download_gosai:
     conda:
         ENV
     shell:
-        "python -m r3lm download {params.urls} {params.sha256} --out {output.table} --no-progress > {log} 2>&1"
+        "python -m r3lm step download {params.urls} {params.sha256} --out {output.table} --no-progress > {log} 2>&1"
 
 
 rule simulate_demo:
@@ -44,7 +44,7 @@ rule simulate_demo:
     conda:
         ENV
     shell:
-        "python -m r3lm simulate --config {params.settings:q} --out {output.measurements}"
+        "python -m r3lm step simulate --config {params.settings:q} --out {output.measurements}"
         " --ground-truth {output.ground_truth} > {log} 2>&1"
 
 
@@ -71,4 +71,4 @@ rule prepare_data:
     conda:
         ENV
     shell:
-        "python -m r3lm prepare-data --config {params.settings:q} --out-dir {params.out_dir} {params.source} > {log} 2>&1"
+        "python -m r3lm step prepare-data --config {params.settings:q} --out-dir {params.out_dir} {params.source} > {log} 2>&1"

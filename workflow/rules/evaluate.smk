@@ -23,7 +23,7 @@ rule metrics:
     conda:
         ENV
     shell:
-        "python -m r3lm metrics --config {params.settings:q} --predictions {params.predictions}"
+        "python -m r3lm step metrics --config {params.settings:q} --predictions {params.predictions}"
         " --baselines {params.baselines} --test {input.test} --test-subset {input.test_subset}"
         " --out {output.metrics} --skipped {output.skipped} > {log} 2>&1"
 
@@ -52,7 +52,7 @@ rule citation_faithfulness:
     conda:
         ENV
     shell:
-        "python -m r3lm citation-faithfulness --config {params.settings:q} --rationales {input.rationales}"
+        "python -m r3lm step citation-faithfulness --config {params.settings:q} --rationales {input.rationales}"
         " --cards {input.cards} --ground-truth {input.ground_truth} --out {output} > {log} 2>&1"
 
 
@@ -105,7 +105,7 @@ rule report:
     conda:
         ENV
     shell:
-        "python -m r3lm report --config {params.settings:q} --metrics {input.metrics} --skipped {input.skipped}"
+        "python -m r3lm step report --config {params.settings:q} --metrics {input.metrics} --skipped {input.skipped}"
         " --predictions {params.predictions} --test {input.test} --test-subset {input.test_subset}"
         " --faithfulness {params.faithfulness} --curves {params.curves} --transfer {input.transfer}"
         " --out {output.summary} --figure-dir {params.figure_dir} > {log} 2>&1"
@@ -139,7 +139,7 @@ rule transfer:
     conda:
         ENV
     shell:
-        "{params.launcher} transfer --config {params.settings:q} --name {wildcards.transfer}"
+        "{params.launcher} step transfer --config {params.settings:q} --name {wildcards.transfer}"
         " --models {params.models} --seen {input.seen} --in-dataset-metrics {input.metrics}"
         " --predictions {output.predictions} --metrics {output.metrics} --summary {output.summary}"
         " --no-progress > {log} 2>&1"
@@ -172,7 +172,7 @@ rule disruption:
     conda:
         ENV
     shell:
-        "{params.launcher} disruption --config {params.settings:q} --models {input.models}"
+        "{params.launcher} step disruption --config {params.settings:q} --models {input.models}"
         " --predictions {input.predictions} --cards {input.cards} --stage1-model {params.stage1_models}"
         " --data-dir {params.data_dir} {params.evidence_tags} --out {output.table} --summary {output.summary}"
         " --no-progress > {log} 2>&1"

@@ -16,7 +16,7 @@ rule motif_file:
     conda:
         ENV
     shell:
-        "python -m r3lm motif-file --config {params.settings:q} --out {output} > {log} 2>&1"
+        "python -m r3lm step motif-file --config {params.settings:q} --out {output} > {log} 2>&1"
 
 
 rule motif_table:
@@ -37,7 +37,7 @@ rule motif_table:
     conda:
         ENV
     shell:
-        "python -m r3lm motif-table --config {params.settings:q} --data-dir {params.data_dir}"
+        "python -m r3lm step motif-table --config {params.settings:q} --data-dir {params.data_dir}"
         " --out {output} > {log} 2>&1"
 
 
@@ -59,7 +59,7 @@ rule scan_shard:
     conda:
         ENV
     shell:
-        "python -m r3lm scan-shard --config {params.settings:q} --data-dir {params.data_dir}"
+        "python -m r3lm step scan-shard --config {params.settings:q} --data-dir {params.data_dir}"
         " --shard {params.shard} --threads {threads} --out {output} > {log} 2>&1"
 
 
@@ -77,4 +77,4 @@ rule gather_hits:
     conda:
         ENV
     shell:
-        "python -m r3lm gather-hits --out {output} {input} > {log} 2>&1"
+        "python -m r3lm step gather-hits --out {output} {input} > {log} 2>&1"

@@ -21,5 +21,5 @@ rule build_cards:
     conda:
         ENV
     shell:
-        "python -m r3lm build-cards --config {params.settings:q} --table {input.table}"
+        "python -m r3lm step build-cards --config {params.settings:q} --table {input.table}"
         " --hits {input.hits} --out {output} > {log} 2>&1"

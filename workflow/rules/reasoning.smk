@@ -16,7 +16,7 @@ rule prepare_base_model:
     conda:
         ENV
     shell:
-        "python -m r3lm prepare-model --config {params.settings:q} --out {output} > {log} 2>&1"
+        "python -m r3lm step prepare-model --config {params.settings:q} --out {output} > {log} 2>&1"
 
 
 if TEACHER != "released":
@@ -37,7 +37,7 @@ if TEACHER != "released":
         conda:
             ENV
         shell:
-            "python -m r3lm evidence --config {params.settings:q} --cards {input.cards}"
+            "python -m r3lm step evidence --config {params.settings:q} --cards {input.cards}"
             " --out {output} > {log} 2>&1"
 
 
@@ -58,7 +58,7 @@ if TEACHER != "released":
         conda:
             ENV
         shell:
-            "python -m r3lm evidence-tags --config {params.settings:q} --motif-table {input.motifs}"
+            "python -m r3lm step evidence-tags --config {params.settings:q} --motif-table {input.motifs}"
             " --evidence {input.evidence} --out {output} > {log} 2>&1"
 
 
@@ -81,7 +81,7 @@ if TEACHER != "released":
         conda:
             ENV
         shell:
-            "python -m r3lm tag-cards --config {params.settings:q} --cards {input.cards} --tags {input.tags}"
+            "python -m r3lm step tag-cards --config {params.settings:q} --cards {input.cards} --tags {input.tags}"
             " --out {output} > {log} 2>&1"
 
 
@@ -108,7 +108,7 @@ if TEACHER != "released":
         conda:
             ENV
         shell:
-            "python -m r3lm teacher --config {params.settings:q} --set {wildcards.set}"
+            "python -m r3lm step teacher --config {params.settings:q} --set {wildcards.set}"
             " --cards {input.cards} --evidence {input.evidence} --cache {params.cache}"
             " --out {output.table} --sharegpt {output.sharegpt} --summary {output.summary} > {log} 2>&1"
 
@@ -136,7 +136,7 @@ else:
         conda:
             ENV
         shell:
-            "python -m r3lm released --config {params.settings:q} --train-cards {input.cards[0]}"
+            "python -m r3lm step released --config {params.settings:q} --train-cards {input.cards[0]}"
             " --val-cards {input.cards[1]} --test-cards {input.cards[2]}"
             " --out-dir {params.out_dir} --no-progress > {log} 2>&1"
 
@@ -155,4 +155,4 @@ rule dataset_info:
     conda:
         ENV
     shell:
-        "python -m r3lm dataset-info --sets {input} --out {output} > {log} 2>&1"
+        "python -m r3lm step dataset-info --sets {input} --out {output} > {log} 2>&1"

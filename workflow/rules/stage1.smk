@@ -38,7 +38,7 @@ rule stage1_train:
     conda:
         ENV
     shell:
-        "{params.launcher} stage1-train --config {params.settings:q} --base {params.base:q}"
+        "{params.launcher} step stage1-train --config {params.settings:q} --base {params.base:q}"
         " --train {input.train} --val {input.val} {params.cell_type}"
         " --out-dir {params.out_dir} > {log} 2>&1"
 
@@ -71,7 +71,7 @@ rule self_rationales:
     conda:
         ENV
     shell:
-        "{params.launcher} self-rationales --config {params.settings:q} --model {params.models}"
+        "{params.launcher} step self-rationales --config {params.settings:q} --model {params.models}"
         " --teacher-set {input.teacher_sets} --cards {input.cards} --out {output.tables}"
         " --summary {output.summaries} > {log} 2>&1"
 
@@ -99,6 +99,6 @@ rule merge_rationales:
     conda:
         ENV
     shell:
-        "python -m r3lm merge-rationales --config {params.settings:q} --tables {input.tables}"
+        "python -m r3lm step merge-rationales --config {params.settings:q} --tables {input.tables}"
         " --summaries {input.summaries} --teacher-set {input.teacher_set}"
         " --out {output.table} --summary {output.summary} > {log} 2>&1"

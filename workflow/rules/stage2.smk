@@ -36,7 +36,7 @@ rule stage2:
     conda:
         ENV
     shell:
-        "{params.launcher} stage2 --config {params.settings:q} --mode {wildcards.mode} --backbone {params.backbone:q}"
+        "{params.launcher} step stage2 --config {params.settings:q} --mode {wildcards.mode} --backbone {params.backbone:q}"
         " --teacher-sets {input.teacher_sets} --cards {input.cards} {params.rationales}"
         " --data-summary {input.data_summary} --work-dir {params.work_dir}"
         " --predictions {output.predictions} --no-progress > {log} 2>&1"
@@ -66,6 +66,6 @@ rule package_model:
     conda:
         ENV
     shell:
-        "python -m r3lm package-model --config {params.settings:q} --mode {wildcards.mode}"
+        "python -m r3lm step package-model --config {params.settings:q} --mode {wildcards.mode}"
         " --stage2-models {input.models} --stage1-model {params.stage1_models} --data-dir {params.data_dir}"
         " {params.evidence_tags} --out {output} > {log} 2>&1"
