@@ -29,7 +29,8 @@ from r3lm.motifs.scan import background_for, build_motif_set, scan_sequences
 from r3lm.rcc.build import cards_for_table
 from r3lm.rcc.card import Card, CardSettings, MotifHit, build_card
 from r3lm.rcc.evidence_tags import CellEvidence, GcStats, stated_evidence
-from r3lm.reasoning.evidence import Evidence, compute_evidence, parse_card
+from r3lm.reasoning.crossfit import WHOLE_SPLIT, card_folds
+from r3lm.reasoning.evidence import Evidence, compute_evidence, evidence_folds, parse_card, read_evidence
 from r3lm.reasoning.format import (
     THINK_CLOSE,
     THINK_OPEN,
@@ -41,6 +42,7 @@ from r3lm.reasoning.format import (
 from r3lm.reasoning.grounded import DETAILS, GroundedTeacher
 from r3lm.reasoning.reading import TIERS
 from r3lm.reasoning.roles import load_roles
+from r3lm.reasoning.tags import write_evidence_tags, write_tagged_cards
 from r3lm.reasoning.teacher import (
     TEACHER_COLUMNS,
     GroundedBackend,
@@ -607,10 +609,11 @@ def test_stage1_agreeing_draws_the_stage1_sets_from_cards_whose_reading_agrees(r
     real_cards.to_parquet(cards_path)
     real_cards[real_cards["split"] == "train"].to_parquet(train_path)
     config = validate_config({"reasoning": {"stage1_agreeing": how, "sets": {"stage1_train": 200, "test": 200}}})
-    evidence = write_evidence(config, train_path, tmp_path / "evidence.parquet")
-    reader = teacher(evidence)
-    readings = [reader.read(Card.from_json(card), int(level))
-                for card, level in zip(real_cards["card_json"], real_cards["level"])]
+    write_evidence(config, train_path, tmp_path / "evidence.parquet")  # cross-fitted: stage2_train takes all
+    readers = {fold: teacher(read_evidence(tmp_path / "evidence.parquet", fold))
+               for fold in range(WHOLE_SPLIT, config["reasoning"]["evidence"]["cross_fit_folds"])}
+    readings = [readers[fold].read(Card.from_json(card), int(level)) for card, level, fold in zip(
+        real_cards["card_json"], real_cards["level"], card_folds(real_cards, len(readers) - 1))]
     agrees = [reading.consistent if how == "bracket" else reading.tier_level == reading.level for reading in readings]
     assert 0 < sum(agrees) < len(real_cards)  # the real cards hold both kinds
     sets = {}
@@ -695,6 +698,54 @@ def test_stage2_training_rows_stay_out_of_the_evidence_and_the_stage1_set(real_c
     assert drawn["stage1_train"].isdisjoint(held_out)
 
 
+def test_with_every_train_card_in_stage2_the_evidence_is_cross_fitted(real_cards: pd.DataFrame,
+                                                                      tmp_path: Path) -> None:
+    """stage2_train null (the paper's Stage II): no row can be left out of the evidence, so a train card is
+    tagged, and read by the grounded teacher, with the evidence of the other folds. Relabelling every card
+    of fold 0 leaves those cards' tagged text and reasoning as they were, while the whole split's tags (what
+    test cards read) move: the labels do reach the evidence, just never a card's own description."""
+    motifs = pd.DataFrame([{"matrix_id": m.matrix_id, "name": m.name, "family": m.family, "class": m.tf_class}
+                           for m in load_motifs()])
+    motifs.to_parquet(tmp_path / "motifs.parquet")
+    config = validate_config({"rcc": {"evidence_tags": True}, "reasoning": {
+        "evidence": {"cross_fit_folds": 2, "min_count": 5}, "sets": {"stage2_train": None}}})
+    fold = card_folds(real_cards, 2)
+    assert set(np.unique(fold[real_cards["split"] == "train"])) == {0, 1}
+    assert (fold[real_cards["split"] == "test"] == WHOLE_SPLIT).all()
+
+    def run(cards: pd.DataFrame, name: str) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
+        out = tmp_path / name
+        out.mkdir()
+        cards.to_parquet(out / "cards.parquet")
+        cards[cards["split"] == "train"].to_parquet(out / "train.parquet")
+        write_evidence(config, out / "train.parquet", out / "evidence.parquet")
+        write_evidence_tags(config, tmp_path / "motifs.parquet", out / "evidence.parquet", out / "tags.json")
+        write_tagged_cards(config, out / "cards.parquet", out / "tags.json", out / "tagged.parquet")
+        write_teacher_set(config, out / "tagged.parquet", out / "evidence.parquet", out / "stage2.parquet",
+                          out / "sharegpt", out / "summary.json", set_name="stage2_train", progress=False)
+        return pd.read_parquet(out / "tagged.parquet"), pd.read_parquet(out / "stage2.parquet"), out
+
+    tagged, stage2, out = run(real_cards, "as_measured")
+    train = real_cards[real_cards["split"] == "train"]
+    assert evidence_folds(out / "evidence.parquet") == 2
+    outside_fold0 = compute_evidence(train[fold[real_cards["split"] == "train"] != 0], n_levels=N_LEVELS,
+                                     min_count=5, pseudocount=1.0, min_log2_ratio=0.5, progress=False)
+    assert read_evidence(out / "evidence.parquet", 0).table().equals(outside_fold0.table())
+    assert list(stage2["id"]) == list(real_cards["id"])  # every card, test ones with the whole split's evidence
+    relabelled = real_cards.assign(level=np.where(fold == 0, N_LEVELS - 1 - real_cards["level"], real_cards["level"]))
+    tagged_after, stage2_after, out_after = run(relabelled, "fold0_relabelled")
+    in_fold0 = fold == 0
+    assert tagged_after["card_text"][in_fold0].equals(tagged["card_text"][in_fold0])
+    reasoning = stage2.set_index("id")["rationale"].str.split("Conclusion:").str[0]
+    reasoning_after = stage2_after.set_index("id")["rationale"].str.split("Conclusion:").str[0]
+    fold0_ids = real_cards.loc[in_fold0, "id"]
+    assert reasoning_after[fold0_ids].equals(reasoning[fold0_ids])
+    test_rows = (real_cards["split"] == "test").to_numpy()
+    assert json.loads((out_after / "tags.json").read_text())["directions"] != json.loads(
+        (out / "tags.json").read_text())["directions"]
+    assert not tagged_after["card_text"][test_rows].equals(tagged["card_text"][test_rows])
+
+
 def test_the_official_prompt_asks_with_the_card_alone_under_the_cell_types_system_prompt(
         real_cards: pd.DataFrame, tmp_path: Path) -> None:
     """reasoning.prompt: official - Stage I trains on what the released checkpoints saw: build_rcc.py's system
@@ -735,6 +786,7 @@ def test_bad_inputs_name_file_row_and_column(real_cards: pd.DataFrame, tmp_path:
         write_evidence(CONFIG, path, tmp_path / "evidence.parquet")
     assert not (tmp_path / "evidence.parquet").exists()
     pd.DataFrame({"cell_type": ["K562"]}).to_parquet(tmp_path / "bad_evidence.parquet")
+    real_cards.to_parquet(path)
     with pytest.raises(InputError, match="not an evidence table"):
         write_teacher_set(CONFIG, path, tmp_path / "bad_evidence.parquet", tmp_path / "o.parquet", tmp_path / "s",
                           tmp_path / "s.json")

@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from r3lm.errors import InputError, require_file
 from r3lm.rcc.card import Card
+from r3lm.reasoning.crossfit import WHOLE_SPLIT
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +247,18 @@ def _gc_trend(cell_type: str, gc_values: np.ndarray, levels: np.ndarray, high: n
                    mean_gc_low=float(gc_values[~high].mean()) if (~high).any() else float("nan"))
 
 
-def read_evidence(path: str | Path) -> Evidence:
+def read_evidence(path: str | Path, fold: int = WHOLE_SPLIT) -> Evidence:
+    """The evidence of the whole train split, or (cross-fitted, `fold` >= 0) of the train cards outside `fold`."""
     file = require_file(path, "evidence table")
-    return Evidence.from_table(pd.read_parquet(file), file)
+    frame = pd.read_parquet(file)
+    if "fold" in frame:
+        frame = frame[frame["fold"] == fold]
+    elif fold != WHOLE_SPLIT:
+        raise InputError(f"the evidence is not cross-fitted: it has no fold {fold}", path=file, column="fold")
+    return Evidence.from_table(frame, file)
+
+
+def evidence_folds(path: str | Path) -> int:
+    """How many cross-fitting folds the evidence table holds (0: the whole train split only)."""
+    frame = pd.read_parquet(require_file(path, "evidence table"))
+    return int(frame["fold"].max()) + 1 if "fold" in frame else 0

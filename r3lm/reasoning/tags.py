@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from r3lm.errors import InputError, require_file
@@ -29,13 +30,15 @@ from r3lm.io import write_json, write_parquet
 from r3lm.logs import shortlist
 from r3lm.rcc.card import Card, CardSettings, MotifHit
 from r3lm.rcc.evidence_tags import DIRECTIONS, CellEvidence, EvidenceTags
-from r3lm.reasoning.evidence import Evidence, read_evidence
+from r3lm.reasoning.crossfit import WHOLE_SPLIT, card_folds
+from r3lm.reasoning.evidence import Evidence, evidence_folds, read_evidence
 from r3lm.reasoning.reading import pull_order, read_site
 from r3lm.reasoning.roles import RoleTable, load_roles
 
 log = logging.getLogger(__name__)
 
 WORDS = {"pro": DIRECTIONS[0], "con": DIRECTIONS[1]}
+FOLDS_KEY = "cross_fit_folds"  # the tags JSON's list of each fold's tags
 
 
 def evidence_tags(motifs: pd.DataFrame, evidence: Evidence, roles: RoleTable) -> EvidenceTags:
@@ -57,7 +60,21 @@ def evidence_tags(motifs: pd.DataFrame, evidence: Evidence, roles: RoleTable) ->
 
 
 def read_evidence_tags(path: str | Path) -> EvidenceTags:
-    tags = EvidenceTags.from_json(json.loads(require_file(path, "evidence tags").read_text()))
+    """The tags of the whole train split: what validation, test and new sequences are described by."""
+    return _checked(EvidenceTags.from_json(_payload(path)), path)
+
+
+def read_fold_tags(path: str | Path) -> list[EvidenceTags]:
+    """Cross-fitted (crossfit.py): fold k's train cards are tagged from the evidence without fold k; empty
+    when the tags are not cross-fitted."""
+    return [_checked(EvidenceTags.from_json(fold), path) for fold in _payload(path).get(FOLDS_KEY, [])]
+
+
+def _payload(path: str | Path) -> dict[str, Any]:
+    return json.loads(require_file(path, "evidence tags").read_text())
+
+
+def _checked(tags: EvidenceTags, path: str | Path) -> EvidenceTags:
     for cell, evidence in tags.cells.items():
         wrong = sorted(set(evidence.directions.values()) - set(DIRECTIONS))
         if wrong:
@@ -72,15 +89,28 @@ def tag_cards(cards: pd.DataFrame, settings: CardSettings) -> pd.DataFrame:
 
 def write_evidence_tags(config: Mapping[str, Any], motif_table: str | Path, evidence_path: str | Path,
                         out: str | Path) -> EvidenceTags:
-    """The workflow step: the tags of every cell type of the evidence, as JSON."""
-    tags = evidence_tags(pd.read_parquet(require_file(motif_table, "motif table")), read_evidence(evidence_path),
-                         load_roles(config["reasoning"]["roles_table"]))
-    write_json(tags.to_json(), out)
+    """The workflow step: the tags of every cell type of the evidence, as JSON, with each fold's tags beside
+    them (FOLDS_KEY) when the evidence is cross-fitted."""
+    motifs = pd.read_parquet(require_file(motif_table, "motif table"))
+    roles = load_roles(config["reasoning"]["roles_table"])
+    tags = evidence_tags(motifs, read_evidence(evidence_path), roles)
+    folds = [evidence_tags(motifs, read_evidence(evidence_path, fold), roles).to_json()
+             for fold in range(evidence_folds(evidence_path))]
+    write_json(tags.to_json() | ({FOLDS_KEY: folds} if folds else {}), out)
     return tags
 
 
 def write_tagged_cards(config: Mapping[str, Any], cards_path: str | Path, tags_path: str | Path,
                        out: str | Path) -> None:
-    """The workflow step: one split's cards with the evidence tags in their text."""
-    settings = CardSettings.from_config(config["rcc"], evidence_tags=read_evidence_tags(tags_path))
-    write_parquet(tag_cards(pd.read_parquet(require_file(cards_path, "cards")), settings), out)
+    """The workflow step: one split's cards with the evidence tags in their text (a train card's own fold's
+    tags when they are cross-fitted)."""
+    cards = pd.read_parquet(require_file(cards_path, "cards"))
+    fold_tags = read_fold_tags(tags_path)
+    tags_of = {WHOLE_SPLIT: read_evidence_tags(tags_path), **dict(enumerate(fold_tags))}
+    folds = card_folds(cards, len(fold_tags)) if fold_tags else np.full(len(cards), WHOLE_SPLIT)
+    texts = cards["card_text"].copy()
+    for fold in np.unique(folds):
+        rows = folds == fold
+        settings = CardSettings.from_config(config["rcc"], evidence_tags=tags_of[fold])
+        texts[rows] = tag_cards(cards[rows], settings)["card_text"].to_numpy()
+    write_parquet(cards.assign(card_text=texts), out)

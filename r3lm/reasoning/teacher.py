@@ -38,8 +38,10 @@ from r3lm.reasoning.evidence import (
     check_cards,
     compute_evidence,
     parse_card,
+    evidence_folds,
     read_evidence,
 )
+from r3lm.reasoning.crossfit import WHOLE_SPLIT, card_folds, cross_fit_folds, fold_of
 from r3lm.reasoning.format import RationaleFormat, system_prompt, teacher_messages
 from r3lm.reasoning.grounded import GroundedTeacher
 from r3lm.reasoning.roles import RoleTable, load_roles
@@ -356,8 +358,8 @@ def stage2_rows(cards: pd.DataFrame, config: Mapping[str, Any], set_name: str) -
     card (size null, the paper's Stage II): then nothing can be kept apart from it."""
     settings = config["reasoning"]
     if settings["sets"][set_name] is None:
-        log.warning("reasoning.sets.%s takes every card, so its rows cannot be kept out of the Stage-I sets and the "
-                    "evidence (give it a size to keep them apart)", set_name)
+        log.warning("reasoning.sets.%s takes every card, so its rows cannot be kept out of the Stage-I sets (give it "
+                    "a size to keep them apart); the evidence is cross-fitted instead", set_name)
         return cards.index[:0]
     return select_set(cards, settings["sets"][set_name], settings["seed"]).index
 
@@ -375,14 +377,52 @@ def evidence_cards(cards: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFra
 
 
 def write_evidence(config: Mapping[str, Any], train_cards_path: str | Path, out_path: str | Path) -> Evidence:
-    """The workflow step: family and GC evidence from the train cards, as a parquet table."""
+    """The workflow step: family and GC evidence from the train cards, as a parquet table (`fold`
+    WHOLE_SPLIT), and when cross-fitted (crossfit.py) the evidence without each fold beside it."""
     settings = config["reasoning"]["evidence"]
     cards = evidence_cards(read_cards(train_cards_path), config)
-    evidence = compute_evidence(cards, n_levels=config["levels"]["n_levels"],
-                                min_count=settings["min_count"], pseudocount=settings["pseudocount"],
-                                min_log2_ratio=settings["min_log2_ratio"], path=train_cards_path)
-    write_parquet(evidence.table(), out_path)
+
+    def evidence_of(rows: pd.DataFrame, progress: bool = True) -> Evidence:
+        return compute_evidence(rows, n_levels=config["levels"]["n_levels"], min_count=settings["min_count"],
+                                pseudocount=settings["pseudocount"], min_log2_ratio=settings["min_log2_ratio"],
+                                path=train_cards_path, progress=progress)
+
+    evidence = evidence_of(cards)
+    tables = [evidence.table().assign(fold=WHOLE_SPLIT)]
+    n_folds = cross_fit_folds(config)
+    if n_folds:
+        folds = fold_of(cards["id"], n_folds)
+        log.info("evidence cross-fitted over %d folds of the train cards (%s cards per fold)", n_folds,
+                 np.bincount(folds, minlength=n_folds).tolist())
+        tables += [evidence_of(cards[folds != fold], progress=False).table().assign(fold=fold)
+                   for fold in range(n_folds)]
+    write_parquet(pd.concat(tables, ignore_index=True), out_path)
     return evidence
+
+
+def teacher_backends(config: Mapping[str, Any], cards: pd.DataFrame, evidence_path: str | Path, *,
+                     cache_dir: str | Path) -> list[tuple[pd.Index, TeacherBackend]]:
+    """The backend that writes each card's rationale: one for every card, or, with cross-fitted evidence and
+    the grounded teacher (the one that reads it), one per fold of the train cards and one for the rest."""
+    evidence = read_evidence(evidence_path)
+    if evidence.n_levels != config["levels"]["n_levels"]:
+        raise InputError(f"the evidence was computed for {evidence.n_levels} levels but levels.n_levels is "
+                         f"{config['levels']['n_levels']}; recompute it", path=evidence_path, column="n_levels")
+    n_folds = evidence_folds(evidence_path)
+    if not n_folds or config["reasoning"]["teacher"] != "grounded":
+        return [(cards.index, make_backend(config, evidence, cache_dir=cache_dir))]
+    folds = card_folds(cards, n_folds)
+    return [(cards.index[folds == fold],
+             make_backend(config, evidence if fold == WHOLE_SPLIT else read_evidence(evidence_path, fold)))
+            for fold in range(WHOLE_SPLIT, n_folds) if (folds == fold).any()]
+
+
+def by_backend(cards: pd.DataFrame, backends: Sequence[tuple[pd.Index, TeacherBackend]],
+               apply: Callable[[pd.DataFrame, TeacherBackend], pd.DataFrame]) -> pd.DataFrame:
+    """`apply` on each backend's share of `cards`, the results back in the cards' order (their index)."""
+    shares = [(cards.loc[cards.index.intersection(rows)], backend) for rows, backend in backends]
+    shares = [(part, backend) for part, backend in shares if len(part)] or [(cards, backends[0][1])]
+    return pd.concat([apply(part, backend) for part, backend in shares]).sort_index()
 
 
 def write_teacher_set(config: Mapping[str, Any], cards_path: str | Path, evidence_path: str | Path,
@@ -399,27 +439,26 @@ def write_teacher_set(config: Mapping[str, Any], cards_path: str | Path, evidenc
     if set_name is not None and set_name not in SET_NAMES:
         raise InputError(f"unknown teacher set {set_name!r}; expected one of {', '.join(SET_NAMES)}")
     per_cell_type = settings["sets"][set_name] if set_name is not None else None
-    evidence = read_evidence(evidence_path)
-    if evidence.n_levels != config["levels"]["n_levels"]:
-        raise InputError(f"the evidence was computed for {evidence.n_levels} levels but levels.n_levels is "
-                         f"{config['levels']['n_levels']}; recompute it", path=evidence_path, column="n_levels")
     cards = read_cards(cards_path)
     check_cards(cards, config["levels"]["n_levels"], cards_path)
     out = Path(out_parquet)
-    backend = make_backend(config, evidence,
-                           cache_dir=cache_dir if cache_dir is not None else out.parent / f".{out.stem}_cache")
+    backends = teacher_backends(config, cards, evidence_path,
+                                cache_dir=cache_dir if cache_dir is not None else out.parent / f".{out.stem}_cache")
     if set_name in STAGE2_COUNTERPARTS:
         stage2 = stage2_rows(cards, config, STAGE2_COUNTERPARTS[set_name])
         log.info("teacher set %s: the %d cards of %s are not drawn", set_name, len(stage2), STAGE2_COUNTERPARTS[set_name])
         cards = cards.drop(index=stage2)
     if settings["stage1_agreeing"] != "none" and set_name in STAGE1_SETS:
-        cards = agreeing_cards(cards, backend, cards_path, settings["stage1_agreeing"])
+        cards = by_backend(cards, backends, lambda part, backend: agreeing_cards(
+            part, backend, cards_path, settings["stage1_agreeing"]))
     selected = select_set(cards, per_cell_type, settings["seed"])
     log.info("teacher set %s: %d of %d cards (%s per cell type), %s teacher", set_name or out.stem, len(selected),
-             len(cards), per_cell_type or "all", backend.name)
+             len(cards), per_cell_type or "all", backends[0][1].name)
     started = time.perf_counter()
-    frame = run_teacher(config, selected, evidence, backend=backend, cards_path=cards_path, progress=progress)
-    summary = teacher_summary(frame, seconds=time.perf_counter() - started, backend_stats=backend.stats(),
+    frame = by_backend(selected, backends, lambda part, backend: run_teacher(
+        config, part, None, backend=backend, cards_path=cards_path, progress=progress).set_axis(part.index))
+    frame = frame.reset_index(drop=True)
+    summary = teacher_summary(frame, seconds=time.perf_counter() - started, backend_stats=backends[0][1].stats(),
                               set_name=set_name)
     summary = save_teacher_set(config, frame, summary, out, sharegpt_dir, summary_path)
     log.info("teacher set %s: %d of %d valid in %.1f s; rejections %s", set_name or out.stem, summary["valid"],
