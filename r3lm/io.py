@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from r3lm.errors import InputError
 
+CACHE_ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "r3lm"  # rebuilt when missing
+
 if TYPE_CHECKING:  # the command line imports this module before any work; pandas loads only where used
     import pandas as pd
 

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from r3lm.stage2.predict import Stage2Predictor
 
 
+BUNDLE_VLLM_GPU_SHARE = 0.5  # of a GPU's memory for a bundle's vLLM engine; the rest for Stage II and its batches
+
+
 @dataclass
 class RationaleStage:
     """Each cell type's Stage-I model writes the rationales of its cards. With `keep_loaded` a writer stays
@@ -93,11 +96,12 @@ class SequencePipeline:
                    rationales, threads=threads, scan_device=device)
 
     @classmethod
-    def from_bundle(cls, folder: Path, manifest: Mapping[str, Any], *, device: str,
-                    batch_size: int) -> SequencePipeline:
+    def from_bundle(cls, folder: Path, manifest: Mapping[str, Any], *, device: str, batch_size: int,
+                    backend: str = "hf") -> SequencePipeline:
         """A bundle's own settings and models (`deploy.bundle`), kept loaded once loaded; rationales are written
-        through transformers: on a GPU vLLM reserves most of it and the Stage-II backbone needs room beside it,
-        and on a CPU a vLLM engine takes ~20 s and ~5 GB to start, more than a design loop's few sequences cost."""
+        through `backend` (generation.backend's words: `auto` takes vLLM where it is installed for the device).
+        vLLM starts in ~20 s and then writes several times faster than transformers at batch 8 (README,
+        "Performance"); on a GPU it is given BUNDLE_VLLM_GPU_SHARE, so the Stage-II backbone has room beside it."""
         from r3lm.stage2.predict import Stage2Predictor
 
         rationales = None
@@ -105,14 +109,15 @@ class SequencePipeline:
             from r3lm.reasoning.format import RationaleFormat
             from r3lm.stage1.writer import RationaleWriter
 
-            generation = {**manifest["generation"], "backend": "hf"}
+            generation = {**manifest["generation"], "backend": backend}
             reasoning = manifest["reasoning"]
             rationale_format = RationaleFormat(reasoning["system"], reasoning["min_steps"], reasoning["max_steps"],
                                                int(manifest["levels"]["n_levels"]), reasoning["prompt"])
 
             def open_writer(model: str) -> RationaleWriter:
                 return RationaleWriter.open(folder / model, {**generation, "batch_size": batch_size},
-                                            rationale_format, dtype=generation["dtype"], device=device)
+                                            rationale_format, dtype=generation["dtype"], device=device,
+                                            gpu_share=BUNDLE_VLLM_GPU_SHARE)
 
             rationales = RationaleStage(Stage1Models(manifest["rationale_models"]), open_writer, keep_loaded=True)
         return replace(cls.from_recipe(manifest), rationale_stage=rationales,

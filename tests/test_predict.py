@@ -22,6 +22,7 @@ from r3lm.deploy.bundle import MANIFEST, write_bundle
 from r3lm.deploy.scorer import R3LM, SCORE_COLUMNS, Explanation, auto_batch_size
 from r3lm.errors import InputError
 from r3lm.llm.generate import Generation
+from r3lm.pipeline import BUNDLE_VLLM_GPU_SHARE
 from r3lm.rcc.evidence_tags import CellEvidence, EvidenceTags, GcStats
 from r3lm.reasoning.format import parse
 from r3lm.stage1 import writer
@@ -75,12 +76,13 @@ def test_a_bundle_with_a_stage1_model_per_cell_type_writes_each_rationale_with_i
     assert manifest["backbone"] == "backbone" and (out / "backbone/config.json").is_file()
     for cell in CELLS:
         assert (out / f"llm/{cell}/model.safetensors").stat().st_ino == (smollm2_dir / "model.safetensors").stat().st_ino
-    opened = []
+    opened, backends = [], []
 
     class Recorder:
         @classmethod
-        def open(cls, folder, generation, rationale_format, *, dtype, device):
+        def open(cls, folder, generation, rationale_format, *, dtype, device, gpu_share):
             opened.append(Path(folder).relative_to(out).as_posix())
+            backends.append((generation["backend"], gpu_share))
             return cls()
 
         def write(self, cards, progress=False):
@@ -91,6 +93,11 @@ def test_a_bundle_with_a_stage1_model_per_cell_type_writes_each_rationale_with_i
     for cell in reversed(CELLS):
         model.score(dict(zip(queries["id"][:1], queries["sequence"][:1])), cell)
     assert opened == [f"llm/{cell}" for cell in reversed(CELLS)]
+    # the Python API writes through transformers; `r3lm predict` takes vLLM where installed, given a GPU share
+    fasta = _fasta(tmp_path / "queries.fa", dict(zip(queries["id"][:1], queries["sequence"][:1])))
+    assert main(["predict", "--model", str(out), "--cell-type", CELLS[0], "--fasta", str(fasta), "--out",
+                 str(tmp_path / "out.tsv"), "--device", "cpu", "--no-progress"]) == 0
+    assert backends == [("hf", BUNDLE_VLLM_GPU_SHARE)] * len(CELLS) + [("auto", BUNDLE_VLLM_GPU_SHARE)]
 
 
 def test_score_rebuilds_the_cards_and_predicts_with_the_stage2_model(model, queries, scored, bundle):
@@ -146,7 +153,8 @@ def test_predict_reads_fasta_table_and_bed_alike(bundle, queries, scored, tmp_pa
     for kind, source in runs.items():
         out = tmp_path / f"{kind}.parquet"
         assert main(["predict", "--model", str(bundle), "--cell-type", "HepG2", *source, "--out", str(out),
-                     "--device", "cpu", "--no-progress", *(["--with-card"] if kind == "bed" else [])]) == 0
+                     "--device", "cpu", "--backend", "hf", "--no-progress",
+                     *(["--with-card"] if kind == "bed" else [])]) == 0
         outputs[kind] = pd.read_parquet(out)
     assert outputs["bed"]["card"].tolist() == scored["card"].tolist()
     for kind, table in outputs.items():

@@ -211,3 +211,32 @@ def test_scan_command_bad_input_is_one_line_exit_2(tmp_path, capsys, name, conte
 def test_scan_command_rejects_an_unknown_output_type_before_scanning(fasta, tmp_path, capsys) -> None:
     assert main(["scan", "--sequences", str(fasta), "--out", str(tmp_path / "hits.xlsx")]) == 2
     assert "unknown output type '.xlsx'" in capsys.readouterr().err
+
+
+def test_jaspar_matrices_are_cached_exactly_and_a_damaged_cache_is_rebuilt(tmp_path, monkeypatch, caplog) -> None:
+    """The first read goes to pyjaspar's database and leaves a JSON copy; later reads take the copy, with the
+    same matrices bit for bit; a damaged copy is read from the database again and rewritten."""
+    from r3lm.motifs import jaspar
+
+    monkeypatch.setattr(jaspar, "JASPAR_CACHE", tmp_path / "jaspar")
+    jaspar.load_motifs.cache_clear()
+    fresh = jaspar.load_motifs("JASPAR2024")
+    [copy] = (tmp_path / "jaspar").iterdir()
+    assert copy.name.startswith("JASPAR2024_CORE_vertebrates_pyjaspar-") and len(fresh) == 879
+
+    def same(left, right) -> bool:
+        return len(left) == len(right) and all(
+            (a.matrix_id, a.name, a.family, a.tf_class) == (b.matrix_id, b.name, b.family, b.tf_class)
+            and np.array_equal(a.counts, b.counts) for a, b in zip(left, right))
+
+    jaspar.load_motifs.cache_clear()
+    monkeypatch.setattr(jaspar, "_fetch_motifs", lambda *args: pytest.fail("read the database, not the copy"))
+    assert same(jaspar.load_motifs("JASPAR2024"), fresh)
+    monkeypatch.undo()
+    monkeypatch.setattr(jaspar, "JASPAR_CACHE", tmp_path / "jaspar")
+    copy.write_text('[{"matrix_id": "MA0001.1"')
+    jaspar.load_motifs.cache_clear()
+    with caplog.at_level(logging.WARNING):
+        assert same(jaspar.load_motifs("JASPAR2024"), fresh)
+    assert "damaged" in caplog.text and json.loads(copy.read_text())[0]["matrix_id"] == fresh[0].matrix_id
+    jaspar.load_motifs.cache_clear()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import json
 from pathlib import Path
 
@@ -326,12 +328,21 @@ def test_layer_and_mean_pooling_read_hugging_faces_hidden_states_of_the_real_tok
     input_ids, mask = pad_batch(rows, pad_token_id=0, device="cpu")
     assert mask.tolist()[1] == [1, 1, 1, 0, 0, 0]
     alone = [model(input_ids=torch.tensor([ids]), output_hidden_states=True) for ids in rows]  # no padding
-    for layer in (0, 7, -3, None):
+    for layer, grad in itertools.product((0, 7, 21, -3, -1, None), (True, False)):  # no grad: early exit
         hidden = [out.last_hidden_state[0] if layer is None else out.hidden_states[layer][0] for out in alone]
-        mean = pooled_states(model, input_ids, mask, torch.float32, Representation(layer, "mean"))
-        last = pooled_states(model, input_ids, mask, torch.float32, Representation(layer, "last_token"))
+        with torch.set_grad_enabled(grad):
+            mean = pooled_states(model, input_ids, mask, torch.float32, Representation(layer, "mean"))
+            last = pooled_states(model, input_ids, mask, torch.float32, Representation(layer, "last_token"))
         assert torch.allclose(mean, torch.stack([states.sum(0) / len(states) for states in hidden]), atol=1e-4)
         assert torch.allclose(last, torch.stack([states[-1] for states in hidden]), atol=1e-4)
+    from r3lm.stage2.model import decoder_layers
+
+    above = []
+    handle = decoder_layers(model)[21].register_forward_hook(lambda *args: above.append(1))
+    with torch.no_grad():
+        pooled_states(model, input_ids, mask, torch.float32, Representation(21, "mean"))
+    handle.remove()
+    assert not above  # layer 21 is the output of decoder layer 20: nothing above it ran
     final = pooled_states(model, input_ids, mask, torch.float32, Representation(None, "mean"))
     assert torch.allclose(final, pooled_states(model, input_ids, mask, torch.float32, Representation(-1, "mean")))
     assert not torch.allclose(final, pooled_states(model, input_ids, mask, torch.float32, Representation(7, "mean")))

@@ -184,7 +184,7 @@ def test_disruption_with_regenerated_rationales(stage2_config, stage2_trained, k
     seen: list[tuple[str, list[dict[str, str]]]] = []
     well_formed = compose([f"Step {number} finds nothing." for number in range(1, 6)], "Conclusion: Activity level: 0")
 
-    def open_generator(model, settings, dtype, device):
+    def open_generator(model, settings, dtype, device, gpu_share=None):
         def generate(conversations, *, progress=True, grammar=None):
             seen.extend((Path(model).name, conversation) for conversation in conversations)
             return [Generation(well_formed, 30, False) for _ in conversations]
@@ -238,7 +238,7 @@ def test_self_rationales_for_several_sets_load_the_model_once(stage2_config, sta
                            guided=grammar is not None)
                 for _, user in conversations]
 
-    def open_generator(model, settings, dtype, device):
+    def open_generator(model, settings, dtype, device, gpu_share=None):
         opened.append(str(model))
         return ChatGenerator("stub", generate, 64, {})
 
@@ -274,7 +274,7 @@ def test_per_cell_type_models_write_their_own_rows_and_the_jobs_merge(stage2_con
         write_self_rationales,
     )
 
-    def open_generator(model, settings, dtype, device):
+    def open_generator(model, settings, dtype, device, gpu_share=None):
         level = CELLS.index(Path(model).name)  # each model states its own level, so rows show who wrote them
         text = compose([f"Step {number} finds nothing." for number in range(1, 6)],
                        f"Conclusion: Activity level: {level}")

@@ -28,12 +28,13 @@ from r3lm.data.checks import (
 )
 from r3lm.data.dna import reverse_complement
 from r3lm.errors import InputError, require_file
+from r3lm.io import CACHE_ROOT
 
 log = logging.getLogger(__name__)
 
 BED_COLUMNS = ["chrom", "start", "end", "name", "score", "strand"]
 BED_META_LINES = ("track", "browser")
-GENOME_INDEX_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "r3lm" / "faidx"
+GENOME_INDEX_CACHE = CACHE_ROOT / "faidx"
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

@@ -64,12 +64,16 @@ class R3LM(LoadedBundle):
     manifest: dict[str, Any]
     device: str
     batch_size: int | None = None
+    backend: str = "hf"  # writes the rationales (generation.backend's words; `r3lm predict` takes auto)
     _pipeline: SequencePipeline | None = field(default=None, repr=False)
 
     @classmethod
-    def load(cls, folder: str | Path, *, device: str = "auto", batch_size: int | None = None) -> R3LM:
-        """Check the bundle (every piece present); `device` auto picks a CUDA GPU when there is one, and
-        `batch_size` None sizes batches to the device."""
+    def load(cls, folder: str | Path, *, device: str = "auto", batch_size: int | None = None,
+             backend: str = "hf") -> R3LM:
+        """Check the bundle (every piece present); `device` auto picks a CUDA GPU when there is one,
+        `batch_size` None sizes batches to the device, and `backend` writes the rationales: hf, transformers,
+        starts fastest (one sequence, as `explain` scores); auto takes vLLM where it is installed for the device,
+        which starts in ~30 s on a CPU and then writes twice as fast (a design loop, `r3lm predict`)."""
         import torch
 
         if batch_size is not None and batch_size < 1:
@@ -78,7 +82,7 @@ class R3LM(LoadedBundle):
         device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise InputError(f"device {device} asked for, but no CUDA GPU is visible; use --device cpu or auto")
-        return cls(root, read_manifest(root), device, batch_size)
+        return cls(root, read_manifest(root), device, batch_size, backend)
 
     @property
     def mode(self) -> str:
@@ -133,7 +137,7 @@ class R3LM(LoadedBundle):
         """Built on first use, once the batch size is known: the Stage-I model writes in batches of it."""
         if self._pipeline is None:
             self._pipeline = SequencePipeline.from_bundle(self.folder, self.manifest, device=self.device,
-                                                          batch_size=self.batch)
+                                                          batch_size=self.batch, backend=self.backend)
         return self._pipeline
 
     def card_rows(self, sequences: Sequence[str], cell_types: Sequence[str]) -> pd.DataFrame:
@@ -260,12 +264,14 @@ def _drivers(rationale: str | None, card_json: str) -> str | None:
 
 
 @lru_cache(maxsize=4)
-def load(folder: str | Path, device: str = "auto", batch_size: int | None = None) -> R3LM | FastModel:
-    """A bundle, loaded once per (folder, device, batch size) and then reused: an LLM bundle as `R3LM`, a
-    baseline's fast bundle (CNN, motif ridge) as `r3lm.deploy.fast.FastModel`, by its manifest's format."""
+def load(folder: str | Path, device: str = "auto", batch_size: int | None = None,
+         backend: str = "hf") -> R3LM | FastModel:
+    """A bundle, loaded once per (folder, device, batch size, backend) and then reused: an LLM bundle as `R3LM`
+    (`backend`: see `R3LM.load`), a baseline's fast bundle (CNN, motif ridge) as `r3lm.deploy.fast.FastModel`,
+    by its manifest's format."""
     if manifest_format(folder) == FAST_FORMAT:
         return load_fast(folder, device=device, batch_size=batch_size)
-    return R3LM.load(folder, device=device, batch_size=batch_size)
+    return R3LM.load(folder, device=device, batch_size=batch_size, backend=backend)
 
 
 def score(sequences: Iterable[str] | Mapping[str, str] | pd.Series, cell_type: str, *, model: str | Path,

@@ -215,19 +215,21 @@ def choose_backend(requested: str, device: str = "auto") -> str:
 
 
 def open_generator(model_path: str | Path, settings: Mapping[str, Any], *, dtype: str = "auto",
-                   device: str = "auto") -> ChatGenerator:
-    """Load the model behind the backend `settings["backend"]` picks (see `choose_backend`)."""
+                   device: str = "auto", gpu_share: float | None = None) -> ChatGenerator:
+    """Load the model behind the backend `settings["backend"]` picks (see `choose_backend`); `gpu_share` caps a
+    GPU vLLM engine's share of the GPU's memory (None: vLLM's own default, for a process that runs nothing else)."""
     backend = choose_backend(settings["backend"], device)
     run_info = {"model": str(model_path), "model_files": model_fingerprint(model_path), "backend": backend,
                 "dtype": dtype, "settings": dict(settings)}
     if backend == "vllm":
-        return ChatGenerator("vllm", _vllm_generate(model_path, settings, dtype), VLLM_CHUNK, run_info)
+        return ChatGenerator("vllm", _vllm_generate(model_path, settings, dtype, gpu_share), VLLM_CHUNK, run_info)
     model, tokenizer = load_causal_lm(model_path, dtype=dtype, device=device)
     return ChatGenerator("hf", partial(generate_chats, model, tokenizer, settings=settings), settings["batch_size"],
                          run_info)
 
 
-def _vllm_generate(model_path: str | Path, settings: Mapping[str, Any], dtype: str) -> Callable[..., list[Generation]]:
+def _vllm_generate(model_path: str | Path, settings: Mapping[str, Any], dtype: str,
+                   gpu_share: float | None = None) -> Callable[..., list[Generation]]:
     on_cpu = vllm_platform() == "cpu"
     if on_cpu:
         _prepare_vllm_cpu()
@@ -245,7 +247,8 @@ def _vllm_generate(model_path: str | Path, settings: Mapping[str, Any], dtype: s
               # generator can do ("CPU Generator does not use offset"): whole prompts avoid the split
               enable_chunked_prefill=not on_cpu,
               max_num_batched_tokens=max(8192, settings["max_model_len"]) if on_cpu else None,
-              kv_cache_memory_bytes=_kv_cache_bytes(model_path, settings, torch_dtype.itemsize) if on_cpu else None)
+              kv_cache_memory_bytes=_kv_cache_bytes(model_path, settings, torch_dtype.itemsize) if on_cpu else None,
+              **({"gpu_memory_utilization": gpu_share} if gpu_share and not on_cpu else {}))
     stop_ids = stop_token_ids(llm.get_tokenizer())
 
     def generate(conversations: Sequence[Conversation], *, progress: bool = True,

@@ -39,10 +39,10 @@ class RationaleWriter:
 
     @classmethod
     def open(cls, model_path: str | Path, generation: Mapping[str, Any], rationale_format: RationaleFormat, *,
-             dtype: str = "auto", device: str = "auto") -> RationaleWriter:
-        """Load the model behind the backend `generation` picks."""
-        return cls(open_generator(model_path, generation, dtype=dtype, device=device), rationale_format,
-                   generation["guidance"])
+             dtype: str = "auto", device: str = "auto", gpu_share: float | None = None) -> RationaleWriter:
+        """Load the model behind the backend `generation` picks (`gpu_share`: see `open_generator`)."""
+        return cls(open_generator(model_path, generation, dtype=dtype, device=device, gpu_share=gpu_share),
+                   rationale_format, generation["guidance"])
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], model: str | Path, *, device: str = "auto") -> RationaleWriter:

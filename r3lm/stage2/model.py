@@ -127,8 +127,11 @@ def pooled_states(backbone: nn.Module, input_ids: torch.Tensor, attention_mask: 
     device_type = input_ids.device.type
     autocast = (torch.autocast(device_type, dtype=compute_dtype) if compute_dtype != torch.float32
                 else nullcontext())
+    stop_after = _early_exit_layer(backbone, representation)
     with autocast:
-        if representation.layer is None:
+        if stop_after is not None:
+            hidden = _run_through(backbone, input_ids, attention_mask, stop_after)
+        elif representation.layer is None:
             hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         else:
             hidden = backbone(input_ids=input_ids, attention_mask=attention_mask,
@@ -138,6 +141,51 @@ def pooled_states(backbone: nn.Module, input_ids: torch.Tensor, attention_mask: 
         return (hidden.float() * weights).sum(dim=1) / weights.sum(dim=1)
     last = attention_mask.sum(dim=1) - 1
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last].float()
+
+
+class _LayerReached(Exception):
+    """Raised by a forward hook once the representation's layer has run, carrying its output."""
+
+    def __init__(self, hidden: torch.Tensor) -> None:
+        super().__init__()
+        self.hidden = hidden
+
+
+def decoder_layers(backbone: nn.Module) -> nn.ModuleList:
+    """The backbone's stack of decoder layers (through a PEFT wrapper too): the ModuleList as long as the
+    config's num_hidden_layers."""
+    count = int(backbone.config.num_hidden_layers)
+    for module in backbone.modules():
+        if isinstance(module, nn.ModuleList) and len(module) == count:
+            return module
+    raise InputError(f"cannot find the {count} decoder layers of the Stage II backbone")
+
+
+def _early_exit_layer(backbone: nn.Module, representation: Representation) -> int | None:
+    """The decoder layer (0-based) whose output is the representation, when the layers above it can be
+    skipped: inference only (no graph to keep), and a layer below the last (HF's last entry is normed). On
+    SmolLM2's layer 21 of 30 that skips 30% of Stage II's forward passes, with the same numbers."""
+    count = int(backbone.config.num_hidden_layers)
+    if torch.is_grad_enabled() or representation.layer is None:
+        return None
+    layer = representation.layer % (count + 1)  # hidden_states index: 0 embeddings, L the output of layer L
+    return layer - 1 if 0 < layer < count else None
+
+
+def _run_through(backbone: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 layer: int) -> torch.Tensor:
+    """The output of decoder layer `layer`, the layers above it never run."""
+    def stop(module: nn.Module, args: Any, output: Any) -> None:
+        raise _LayerReached(output[0] if isinstance(output, tuple) else output)
+
+    handle = decoder_layers(backbone)[layer].register_forward_hook(stop)
+    try:
+        backbone(input_ids=input_ids, attention_mask=attention_mask)
+    except _LayerReached as reached:
+        return reached.hidden
+    finally:
+        handle.remove()
+    raise RuntimeError(f"the backbone's forward pass never reached decoder layer {layer}")
 
 
 def length_sorted_batches(lengths: list[int], batch_size: int) -> Iterator[np.ndarray]:
