@@ -50,9 +50,12 @@ def run_tree(tree: Path, args: argparse.Namespace, backend: str | None) -> dict[
     command = [sys.executable, str(Path(__file__).resolve()), "--measure", "--model", str(Path(args.model).resolve()),
                "--cell-type", args.cell_type, "--sequences", str(Path(args.sequences).resolve()), "--n", str(args.n),
                "--device", args.device, *(["--backend", backend] if backend else [])]
-    output = subprocess.run(command, cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, check=True,
-                            capture_output=True, text=True).stdout
-    return {"tree": str(tree), **json.loads(output.strip().splitlines()[-1])}
+    done = subprocess.run(command, cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True,
+                          text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode or not lines:
+        sys.exit(f"the measurement in {tree} failed:\n{done.stderr[-3000:]}")
+    return {"tree": str(tree), **json.loads(lines[-1])}
 
 
 def main() -> None:
