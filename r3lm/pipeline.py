@@ -100,8 +100,8 @@ class SequencePipeline:
                     backend: str = "hf") -> SequencePipeline:
         """A bundle's own settings and models (`deploy.bundle`), kept loaded once loaded; rationales are written
         through `backend` (generation.backend's words: `auto` takes vLLM where it is installed for the device).
-        vLLM starts in ~20 s and then writes several times faster than transformers at batch 8 (README,
-        "Performance"); on a GPU it is given BUNDLE_VLLM_GPU_SHARE, so the Stage-II backbone has room beside it."""
+        vLLM starts ~20 s later on a CPU and then writes twice as fast as transformers at batch 8 (docs/usage.md);
+        on a GPU it is given BUNDLE_VLLM_GPU_SHARE, so the Stage-II backbone has room beside it."""
         from r3lm.stage2.predict import Stage2Predictor
 
         rationales = None

@@ -94,7 +94,7 @@ def load_backbone(path: str | Path, dtype: torch.dtype, device: str, lora: dict[
 def attach_lora(backbone: nn.Module, lora: dict[str, Any], *, checkpointing: bool) -> nn.Module:
     """LoRA adapters kept in float32 while the frozen weights sit in the compute dtype. `checkpointing`
     recomputes each layer's activations in the backward pass: on Qwen3-4B at 2 x 2,048 tokens it cut the
-    step's peak from 42 to 11 GB at 0.72x the speed (measured on an H200, README "GPU memory")."""
+    step's peak from 42 to 11 GB at 0.72x the speed (measured on an H200, docs/gpu.md "GPU memory")."""
     from peft import LoraConfig, get_peft_model
 
     if checkpointing:  # non-reentrant: the frozen embeddings' outputs need not require grad
