@@ -217,9 +217,9 @@ class Check:
         return f"{training} on {summary.get('device', self.device)}, {len(self.cards) - 40} test rows predicted"
 
     def bundle(self, work: Path) -> str:
-        from r3lm.data.splits import SPLITS
         from r3lm.deploy.bundle import write_bundle
         from r3lm.deploy.scorer import R3LM
+        from r3lm.layout import SPLITS
         from r3lm.stage1.models import SHARED, Stage1Models
 
         if importlib.util.find_spec("pyjaspar") is None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class InputError(Exception):
@@ -53,3 +58,9 @@ def _require(path: Path, what: str, *, folder: bool) -> Path:
     if not (path.is_dir() if folder else path.is_file()):
         raise InputError(f"{what} not found", path=path)
     return path
+
+
+def require_table_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise InputError(f"{what} lacks column(s) {', '.join(missing)}", column=missing[0])

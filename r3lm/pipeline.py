@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from r3lm.errors import InputError
+from r3lm.layout import BACKBONE_DIR, LLM_DIR
 from r3lm.motifs.scan import MotifSet, background_for, build_motif_set, scan_sequences
 from r3lm.rcc.build import cards_for_table
 from r3lm.rcc.card import CardSettings
@@ -171,7 +172,5 @@ class SequencePipeline:
 
 def bundle_backbone(folder: Path, manifest: Mapping[str, Any]) -> Path | str:
     """The Stage-II backbone: a folder inside the bundle, or the hub id it records."""
-    from r3lm.deploy.bundle import BACKBONE_DIR, LLM_DIR
-
     backbone = manifest["backbone"]
     return folder / backbone if backbone in (LLM_DIR, BACKBONE_DIR) else backbone

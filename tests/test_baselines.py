@@ -16,11 +16,11 @@ from conftest import assert_input_error, written_files
 from r3lm.baselines import cnn
 from r3lm.baselines.motif_ridge import run_motif_ridge
 from r3lm.config import load_config, validate_config
-from r3lm.data.dna import encode_sequences, one_hot, reverse_complement_codes
 from r3lm.data.levels import assign_levels, level_edges
+from r3lm.dna import encode_sequences, one_hot, reverse_complement_codes
 from r3lm.errors import InputError
-from r3lm.evaluate.metrics import pearson
 from r3lm.predictions import PREDICTION_COLUMNS, read_predictions
+from r3lm.stats import pearson
 
 ACTIVATOR, REPRESSOR = "TGACTCA", "AGATAAG"  # AP-1 and GATA sites
 ACTIVATOR_FAMILY, REPRESSOR_FAMILY = "Fos-related; Jun-related", "C4-GATA-related"

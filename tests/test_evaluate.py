@@ -12,10 +12,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from r3lm.data.dna import dinucleotide_shuffle
+from r3lm.dna import dinucleotide_shuffle
 from r3lm.errors import InputError
 from r3lm.evaluate.citations import citation_faithfulness
-from r3lm.evaluate.claims import attach_cards, cited_motifs
 from r3lm.evaluate.metrics import (
     Block,
     block_rng,
@@ -34,6 +33,7 @@ from r3lm.evaluate.report import write_report
 from r3lm.io import write_table
 from r3lm.predictions import prediction_table, write_predictions
 from r3lm.rcc.card import Card, MotifHit
+from r3lm.reasoning.claims import attach_cards, cited_motifs
 
 EDGES = {"HepG2": [-0.5, 0.0, 0.5], "K562": [-0.5, 0.0, 0.5]}
 

@@ -21,11 +21,11 @@ from test_fast_bundle import one_torch_thread, tiny_workflow
 
 from r3lm.cli import main
 from r3lm.config import validate_config
-from r3lm.data.dna import reverse_complement
 from r3lm.data.tables import load_table
 from r3lm.deploy import scorer
+from r3lm.dna import reverse_complement
 from r3lm.errors import InputError
-from r3lm.evaluate.metrics import evaluate, pearson, write_metrics
+from r3lm.evaluate.metrics import evaluate, write_metrics
 from r3lm.evaluate.report import write_report
 from r3lm.evaluate.transfer import (
     check_entries,

@@ -45,14 +45,14 @@ from r3lm.baselines.common import (
     write_outputs,
 )
 from r3lm.data.checks import first_row
-from r3lm.data.dna import encode_sequences, one_hot, reverse_complement_codes
 from r3lm.data.splits import fold_key
+from r3lm.dna import encode_sequences, one_hot, reverse_complement_codes
 from r3lm.errors import InputError
-from r3lm.evaluate.metrics import pearson
 from r3lm.io import atomic_path, write_table
 from r3lm.llm.base import native_bf16
 from r3lm.predictions import ROW_COLUMNS, read_rows
 from r3lm.scaling import ActivityScaler
+from r3lm.stats import pearson
 
 log = logging.getLogger(__name__)
 

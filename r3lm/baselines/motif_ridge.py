@@ -30,9 +30,9 @@ from r3lm.baselines.common import (
     write_outputs,
 )
 from r3lm.errors import InputError, require_file
-from r3lm.evaluate.metrics import pearson
 from r3lm.io import write_json
 from r3lm.predictions import ROW_COLUMNS, read_rows
+from r3lm.stats import pearson
 
 log = logging.getLogger(__name__)
 

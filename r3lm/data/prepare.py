@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 
 from r3lm.data.levels import assign_levels, level_edges
-from r3lm.data.splits import SPLITS, assign_splits
+from r3lm.data.splits import assign_splits
 from r3lm.errors import InputError
 from r3lm.io import write_json, write_parquet
+from r3lm.layout import SPLITS
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,7 @@ import pandas as pd
 
 from r3lm.data.checks import normalize_chromosome
 from r3lm.errors import InputError
-
-SPLITS = ("train", "val", "test")
+from r3lm.layout import SPLITS
 
 
 def assign_splits(units: pd.DataFrame, split: dict[str, Any], *, config_key: str,

@@ -26,7 +26,7 @@ from r3lm.data.checks import (
     parse_numbers,
     require_columns,
 )
-from r3lm.data.dna import reverse_complement
+from r3lm.dna import reverse_complement
 from r3lm.errors import InputError, require_file
 from r3lm.io import CACHE_ROOT
 

@@ -43,6 +43,7 @@ from r3lm.data.levels import assign_levels
 from r3lm.errors import InputError, require_file, require_folder
 from r3lm.hub import local_copy
 from r3lm.io import atomic_dir, write_json
+from r3lm.layout import BACKBONE_DIR, LLM_DIR, STAGE2_DIR
 from r3lm.llm.base import PROVENANCE_FILE, resolve_base
 from r3lm.motifs.scan import background_for
 from r3lm.motifs.shards import dataset_sequences
@@ -63,7 +64,6 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "r3lm_bundle.json"
 FORMAT = "r3lm-bundle/2"  # /2: a rationale model per cell type
-LLM_DIR, BACKBONE_DIR, STAGE2_DIR = "llm", "backbone", "stage2"
 # Fast bundles: a baseline that scores a sequence in milliseconds (r3lm.deploy.fast reads them)
 FAST_FORMAT = "r3lm-fast-bundle/1"
 FAST_KINDS = ("cnn", "motif_ridge")

@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 
 from r3lm.errors import InputError
-from r3lm.evaluate.claims import attach_cards, cited_motifs
 from r3lm.evaluate.metrics import block_rng
 from r3lm.evaluate.motif_disruption import disrupt_motif, disruption_agreement
 from r3lm.io import table_kind, write_table
@@ -36,6 +35,7 @@ from r3lm.motifs.shards import dataset_sequences
 from r3lm.pipeline import SequencePipeline
 from r3lm.predictions import read_predictions
 from r3lm.rcc.evidence_tags import EvidenceTags
+from r3lm.reasoning.claims import attach_cards, cited_motifs
 from r3lm.stage1.models import Stage1Models
 from r3lm.stage2.folder import SHARED, read_model_info
 from r3lm.stage2.predict import Stage2Predictor

@@ -68,22 +68,6 @@ def resolve_settings(settings: Mapping[str, Any] | None = None) -> dict[str, Any
     return resolved
 
 
-def require_table_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
-    missing = [column for column in columns if column not in frame.columns]
-    if missing:
-        raise InputError(f"{what} lacks column(s) {', '.join(missing)}", column=missing[0])
-
-
-def pearson(measured: np.ndarray, predicted: np.ndarray) -> float:
-    """Pearson r over the finite pairs; NaN when it is undefined (fewer than 2 pairs or a constant side)."""
-    measured, predicted = np.asarray(measured, dtype=float), np.asarray(predicted, dtype=float)
-    keep = np.isfinite(measured) & np.isfinite(predicted)
-    x, y = measured[keep], predicted[keep]
-    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(np.corrcoef(x, y)[0, 1])
-
-
 def block_rng(seed: int, *keys: str) -> np.random.Generator:
     """A generator per (seed, protocol, cell type): a block's resamples do not depend on which other blocks or
     methods exist, so reruns and partial reruns agree."""

@@ -1,7 +1,7 @@
 """Disrupting a cited motif's sites, and scoring whether the prediction moved the way the rationale claimed.
 
 `disrupt_span` shuffles one card span (1-based, inclusive, as on cards) with the dinucleotide shuffle of
-`r3lm.data.dna`; since the span keeps its end bases, the whole sequence keeps its dinucleotide counts
+`r3lm.dna`; since the span keeps its end bases, the whole sequence keeps its dinucleotide counts
 too; `disrupt_motif` does so for every hit of one card motif. `disruption_agreement` scores how often the
 prediction moves the way the rationale claimed when a cited motif is disrupted. Running the experiment
 (rescan, rebuild the card, predict again) is `r3lm.evaluate.disruption`.
@@ -17,18 +17,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from r3lm.data.dna import dinucleotide_shuffle
-from r3lm.errors import InputError
-from r3lm.evaluate.claims import card_hits
+from r3lm.dna import dinucleotide_shuffle
+from r3lm.errors import InputError, require_table_columns
 from r3lm.evaluate.metrics import (
     ALL,
     block_rng,
     percentile_interval,
-    require_table_columns,
     resample_counts,
     resolve_settings,
 )
 from r3lm.rcc.card import Card
+from r3lm.reasoning.claims import card_hits
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from r3lm.data.dna import reverse_complement
 from r3lm.data.prepare import sample_rows
 from r3lm.data.tables import read_table, to_long_rows
+from r3lm.dna import reverse_complement
 from r3lm.errors import InputError, require_file
 from r3lm.evaluate.metrics import Block, percentile_interval, resolve_settings
 from r3lm.io import write_json, write_parquet, write_table

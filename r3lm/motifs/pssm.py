@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from r3lm.data.dna import COMPLEMENT_CODES, reverse_complement_matrix
+from r3lm.dna import COMPLEMENT_CODES, reverse_complement_matrix
 from r3lm.motifs.jaspar import NUCLEOTIDES, Motif
 
 PSSM_RANGE = 1000            # pssm.h: integer range of one scaled column

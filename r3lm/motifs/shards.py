@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from r3lm.data.splits import SPLITS
 from r3lm.io import write_parquet
+from r3lm.layout import SPLITS
 from r3lm.motifs.jaspar import load_motifs
 from r3lm.motifs.meme_format import write_meme
 from r3lm.motifs.pssm import uniform_background

@@ -26,8 +26,8 @@ from torch import nn
 from tqdm import tqdm
 from transformers import get_scheduler
 
-from r3lm.evaluate.metrics import pearson
 from r3lm.io import atomic_dir
+from r3lm.stats import pearson
 
 log = logging.getLogger(__name__)
 

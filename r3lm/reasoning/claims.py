@@ -39,8 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from r3lm.errors import InputError
-from r3lm.evaluate.metrics import require_table_columns
+from r3lm.errors import InputError, require_table_columns
 from r3lm.rcc.card import FAMILY_SEPARATOR, FAMILY_SUFFIXES, Card
 
 # (pattern, sign, attach): "post" cues claim for the names before them, "pre" cues for the name right
