@@ -40,8 +40,9 @@ from r3lm.llm.generate import (
     prompt_token_ids,
     vllm_platform,
 )
-from r3lm.rcc.card import Card, MotifHit, gc_content
-from r3lm.reasoning.format import student_messages, system_prompt
+from r3lm.rationale.format import student_messages, system_prompt
+from r3lm.rcc.card import Card, gc_content
+from r3lm.rcc.hits import MotifHit
 
 TFS = [("GATA1", "C4-GATA-related"), ("HNF4A", "Thyroid hormone receptor-related factors (NR1)"),
        ("FOXA2", "FOX"), ("CEBPB", "C/EBP-related"), ("HNF1A", "HNF1-like factors"), ("SPI1", "Ets-related"),

@@ -55,7 +55,8 @@ sys.path.insert(0, str(REPO))
 
 from r3lm.config import validate_config
 from r3lm.io import write_json
-from r3lm.rcc.card import Card, MotifHit
+from r3lm.rcc.card import Card
+from r3lm.rcc.hits import MotifHit
 
 CELLS = ("K562", "HepG2")
 TF_NAMES = ("GATA1", "TAL1::TCF3", "HNF4A", "CEBPB", "SP1", "REST", "FOS::JUN", "ELK1")

@@ -107,7 +107,7 @@ class SequencePipeline:
 
         rationales = None
         if manifest["rationale_models"]:
-            from r3lm.reasoning.format import RationaleFormat
+            from r3lm.rationale.format import RationaleFormat
             from r3lm.stage1.writer import RationaleWriter
 
             generation = {**manifest["generation"], "backend": backend}

@@ -10,14 +10,7 @@ import pytest
 from r3lm.config import validate_config
 from r3lm.motifs.scan import HIT_COLUMNS
 from r3lm.rcc.build import cards_for_table
-from r3lm.rcc.card import (
-    Card,
-    CardSettings,
-    MotifHit,
-    build_card,
-    deduplicate,
-    gc_content,
-)
+from r3lm.rcc.card import Card, CardSettings, build_card, deduplicate, gc_content
 from r3lm.rcc.evidence_tags import (
     CellEvidence,
     EvidenceTags,
@@ -26,6 +19,7 @@ from r3lm.rcc.evidence_tags import (
     stated_evidence,
 )
 from r3lm.rcc.grammar import GrammarSettings
+from r3lm.rcc.hits import MotifHit
 
 SEQUENCE = "GGGCGGGGC" + "A" * 41 + "TTATCTGGCAGATAAG" + "C" * 24 + "T" * 20
 SETTINGS = CardSettings.from_config(validate_config({})["rcc"])

@@ -32,8 +32,9 @@ from r3lm.evaluate.motif_disruption import (
 from r3lm.evaluate.report import write_report
 from r3lm.io import write_table
 from r3lm.predictions import prediction_table, write_predictions
-from r3lm.rcc.card import Card, MotifHit
-from r3lm.reasoning.claims import attach_cards, cited_motifs
+from r3lm.rationale.claims import attach_cards, cited_motifs
+from r3lm.rcc.card import Card
+from r3lm.rcc.hits import MotifHit
 
 EDGES = {"HepG2": [-0.5, 0.0, 0.5], "K562": [-0.5, 0.0, 0.5]}
 

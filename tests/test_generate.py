@@ -29,7 +29,7 @@ from r3lm.llm.generate import (
     row_seed,
     stop_token_ids,
 )
-from r3lm.reasoning.format import rationale_grammar
+from r3lm.rationale.format import rationale_grammar
 
 GENERATION = validate_config({})["generation"]
 GREEDY = {**GENERATION, "do_sample": False, "max_new_tokens": 16}

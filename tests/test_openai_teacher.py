@@ -21,7 +21,8 @@ import pytest
 
 from r3lm.config import validate_config
 from r3lm.errors import InputError
-from r3lm.rcc.card import Card, MotifHit
+from r3lm.rcc.card import Card
+from r3lm.rcc.hits import MotifHit
 from r3lm.reasoning.evidence import Evidence
 from r3lm.reasoning.openai_backend import (
     EndpointError,

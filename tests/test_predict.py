@@ -23,8 +23,8 @@ from r3lm.deploy.scorer import R3LM, SCORE_COLUMNS, Explanation, auto_batch_size
 from r3lm.errors import InputError
 from r3lm.llm.generate import Generation
 from r3lm.pipeline import BUNDLE_VLLM_GPU_SHARE
+from r3lm.rationale.format import parse
 from r3lm.rcc.evidence_tags import CellEvidence, EvidenceTags, GcStats
-from r3lm.reasoning.format import parse
 from r3lm.stage1 import writer
 from r3lm.stage1.models import SHARED, Stage1Models
 from r3lm.stage2.predict import Stage2Predictor

@@ -18,9 +18,9 @@ from r3lm.config import validate_config
 from r3lm.errors import InputError
 from r3lm.io import write_parquet
 from r3lm.motifs.scan import background_for, build_motif_set, scan_sequences
+from r3lm.rationale.format import compose
 from r3lm.rcc.build import cards_for_table
 from r3lm.rcc.card import CardSettings
-from r3lm.reasoning.format import compose
 from r3lm.reasoning.released import write_released_sets
 from r3lm.reasoning.teacher import STAGE2_SETS, set_tables
 

@@ -24,7 +24,7 @@ from transformers import (
 from r3lm.config import validate_config
 from r3lm.errors import InputError
 from r3lm.llm.base import native_bf16
-from r3lm.reasoning.format import compose, parse, student_messages
+from r3lm.rationale.format import compose, parse, student_messages
 from r3lm.stage1.sft import (
     IGNORE_INDEX,
     PaddingCollator,

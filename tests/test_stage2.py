@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-
 import json
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from transformers import AutoTokenizer
 from r3lm.config import validate_config
 from r3lm.errors import InputError
 from r3lm.predictions import read_predictions
-from r3lm.reasoning.format import compose
+from r3lm.rationale.format import compose
 from r3lm.scaling import ActivityScaler
 from r3lm.stage2.inputs import load_mode_rows, render, tokenize_rows
 from r3lm.stage2.predict import Stage2Predictor

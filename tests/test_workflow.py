@@ -12,8 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from r3lm.cli.registry import step_sections
-from r3lm.config import load_schema
+from r3lm.cli.workflow import step_sections
 from r3lm.deploy.scorer import R3LM
 
 REPO = Path(__file__).resolve().parents[1]

@@ -80,9 +80,3 @@ def step(name: str, help_text: str, *arguments: Argument | OneOf, sections: tupl
     """Register the decorated handler as workflow step `name` (`r3lm step <name>`), reading config `sections`."""
     return command(name, help_text, *arguments, sections=sections, step=True)
 
-
-def step_sections(name: str) -> tuple[str, ...]:
-    """The config sections workflow step `name` reads, as its command declares them."""
-    from r3lm.cli import workflow  # noqa: F401  (registers the steps)
-
-    return COMMANDS[name].sections

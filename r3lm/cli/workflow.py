@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from r3lm.cli.registry import arg, step
+from r3lm.cli.registry import COMMANDS, arg, step
 from r3lm.errors import InputError
 from r3lm.io import OutputFile, OutputFolder
 from r3lm.rcc.evidence_tags import EvidenceTags
@@ -16,8 +16,14 @@ NO_PROGRESS = arg("--no-progress", action="store_true")
 EVIDENCE_TAGS = arg("--evidence-tags", default=None,
                     help="evidence tags JSON (evidence-tags), when the cards carry them (rcc.evidence_tags)")
 THREE_SETS = ("TRAIN", "VAL", "TEST")
+
 PREDICTIONS = arg("--predictions", nargs="+", required=True,
                   help="METHOD=FOLDER per method (a bare folder is named by its last component)")
+
+
+def step_sections(name: str) -> tuple[str, ...]:
+    """The config sections workflow step `name` reads, as its declaration below says (common.smk passes them)."""
+    return COMMANDS[name].sections
 
 
 @step("download", "resumable download with a recorded SHA-256",

@@ -48,8 +48,8 @@ from r3lm.llm.base import PROVENANCE_FILE, resolve_base
 from r3lm.motifs.scan import background_for
 from r3lm.motifs.shards import dataset_sequences
 from r3lm.predictions import level_edges_from_summary
+from r3lm.rationale.format import system_prompt
 from r3lm.rcc.evidence_tags import EvidenceTags
-from r3lm.reasoning.format import system_prompt
 from r3lm.stage1.models import Stage1Models
 from r3lm.stage2.folder import (
     HEAD_FILE,

@@ -29,8 +29,8 @@ from r3lm.deploy.bundle import FAST_FORMAT, LoadedBundle, manifest_format, read_
 from r3lm.deploy.fast import FastModel, load_fast, named_sequences, warn_on_length
 from r3lm.errors import InputError
 from r3lm.pipeline import SequencePipeline, bundle_backbone
-from r3lm.reasoning.claims import cited_motifs
-from r3lm.reasoning.format import level_name, parse
+from r3lm.rationale.claims import cited_motifs
+from r3lm.rationale.format import level_name, parse
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ averages per cell type, for every mention ("cited") and for mentions with a clai
 ("claimed"); `card_precision` is the precision of citing every card motif, the chance level to beat.
 Direction agreement compares a claimed sign with the sign of the overlapped causal contribution.
 
-The claims are read by `r3lm.reasoning.claims`.
+The claims are read by `r3lm.rationale.claims`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from r3lm.evaluate.metrics import (
     resolve_settings,
 )
 from r3lm.io import write_table
-from r3lm.reasoning.claims import attach_cards, card_hits, cited_motifs
+from r3lm.rationale.claims import attach_cards, card_hits, cited_motifs
 
 _COUNT_COLUMNS = ["cited", "cited_correct", "claimed", "claimed_correct", "causal_on_card", "recalled",
                   "claimed_recalled", "card_motifs", "card_motifs_correct", "direction_n", "direction_agree"]

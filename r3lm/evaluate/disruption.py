@@ -34,8 +34,8 @@ from r3lm.io import table_kind, write_table
 from r3lm.motifs.shards import dataset_sequences
 from r3lm.pipeline import SequencePipeline
 from r3lm.predictions import read_predictions
+from r3lm.rationale.claims import attach_cards, cited_motifs
 from r3lm.rcc.evidence_tags import EvidenceTags
-from r3lm.reasoning.claims import attach_cards, cited_motifs
 from r3lm.stage1.models import Stage1Models
 from r3lm.stage2.folder import SHARED, read_model_info
 from r3lm.stage2.predict import Stage2Predictor

@@ -26,8 +26,8 @@ from r3lm.evaluate.metrics import (
     resample_counts,
     resolve_settings,
 )
+from r3lm.rationale.claims import card_hits
 from r3lm.rcc.card import Card
-from r3lm.reasoning.claims import card_hits
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from tqdm import tqdm
 
 from r3lm.io import write_parquet
 from r3lm.motifs.scan import HIT_COLUMNS
-from r3lm.rcc.card import CardSettings, MotifHit, card_from_sites, deduplicate
+from r3lm.rcc.card import CardSettings, card_from_sites, deduplicate
+from r3lm.rcc.hits import MotifHit
 
 log = logging.getLogger(__name__)
 

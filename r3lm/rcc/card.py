@@ -21,36 +21,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+from r3lm.errors import InputError
 from r3lm.rcc.evidence_tags import CellEvidence, EvidenceTags
 from r3lm.rcc.grammar import GrammarSettings, grammar_tags
-
-FAMILY_SEPARATOR = "; "
-FAMILY_SUFFIXES = ("related", "like", "type", "family")  # "JUN-related": a family, not the motif
-
-
-@dataclass(frozen=True)
-class MotifHit:
-    """One FIMO hit; start/end are 1-based and inclusive on the + strand, as FIMO reports them."""
-
-    matrix_id: str
-    name: str
-    family: str
-    tf_class: str
-    start: int
-    end: int
-    strand: str
-    score: float
-    pvalue: float
-
-    @property
-    def families(self) -> frozenset[str]:
-        """The JASPAR families the hit lists; none for a matrix without one (its family is "")."""
-        return frozenset(self.family.split(FAMILY_SEPARATOR)) if self.family else frozenset()
-
-    def overlaps(self, other: MotifHit) -> bool:
-        return self.start <= other.end and other.start <= self.end
+from r3lm.rcc.hits import MotifHit
 
 
 @dataclass(frozen=True)
@@ -181,3 +158,10 @@ def card_from_sites(sequence: str, cell_type: str, sites: Sequence[MotifHit], se
     gc = gc_content(sequence)
     return Card(cell_type=cell_type, gc_content=gc, sequence=sequence, motifs=motifs,
                 grammar_tags=grammar_tags(motifs, gc, settings.grammar))
+
+
+def parse_card(card_json: str, path: str | Path | None = None, row: int | None = None) -> Card:
+    try:
+        return Card.from_json(card_json)
+    except (ValueError, KeyError, TypeError) as error:
+        raise InputError(f"unreadable card JSON: {error}", path=path, row=row, column="card_json") from error

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from r3lm.rcc.grammar import GrammarSettings, layout, layout_phrase
 
 if TYPE_CHECKING:
-    from r3lm.rcc.card import MotifHit
+    from r3lm.rcc.hits import MotifHit
 
 DIRECTIONS = ("up", "down")  # the motif favours or works against activity in the cell type
 NO_DIRECTION = "none"

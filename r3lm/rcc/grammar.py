@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from r3lm.rcc.card import MotifHit
+    from r3lm.rcc.hits import MotifHit
 
 
 @dataclass(frozen=True)

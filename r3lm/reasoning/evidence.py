@@ -35,7 +35,7 @@ from scipy.stats import fisher_exact, spearmanr
 from tqdm import tqdm
 
 from r3lm.errors import InputError, require_file
-from r3lm.rcc.card import Card
+from r3lm.rcc.card import Card, parse_card
 from r3lm.reasoning.crossfit import WHOLE_SPLIT
 
 log = logging.getLogger(__name__)
@@ -174,11 +174,6 @@ def check_cards(cards: pd.DataFrame, n_levels: int, path: str | Path | None = No
                          row=row + 1, column="level")
 
 
-def parse_card(card_json: str, path: str | Path | None = None, row: int | None = None) -> Card:
-    try:
-        return Card.from_json(card_json)
-    except (ValueError, KeyError, TypeError) as error:
-        raise InputError(f"unreadable card JSON: {error}", path=path, row=row, column="card_json") from error
 
 
 def card_features(card: Card) -> list[tuple[str, str]]:

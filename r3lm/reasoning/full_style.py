@@ -3,7 +3,7 @@ tally) in the grounded teacher's steps."""
 
 from __future__ import annotations
 
-from r3lm.rcc.card import MotifHit
+from r3lm.rcc.hits import MotifHit
 from r3lm.reasoning.evidence import FEATURE_KINDS, FeatureEvidence
 from r3lm.reasoning.reading import SIGNIFICANT_P, SiteReading
 from r3lm.reasoning.wording import (

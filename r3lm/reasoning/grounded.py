@@ -40,12 +40,13 @@ import random
 from dataclasses import dataclass
 from functools import cached_property
 
-from r3lm.rcc.card import Card, MotifHit
+from r3lm.rationale.format import compose
+from r3lm.rcc.card import Card
 from r3lm.rcc.grammar import GrammarSettings
+from r3lm.rcc.hits import MotifHit
 from r3lm.reasoning.brief_style import BriefRenderer
 from r3lm.reasoning.compact_style import CompactRenderer
 from r3lm.reasoning.evidence import Evidence
-from r3lm.reasoning.format import compose
 from r3lm.reasoning.full_style import FullRenderer
 from r3lm.reasoning.reading import (
     CardReading,

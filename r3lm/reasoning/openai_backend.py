@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from r3lm.errors import InputError
 from r3lm.io import atomic_path
-from r3lm.reasoning.teacher import Checker, TeacherAnswer, TeacherJob
+from r3lm.reasoning.backend import Checker, TeacherAnswer, TeacherJob
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,10 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from r3lm.rcc.card import Card, MotifHit
+from r3lm.rcc.card import Card
 from r3lm.rcc.evidence_tags import GCReading, gc_effect, gc_reading, net_tier
 from r3lm.rcc.grammar import GrammarSettings, Layout, layout
+from r3lm.rcc.hits import MotifHit
 from r3lm.reasoning.evidence import Evidence, FeatureEvidence, GcTrend
 from r3lm.reasoning.roles import Role, RoleTable
 

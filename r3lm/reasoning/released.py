@@ -34,12 +34,10 @@ import pandas as pd
 from r3lm.errors import InputError
 from r3lm.hub import local_copy
 from r3lm.io import write_json
+from r3lm.reasoning.backend import Checker, TeacherAnswer, TeacherJob
 from r3lm.reasoning.teacher import (
     SET_NAMES,
     TEACHER_COLUMNS,
-    Checker,
-    TeacherAnswer,
-    TeacherJob,
     run_teacher,
     save_teacher_set,
     select_set,

@@ -16,19 +16,11 @@ from typing import Any
 import yaml
 
 from r3lm.errors import InputError, require_file
-from r3lm.rcc.card import MotifHit
+from r3lm.rcc.hits import MotifHit, name_parts
 
 PACKAGED_ROLES = Path(__file__).with_name("roles.yaml")
 ROLE_KINDS = ("activator", "repressor", "architectural")
 ANY_CELL_TYPE = "any"
-DIMER_SEPARATOR = "::"
-
-
-def name_parts(name: str) -> frozenset[str]:
-    """The upper-case TF names a JASPAR motif name stands for: the name itself and each dimer half."""
-    return frozenset({name.upper(), *(part.upper() for part in name.split(DIMER_SEPARATOR) if part)})
-
-
 @dataclass(frozen=True)
 class Role:
     tfs: frozenset[str]

@@ -28,8 +28,9 @@ import pandas as pd
 from r3lm.errors import InputError, require_file
 from r3lm.io import write_json, write_parquet
 from r3lm.logs import shortlist
-from r3lm.rcc.card import Card, CardSettings, MotifHit
+from r3lm.rcc.card import Card, CardSettings
 from r3lm.rcc.evidence_tags import DIRECTIONS, CellEvidence, EvidenceTags
+from r3lm.rcc.hits import MotifHit
 from r3lm.reasoning.crossfit import WHOLE_SPLIT, card_folds
 from r3lm.reasoning.evidence import Evidence, evidence_folds, read_evidence
 from r3lm.reasoning.reading import pull_order, read_site

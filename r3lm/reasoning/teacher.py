@@ -21,9 +21,8 @@ import os
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,26 +30,26 @@ from tqdm import tqdm
 
 from r3lm.errors import InputError, require_file
 from r3lm.io import atomic_path, write_json, write_parquet
-from r3lm.rcc.card import Card
-from r3lm.rcc.grammar import GrammarSettings
-from r3lm.reasoning.evidence import (
-    Evidence,
-    check_cards,
-    compute_evidence,
-    parse_card,
-    evidence_folds,
-    read_evidence,
-)
-from r3lm.reasoning.crossfit import WHOLE_SPLIT, card_folds, cross_fit_folds, fold_of
-from r3lm.reasoning.format import RationaleFormat, system_prompt, teacher_messages
-from r3lm.reasoning.grounded import GroundedTeacher
-from r3lm.reasoning.roles import RoleTable, load_roles
-from r3lm.reasoning.validate import (
+from r3lm.rationale.format import RationaleFormat, system_prompt, teacher_messages
+from r3lm.rationale.validate import (
     Validation,
     motif_vocabulary,
     rejection_counts,
     validate_rationale,
 )
+from r3lm.rcc.card import parse_card
+from r3lm.rcc.grammar import GrammarSettings
+from r3lm.reasoning.backend import Checker, TeacherAnswer, TeacherBackend, TeacherJob
+from r3lm.reasoning.crossfit import WHOLE_SPLIT, card_folds, cross_fit_folds, fold_of
+from r3lm.reasoning.evidence import (
+    Evidence,
+    check_cards,
+    compute_evidence,
+    evidence_folds,
+    read_evidence,
+)
+from r3lm.reasoning.grounded import GroundedTeacher
+from r3lm.reasoning.roles import RoleTable, load_roles
 
 log = logging.getLogger(__name__)
 
@@ -72,38 +71,6 @@ def set_tables(teacher: str) -> dict[str, str]:
     drawn apart from r3lm's seeded test subset, so there the test set draws from the whole test split (its rows are
     then the paper protocol's)."""
     return {**TEACHER_SETS, "test": "test"} if teacher == "released" else dict(TEACHER_SETS)
-
-
-@dataclass(frozen=True)
-class TeacherJob:
-    """One card to explain: `messages` is the teacher's prompt (card and observed level), `card_text` the card as
-    shown there (its evidence line states facts a rationale must keep)."""
-
-    card_id: str
-    card: Card
-    level: int
-    messages: list[dict[str, str]]
-    card_text: str = ""
-
-
-@dataclass(frozen=True)
-class TeacherAnswer:
-    text: str
-    validation: Validation
-    attempts: int
-
-
-Checker = Callable[[TeacherJob, str], Validation]
-
-
-class TeacherBackend(Protocol):
-    name: str
-
-    def explain(self, jobs: Sequence[TeacherJob], check: Checker, *, progress: bool) -> list[TeacherAnswer]:
-        """One answer per job, in order: the first that `check` accepts, else the last attempt."""
-
-    def stats(self) -> dict[str, Any]:
-        """Backend counters for the summary (requests, cache hits, ...)."""
 
 
 class GroundedBackend:

@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from r3lm.rcc.card import MotifHit
-from r3lm.reasoning.format import level_name
+from r3lm.rationale.format import level_name
+from r3lm.rcc.hits import MotifHit
 from r3lm.reasoning.reading import CardReading, Composition, SiteReading
 
 SHOWN_SITES = 3

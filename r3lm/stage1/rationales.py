@@ -20,12 +20,12 @@ import pandas as pd
 
 from r3lm.errors import InputError
 from r3lm.io import write_json, write_parquet
-from r3lm.reasoning.evidence import parse_card
-from r3lm.reasoning.validate import (
+from r3lm.rationale.validate import (
     motif_vocabulary,
     rejection_counts,
     validate_rationale,
 )
+from r3lm.rcc.card import parse_card
 from r3lm.stage1.models import Stage1Models
 from r3lm.stage1.writer import RationaleWriter
 

@@ -1,6 +1,6 @@
 """Stage I: fine-tune a causal LM on the teacher's ShareGPT rationales, with loss on the assistant turn only.
 
-The model learns to write the teacher's rationale from the card alone (r3lm.reasoning.format). Prompts
+The model learns to write the teacher's rationale from the card alone (r3lm.rationale.format). Prompts
 are rendered with the tokenizer's own chat template, so training sees exactly what generation will
 feed the model later. Training runs through transformers' Trainer: full or LoRA fine-tuning,
 checkpoints that a killed run resumes from, held-out loss before, during and after training, and

@@ -4,7 +4,7 @@ The workflow's own rationales (`stage1/rationales.py`), the disruption check's r
 all write through `RationaleWriter`, so the backend, the guidance policy, seeding, batching and resumption
 are decided here once. The model sees the card alone, never the label.
 
-Guidance (`generation.guidance`) holds the model to the rationale grammar (`reasoning.format`):
+Guidance (`generation.guidance`) holds the model to the rationale grammar (`rationale.format`):
 `fallback` lets the model write freely and writes again under the grammar only what broke the format,
 keeping the free attempt (`unguided_text`) so that summaries count the learned skill and the guided
 result apart; `always` constrains every rationale; `off` never does.
@@ -26,7 +26,7 @@ from r3lm.llm.generate import (
     generate_to_table,
     open_generator,
 )
-from r3lm.reasoning.format import RationaleFormat
+from r3lm.rationale.format import RationaleFormat
 
 
 class RationaleWriter:

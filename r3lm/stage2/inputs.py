@@ -27,7 +27,7 @@ import pandas as pd
 
 from r3lm.errors import InputError
 from r3lm.predictions import ROW_COLUMNS
-from r3lm.reasoning.format import strip_conclusion
+from r3lm.rationale.format import strip_conclusion
 
 MODES = ("generated_cot", "oracle_cot", "rcc_only", "sequence_only")
 COT_MODES = ("generated_cot", "oracle_cot")

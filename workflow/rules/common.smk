@@ -15,7 +15,7 @@ shell.prefix(
     + '${{PYTHONPATH:+:$PYTHONPATH}}"; '
 )
 
-from r3lm.cli.registry import step_sections
+from r3lm.cli.workflow import step_sections
 from r3lm.config import validate_config
 from r3lm.data.gosai import CELL_TYPES as GOSAI_CELL_TYPES
 from r3lm.data.prepare import OUTPUT_TABLES

@@ -59,7 +59,8 @@ from typing import Any
 import pandas as pd
 
 from r3lm.logs import shortlist
-from r3lm.rcc.card import FAMILY_SUFFIXES, Card
+from r3lm.rationale.format import parse
+from r3lm.rcc.card import Card
 from r3lm.rcc.evidence_tags import (
     DIRECTIONS,
     NEUTRAL,
@@ -67,8 +68,7 @@ from r3lm.rcc.evidence_tags import (
     side_names,
     stated_evidence,
 )
-from r3lm.reasoning.format import parse
-from r3lm.reasoning.roles import name_parts
+from r3lm.rcc.hits import FAMILY_SUFFIXES, name_parts
 
 REASONS = ("missing_think", "too_few_steps", "too_many_steps", "missing_level", "level_out_of_range",
            "motif_not_in_card", "number_not_on_card", "fact_not_on_card", "step_without_evidence", "level_mismatch")

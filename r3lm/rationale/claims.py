@@ -40,7 +40,8 @@ import numpy as np
 import pandas as pd
 
 from r3lm.errors import InputError, require_table_columns
-from r3lm.rcc.card import FAMILY_SEPARATOR, FAMILY_SUFFIXES, Card
+from r3lm.rcc.card import Card
+from r3lm.rcc.hits import FAMILY_SEPARATOR, FAMILY_SUFFIXES
 
 # (pattern, sign, attach): "post" cues claim for the names before them, "pre" cues for the name right
 # after them, "both" either way. Each starts a word; order matters where patterns overlap (most specific
