@@ -25,8 +25,9 @@ GOAL_S = 1200
 
 
 def rule_times(results: str) -> dict[str, float]:
-    """Seconds per rule: each job once (a job's outputs share its start), summed over the rule's jobs."""
-    jobs: dict[tuple[str, float], float] = {}
+    """Seconds per rule: each job once (a job's outputs record its start and end, to a few microseconds),
+    summed over the rule's jobs."""
+    jobs: dict[tuple[str, int, int], float] = {}
     for path in (HERE / ".snakemake" / "metadata").iterdir():
         try:
             output = base64.b64decode(path.name + "=" * (-len(path.name) % 4)).decode()
@@ -34,9 +35,10 @@ def rule_times(results: str) -> dict[str, float]:
             continue
         if output.startswith(results + "/"):
             record = json.loads(path.read_text())
-            jobs[(record["rule"], record["starttime"])] = record["endtime"] - record["starttime"]
+            start, end = record["starttime"], record["endtime"]
+            jobs[(record["rule"], round(start), round(end))] = end - start
     totals: dict[str, float] = defaultdict(float)
-    for (rule, _), seconds in jobs.items():
+    for (rule, _, _), seconds in jobs.items():
         totals[rule] += seconds
     return dict(sorted(totals.items(), key=lambda item: -item[1]))
 

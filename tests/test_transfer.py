@@ -35,6 +35,7 @@ from r3lm.evaluate.transfer import (
     run_transfer,
     seen_sequences,
 )
+from r3lm.stats import pearson
 
 JOINT_ENTRY = {"name": "joint", "id_column": "name", "sequence_column": "seq",
                "activity_columns": {"HepG2": "HepG2", "K562": "K562"},
