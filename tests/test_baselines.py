@@ -173,6 +173,7 @@ def test_cnn_learns_the_planted_signal_and_is_reproducible(dataset: dict[str, Pa
     _run_cnn(dataset, tmp_path / "second")
     second, _ = read_predictions(tmp_path / "second")
     np.testing.assert_array_equal(second["predicted"], table["predicted"])
+    assert (tmp_path / "second/model.pt").read_bytes() == (tmp_path / "first/model.pt").read_bytes()
 
 
 def test_cnn_cross_validation_predicts_every_row_out_of_fold(dataset: dict[str, Path], tmp_path: Path) -> None:

@@ -494,9 +494,11 @@ def run_cnn(settings: Mapping[str, Any], train_path: str | Path, val_path: str |
     write_table(curve, out / "curve.csv")
     records = [{"state_dict": {name: value.cpu() for name, value in fit.model.state_dict().items()},
                 "target_mean": fit.scaler.mean.tolist(), "target_std": fit.scaler.std.tolist()} for fit in fits]
-    with atomic_path(out / MODEL_FILE) as tmp:  # one model, or one per fold
+    # one model, or one per fold; through a handle, so the archive's inner folder is torch's fixed name and not
+    # the temporary file's: a rerun writes the same bytes
+    with atomic_path(out / MODEL_FILE) as tmp, open(tmp, "wb") as handle:
         torch.save({**(records[0] if len(records) == 1 else {"folds": records}),
-                    "cell_types": fits[0].cell_types, "settings": fits[0].settings}, tmp)
+                    "cell_types": fits[0].cell_types, "settings": fits[0].settings}, handle)
     summary = {
         "method": "cnn",
         "settings": fits[0].settings,
