@@ -48,7 +48,7 @@ from r3lm.rcc.evidence_tags import CellEvidence, GcStats, stated_evidence
 from r3lm.rcc.hits import MotifHit
 from r3lm.reasoning.backend import TeacherAnswer
 from r3lm.reasoning.crossfit import WHOLE_SPLIT, card_folds
-from r3lm.reasoning.evidence import Evidence, compute_evidence, evidence_folds, read_evidence
+from r3lm.reasoning.evidence import Evidence, compute_evidence, read_evidence_folds
 from r3lm.reasoning.grounded import DETAILS, GroundedTeacher
 from r3lm.reasoning.reading import TIERS
 from r3lm.reasoning.roles import load_roles
@@ -611,8 +611,8 @@ def test_stage1_agreeing_draws_the_stage1_sets_from_cards_whose_reading_agrees(r
     real_cards[real_cards["split"] == "train"].to_parquet(train_path)
     config = validate_config({"reasoning": {"stage1_agreeing": how, "sets": {"stage1_train": 200, "test": 200}}})
     write_evidence(config, train_path, tmp_path / "evidence.parquet")  # cross-fitted: stage2_train takes all
-    readers = {fold: teacher(read_evidence(tmp_path / "evidence.parquet", fold))
-               for fold in range(WHOLE_SPLIT, config["reasoning"]["evidence"]["cross_fit_folds"])}
+    evidence = read_evidence_folds(tmp_path / "evidence.parquet")
+    readers = {fold: teacher(fold_evidence) for fold, fold_evidence in evidence.items()}
     readings = [readers[fold].read(Card.from_json(card), int(level)) for card, level, fold in zip(
         real_cards["card_json"], real_cards["level"], card_folds(real_cards, len(readers) - 1))]
     agrees = [reading.consistent if how == "bracket" else reading.tier_level == reading.level for reading in readings]
@@ -728,10 +728,11 @@ def test_with_every_train_card_in_stage2_the_evidence_is_cross_fitted(real_cards
 
     tagged, stage2, out = run(real_cards, "as_measured")
     train = real_cards[real_cards["split"] == "train"]
-    assert evidence_folds(out / "evidence.parquet") == 2
+    folds = read_evidence_folds(out / "evidence.parquet")
+    assert sorted(folds) == [WHOLE_SPLIT, 0, 1]
     outside_fold0 = compute_evidence(train[fold[real_cards["split"] == "train"] != 0], n_levels=N_LEVELS,
                                      min_count=5, pseudocount=1.0, min_log2_ratio=0.5, progress=False)
-    assert read_evidence(out / "evidence.parquet", 0).table().equals(outside_fold0.table())
+    assert folds[0].table().equals(outside_fold0.table())
     assert list(stage2["id"]) == list(real_cards["id"])  # every card, test ones with the whole split's evidence
     relabelled = real_cards.assign(level=np.where(fold == 0, N_LEVELS - 1 - real_cards["level"], real_cards["level"]))
     tagged_after, stage2_after, out_after = run(relabelled, "fold0_relabelled")

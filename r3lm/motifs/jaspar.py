@@ -47,7 +47,7 @@ def load_motifs(release: str = DEFAULT_RELEASE, collection: str = "CORE",
     """Latest version of every matrix in the collection, sorted by matrix id for determinism.
 
     Read from pyjaspar's database once per pyjaspar version (2.4 s: it builds a Biopython motif per matrix)
-    and from a JSON copy under JASPAR_CACHE after that (0.05 s): every scan, card and `explain` starts here."""
+    and from a JSON copy under JASPAR_CACHE after that (0.02 s): every scan, card and `explain` starts here."""
     path = JASPAR_CACHE / f"{release}_{collection}_{tax_group}_pyjaspar-{importlib.metadata.version('pyjaspar')}.json"
     motifs = _read_cached(path)
     if motifs is None:

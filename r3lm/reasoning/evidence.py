@@ -174,8 +174,6 @@ def check_cards(cards: pd.DataFrame, n_levels: int, path: str | Path | None = No
                          row=row + 1, column="level")
 
 
-
-
 def card_features(card: Card) -> list[tuple[str, str]]:
     """The (kind, feature) pairs a card carries, each once."""
     families = {family for hit in card.motifs for family in hit.families}
@@ -242,18 +240,16 @@ def _gc_trend(cell_type: str, gc_values: np.ndarray, levels: np.ndarray, high: n
                    mean_gc_low=float(gc_values[~high].mean()) if (~high).any() else float("nan"))
 
 
-def read_evidence(path: str | Path, fold: int = WHOLE_SPLIT) -> Evidence:
-    """The evidence of the whole train split, or (cross-fitted, `fold` >= 0) of the train cards outside `fold`."""
+def read_evidence(path: str | Path) -> Evidence:
+    """The evidence of the whole train split."""
+    return read_evidence_folds(path)[WHOLE_SPLIT]
+
+
+def read_evidence_folds(path: str | Path) -> dict[int, Evidence]:
+    """Every evidence the table holds, read once: WHOLE_SPLIT, and when cross-fitted (crossfit.py) fold k's,
+    computed from the train cards outside fold k."""
     file = require_file(path, "evidence table")
     frame = pd.read_parquet(file)
-    if "fold" in frame:
-        frame = frame[frame["fold"] == fold]
-    elif fold != WHOLE_SPLIT:
-        raise InputError(f"the evidence is not cross-fitted: it has no fold {fold}", path=file, column="fold")
-    return Evidence.from_table(frame, file)
-
-
-def evidence_folds(path: str | Path) -> int:
-    """How many cross-fitting folds the evidence table holds (0: the whole train split only)."""
-    frame = pd.read_parquet(require_file(path, "evidence table"))
-    return int(frame["fold"].max()) + 1 if "fold" in frame else 0
+    if "fold" not in frame:
+        return {WHOLE_SPLIT: Evidence.from_table(frame, file)}
+    return {int(fold): Evidence.from_table(rows, file) for fold, rows in frame.groupby("fold", sort=True)}

@@ -32,7 +32,7 @@ from r3lm.rcc.card import Card, CardSettings
 from r3lm.rcc.evidence_tags import DIRECTIONS, CellEvidence, EvidenceTags
 from r3lm.rcc.hits import MotifHit
 from r3lm.reasoning.crossfit import WHOLE_SPLIT, card_folds
-from r3lm.reasoning.evidence import Evidence, evidence_folds, read_evidence
+from r3lm.reasoning.evidence import Evidence, read_evidence_folds
 from r3lm.reasoning.reading import pull_order, read_site
 from r3lm.reasoning.roles import RoleTable, load_roles
 
@@ -94,9 +94,9 @@ def write_evidence_tags(config: Mapping[str, Any], motif_table: str | Path, evid
     them (FOLDS_KEY) when the evidence is cross-fitted."""
     motifs = pd.read_parquet(require_file(motif_table, "motif table"))
     roles = load_roles(config["reasoning"]["roles_table"])
-    tags = evidence_tags(motifs, read_evidence(evidence_path), roles)
-    folds = [evidence_tags(motifs, read_evidence(evidence_path, fold), roles).to_json()
-             for fold in range(evidence_folds(evidence_path))]
+    every = read_evidence_folds(evidence_path)
+    tags = evidence_tags(motifs, every.pop(WHOLE_SPLIT), roles)
+    folds = [evidence_tags(motifs, evidence, roles).to_json() for evidence in every.values()]
     write_json(tags.to_json() | ({FOLDS_KEY: folds} if folds else {}), out)
     return tags
 

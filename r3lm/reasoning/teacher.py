@@ -45,8 +45,7 @@ from r3lm.reasoning.evidence import (
     Evidence,
     check_cards,
     compute_evidence,
-    evidence_folds,
-    read_evidence,
+    read_evidence_folds,
 )
 from r3lm.reasoning.grounded import GroundedTeacher
 from r3lm.reasoning.roles import RoleTable, load_roles
@@ -371,17 +370,16 @@ def teacher_backends(config: Mapping[str, Any], cards: pd.DataFrame, evidence_pa
                      cache_dir: str | Path) -> list[tuple[pd.Index, TeacherBackend]]:
     """The backend that writes each card's rationale: one for every card, or, with cross-fitted evidence and
     the grounded teacher (the one that reads it), one per fold of the train cards and one for the rest."""
-    evidence = read_evidence(evidence_path)
+    every = read_evidence_folds(evidence_path)
+    evidence = every[WHOLE_SPLIT]
     if evidence.n_levels != config["levels"]["n_levels"]:
         raise InputError(f"the evidence was computed for {evidence.n_levels} levels but levels.n_levels is "
                          f"{config['levels']['n_levels']}; recompute it", path=evidence_path, column="n_levels")
-    n_folds = evidence_folds(evidence_path)
-    if not n_folds or config["reasoning"]["teacher"] != "grounded":
+    if len(every) == 1 or config["reasoning"]["teacher"] != "grounded":
         return [(cards.index, make_backend(config, evidence, cache_dir=cache_dir))]
-    folds = card_folds(cards, n_folds)
-    return [(cards.index[folds == fold],
-             make_backend(config, evidence if fold == WHOLE_SPLIT else read_evidence(evidence_path, fold)))
-            for fold in range(WHOLE_SPLIT, n_folds) if (folds == fold).any()]
+    folds = card_folds(cards, len(every) - 1)
+    return [(cards.index[folds == fold], make_backend(config, fold_evidence))
+            for fold, fold_evidence in every.items() if (folds == fold).any()]
 
 
 def by_backend(cards: pd.DataFrame, backends: Sequence[tuple[pd.Index, TeacherBackend]],
