@@ -101,7 +101,7 @@ def load_config(path: str | Path, sections: Sequence[str] = (), step: str = "") 
     missing = [section for section in sections if section not in raw] if source == JSON_SOURCE else []
     if missing:
         raise InputError(f"step {step} reads config section(s) {', '.join(missing)}, which were not given "
-                         f"(a step's sections are declared with its command in r3lm/cli/workflow.py)", path=source)
+                         f"(a step's sections are declared with its command in r3lm/steps/)", path=source)
     return StepConfig(step, {section: config[section] for section in sections}) if sections else config
 
 

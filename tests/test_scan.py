@@ -18,13 +18,14 @@ import pytest
 
 from r3lm.cli import main
 from r3lm.config import validate_config
+from r3lm.motifs.dataset import dataset_sequences
 from r3lm.motifs.scan import (
     HIT_COLUMNS,
     background_for,
     build_motif_set,
     scan_sequences,
 )
-from r3lm.motifs.shards import dataset_sequences, gather_hits, scan_shard, shard_rows
+from r3lm.steps.motifs import gather_hits, scan_shard, shard_rows
 
 MOTIFS = validate_config({})["motifs"]
 LONGEST_LOG_LINE = 300  # characters of a log message, whatever the input's size

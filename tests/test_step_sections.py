@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from r3lm.cli import main
-from r3lm.cli.registry import COMMANDS, OneOf
-from r3lm.cli.workflow import step_sections
+from r3lm.commands import COMMANDS, OneOf
 from r3lm.config import load_config
+from r3lm.steps import step_sections
 
 STEPS = sorted(name for name, command in COMMANDS.items() if command.sections)
 
@@ -46,7 +46,7 @@ def test_a_step_refuses_a_config_without_one_of_its_sections(name: str, tmp_path
     assert main(["step", name, "--config", config, *placeholder_arguments(name, tmp_path)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == [f"r3lm step {name}: error: settings: step {name} reads config section(s) {dropped}, which were "
-                     "not given (a step's sections are declared with its command in r3lm/cli/workflow.py)"]
+                     "not given (a step's sections are declared with its command in r3lm/steps/)"]
     assert list(tmp_path.iterdir()) == []
 
 

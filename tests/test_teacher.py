@@ -52,7 +52,6 @@ from r3lm.reasoning.evidence import Evidence, compute_evidence, read_evidence_fo
 from r3lm.reasoning.grounded import DETAILS, GroundedTeacher
 from r3lm.reasoning.reading import TIERS
 from r3lm.reasoning.roles import load_roles
-from r3lm.reasoning.tags import write_evidence_tags, write_tagged_cards
 from r3lm.reasoning.teacher import (
     TEACHER_COLUMNS,
     GroundedBackend,
@@ -61,10 +60,14 @@ from r3lm.reasoning.teacher import (
     select_set,
     stage2_rows,
     teacher_summary,
-    write_dataset_info,
-    write_evidence,
     write_sharegpt,
     write_teacher_set,
+)
+from r3lm.steps.reasoning import (
+    write_dataset_info,
+    write_evidence,
+    write_evidence_tags,
+    write_tagged_cards,
 )
 
 CONFIG = validate_config({})

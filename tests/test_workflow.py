@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from r3lm.cli.workflow import step_sections
 from r3lm.deploy.scorer import R3LM
+from r3lm.steps import step_sections
 
 REPO = Path(__file__).resolve().parents[1]
 

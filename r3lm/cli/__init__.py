@@ -1,6 +1,6 @@
-"""The `r3lm` command line: the commands a user runs (`user.py`) and the workflow's steps (`workflow.py`).
+"""The `r3lm` command line: the commands a user runs (`user.py`) and the workflow's steps (`r3lm.steps`).
 
-Each subcommand is declared once, its arguments beside its handler (`registry.command`); the dispatcher here
+Each subcommand is declared once, its arguments beside its handler (`r3lm.commands`); the dispatcher here
 gives a step the GPUs it holds, checks every output before any work, loads `--config` once for the commands
 that take one, and turns an input error or Ctrl-C into one line and an exit code.
 """
@@ -13,22 +13,17 @@ import os
 import sys
 from collections.abc import Sequence
 
-from r3lm.cli import user, workflow  # noqa: F401  (they register their commands)
-from r3lm.cli.registry import COMMANDS
+from r3lm.cli import user  # noqa: F401  (it registers the user's commands)
+from r3lm.commands import COMMANDS
 from r3lm.errors import InputError
 from r3lm.io import check_outputs
+from r3lm.steps import STEP_ORDER
 
 DESCRIPTION = ("The `r3lm` command line: the commands below, and the workflow's steps behind `r3lm step` (each "
                "rule of the workflow runs one; run one alone to redo a single step).")
 INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
-# the order of `r3lm --help` and `r3lm step --help` (a command missing here fails every call): the user's
-# commands, then the workflow's steps in the order the workflow runs them
+# the order of `r3lm --help` (a command missing here fails every call)
 USER_ORDER = ("predict", "explain", "variants", "mutagenesis", "scan", "rcc", "check-config")
-STEP_ORDER = ("download", "simulate", "prepare-data", "scan-shard", "gather-hits", "motif-table", "motif-file",
-              "build-cards", "prepare-model", "evidence", "evidence-tags", "tag-cards", "teacher", "released",
-              "dataset-info", "stage1-train", "self-rationales", "merge-rationales", "stage2", "baseline-ridge",
-              "baseline-cnn", "metrics", "citation-faithfulness", "disruption", "package-model",
-              "package-baseline", "transfer", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from r3lm.cli.registry import OneOf, arg, command
+from r3lm.commands import OneOf, arg, command
 from r3lm.errors import InputError
 from r3lm.io import OutputFile
 
@@ -36,9 +36,12 @@ CELL_TYPE_HELP = "one of the model's cell types"
 BUNDLE_HELP = "a fast bundle (models/cnn, models/motif_ridge) or an LLM bundle (models/<mode>)"
 
 
-@command("check-config", "validate a config file (YAML and every key, with the line of a syntax error), as the "
-         "workflow does before planning", config=True)
+@command("check-config", "validate a config file (YAML, every key with the line of a syntax error, and the "
+         "settings that must fit together), as the workflow does before planning", config=True)
 def check_config(args: argparse.Namespace, config: dict[str, Any]) -> None:
+    from r3lm.paths import check_plan
+
+    check_plan(config)  # the settings that only fail together, as the workflow checks them
     print(f"{args.config}: valid")
 
 

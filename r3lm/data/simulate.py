@@ -36,8 +36,6 @@ seed and a catalogue determine the data set.
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +46,6 @@ import pandas as pd
 import yaml
 
 from r3lm.errors import InputError
-from r3lm.io import write_parquet
 from r3lm.motifs.jaspar import Motif, motifs_by_name
 from r3lm.motifs.pssm import score_motif, uniform_background
 
@@ -56,7 +53,6 @@ CATALOGUE_PATH = Path(__file__).with_name("demo_tfs.yaml")
 ROLES = ("activator", "repressor")
 _BASES = np.frombuffer(b"ACGT", dtype=np.uint8)
 MAX_SITE_DRAWS = 1000  # rounds of redrawing the sites below site_pvalue (the rarest catalogue TF passes ~1 in 8)
-_LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -201,19 +197,6 @@ def simulate(settings: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
         "n_sites": np.repeat(n_sites, n_cells),
     })
     return measurements, _ground_truth_frame(sites, ids, catalogue, motifs, contribution, cooperative)
-
-
-def write_simulation(settings: Mapping[str, Any], measurements_path: str | Path,
-                     ground_truth_path: str | Path) -> None:
-    """Simulate and write both tables as parquet (atomically, so a failed run leaves neither half-written)."""
-    started = time.perf_counter()
-    measurements, ground_truth = simulate(settings)
-    write_parquet(measurements, measurements_path)
-    write_parquet(ground_truth, ground_truth_path)
-    n_cells = measurements["cell_type"].nunique()
-    _LOGGER.info("simulated %d sequences x %d cell types with %d planted sites (%s, seed %s) in %.1f s",
-                 len(measurements) // n_cells, n_cells, len(ground_truth) // n_cells,
-                 settings["jaspar_release"], settings["seed"], time.perf_counter() - started)
 
 
 def _background(rng: np.random.Generator, n_sequences: int, length: int,

@@ -45,8 +45,8 @@ from r3lm.hub import local_copy
 from r3lm.io import atomic_dir, write_json
 from r3lm.layout import BACKBONE_DIR, LLM_DIR, STAGE2_DIR
 from r3lm.llm.base import PROVENANCE_FILE, resolve_base
+from r3lm.motifs.dataset import dataset_sequences
 from r3lm.motifs.scan import background_for
-from r3lm.motifs.shards import dataset_sequences
 from r3lm.predictions import level_edges_from_summary
 from r3lm.rationale.format import system_prompt
 from r3lm.rcc.evidence_tags import EvidenceTags

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,8 +28,7 @@ from r3lm.evaluate.metrics import (
     resample_counts,
     resolve_settings,
 )
-from r3lm.io import write_table
-from r3lm.rationale.claims import attach_cards, card_hits, cited_motifs
+from r3lm.rationale.claims import card_hits, cited_motifs
 
 _COUNT_COLUMNS = ["cited", "cited_correct", "claimed", "claimed_correct", "causal_on_card", "recalled",
                   "claimed_recalled", "card_motifs", "card_motifs_correct", "direction_n", "direction_agree"]
@@ -133,13 +131,3 @@ def citation_faithfulness(rationales: pd.DataFrame, ground_truth: pd.DataFrame,
                      **dict(zip(("direction_agreement", "direction_agreement_lo", "direction_agreement_hi"),
                                 direction, strict=True))})
     return pd.DataFrame(rows, columns=CITATION_COLUMNS)
-
-
-def write_citation_faithfulness(rationales_path: str | Path, cards_path: str | Path, ground_truth_path: str | Path,
-                                out_path: str | Path, settings: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """The workflow step: a rationale table scored against the simulator's planted sites, as TSV."""
-    rationales = pd.read_parquet(rationales_path, columns=["id", "cell_type", "rationale"])
-    cards = pd.read_parquet(cards_path, columns=["id", "cell_type", "card_json"])
-    table = citation_faithfulness(attach_cards(rationales, cards), pd.read_parquet(ground_truth_path), settings)
-    write_table(table, out_path)
-    return table

@@ -31,7 +31,7 @@ from r3lm.errors import InputError
 from r3lm.evaluate.metrics import block_rng
 from r3lm.evaluate.motif_disruption import disrupt_motif, disruption_agreement
 from r3lm.io import table_kind, write_table
-from r3lm.motifs.shards import dataset_sequences
+from r3lm.motifs.dataset import dataset_sequences
 from r3lm.pipeline import SequencePipeline
 from r3lm.predictions import read_predictions
 from r3lm.rationale.claims import attach_cards, cited_motifs

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import pandas as pd
 from tqdm import tqdm
 
-from r3lm.io import write_parquet
 from r3lm.motifs.scan import HIT_COLUMNS
 from r3lm.rcc.card import CardSettings, card_from_sites, deduplicate
 from r3lm.rcc.hits import MotifHit
@@ -54,8 +52,3 @@ def cards_for_table(table: pd.DataFrame, hits: pd.DataFrame, settings: CardSetti
     return cards
 
 
-def write_cards(config: dict, table_path: str | Path, hits_path: str | Path, out: str | Path) -> None:
-    """The workflow step: cards for one split table."""
-    cards = cards_for_table(pd.read_parquet(table_path), pd.read_parquet(hits_path),
-                            CardSettings.from_config(config["rcc"]))
-    write_parquet(cards, out)

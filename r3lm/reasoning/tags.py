@@ -26,13 +26,12 @@ import numpy as np
 import pandas as pd
 
 from r3lm.errors import InputError, require_file
-from r3lm.io import write_json, write_parquet
 from r3lm.logs import shortlist
 from r3lm.rcc.card import Card, CardSettings
 from r3lm.rcc.evidence_tags import DIRECTIONS, CellEvidence, EvidenceTags
 from r3lm.rcc.hits import MotifHit
 from r3lm.reasoning.crossfit import WHOLE_SPLIT, card_folds
-from r3lm.reasoning.evidence import Evidence, read_evidence_folds
+from r3lm.reasoning.evidence import Evidence
 from r3lm.reasoning.reading import pull_order, read_site
 from r3lm.reasoning.roles import RoleTable, load_roles
 
@@ -88,30 +87,26 @@ def tag_cards(cards: pd.DataFrame, settings: CardSettings) -> pd.DataFrame:
     return cards.assign(card_text=[settings.text(Card.from_json(card)) for card in cards["card_json"]])
 
 
-def write_evidence_tags(config: Mapping[str, Any], motif_table: str | Path, evidence_path: str | Path,
-                        out: str | Path) -> EvidenceTags:
-    """The workflow step: the tags of every cell type of the evidence, as JSON, with each fold's tags beside
-    them (FOLDS_KEY) when the evidence is cross-fitted."""
-    motifs = pd.read_parquet(require_file(motif_table, "motif table"))
+def evidence_tags_payload(config: Mapping[str, Any], motifs: pd.DataFrame, every: dict[int, Evidence]
+                          ) -> tuple[EvidenceTags, dict[str, Any]]:
+    """The tags of every cell type of the evidence, and their JSON with each fold's tags beside them (FOLDS_KEY)
+    when the evidence is cross-fitted (`every`: read_evidence_folds)."""
     roles = load_roles(config["reasoning"]["roles_table"])
-    every = read_evidence_folds(evidence_path)
+    every = dict(every)
     tags = evidence_tags(motifs, every.pop(WHOLE_SPLIT), roles)
     folds = [evidence_tags(motifs, evidence, roles).to_json() for evidence in every.values()]
-    write_json(tags.to_json() | ({FOLDS_KEY: folds} if folds else {}), out)
-    return tags
+    return tags, tags.to_json() | ({FOLDS_KEY: folds} if folds else {})
 
 
-def write_tagged_cards(config: Mapping[str, Any], cards_path: str | Path, tags_path: str | Path,
-                       out: str | Path) -> None:
-    """The workflow step: one split's cards with the evidence tags in their text (a train card's own fold's
-    tags when they are cross-fitted)."""
-    cards = pd.read_parquet(require_file(cards_path, "cards"))
-    fold_tags = read_fold_tags(tags_path)
-    tags_of = {WHOLE_SPLIT: read_evidence_tags(tags_path), **dict(enumerate(fold_tags))}
+def tag_cards_by_fold(cards: pd.DataFrame, rcc_settings: Mapping[str, Any], tags: EvidenceTags,
+                      fold_tags: list[EvidenceTags]) -> pd.DataFrame:
+    """One split's cards with the evidence tags in their text: a train card's own fold's tags when they are
+    cross-fitted (`fold_tags` not empty), the whole split's otherwise."""
+    tags_of = {WHOLE_SPLIT: tags, **dict(enumerate(fold_tags))}
     folds = card_folds(cards, len(fold_tags)) if fold_tags else np.full(len(cards), WHOLE_SPLIT)
     texts = cards["card_text"].copy()
     for fold in np.unique(folds):
         rows = folds == fold
-        settings = CardSettings.from_config(config["rcc"], evidence_tags=tags_of[fold])
+        settings = CardSettings.from_config(rcc_settings, evidence_tags=tags_of[fold])
         texts[rows] = tag_cards(cards[rows], settings)["card_text"].to_numpy()
-    write_parquet(cards.assign(card_text=texts), out)
+    return cards.assign(card_text=texts)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -62,7 +61,6 @@ STAGE2_SETS = ("stage2_train", "stage2_val", "test")  # what Stage II trains, se
 STAGE2_COUNTERPARTS = {"stage1_train": "stage2_train", "stage1_val": "stage2_val"}
 TEACHER_COLUMNS = ["id", "cell_type", "split", "activity", "level", "card_text", "system", "prompt", "rationale",
                    "valid", "reject_reason", "n_steps", "attempts", "backend"]
-SHAREGPT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}
 
 
 def set_tables(teacher: str) -> dict[str, str]:
@@ -284,25 +282,6 @@ def write_sharegpt(frame: pd.DataFrame, directory: str | Path, student: Rational
     return written
 
 
-def write_dataset_info(sharegpt_dirs: Mapping[str, str | Path], out_path: str | Path) -> dict[str, Any]:
-    """LLaMA-Factory's dataset_info.json: one `<set>_<cell_type>` entry per non-empty ShareGPT file."""
-    base = Path(out_path).resolve().parent
-    info: dict[str, Any] = {}
-    for set_name, directory in sharegpt_dirs.items():
-        files = sorted(Path(directory).glob("*.jsonl"))
-        if not files:
-            raise InputError("no ShareGPT .jsonl files in this folder", path=directory)
-        for file in files:
-            if file.stat().st_size == 0:
-                log.warning("%s is empty; dataset_info.json leaves it out", file)
-                continue
-            info[f"{set_name}_{file.stem}"] = {
-                "file_name": os.path.relpath(file.resolve(), base), "formatting": "sharegpt",
-                "columns": {"messages": "conversations", "system": "system"}, "tags": dict(SHAREGPT_TAGS)}
-    write_json(info, out_path)
-    return info
-
-
 def save_teacher_set(config: Mapping[str, Any], frame: pd.DataFrame, summary: dict[str, Any],
                      out_parquet: str | Path, sharegpt_dir: str | Path, summary_path: str | Path) -> dict[str, Any]:
     """A teacher set's outputs, whichever teacher wrote it: the table (every row), the ShareGPT files (valid rows,
@@ -342,16 +321,16 @@ def evidence_cards(cards: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFra
     return cards.drop(index=held_out)
 
 
-def write_evidence(config: Mapping[str, Any], train_cards_path: str | Path, out_path: str | Path) -> Evidence:
-    """The workflow step: family and GC evidence from the train cards, as a parquet table (`fold`
-    WHOLE_SPLIT), and when cross-fitted (crossfit.py) the evidence without each fold beside it."""
+def evidence_folds(config: Mapping[str, Any], cards: pd.DataFrame, path: str | Path) -> tuple[Evidence, pd.DataFrame]:
+    """Family and GC evidence from the train `cards` (read from `path`), and its table: the whole split's
+    (`fold` WHOLE_SPLIT), and when cross-fitted (crossfit.py) the evidence without each fold beside it."""
     settings = config["reasoning"]["evidence"]
-    cards = evidence_cards(read_cards(train_cards_path), config)
+    cards = evidence_cards(cards, config)
 
     def evidence_of(rows: pd.DataFrame, progress: bool = True) -> Evidence:
         return compute_evidence(rows, n_levels=config["levels"]["n_levels"], min_count=settings["min_count"],
                                 pseudocount=settings["pseudocount"], min_log2_ratio=settings["min_log2_ratio"],
-                                path=train_cards_path, progress=progress)
+                                path=path, progress=progress)
 
     evidence = evidence_of(cards)
     tables = [evidence.table().assign(fold=WHOLE_SPLIT)]
@@ -362,8 +341,7 @@ def write_evidence(config: Mapping[str, Any], train_cards_path: str | Path, out_
                  np.bincount(folds, minlength=n_folds).tolist())
         tables += [evidence_of(cards[folds != fold], progress=False).table().assign(fold=fold)
                    for fold in range(n_folds)]
-    write_parquet(pd.concat(tables, ignore_index=True), out_path)
-    return evidence
+    return evidence, pd.concat(tables, ignore_index=True)
 
 
 def teacher_backends(config: Mapping[str, Any], cards: pd.DataFrame, evidence_path: str | Path, *,

@@ -1,9 +1,8 @@
-# Shared helpers: config validation, result paths, and how steps call r3lm.
+# Shared helpers: the validated config, its result folders (r3lm/paths.py), and how rules call r3lm steps.
 
 import json
 import shlex
 import sys
-import zlib
 from pathlib import Path
 
 # Rules and this file use the r3lm package of this checkout (a conda env needs only the dependencies).
@@ -15,51 +14,41 @@ shell.prefix(
     + '${{PYTHONPATH:+:$PYTHONPATH}}"; '
 )
 
-from r3lm.cli.workflow import step_sections
 from r3lm.config import validate_config
-from r3lm.data.gosai import CELL_TYPES as GOSAI_CELL_TYPES
 from r3lm.data.prepare import OUTPUT_TABLES
-from r3lm.data.simulate import load_catalogue
-from r3lm.data.splits import SPLITS
-from r3lm.errors import InputError
-from r3lm.evaluate.transfer import check_entries as check_transfer_entries
 from r3lm.evaluate.transfer import transfer_entry as find_transfer_entry
+from r3lm.layout import SPLITS
+from r3lm.llm.base import EMBEDDED_NAME
+from r3lm.paths import SHARED_STAGE1, check_plan, deployable_methods
 from r3lm.reasoning.teacher import STAGE2_SETS, TEACHER_SETS, set_tables
-from r3lm.stage1.models import SHARED as SHARED_STAGE1
 from r3lm.stage2.inputs import DEPLOYABLE_MODES as DEPLOYABLE_INPUT_MODES
 from r3lm.stage2.inputs import MODES as STAGE2_INPUT_MODES
+from r3lm.steps import step_sections
 
 # workflow/schemas/config.schema.yaml fills every default; an invalid key or value stops the
-# workflow here with one line naming the key.
+# workflow here with one line naming the key, and so do settings that cannot work together.
 config.update(validate_config(config, source="config"))
+# Every result folder is named by the settings that make it (r3lm/paths.py), so ablations never overwrite
+# each other.
+PATHS = check_plan(config)
 
 DATASET = config["dataset"]
-RESULTS = f"results/{DATASET['name']}"
-DATA_DIR = f"{RESULTS}/data"
-LOG_DIR = f"{RESULTS}/logs"
+RESULTS = PATHS.results
+DATA_DIR = PATHS.data_dir
+LOG_DIR = PATHS.log_dir
 TABLES = list(OUTPUT_TABLES)
 SCAN_TABLES = list(SPLITS)  # test_subset is part of test
-
-# Outputs depend on the settings that make them, so ablations never overwrite each other.
 MOTIFS = config["motifs"]
-MOTIF_SETTING = (
-    f"{MOTIFS['jaspar_release']}_{MOTIFS['collection']}_{MOTIFS['tax_group']}"
-    f"_p{MOTIFS['pvalue']:g}_{MOTIFS['background']}_pc{MOTIFS['pseudocount']:g}"
-)
-MOTIF_DIR = f"{RESULTS}/motifs/{MOTIF_SETTING}"
-MOTIF_FILE = (
-    f"resources/motifs/{MOTIFS['jaspar_release']}_{MOTIFS['collection']}_{MOTIFS['tax_group']}.meme"
-)
-RCC_DIR = (
-    f"{RESULTS}/rcc/{MOTIF_SETTING}_"
-    + ("grammar" if config["rcc"]["grammar_tags"] else "nogrammar")
-)
+MOTIF_SETTING = PATHS.motif_setting
+MOTIF_DIR = PATHS.motif_dir
+MOTIF_FILE = PATHS.motif_file
+RCC_DIR = PATHS.rcc_dir
 SHARDS = [f"{shard:04d}" for shard in range(MOTIFS["shards"])]
 ENV = "../../envs/r3lm.yaml"
 
 
 def settings(step, without=()):
-    """The config sections `step` reads (declared with its command, r3lm/cli/workflow.py), as JSON: changing
+    """The config sections `step` reads (declared with its step, r3lm/steps/), as JSON: changing
     them reruns the step, and the step refuses a config without one. `without` drops dotted keys the step
     does not read (which modes or methods run), so changing them reruns nothing."""
     chosen = {section: config[section] for section in step_sections(step)}
@@ -99,42 +88,16 @@ def source_argument(wildcards, input):
 
 # The reasoning chain: teacher sets per split, the Stage-I model, its own rationales.
 LLM = config["llm"]
-EMBEDDED_MODEL = "smollm2-135m-instruct"
 TEACHER = config["reasoning"]["teacher"]
-
-
-def slug(name):
-    """A model id or folder as one path component: Qwen/Qwen3-4B -> Qwen3-4B."""
-    return Path(name.rstrip("/")).name
-
-
-def teacher_name():
-    if TEACHER == "openai":
-        return f"openai-{slug(config['reasoning']['openai']['model'])}"
-    if TEACHER == "hf":
-        return f"hf-{slug(config['reasoning']['hf']['model'] or LLM['base'])}"
-    if TEACHER == "released":
-        return f"released-{slug(config['reasoning']['released']['source'])}"
-    return f"{TEACHER}-{config['reasoning']['detail']}"
-
-
-REASONING_DIR = f"{RESULTS}/reasoning/{Path(RCC_DIR).name}_{teacher_name()}" + (
-    "_tagged" if config["rcc"]["evidence_tags"] else ""
-)
+REASONING_DIR = PATHS.reasoning_dir
 # With rcc.evidence_tags the LLMs read cards whose text carries each motif's direction from the train split's
 # evidence: the same tables, re-rendered beside the evidence; the card JSON is the same either way.
 EVIDENCE_TAGS = config["rcc"]["evidence_tags"]
-if EVIDENCE_TAGS and TEACHER == "released":
-    raise InputError("rcc.evidence_tags needs the train split's evidence, which the released teacher sets do not "
-                     "use; turn one of them off", path="config")
-EVIDENCE_TAG_FILE = f"{REASONING_DIR}/evidence_tags.json"
-TEXT_CARD_DIR = f"{REASONING_DIR}/cards" if EVIDENCE_TAGS else RCC_DIR
-# The card table each teacher set draws from, and the paper protocol's test rows: r3lm's seeded test subset, or
-# with the released data its test file's records (the released test set, drawn from the whole test split).
+EVIDENCE_TAG_FILE = PATHS.evidence_tag_file
+TEXT_CARD_DIR = PATHS.text_card_dir
+# The card table each teacher set draws from, and the paper protocol's test rows.
 SET_TABLES = set_tables(TEACHER)
-PAPER_TEST = (
-    f"{REASONING_DIR}/test.parquet" if TEACHER == "released" else f"{DATA_DIR}/test_subset.parquet"
-)
+PAPER_TEST = PATHS.paper_test
 
 
 def evidence_tag_input(wildcards):
@@ -148,46 +111,10 @@ def evidence_tag_argument(wildcards, input):
 # pretrained models (which skip training). Each model writes its own cell types' rationales in its own job.
 STAGE1 = config["stage1"]
 PRETRAINED = STAGE1["pretrained"]
-PER_CELL_TYPE_STAGE1 = STAGE1["models"] == "per_cell_type" or PRETRAINED is not None
-
-
-def planned_cell_types():
-    """The cell types, known before any data is read, so that each gets its own Stage-I jobs."""
-    if DATASET["cell_types"]:
-        return list(DATASET["cell_types"])
-    if DATASET["source"] == "gosai2024":
-        return list(GOSAI_CELL_TYPES)
-    if DATASET["source"] == "demo":
-        return list(load_catalogue().cell_types)
-    raise InputError(
-        "per-cell-type Stage I (stage1.models or stage1.pretrained) needs dataset.cell_types for a table source",
-        path="config",
-    )
-
-
-def stage1_groups():
-    if not PER_CELL_TYPE_STAGE1:
-        return [SHARED_STAGE1]
-    cells = planned_cell_types()
-    missing = [cell for cell in cells if PRETRAINED is not None and cell not in PRETRAINED]
-    if missing:
-        raise InputError(f"stage1.pretrained has no model for {', '.join(missing)}", path="config")
-    return cells
-
-
-STAGE1_GROUPS = stage1_groups()
-if PRETRAINED:  # named by a checksum of the models given, so another set of models gets its own folder
-    PRETRAINED_ID = zlib.crc32(json.dumps(PRETRAINED, sort_keys=True).encode())
-    STAGE1_DIR = f"{RESULTS}/stage1/{Path(REASONING_DIR).name}_pretrained-{PRETRAINED_ID:08x}"
-else:
-    STAGE1_DIR = (
-        f"{RESULTS}/stage1/{Path(REASONING_DIR).name}_{slug(LLM['base'])}_{STAGE1['method']}"
-        + ("_per-cell-type" if PER_CELL_TYPE_STAGE1 else "")
-    )
-
-
-def stage1_model(group):
-    return PRETRAINED[group] if PRETRAINED else f"{STAGE1_DIR}/{group}/model"
+PER_CELL_TYPE_STAGE1 = PATHS.per_cell_type_stage1
+STAGE1_GROUPS = PATHS.stage1_groups
+STAGE1_DIR = PATHS.stage1_dir
+stage1_model = PATHS.stage1_model
 
 
 def stage1_models_argument(groups=None):
@@ -204,16 +131,9 @@ def stage1_model_inputs(groups=None):
     return [model for model in models if not PRETRAINED or Path(model).expanduser().is_dir()]
 
 
-def base_model():
-    """The embedded model's prepared folder, or the user's hub id / folder as given."""
-    if LLM["base"] == EMBEDDED_MODEL:
-        return f"{LLM['models_dir']}/{EMBEDDED_MODEL}"
-    return LLM["base"]
-
-
 def base_model_input(wildcards):
     """Only the embedded model is made by the workflow; hub ids are fetched by transformers."""
-    return {"base": base_model()} if LLM["base"] == EMBEDDED_MODEL else {}
+    return {"base": PATHS.base_model} if LLM["base"] == EMBEDDED_NAME else {}
 
 
 def hf_teacher_input(wildcards):
@@ -254,36 +174,20 @@ def launcher(gpus, data_parallel=False):
 # settings that made them; a run (config `run`) evaluates them into results/<dataset>/runs/<run>/.
 STAGE2 = config["stage2"]
 STAGE2_MODES = STAGE2["modes"]
-STAGE2_DIR = (
-    f"{RESULTS}/stage2/{Path(STAGE1_DIR).name}_{STAGE2['backbone']}-backbone_{STAGE2['training']}"
-)
+STAGE2_DIR = PATHS.stage2_dir
 BASELINES = config["baselines"]["methods"]
 METHODS = BASELINES + STAGE2_MODES
-CNN_DIR = f"{RESULTS}/baselines/cnn"  # the CNN reads sequences only: one model serves every run
-RIDGE_DIR = f"{RESULTS}/baselines/motif_ridge/{Path(RCC_DIR).name}"
-RUN_DIR = f"{RESULTS}/runs/{config['run']}"
+RUN_DIR = PATHS.run_dir
 EVAL_DIR = f"{RUN_DIR}/eval"
 REPORT_DIR = f"{RUN_DIR}/report"
 MODELS_DIR = f"{RUN_DIR}/models"
-RUN_LOG_DIR = f"{LOG_DIR}/runs/{config['run']}"
+RUN_LOG_DIR = PATHS.run_log_dir
 # the run's modes that a bundle can serve (not oracle_cot, which reads the measured level)
 DEPLOYABLE_MODES = [mode for mode in STAGE2_MODES if mode in DEPLOYABLE_INPUT_MODES]
 EVALUATION = config["evaluation"]
 DISRUPTION = EVALUATION["disruption"]
-# The simulator knows which planted sites cause activity, so only the demo can score citations.
-CITATION_TRUTH = f"{DATA_DIR}/ground_truth.parquet" if DATASET["source"] == "demo" else None
-
-
-def stage2_backbone():
-    if STAGE2["backbone"] != "stage1":
-        return base_model()
-    if PER_CELL_TYPE_STAGE1:
-        raise InputError(
-            "stage2.backbone: stage1 needs one shared Stage-I model; with a Stage-I model per cell type use "
-            "stage2.backbone: base (the official setting)",
-            path="config",
-        )
-    return stage1_model(SHARED_STAGE1)
+CITATION_TRUTH = PATHS.citation_truth
+STAGE2_BACKBONE = PATHS.base_model if STAGE2["backbone"] != "stage1" else stage1_model(SHARED_STAGE1)
 
 
 def stage2_backbone_input(wildcards):
@@ -299,12 +203,7 @@ def stage2_rationales(wildcards):
     return [f"{STAGE1_DIR}/rationales/{name}.parquet" for name in STAGE2_SETS]
 
 
-def prediction_dir(method):
-    if method == "cnn":
-        return f"{CNN_DIR}/predictions"
-    if method == "motif_ridge":
-        return f"{RIDGE_DIR}/predictions"
-    return f"{STAGE2_DIR}/{method}/predictions"
+prediction_dir = PATHS.prediction_dir
 
 
 def prediction_dirs():
@@ -343,20 +242,12 @@ def training_curves():
 
 def model_bundles():
     """The LLM bundles (package_model) and the baselines' fast bundles (package_baseline)."""
-    return [f"{MODELS_DIR}/{name}" for name in DEPLOYABLE_MODES + BASELINES]
+    return [f"{MODELS_DIR}/{name}" for name in deployable_methods(config)]
 
 
 # Transfer: every bundle of the run scored on other tables (evaluation.transfer), one job per entry.
 TRANSFER = EVALUATION["transfer"]
 NOT_TRANSFER = ("evaluation.transfer",)  # the other evaluation steps do not read it: adding an entry reruns none
-
-
-def served_cell_types():
-    """The cell types the run's models serve, known before any data is read: dataset.cell_types, the
-    source's own, or a table's activity columns."""
-    if DATASET["source"] == "table" and not DATASET["cell_types"]:
-        return list(DATASET["table"]["activity_columns"])
-    return planned_cell_types()
 
 
 def transfer_inputs(wildcards):
@@ -391,16 +282,6 @@ def transfer_settings(name):
 def transfer_metrics():
     """Each entry's metrics table, for the report (none without entries)."""
     return [f"{EVAL_DIR}/transfer/{entry['name']}/metrics.tsv" for entry in TRANSFER]
-
-
-if TRANSFER:  # a cell type only the other table has, or a run with nothing to score, stops the planning
-    check_transfer_entries(TRANSFER, served_cell_types())
-    if not model_bundles():
-        raise InputError(
-            "evaluation.transfer scores the run's bundles, but it packages none (stage2.modes and "
-            "baselines.methods name no deployable method)",
-            path="config",
-        )
 
 
 def named(pairs):

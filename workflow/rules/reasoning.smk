@@ -4,11 +4,11 @@
 
 rule prepare_base_model:
     output:
-        directory(f"{LLM['models_dir']}/{EMBEDDED_MODEL}"),
+        directory(f"{LLM['models_dir']}/{EMBEDDED_NAME}"),
     params:
         settings=settings("prepare-model"),
     log:
-        f"{LLM['models_dir']}/{EMBEDDED_MODEL}.log",
+        f"{LLM['models_dir']}/{EMBEDDED_NAME}.log",
     threads: 2
     resources:
         mem_mb=4096,

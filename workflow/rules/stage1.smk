@@ -20,7 +20,7 @@ rule stage1_train:
         summary=f"{STAGE1_DIR}/{{group}}/summary.json",
     params:
         settings=settings("stage1-train", without=["stage1.models", "stage1.pretrained"]),
-        base=base_model(),
+        base=PATHS.base_model,
         out_dir=lambda wildcards, output: Path(output.summary).parent,
         cell_type=lambda wildcards: (
             "" if wildcards.group == SHARED_STAGE1 else f"--cell-type {wildcards.group}"

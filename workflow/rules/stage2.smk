@@ -18,7 +18,7 @@ rule stage2:
         summary=f"{STAGE2_DIR}/{{mode}}/summary.json",
     params:
         settings=settings("stage2", without=["stage2.modes"]),
-        backbone=stage2_backbone(),
+        backbone=STAGE2_BACKBONE,
         work_dir=lambda wildcards, output: Path(output.summary).parent,
         rationales=lambda wildcards, input: (
             f"--rationales {' '.join(input.rationales)}" if input.rationales else ""
