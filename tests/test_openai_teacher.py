@@ -30,7 +30,7 @@ from r3lm.reasoning.openai_backend import (
     retry_after_seconds,
 )
 from r3lm.reasoning.teacher import run_teacher, write_teacher_set
-from r3lm.steps.reasoning import write_evidence
+from r3lm.steps.reasoning_steps import write_evidence
 
 KEY_ENV = "R3LM_TEST_OPENAI_KEY"
 SECRET = "sk-test-SECRET-0123456789"

@@ -25,7 +25,7 @@ from r3lm.motifs.scan import (
     build_motif_set,
     scan_sequences,
 )
-from r3lm.steps.motifs import gather_hits, scan_shard, shard_rows
+from r3lm.steps.motifs_steps import gather_hits, scan_shard, shard_rows
 
 MOTIFS = validate_config({})["motifs"]
 LONGEST_LOG_LINE = 300  # characters of a log message, whatever the input's size

@@ -24,7 +24,7 @@ from r3lm.data.simulate import (
 from r3lm.errors import InputError
 from r3lm.motifs.jaspar import motifs_by_name
 from r3lm.motifs.pssm import score_motif, uniform_background
-from r3lm.steps.data import write_simulation
+from r3lm.steps.data_steps import write_simulation
 
 CELL_TYPES = ["K562", "HepG2", "SKNSH"]
 MEASUREMENT_COLUMNS = ["id", "sequence", "cell_type", "activity", "activity_noiseless", "gc", "n_sites"]
@@ -264,7 +264,7 @@ def test_reversed_gc_range_is_an_input_error() -> None:
 
 def test_write_simulation_writes_both_tables_and_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     settings = demo_settings(n_sequences=100, seed=2)
-    caplog.set_level(logging.INFO, logger="r3lm.steps.data")
+    caplog.set_level(logging.INFO, logger="r3lm.steps.data_steps")
     write_simulation(settings, tmp_path / "out" / "measurements.parquet", tmp_path / "out" / "truth.parquet")
     measurements, ground_truth = simulate(settings)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out" / "measurements.parquet"), measurements)

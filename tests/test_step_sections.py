@@ -45,8 +45,8 @@ def test_a_step_refuses_a_config_without_one_of_its_sections(name: str, tmp_path
     config = json.dumps({section: {} for section in sections if section != dropped})
     assert main(["step", name, "--config", config, *placeholder_arguments(name, tmp_path)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines == [f"r3lm step {name}: error: settings: step {name} reads config section(s) {dropped}, which were "
-                     "not given (a step's sections are declared with its command in r3lm/steps/)"]
+    assert lines == [(f"r3lm step {name}: error: settings: step {name} reads config section(s) {dropped}, which were "
+                      "not given (a step's sections are declared with its command in r3lm/steps/)")]
     assert list(tmp_path.iterdir()) == []
 
 

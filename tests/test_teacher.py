@@ -63,7 +63,7 @@ from r3lm.reasoning.teacher import (
     write_sharegpt,
     write_teacher_set,
 )
-from r3lm.steps.reasoning import (
+from r3lm.steps.reasoning_steps import (
     write_dataset_info,
     write_evidence,
     write_evidence_tags,

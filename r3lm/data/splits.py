@@ -11,7 +11,6 @@ import pandas as pd
 
 from r3lm.data.checks import normalize_chromosome
 from r3lm.errors import InputError
-from r3lm.layout import SPLITS
 
 
 def assign_splits(units: pd.DataFrame, split: dict[str, Any], *, config_key: str,

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from r3lm import __version__
+from r3lm._version import __version__
 from r3lm.baselines.motif_ridge import MODEL_FILE as RIDGE_MODEL_FILE
 from r3lm.baselines.motif_ridge import load_motif_ridge
 from r3lm.data.levels import assign_levels

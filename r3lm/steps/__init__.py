@@ -8,7 +8,16 @@ common.smk passes a rule exactly the sections its step declares (`step_sections`
 from __future__ import annotations
 
 from r3lm.commands import COMMANDS
-from r3lm.steps import baselines, data, evaluate, motifs, rcc, reasoning, stage1, stage2  # noqa: F401 (they register)
+from r3lm.steps import (  # noqa: F401 (they register their steps)
+    baselines_steps,
+    data_steps,
+    evaluate_steps,
+    motifs_steps,
+    rcc_steps,
+    reasoning_steps,
+    stage1_steps,
+    stage2_steps,
+)
 
 # the order of `r3lm step --help`, the order the workflow runs them (a step missing here fails every call)
 STEP_ORDER = ("download", "simulate", "prepare-data", "scan-shard", "gather-hits", "motif-table", "motif-file",

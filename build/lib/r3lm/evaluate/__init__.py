@@ -1,0 +1,1 @@
+"""Evaluation: prediction metrics with bootstrap intervals, rationale faithfulness, and the report."""

@@ -1,0 +1,1 @@
+"""Stage II: reason-conditioned regression on the card and a rationale (or the card or DNA alone)."""
