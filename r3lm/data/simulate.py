@@ -47,7 +47,7 @@ import yaml
 
 from r3lm.errors import InputError
 from r3lm.motifs.jaspar import Motif, motifs_by_name
-from r3lm.motifs.pssm import score_motif, uniform_background
+from r3lm.motifs.pssm import ScoredMotif, score_motif, uniform_background
 
 CATALOGUE_PATH = Path(__file__).with_name("demo_tfs.yaml")
 ROLES = ("activator", "repressor")
@@ -138,8 +138,12 @@ def catalogue_motifs(catalogue: Catalogue, release: str) -> list[Motif]:
 
 
 @dataclass
-class _Sites:
-    """Planted sites, sorted by sequence and then by position (one entry per site)."""
+class Sites:
+    """Sites, sorted by sequence and then by position (one entry per site).
+
+    `presence` is each site's probability of being there: None (all 1) for planted sites; below 1 where the
+    truth (r3lm/data/truth.py) found overlapping alternatives, of which one layout at a time is real.
+    """
 
     sequence: np.ndarray  # 0-based sequence index
     tf: np.ndarray  # index into the catalogue
@@ -148,6 +152,7 @@ class _Sites:
     minus_strand: np.ndarray
     strength: np.ndarray
     text: np.ndarray  # the site as it reads on the + strand
+    presence: np.ndarray | None = None
 
 
 def simulate(settings: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -171,15 +176,8 @@ def simulate(settings: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
     sites = _plant_sites(rng, codes, catalogue, motifs, float(settings["mean_sites"]),
                          float(settings["site_pseudocount"]), settings.get("site_pvalue"))
     gc = ((codes == 1) | (codes == 2)).mean(axis=1)
-
-    cooperative = _cooperative_bonus(sites, catalogue)
-    weights = catalogue.matrix([tf.weight for tf in catalogue.transcription_factors])
-    contribution = weights[sites.tf] * sites.strength[:, None] + cooperative
+    noiseless, contribution, cooperative = noiseless_activity(sites, catalogue, gc, float(settings["gc_effect"]))
     n_cells = len(catalogue.cell_types)
-    site_sum = np.column_stack([np.bincount(sites.sequence, weights=contribution[:, cell], minlength=n_sequences)
-                                for cell in range(n_cells)])
-    noiseless = (catalogue.matrix([catalogue.baseline])
-                 + float(settings["gc_effect"]) * (gc[:, None] - 0.5) + site_sum)
     measured = noiseless + rng.normal(0.0, float(settings["noise_sd"]), size=noiseless.shape)
 
     ids = np.array([f"sim{index:06d}" for index in range(1, n_sequences + 1)], dtype=object)
@@ -196,7 +194,25 @@ def simulate(settings: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
         "gc": np.repeat(gc, n_cells),
         "n_sites": np.repeat(n_sites, n_cells),
     })
-    return measurements, _ground_truth_frame(sites, ids, catalogue, motifs, contribution, cooperative)
+    return measurements, sites_frame(sites, ids, catalogue, motifs, contribution, cooperative)
+
+
+def noiseless_activity(sites: Sites, catalogue: Catalogue, gc: np.ndarray,
+                       gc_effect: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The additive model without noise, one row per sequence of `gc`: baseline + gc_effect * (gc - 0.5) + the
+    sites' contributions. Also returns each site's contribution and cooperative share, as (site, cell type).
+
+    A site adds presence * weight * strength plus its share of the pair bonuses; shared with the truth
+    function so that a designed sequence is scored by the very formula the simulation used.
+    """
+    cooperative = _cooperative_bonus(sites, catalogue)
+    weights = catalogue.matrix([tf.weight for tf in catalogue.transcription_factors])
+    strength = sites.strength if sites.presence is None else sites.presence * sites.strength
+    contribution = weights[sites.tf] * strength[:, None] + cooperative
+    site_sum = np.column_stack([np.bincount(sites.sequence, weights=contribution[:, cell], minlength=len(gc))
+                                for cell in range(len(catalogue.cell_types))])
+    noiseless = catalogue.matrix([catalogue.baseline]) + gc_effect * (gc[:, None] - 0.5) + site_sum
+    return noiseless, contribution, cooperative
 
 
 def _background(rng: np.random.Generator, n_sequences: int, length: int,
@@ -218,7 +234,7 @@ def _exclusive_group_cumsum(values: np.ndarray, group: np.ndarray) -> np.ndarray
 
 def _plant_sites(rng: np.random.Generator, codes: np.ndarray, catalogue: Catalogue,
                  motifs: Sequence[Motif], mean_sites: float, pseudocount: float,
-                 site_pvalue: float | None = None) -> _Sites:
+                 site_pvalue: float | None = None) -> Sites:
     """Draw sites, write them into `codes` in place, and return them sorted by sequence and position."""
     n_sequences, length = codes.shape
     widths_of_tf = np.array([motif.width for motif in motifs], dtype=np.int64)
@@ -245,14 +261,11 @@ def _plant_sites(rng: np.random.Generator, codes: np.ndarray, catalogue: Catalog
         chosen = np.flatnonzero(tf == index)
         probabilities = _smoothed_probabilities(motif, pseudocount)
         bases = _draw_sites(rng, motif, probabilities, len(chosen), site_pvalue)
-        log_odds = np.log2(probabilities / 0.25)
-        score = log_odds[bases, np.arange(motif.width)].sum(axis=1)
-        worst, best = log_odds.min(axis=0).sum(), log_odds.max(axis=0).sum()
-        strength[chosen] = (score - worst) / (best - worst)
+        strength[chosen] = site_scores(motif, pseudocount, bases)[1]
         bases = np.where(minus_strand[chosen, None], 3 - bases[:, ::-1], bases).astype(np.uint8)
         codes[sequence[chosen, None], start[chosen, None] + np.arange(motif.width)] = bases
         text[chosen] = [row.decode() for row in _BASES[bases].view(f"S{motif.width}").ravel().tolist()]
-    return _Sites(sequence, tf, start, width, minus_strand, strength, text)
+    return Sites(sequence, tf, start, width, minus_strand, strength, text)
 
 
 def _draw_sites(rng: np.random.Generator, motif: Motif, probabilities: np.ndarray, count: int,
@@ -267,10 +280,7 @@ def _draw_sites(rng: np.random.Generator, motif: Motif, probabilities: np.ndarra
     bases = draw(count)
     if site_pvalue is None or count == 0:
         return bases
-    scored = score_motif(motif, uniform_background(), site_pvalue)
-    if scored is None:
-        raise InputError(f"demo TF catalogue: {motif.name} ({motif.matrix_id}, {motif.width} bp) cannot reach "
-                         f"dataset.demo.site_pvalue {site_pvalue:g}; choose another matrix or a larger p-value")
+    scored = site_scorer(motif, site_pvalue)
     columns = np.arange(motif.width)
     for _ in range(MAX_SITE_DRAWS):
         weak = np.flatnonzero(scored.forward[columns, bases].sum(axis=1) < scored.threshold)
@@ -279,6 +289,25 @@ def _draw_sites(rng: np.random.Generator, motif: Motif, probabilities: np.ndarra
         bases[weak] = draw(weak.size)
     raise InputError(f"demo TF catalogue: sites of {motif.name} ({motif.matrix_id}) drawn from its matrix reach "
                      f"p < {site_pvalue:g} too rarely ({MAX_SITE_DRAWS} draws); raise dataset.demo.site_pvalue")
+
+
+def site_scorer(motif: Motif, site_pvalue: float) -> ScoredMotif:
+    """FIMO's scoring of `motif` at `site_pvalue` (uniform background, its motif pseudocount): a planted site
+    is redrawn until it reaches `threshold` on this matrix, and the truth scans with the same one."""
+    scored = score_motif(motif, uniform_background(), site_pvalue)
+    if scored is None:
+        raise InputError(f"demo TF catalogue: {motif.name} ({motif.matrix_id}, {motif.width} bp) cannot reach "
+                         f"dataset.demo.site_pvalue {site_pvalue:g}; choose another matrix or a larger p-value")
+    return scored
+
+
+def site_scores(motif: Motif, pseudocount: float, bases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Log-odds score (bits, against a uniform background) of sites given as (n, width) base codes read in the
+    motif's orientation, and `strength`: that score rescaled to 0..1 between the worst and best possible one."""
+    log_odds = np.log2(_smoothed_probabilities(motif, pseudocount) / 0.25)
+    score = log_odds[bases, np.arange(motif.width)].sum(axis=1)
+    worst, best = log_odds.min(axis=0).sum(), log_odds.max(axis=0).sum()
+    return score, (score - worst) / (best - worst)
 
 
 def _smoothed_probabilities(motif: Motif, pseudocount: float) -> np.ndarray:
@@ -290,8 +319,12 @@ def _smoothed_probabilities(motif: Motif, pseudocount: float) -> np.ndarray:
     return (motif.frequencies + pseudocount / 4.0) / (1.0 + pseudocount)
 
 
-def _cooperative_bonus(sites: _Sites, catalogue: Catalogue) -> np.ndarray:
-    """Each site's share of the pair bonuses, as a (site, cell type) array."""
+def _cooperative_bonus(sites: Sites, catalogue: Catalogue) -> np.ndarray:
+    """Each site's share of the pair bonuses, as a (site, cell type) array.
+
+    With `sites.presence`, a pair counts with the product of its sites' presences, and overlapping sites (two
+    alternatives for the same bases, never both there) are no pair.
+    """
     share = np.zeros((len(sites.sequence), len(catalogue.cell_types)))
     tf_index = {tf.jaspar_name: index for index, tf in enumerate(catalogue.transcription_factors)}
     centre = sites.start + (sites.width - 1) / 2.0
@@ -307,15 +340,19 @@ def _cooperative_bonus(sites: _Sites, catalogue: Catalogue) -> np.ndarray:
         close = distance <= pair.max_spacing
         i, j, distance = i[close], j[close], distance[close]
         orientation = np.where(sites.minus_strand[i] == sites.minus_strand[j], 1.0, pair.opposite_strand_factor)
-        half = (0.5 * orientation * (1.0 - distance / pair.max_spacing))[:, None] \
-            * catalogue.matrix([pair.bonus])
+        half = 0.5 * orientation * (1.0 - distance / pair.max_spacing)
+        if sites.presence is not None:
+            apart = (sites.start[i] + sites.width[i] <= sites.start[j]) | (sites.start[j] + sites.width[j] <= sites.start[i])
+            half = np.where(apart, half * sites.presence[i] * sites.presence[j], 0.0)
+        half = half[:, None] * catalogue.matrix([pair.bonus])
         np.add.at(share, i, half)
         np.add.at(share, j, half)
     return share
 
 
-def _ground_truth_frame(sites: _Sites, ids: np.ndarray, catalogue: Catalogue, motifs: Sequence[Motif],
-                        contribution: np.ndarray, cooperative: np.ndarray) -> pd.DataFrame:
+def sites_frame(sites: Sites, ids: np.ndarray, catalogue: Catalogue, motifs: Sequence[Motif],
+                contribution: np.ndarray, cooperative: np.ndarray) -> pd.DataFrame:
+    """One row per site and cell type: the ground truth table's layout (the truth function's sites use it too)."""
     n_cells = len(catalogue.cell_types)
     factors = catalogue.transcription_factors
 
