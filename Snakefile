@@ -1,5 +1,5 @@
 # r3lm: reasoning-informed regression for regulatory DNA activity (R3LM, Duan et al., KDD 2026).
-# Stages, one rule file each: data -> motifs -> rcc -> reasoning -> stage1 -> stage2 -> evaluate.
+# Stages, one rule file each: data -> motifs -> rcc -> reasoning -> stage1 -> stage2 -> design -> evaluate.
 # Run: snakemake --cores 2   (config/config.yaml, the simulated demo)
 #      snakemake --cores 8 --configfile config/gosai2024.yaml   (the paper's data)
 
@@ -23,6 +23,7 @@ include: "workflow/rules/reasoning.smk"
 include: "workflow/rules/stage1.smk"
 include: "workflow/rules/stage2.smk"
 include: "workflow/rules/baselines.smk"
+include: "workflow/rules/design.smk"
 include: "workflow/rules/evaluate.smk"
 
 
@@ -35,3 +36,4 @@ rule all:
         stage1_outputs(),
         f"{REPORT_DIR}/summary.md",
         model_bundles(),
+        design_summary(),

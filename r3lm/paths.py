@@ -152,6 +152,13 @@ class WorkflowPaths:
         return f"{self.stage2_dir}/{method}/predictions"
 
     @property
+    def heldout_oracle_dir(self) -> str:
+        """The held-out oracle reads sequences only, like the CNN: named by its own seeds."""
+        heldout = self.config["design"]["heldout_oracle"]
+        return (f"{self.results}/design/heldout_oracle_seed{heldout['seed']}_split{heldout['split_seed']}"
+                f"_val{heldout['val_fraction']:g}")
+
+    @property
     def run_dir(self) -> str:
         return f"{self.results}/runs/{self.config['run']}"
 
@@ -214,7 +221,26 @@ def check_plan(config: Mapping[str, Any]) -> WorkflowPaths:
         raise InputError("stage2.backbone: stage1 needs one shared Stage-I model; with a Stage-I model per cell "
                          "type use stage2.backbone: base (the official setting)", path="config")
     _check_transfer(config)
+    _check_design(config)
     return paths
+
+
+def _check_design(config: Mapping[str, Any]) -> None:
+    """Design needs the CNN (its oracle), targets the run serves, and for MinGap a cell type to be silent in."""
+    design = config["design"]
+    if not design["enabled"]:
+        return
+    if "cnn" not in config["baselines"]["methods"]:
+        raise InputError("design.enabled designs on the cnn baseline, which baselines.methods leaves out; add cnn "
+                         "or set design.enabled: false", path="config")
+    served = served_cell_types(config)
+    unknown = [cell for cell in design["targets"] or () if cell not in served]
+    if unknown:
+        raise InputError(f"design.targets: {', '.join(unknown)} not among the run's cell types "
+                         f"({', '.join(served)})", path="config")
+    if design["objective"] == "min_gap" and len(served) < 2:
+        raise InputError(f"design.objective min_gap needs a second cell type to be silent in; the run serves only "
+                         f"{served[0]}: use design.objective: max", path="config")
 
 
 def _check_transfer(config: Mapping[str, Any]) -> None:

@@ -4,6 +4,7 @@ regions cut from a genome FASTA."""
 from __future__ import annotations
 
 import gzip
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pandas as pd
 from r3lm.data.checks import require_columns
 from r3lm.data.tables import cut_regions, read_table
 from r3lm.errors import InputError, require_file
+from r3lm.io import atomic_path
 
 FASTA_SUFFIXES = {".fa", ".fasta", ".fna", ".fas"}
 GZIP_MAGIC = b"\x1f\x8b"
@@ -67,6 +69,15 @@ def read_fasta(path: Path) -> pd.DataFrame:
     except (OSError, UnicodeDecodeError, EOFError) as error:
         raise InputError(f"cannot read FASTA: {error}", path=path) from error
     return pd.DataFrame({"id": ids, "sequence": ["".join(chunk) for chunk in chunks]})
+
+
+def write_fasta(ids: Sequence[str], sequences: Sequence[str], path: str | Path,
+                descriptions: Sequence[str] | None = None) -> None:
+    """Records as FASTA, one line per sequence, written atomically; `read_fasta` reads back the ids."""
+    notes = [f" {note}" for note in descriptions] if descriptions is not None else [""] * len(ids)
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(f">{name}{note}\n{sequence}\n" for name, note, sequence in zip(ids, notes, sequences,
+                                                                                            strict=True)))
 
 
 def read_sequences(path: str | Path, *, id_column: str = "id", sequence_column: str = "sequence",

@@ -245,6 +245,20 @@ def model_bundles():
     return [f"{MODELS_DIR}/{name}" for name in deployable_methods(config)]
 
 
+# Design (design.enabled): on the run's CNN bundle, judged against the natural sequences: the simulation's own on
+# the demo (with their noiseless activity), the test split elsewhere.
+DESIGN = config["design"]["enabled"]
+DESIGN_DIR = f"{RUN_DIR}/design"
+HELDOUT_ORACLE_DIR = PATHS.heldout_oracle_dir
+NATURAL_SEQUENCES = (
+    f"{DATA_DIR}/simulated.parquet" if DATASET["source"] == "demo" else f"{DATA_DIR}/test.parquet"
+)
+
+
+def design_summary():
+    return [f"{DESIGN_DIR}/summary.json"] if DESIGN else []
+
+
 # Transfer: every bundle of the run scored on other tables (evaluation.transfer), one job per entry.
 TRANSFER = EVALUATION["transfer"]
 NOT_TRANSFER = ("evaluation.transfer",)  # the other evaluation steps do not read it: adding an entry reruns none

@@ -1,0 +1,167 @@
+"""Stage design (workflow/rules/design.smk): the held-out oracle, and designs for each target cell type judged
+by it (and on the demo by the truth)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from r3lm.commands import arg, step
+from r3lm.errors import InputError
+from r3lm.io import OutputFolder, write_json, write_parquet
+from r3lm.steps.common import NO_PROGRESS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+@step("heldout-oracle", "the held-out oracle: a CNN on another seed and division of train and val, bundled",
+      arg("--train", required=True, help="the train split"),
+      arg("--val", required=True, help="the validation split"),
+      arg("--test", required=True, help="the test split (predicted, for the oracles' agreement)"),
+      arg("--data-dir", required=True, help="the prepared dataset (level edges, training lengths)"),
+      arg("--out-dir", type=OutputFolder, required=True, help="model/ (the CNN, its predictions) and bundle/"),
+      NO_PROGRESS, sections=("baselines", "design", "levels", "dataset", "motifs", "rcc"))
+def heldout_oracle(args: argparse.Namespace, config: dict[str, Any]) -> None:
+    import pandas as pd
+
+    from r3lm.baselines.cnn import run_cnn
+    from r3lm.baselines.common import resolve_settings
+    from r3lm.deploy.bundle import write_baseline_bundle
+    from r3lm.design.heldout import heldout_division, heldout_settings
+
+    settings = config["design"]["heldout_oracle"]
+    train, val = heldout_division(pd.read_parquet(args.train), pd.read_parquet(args.val),
+                                  split_seed=settings["split_seed"], val_fraction=settings["val_fraction"])
+    log.info("held-out oracle: %d training and %d stopping sequences (split seed %d), training seed %d",
+             train["id"].nunique(), val["id"].nunique(), settings["split_seed"], settings["seed"])
+    out = Path(args.out_dir)
+    with tempfile.TemporaryDirectory() as folder:
+        paths = [Path(folder) / "train.parquet", Path(folder) / "val.parquet"]
+        for table, path in zip((train, val), paths, strict=True):
+            table.to_parquet(path, index=False)
+        cnn = heldout_settings(resolve_settings(config["baselines"]["cnn"], "cnn"), settings["seed"])
+        run_cnn(cnn, *paths, [args.test], Path(args.data_dir) / "summary.json", out / "model",
+                progress=not args.no_progress)
+    write_baseline_bundle(config, "cnn", out / "model", args.data_dir, out / "bundle")
+
+
+@step("design", "designs for each target cell type, judged by the held-out oracle (and on the demo the truth)",
+      arg("--oracle", required=True, help="the design oracle: the run's CNN bundle"),
+      arg("--heldout", required=True, help="the held-out oracle's bundle (heldout-oracle)"),
+      arg("--natural", required=True,
+          help="the natural sequences: the demo's simulated.parquet, else the test split (and natural starts)"),
+      arg("--out-dir", type=OutputFolder, required=True,
+          help="designs.parquet, designs.fa, natural.parquet, summary.json"),
+      sections=("design", "dataset"))
+def design_step(args: argparse.Namespace, config: dict[str, Any]) -> None:
+    write_designs(config, args.oracle, args.heldout, args.natural, args.out_dir)
+
+
+def write_designs(config: Mapping[str, Any], oracle_path: str | Path, heldout_path: str | Path,
+                  natural_path: str | Path, out_dir: str | Path) -> dict[str, Any]:
+    """Design for every target, score designs and natural sequences with every oracle, judge, write."""
+    import pandas as pd
+
+    from r3lm.data.sequences import write_fasta
+    from r3lm.deploy.fast import load_fast
+    from r3lm.design import design, load_oracle
+
+    settings, started = config["design"], time.perf_counter()
+    oracle = load_oracle(oracle_path)
+    bundles = {"predicted": load_fast(oracle_path, device="cpu"), "heldout": load_fast(heldout_path, device="cpu")}
+    targets = settings["targets"] or list(oracle.cell_types)
+    natural = natural_sequences(pd.read_parquet(natural_path), oracle.cell_types)
+    designs = pd.concat([design(oracle, target, objective=settings["objective"], engine=settings["engine"],
+                                seed=settings["seed"] + index, budget=settings["budget"],
+                                **_starts(settings, natural, index))
+                         for index, target in enumerate(targets)], ignore_index=True)
+    log.info("%d designs for %s in %.0f s", len(designs), ", ".join(targets), time.perf_counter() - started)
+    designs = _scored(designs, oracle.cell_types, {"heldout": bundles["heldout"]}, config["dataset"])
+    natural = _scored(natural, oracle.cell_types, bundles, config["dataset"])
+    summary = judgement(config, designs, natural, targets, oracle.cell_types)
+    out = Path(out_dir)
+    write_parquet(designs, out / "designs.parquet")
+    write_parquet(natural, out / "natural.parquet")
+    write_fasta(designs["id"].tolist(), designs["sequence"].tolist(), out / "designs.fa",
+                [f"target={row.target} edits={row.edits}" for row in designs.itertuples()])
+    write_json(summary, out / "summary.json")
+    return summary
+
+
+def natural_sequences(rows: pd.DataFrame, cell_types: Sequence[str]) -> pd.DataFrame:
+    """One row per natural sequence: id, sequence, and the measured activity per cell type (`measured_<cell>`),
+    with the simulation's noiseless activity beside it on the demo (`noiseless_<cell>`)."""
+    wide = rows.pivot_table(index="id", columns="cell_type", values="activity", aggfunc="mean")
+    table = rows.drop_duplicates("id").set_index("id")[["sequence"]]
+    for cell in cell_types:
+        table[f"measured_{cell}"] = wide[cell] if cell in wide else float("nan")
+    if "activity_noiseless" in rows:
+        noiseless = rows.pivot_table(index="id", columns="cell_type", values="activity_noiseless")
+        for cell in cell_types:
+            table[f"noiseless_{cell}"] = noiseless[cell]
+    return table.reset_index()
+
+
+def _starts(settings: Mapping[str, Any], natural: pd.DataFrame, index: int) -> dict[str, Any]:
+    """Random starts, or `n_designs` natural sequences drawn with the design seed (one draw per target)."""
+    if settings["start"] == "random":
+        return {"n_designs": settings["n_designs"]}
+    if settings["n_designs"] > len(natural):
+        raise InputError(f"design.n_designs {settings['n_designs']} is more than the {len(natural)} natural "
+                         "sequences to start from", path="config")
+    drawn = natural.sample(settings["n_designs"], random_state=settings["seed"] + index)
+    return {"starts": dict(zip(drawn["id"], drawn["sequence"], strict=True))}
+
+
+def _scored(frame: pd.DataFrame, cell_types: Sequence[str], bundles: Mapping[str, Any],
+            dataset: Mapping[str, Any]) -> pd.DataFrame:
+    """`frame` with each bundle's activity per cell type (`<name>_<cell type>`; designs carry the design
+    oracle's already) and on the demo the truth's (`true_<cell type>`)."""
+    import numpy as np
+
+    from r3lm.design.judge import activity_columns
+
+    sequences = frame["sequence"].tolist()
+    columns: dict[str, Any] = {}
+    for name, bundle in bundles.items():
+        order = [bundle.cell_types.index(cell) for cell in cell_types]
+        columns |= activity_columns(name, np.asarray(bundle.predict(sequences))[:, order], cell_types)
+    if dataset["source"] == "demo":
+        from r3lm.data.truth import true_activity
+
+        columns |= activity_columns("true", true_activity(sequences, dataset["demo"])[list(cell_types)].to_numpy(),
+                                    cell_types)
+    return frame.assign(**columns)
+
+
+def judgement(config: Mapping[str, Any], designs: pd.DataFrame, natural: pd.DataFrame, targets: Sequence[str],
+              cell_types: Sequence[str]) -> dict[str, Any]:
+    """The design summary: per target the judge's figures, the oracles' agreement on natural sequences and,
+    on the demo, how well the truth function reproduces the simulation's noiseless activity."""
+    from r3lm.design.judge import judge_target, oracle_agreement_on_natural
+    from r3lm.stats import pearson
+
+    settings = config["design"]
+    demo = config["dataset"]["source"] == "demo"
+    summary: dict[str, Any] = {
+        "objective": settings["objective"], "engine": settings["engine"], "start": settings["start"],
+        "budget": settings["budget"], "seed": settings["seed"], "cell_types": list(cell_types),
+        "natural_sequences": len(natural),
+        "oracle_agreement_natural_pearson": oracle_agreement_on_natural(natural, cell_types),
+        "targets": {target: judge_target(designs[designs["target"] == target], natural, [target], cell_types,
+                                         settings["objective"], "true" if demo else "measured")
+                    for target in targets},
+    }
+    if demo:
+        summary["truth_vs_noiseless_pearson"] = {
+            cell: pearson(natural[f"noiseless_{cell}"].to_numpy(), natural[f"true_{cell}"].to_numpy())
+            for cell in cell_types}
+    return summary
