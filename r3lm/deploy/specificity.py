@@ -4,7 +4,8 @@ Two measures, both in activity units, for each cell type c with the others as of
 
 * `min_gap`: activity in c minus the highest off-target activity, CODA's MinGap objective (Gosai et al.,
   Nature 2024). Positive only when c beats every other cell type, so one strong off-target sinks a sequence:
-  the conservative choice, and the default.
+  the conservative choice, and the default. With several on-target cell types (design for a set,
+  `r3lm.design`) it is the weakest on-target minus the strongest off-target, as in ledidi's `MinGap` loss.
 * `mean_gap`: activity in c minus the mean off-target activity. Forgives one leaky off-target when the
   others are low; with two cell types it equals `min_gap`.
 
@@ -15,6 +16,7 @@ higher on-target activity and then by id, so the order is the same on every run.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,15 +27,30 @@ from r3lm.errors import InputError
 SPECIFICITY = "specificity"
 
 
-def _min_gap(on_target: np.ndarray, off_target: np.ndarray) -> np.ndarray:
-    return on_target - off_target.max(axis=1)
+def min_gap(on_target: Any, off_target: Any) -> Any:
+    """The project's one MinGap: per row, the weakest on-target minus the strongest off-target activity.
+
+    Args:
+        on_target: (rows, on-target cell types) activity, a numpy array or a torch tensor; the designer
+            (`r3lm.design`) takes its gradient, so the score reported and the one optimised are the same formula.
+        off_target: (rows, off-target cell types), of the same kind.
+
+    Returns:
+        (rows,) gaps, of the inputs' kind.
+    """
+    return _values(on_target.min(1)) - _values(off_target.max(1))
+
+
+def _values(reduced: Any) -> Any:
+    """torch's min/max along a dimension return (values, indices); numpy's the values."""
+    return getattr(reduced, "values", reduced)
 
 
 def _mean_gap(on_target: np.ndarray, off_target: np.ndarray) -> np.ndarray:
-    return on_target - off_target.mean(axis=1)
+    return on_target.mean(axis=1) - off_target.mean(axis=1)
 
 
-METHODS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {"min_gap": _min_gap, "mean_gap": _mean_gap}
+METHODS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {"min_gap": min_gap, "mean_gap": _mean_gap}
 
 
 def specificity(predicted: pd.DataFrame, method: str = "min_gap") -> pd.DataFrame:
@@ -46,7 +63,7 @@ def specificity(predicted: pd.DataFrame, method: str = "min_gap") -> pd.DataFram
     values = predicted.to_numpy(dtype=float)
     result = np.empty_like(values)
     for index in range(values.shape[1]):
-        result[:, index] = METHODS[method](values[:, index], np.delete(values, index, axis=1))
+        result[:, index] = METHODS[method](values[:, [index]], np.delete(values, index, axis=1))
     return pd.DataFrame(result, index=predicted.index, columns=predicted.columns)
 
 
