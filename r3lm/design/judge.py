@@ -78,3 +78,19 @@ def oracle_agreement_on_natural(natural: pd.DataFrame, cell_types: Sequence[str]
 def activity_columns(prefix: str, activity: np.ndarray, cell_types: Sequence[str]) -> Mapping[str, np.ndarray]:
     """A (rows, cell types) activity matrix as `<prefix>_<cell type>` columns."""
     return {f"{prefix}_{cell}": activity[:, index] for index, cell in enumerate(cell_types)}
+
+
+def motif_composition(design_hits: pd.DataFrame, design_ids: Sequence[str], natural_hits: pd.DataFrame,
+                      natural_ids: Sequence[str], top: int = 8) -> list[dict[str, Any]]:
+    """The motifs designs carry more often than natural sequences: per motif the share of designs and of
+    natural sequences with at least one hit (scanner columns: seq_id, motif_name), the `top` most enriched."""
+    def share(hits: pd.DataFrame, ids: Sequence[str]) -> pd.Series:
+        present = hits[hits["seq_id"].isin(set(ids))].drop_duplicates(["seq_id", "motif_name"])
+        return present["motif_name"].value_counts() / max(len(ids), 1)
+
+    designed, natural = share(design_hits, design_ids), share(natural_hits, natural_ids)
+    table = pd.DataFrame({"designs": designed, "natural": natural}).fillna(0.0)
+    table["enrichment"] = table["designs"] - table["natural"]
+    chosen = table.sort_values(["enrichment", "designs"], ascending=False).head(top)
+    return [{"motif": name, "designs": round(float(row.designs), 3), "natural": round(float(row.natural), 3)}
+            for name, row in chosen.iterrows()]

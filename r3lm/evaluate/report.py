@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from r3lm.errors import InputError, require_file
+from r3lm.evaluate.figures import empty_figure, figure_link, save_figure
 from r3lm.evaluate.metrics import (
     PROTOCOLS,
     Block,
@@ -322,26 +322,11 @@ def _notes(metrics: pd.DataFrame, comparisons: pd.DataFrame, skipped: pd.DataFra
 
 
 # ---------------------------------------------------------------------------------------------- figures
-def _save(figure: Figure, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=110)
-    return path
-
-
-def _empty_figure(path: Path, message: str) -> Path:
-    figure = Figure(figsize=(6, 2), layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    axes.axis("off")
-    axes.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
-    return _save(figure, path)
-
-
 def _scatter_figure(found: Sequence[Block], protocol: str, path: Path, seed: int) -> Path:
     chosen = [block for block in found if block.protocol == protocol and block.predicted]
     methods = sorted({method for block in chosen for method in block.predicted})
     if not methods:
-        return _empty_figure(path, f"No method covers every row of protocol '{protocol}'.")
+        return empty_figure(path, f"No method covers every row of protocol '{protocol}'.")
     figure = Figure(figsize=(3.0 * len(chosen) + 0.5, 2.7 * len(methods) + 0.5), layout="constrained")
     FigureCanvasAgg(figure)
     grid = figure.subplots(len(methods), len(chosen), squeeze=False)
@@ -371,13 +356,13 @@ def _scatter_figure(found: Sequence[Block], protocol: str, path: Path, seed: int
     figure.suptitle(f"Predicted vs measured, protocol '{protocol}'"
                     + (f" (at most {MAX_POINTS:,} points per panel)" if any(len(block.measured) > MAX_POINTS
                                                                            for block in chosen) else ""), fontsize=10)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _forest_figure(metrics: pd.DataFrame, protocol: str, path: Path, upper_bounds: Collection[str]) -> Path:
     part = metrics[metrics["protocol"] == protocol]
     if part.empty:
-        return _empty_figure(path, f"No method covers every row of protocol '{protocol}'.")
+        return empty_figure(path, f"No method covers every row of protocol '{protocol}'.")
     cells, methods = sorted(part["cell_type"].unique()), sorted(part["method"].unique())
     figure = Figure(figsize=(3.2 * len(cells) + 1.5, 0.45 * len(methods) + 1.4), layout="constrained")
     FigureCanvasAgg(figure)
@@ -401,7 +386,7 @@ def _forest_figure(metrics: pd.DataFrame, protocol: str, path: Path, upper_bound
     grid[0].invert_yaxis()
     figure.suptitle(f"Pearson by method, protocol '{protocol}' (orange: baselines; hollow: upper bounds)",
                     fontsize=10)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _curve_frame(path: str | Path) -> pd.DataFrame:
@@ -425,7 +410,7 @@ def _curve_frame(path: str | Path) -> pd.DataFrame:
 
 def _curves_figure(curves: Mapping[str, str | Path], path: Path) -> Path:
     if not curves:
-        return _empty_figure(path, "No training curves were given.")
+        return empty_figure(path, "No training curves were given.")
     frames = {label: _curve_frame(file) for label, file in curves.items()}
     figure = Figure(figsize=(10, 3.0 * len(frames)), layout="constrained")
     FigureCanvasAgg(figure)
@@ -444,15 +429,18 @@ def _curves_figure(curves: Mapping[str, str | Path], path: Path) -> Path:
             axes.set_title(f"{label}: {'loss' if kind == 'loss' else 'validation Pearson'}", fontsize=9)
             axes.set_xlabel("step", fontsize=8)
             axes.grid(alpha=0.3)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 # ----------------------------------------------------------------------------------------------- report
+DESIGN_FIGURE = "design_objective.png"  # always written, so the workflow can declare it
+
+
 def write_report(*, metrics_path: str | Path, prediction_dirs: Mapping[str, str | Path], test_path: str | Path,
                  test_subset_path: str | Path, summary_path: str | Path, figure_dir: str | Path,
                  skipped_path: str | Path | None = None, faithfulness: Mapping[str, str | Path] | None = None,
                  curves: Mapping[str, str | Path] | None = None, transfer: Sequence[str | Path] = (),
-                 reasoning_method: str = "generated_cot",
+                 design: str | Path | None = None, reasoning_method: str = "generated_cot",
                  ablations: Sequence[str] = ("rcc_only", "sequence_only"),
                  upper_bounds: Collection[str] = ("oracle_cot",),
                  settings: Mapping[str, Any] | None = None) -> list[Path]:
@@ -463,7 +451,7 @@ def write_report(*, metrics_path: str | Path, prediction_dirs: Mapping[str, str 
     (`disruption_agreement`) TSV; `curves` maps a heading to a loss.csv or curve.csv. The comparisons of
     `reasoning_method` against each of `ablations` use the same resamples (and `settings`) as metrics.tsv.
     `transfer` lists the metrics TSVs of `r3lm step transfer`; with any, the summary gets a "Transfer to other tables"
-    section.
+    section; `design` (the design step's folder) adds a "Design" section.
     """
     settings = resolve_settings(settings)
     metrics = _read_tsv(metrics_path, "metrics table")
@@ -491,7 +479,7 @@ def write_report(*, metrics_path: str | Path, prediction_dirs: Mapping[str, str 
         scatter = _scatter_figure(found, protocol, figures / f"scatter_{protocol}.png", int(settings["seed"]))
         forest = _forest_figure(metrics, protocol, figures / f"pearson_{protocol}.png", upper_bounds)
         written += [scatter, forest]
-        names[protocol] = {"scatter": _link(scatter, summary_file), "pearson": _link(forest, summary_file)}
+        names[protocol] = {"scatter": figure_link(scatter, summary_file), "pearson": figure_link(forest, summary_file)}
     training = _curves_figure(curves or {}, figures / "training_curves.png")
     written.append(training)
 
@@ -507,13 +495,16 @@ def write_report(*, metrics_path: str | Path, prediction_dirs: Mapping[str, str 
     lines += _methods_section(summaries, baselines, upper_bounds)
     lines += _transfer_section(transferred, baselines)
     lines += _faithfulness_section(tables)
-    lines += ["## Training curves", "", f"![Training curves]({_link(training, summary_file)})", ""]
+    if design is None:
+        written.append(empty_figure(figures / DESIGN_FIGURE, "No designs (design.enabled is false)."))
+    else:
+        from r3lm.evaluate.design_report import design_section
+
+        design_lines, design_figure = design_section(design, figures / DESIGN_FIGURE, summary_file)
+        lines += design_lines
+        written.append(design_figure)
+    lines += ["## Training curves", "", f"![Training curves]({figure_link(training, summary_file)})", ""]
     with atomic_path(summary_file) as tmp:
         tmp.write_text("\n".join(lines))
     log.info("report: %s and %d figures", summary_file, len(written))
     return [summary_file, *written]
-
-
-def _link(figure: Path, summary: Path) -> str:
-    """The figure's path relative to the summary's folder, as markdown links it."""
-    return Path(os.path.relpath(figure.resolve(), summary.parent.resolve())).as_posix()

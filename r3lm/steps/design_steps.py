@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from r3lm.commands import arg, step
 from r3lm.errors import InputError
-from r3lm.io import OutputFolder, write_json, write_parquet
+from r3lm.io import OutputFile, OutputFolder, write_json, write_parquet
 from r3lm.steps.common import NO_PROGRESS
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def heldout_oracle(args: argparse.Namespace, config: dict[str, Any]) -> None:
           help="the natural sequences: the demo's simulated.parquet, else the test split (and natural starts)"),
       arg("--out-dir", type=OutputFolder, required=True,
           help="designs.parquet, designs.fa, natural.parquet, summary.json"),
-      sections=("design", "dataset"))
+      sections=("design", "dataset", "motifs"))
 def design_step(args: argparse.Namespace, config: dict[str, Any]) -> None:
     write_designs(config, args.oracle, args.heldout, args.natural, args.out_dir)
 
@@ -86,7 +86,9 @@ def write_designs(config: Mapping[str, Any], oracle_path: str | Path, heldout_pa
     log.info("%d designs for %s in %.0f s", len(designs), ", ".join(targets), time.perf_counter() - started)
     designs = _scored(designs, oracle.cell_types, {"heldout": bundles["heldout"]}, config["dataset"])
     natural = _scored(natural, oracle.cell_types, bundles, config["dataset"])
+    designs = _with_scores(designs, oracle.cell_types, settings["objective"])
     summary = judgement(config, designs, natural, targets, oracle.cell_types)
+    _add_motifs(config["motifs"], summary, designs, natural)
     out = Path(out_dir)
     write_parquet(designs, out / "designs.parquet")
     write_parquet(natural, out / "natural.parquet")
@@ -142,6 +144,36 @@ def _scored(frame: pd.DataFrame, cell_types: Sequence[str], bundles: Mapping[str
     return frame.assign(**columns)
 
 
+def _with_scores(designs: pd.DataFrame, cell_types: Sequence[str], objective: str) -> pd.DataFrame:
+    """Each design's objective under the held-out oracle and, on the demo, the truth (`score` is the design
+    oracle's)."""
+    import pandas as pd
+
+    from r3lm.design.judge import objective_of
+
+    parts = []
+    for target, rows in designs.groupby("target", sort=False):
+        scores = {f"{prefix}_score": objective_of(rows, prefix, target.split("+"), cell_types, objective)
+                  for prefix in ("heldout", "true") if f"{prefix}_{cell_types[0]}" in rows}
+        parts.append(rows.assign(**scores))
+    return pd.concat(parts).loc[designs.index]
+
+
+def _add_motifs(settings: Mapping[str, Any], summary: dict[str, Any], designs: pd.DataFrame,
+                natural: pd.DataFrame) -> None:
+    """Each target's motif composition: what its designs carry more often than natural sequences."""
+    from r3lm.design.judge import motif_composition
+    from r3lm.motifs.scan import background_for, build_motif_set, scan_sequences
+
+    motif_set = build_motif_set(settings, background_for(settings, natural["sequence"].tolist()))
+    ids = [*designs["id"], *natural["id"]]
+    hits = scan_sequences(ids, [*designs["sequence"], *natural["sequence"]], motif_set, progress=False)
+    natural_hits = hits[hits["seq_id"].isin(set(natural["id"]))]
+    for target, rows in designs.groupby("target"):
+        summary["targets"][target]["motifs"] = motif_composition(hits, rows["id"].tolist(), natural_hits,
+                                                                 natural["id"].tolist())
+
+
 def judgement(config: Mapping[str, Any], designs: pd.DataFrame, natural: pd.DataFrame, targets: Sequence[str],
               cell_types: Sequence[str]) -> dict[str, Any]:
     """The design summary: per target the judge's figures, the oracles' agreement on natural sequences and,
@@ -165,3 +197,45 @@ def judgement(config: Mapping[str, Any], designs: pd.DataFrame, natural: pd.Data
             cell: pearson(natural[f"noiseless_{cell}"].to_numpy(), natural[f"true_{cell}"].to_numpy())
             for cell in cell_types}
     return summary
+
+
+@step("explain-designs", "the top designs explained by the reasoning model, the CNN's attributions and the truth",
+      arg("--designs", required=True, help="designs.parquet (r3lm step design)"),
+      arg("--model", required=True, help="the reasoning model's bundle (models/generated_cot)"),
+      arg("--oracle", required=True, help="the design oracle: the run's CNN bundle"),
+      arg("--motif-file", required=True, help="the JASPAR release as a MEME file (motif-file), for TOMTOM"),
+      arg("--out", type=OutputFile, required=True, help="explained.parquet"),
+      sections=("design", "dataset"))
+def explain_designs_step(args: argparse.Namespace, config: dict[str, Any]) -> None:
+    explain_designs(config, args.designs, args.model, args.oracle, args.motif_file, args.out)
+
+
+def explain_designs(config: Mapping[str, Any], designs_path: str | Path, model_path: str | Path,
+                    oracle_path: str | Path, motif_file: str | Path, out: str | Path) -> pd.DataFrame:
+    """The `design.explain_top` best designs per target (by the held-out oracle) with the three readings."""
+    import pandas as pd
+
+    from r3lm.deploy.scorer import load
+    from r3lm.design import load_oracle
+    from r3lm.design.explain import attribution_seqlets, explanation_rows, top_designs
+    from r3lm.design.objective import Objective
+    from r3lm.design.starts import natural_starts
+
+    top = top_designs(pd.read_parquet(designs_path), config["design"]["explain_top"])
+    model, oracle = load(model_path), load_oracle(oracle_path)
+    rationales = pd.concat([model.score(dict(zip(rows["id"], rows["sequence"], strict=True)), target, with_card=True)
+                            for target, rows in top.groupby("target", sort=False)], ignore_index=True)
+    seqlets = []
+    for target, rows in top.groupby("target", sort=False):
+        _, X = natural_starts(rows["sequence"].tolist(), None)
+        found = attribution_seqlets(Objective(oracle, target.split("+"), config["design"]["objective"]), X, motif_file)
+        seqlets.append(found.assign(example_idx=found["example_idx"] + rows.index[0]))
+    sites = None
+    if config["dataset"]["source"] == "demo":
+        from r3lm.data.truth import true_sites
+
+        sites = true_sites(top["sequence"].tolist(), config["dataset"]["demo"], top["id"].tolist())
+    explained = explanation_rows(top, rationales, pd.concat(seqlets, ignore_index=True), sites)
+    write_parquet(explained, out)
+    log.info("explained %d designs", len(explained))
+    return explained

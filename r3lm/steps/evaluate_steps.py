@@ -117,6 +117,7 @@ def transfer(args: argparse.Namespace, config: dict[str, Any]) -> None:
       arg("--curves", nargs="*", default=None, metavar="HEADING=CSV"),
       arg("--transfer", nargs="*", default=None, metavar="TSV",
           help="transfer metrics (r3lm step transfer), one per evaluation.transfer entry"),
+      arg("--design", default=None, help="the design step's folder (r3lm step design), for a design section"),
       arg("--out", type=OutputFile, required=True, help="summary.md"),
       arg("--figure-dir", type=OutputFolder, required=True, help="where the PNG figures go"),
       sections=("evaluation",))
@@ -127,5 +128,5 @@ def report(args: argparse.Namespace, config: dict[str, Any]) -> None:
                  prediction_dirs=predictions_by_method(args.predictions), test_path=args.test,
                  test_subset_path=args.test_subset, summary_path=args.out, figure_dir=args.figure_dir,
                  faithfulness=named_paths(args.faithfulness, "--faithfulness"),
-                 curves=named_paths(args.curves, "--curves"), transfer=args.transfer or (),
+                 curves=named_paths(args.curves, "--curves"), transfer=args.transfer or (), design=args.design,
                  settings=config["evaluation"]["bootstrap"])

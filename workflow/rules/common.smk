@@ -255,8 +255,15 @@ NATURAL_SEQUENCES = (
 )
 
 
+# the top designs are explained by the reasoning model when the run packages it
+EXPLAIN_DESIGNS = DESIGN and config["design"]["explain_top"] > 0 and "generated_cot" in DEPLOYABLE_MODES
+
+
 def design_summary():
-    return [f"{DESIGN_DIR}/summary.json"] if DESIGN else []
+    """What the report's design section reads: the summary (its folder holds the tables) and the explanations."""
+    if not DESIGN:
+        return []
+    return [f"{DESIGN_DIR}/summary.json"] + ([f"{DESIGN_DIR}/explained.parquet"] if EXPLAIN_DESIGNS else [])
 
 
 # Transfer: every bundle of the run scored on other tables (evaluation.transfer), one job per entry.

@@ -52,3 +52,26 @@ rule design:
     shell:
         "python -m r3lm step design --config {params.settings:q} --oracle {input.oracle}"
         " --heldout {input.heldout}/bundle --natural {input.natural} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule explain_designs:
+    input:
+        designs=f"{DESIGN_DIR}/designs.parquet",
+        model=f"{MODELS_DIR}/generated_cot",
+        oracle=f"{MODELS_DIR}/cnn",
+        motif_file=MOTIF_FILE,
+    output:
+        f"{DESIGN_DIR}/explained.parquet",
+    params:
+        settings=settings("explain-designs"),
+    log:
+        f"{RUN_LOG_DIR}/explain_designs.log",
+    threads: 2
+    resources:
+        mem_mb=8192,
+        runtime=120,
+    conda:
+        ENV
+    shell:
+        "python -m r3lm step explain-designs --config {params.settings:q} --designs {input.designs}"
+        " --model {input.model} --oracle {input.oracle} --motif-file {input.motif_file} --out {output} > {log} 2>&1"

@@ -71,6 +71,7 @@ rule report:
             if not path.startswith(prediction_dir("cnn"))
         ],
         transfer=transfer_metrics(),
+        design=design_summary(),
     output:
         summary=report(
             f"{REPORT_DIR}/summary.md", caption="../report/summary.rst", category="Evaluation"
@@ -90,11 +91,17 @@ rule report:
             caption="../report/training_curves.rst",
             category="Training",
         ),
+        design=report(
+            f"{REPORT_DIR}/design_objective.png",
+            caption="../report/design.rst",
+            category="Design",
+        ),
     params:
         settings=settings("report", without=NOT_TRANSFER),
         predictions=named(prediction_dirs()),
         faithfulness=named(faithfulness_tables()),
         curves=named(training_curves()),
+        design=lambda wildcards, input: f"--design {Path(input.design[0]).parent}" if input.design else "",
         figure_dir=lambda wildcards, output: Path(output.summary).parent,
     log:
         f"{RUN_LOG_DIR}/report.log",
@@ -108,7 +115,7 @@ rule report:
         "python -m r3lm step report --config {params.settings:q} --metrics {input.metrics} --skipped {input.skipped}"
         " --predictions {params.predictions} --test {input.test} --test-subset {input.test_subset}"
         " --faithfulness {params.faithfulness} --curves {params.curves} --transfer {input.transfer}"
-        " --out {output.summary} --figure-dir {params.figure_dir} > {log} 2>&1"
+        " {params.design} --out {output.summary} --figure-dir {params.figure_dir} > {log} 2>&1"
 
 
 # Every bundle of the run scored on another table (an evaluation.transfer entry); the LLM bundles write a
