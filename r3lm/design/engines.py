@@ -121,11 +121,7 @@ def ledidi_design(model: nn.Module, X: torch.Tensor, *, budget: int | None = Non
     if budget == 0:
         return X.clone()
     length, template = X.shape[-1], stack(X.float())
-    designer = Ledidi(SideBySide(model, length), shape=tuple(template.shape[1:]), output_loss=_negative_total,
-                      input_loss=EditsOverBudget(budget or 0, length), l=0.0 if budget is None else settings.edit_weight,
-                      tau=settings.tau, batch_size=settings.samples, max_iter=settings.iterations,
-                      early_stopping_iter=settings.patience, lr=settings.lr, eps=_eps(settings, budget), verbose=False,
-                      random_state=seed).to(X.device)
+    designer = _designer(model, template, length, budget, seed, settings).to(X.device)
     best = designer.fit_transform(template, torch.zeros(1, len(X), device=X.device))
     with torch.no_grad():
         drawn = torch.cat([best, *(designer(template) for _ in range(settings.draws))])
@@ -133,10 +129,14 @@ def ledidi_design(model: nn.Module, X: torch.Tensor, *, budget: int | None = Non
     return best_draws(model, X, candidates, budget, batch_size=settings.batch_size)
 
 
-def _eps(settings: LedidiSettings, budget: int | None) -> float:
-    if settings.eps is not None:
-        return settings.eps
-    return 1.0 if budget is None else 1e-4
+def _designer(model: nn.Module, template: torch.Tensor, length: int, budget: int | None, seed: int,
+              settings: LedidiSettings) -> Ledidi:
+    """One ledidi designer over the side-by-side template; without a budget, edits are free (l = 0)."""
+    eps = settings.eps if settings.eps is not None else (1.0 if budget is None else 1e-4)
+    return Ledidi(SideBySide(model, length), shape=tuple(template.shape[1:]), output_loss=_negative_total,
+                  input_loss=EditsOverBudget(budget or 0, length), l=0.0 if budget is None else settings.edit_weight,
+                  tau=settings.tau, batch_size=settings.samples, max_iter=settings.iterations,
+                  early_stopping_iter=settings.patience, lr=settings.lr, eps=eps, verbose=False, random_state=seed)
 
 
 def best_draws(model: nn.Module, X: torch.Tensor, candidates: torch.Tensor, budget: int | None, *,
