@@ -27,7 +27,7 @@ from r3lm.errors import InputError
 
 AP1, SP1 = "TTGACTCA", "GGGCGGGG"
 # A reads AP1 alone; B reads SP1 and a little AP1; C half of SP1 and a little AP1. For A, MinGap is
-# 0.8 x (AP1 match) - (SP1 match): a full AP1 and no SP1-like window is the answer.
+# 0.8 x (AP1 match) - (SP1 match): an AP1 and nothing SP1-like is the answer.
 WEIGHTS = [[1.0, 0.0], [0.2, 1.0], [0.2, 0.5]]
 LENGTH = 40
 FAST = LedidiSettings(iterations=100, patience=50)
@@ -85,8 +85,9 @@ def test_the_min_gap_is_the_one_ledidi_optimises():
 
 def test_ledidi_designs_raise_min_gap_far_above_random_starts(de_novo):
     assert de_novo["score"].median() > de_novo["start_score"].median() + 3.5
-    assert de_novo["score"].min() > 4  # the optimum: 6.4 minus the best SP1-like window beside an AP1 (2 bases)
-    assert de_novo["sequence"].str.contains(AP1).mean() >= 0.75
+    # the optimum is 5.4: a whole AP1 (0.8 x 8) less the one SP1 base that some window over its G or C matches;
+    # one mismatch in AP1 that drops that base gives 4.6
+    assert de_novo["score"].min() > 4 and (de_novo["predicted_A"] >= 7).all()
     columns = ["id", "start_id", "target", "objective", "engine", "sequence", "start", "edits", "score",
                "start_score", "predicted_A", "predicted_B", "predicted_C"]
     assert de_novo.columns.tolist() == columns
@@ -152,6 +153,9 @@ def test_the_oracle_maps_the_cnn_back_to_activity(tmp_path):
     assert oracle.cell_types == ["HepG2", "K562"] and abs(expected[:, 0].mean() - 5.0) < abs(expected[:, 0].mean())
     table = design(oracle, "HepG2", starts=sequences, budget=2, settings=LedidiSettings(iterations=20))
     assert (table["edits"] <= 2).all()
+    design(oracle, "HepG2", starts=sequences[:1], budget=1, engine="greedy")
+    assert not any(module.training for module in oracle.modules())  # tangermeme's predict restores modes
+    np.testing.assert_allclose(oracle(X).detach().numpy(), expected, rtol=1e-2, atol=1e-2)
 
 
 def test_a_ridge_bundle_is_refused_as_an_oracle(tmp_path):

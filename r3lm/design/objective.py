@@ -52,6 +52,10 @@ class Oracle(nn.Module):
         self.register_buffer("mean", torch.as_tensor(np.asarray(mean), dtype=torch.float32).reshape(len(models), -1))
         self.register_buffer("std", torch.as_tensor(np.asarray(std), dtype=torch.float32).reshape(len(models), -1))
 
+    def train(self, mode: bool = True) -> Oracle:
+        """Always in eval mode: BatchNorm keeps its training statistics whatever a caller restores."""
+        return super().train(False)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 4, L) one-hot (or relaxed one-hot) -> (N, cell types) activity."""
         x = x.float()
@@ -102,6 +106,12 @@ class Objective(nn.Module):
         self.oracle, self.name = oracle, name
         self.targets = check_targets(oracle, targets, name)
         self.register_buffer("on_target", torch.tensor([cell in self.targets for cell in oracle.cell_types]))
+        self.eval()
+
+    def train(self, mode: bool = True) -> Objective:
+        """Always in eval mode, and so the oracle: tangermeme's `predict` restores a model's mode after it
+        predicts, and a wrapper left in training mode would put the oracle's BatchNorm on batch statistics."""
+        return super().train(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.score(self.oracle(x))[:, None]
