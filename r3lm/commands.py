@@ -70,6 +70,8 @@ def command(name: str, help_text: str, *arguments: Argument | OneOf, config: boo
             sections: tuple[str, ...] = (), step: bool = False) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Register the decorated handler as subcommand `name`."""
     def register(handler: Callable[..., None]) -> Callable[..., None]:
+        if name in COMMANDS:  # `r3lm <name>` and `r3lm step <name>` share this registry
+            raise ValueError(f"command {name!r} is declared twice")
         COMMANDS[name] = Command(name, help_text, arguments, handler, config, sections, step)
         return handler
     return register

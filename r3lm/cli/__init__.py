@@ -23,7 +23,7 @@ DESCRIPTION = ("The `r3lm` command line: the commands below, and the workflow's 
                "rule of the workflow runs one; run one alone to redo a single step).")
 INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
 # the order of `r3lm --help` (a command missing here fails every call)
-USER_ORDER = ("predict", "explain", "variants", "mutagenesis", "scan", "rcc", "check-config")
+USER_ORDER = ("predict", "explain", "variants", "mutagenesis", "design", "scan", "rcc", "check-config")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -197,6 +197,55 @@ def mutagenesis(args: argparse.Namespace) -> None:
                     progress=not args.no_progress)
 
 
+@command("design", "cell-type-specific designs on a CNN bundle (ledidi, or tangermeme's greedy substitution), "
+         "judged by a held-out CNN bundle when given",
+         arg("--model", required=True, help="the design oracle: a CNN bundle (models/cnn); design with the CNN and "
+                                            "explain with R3LM (r3lm explain)"),
+         arg("--target", nargs="+", required=True, help="the target cell type(s)"),
+         arg("--objective", choices=["min_gap", "max"], default=None,
+             help="min_gap (target minus the highest elsewhere; default) or max (the target's activity)"),
+         arg("--starts", default=None, help="natural starts, one design each: FASTA or a table (default: random)"),
+         arg("--n", type=int, default=None, help="random starts: how many designs (default: design.n_designs)"),
+         arg("--budget", type=int, default=None, help="at most this many edits per design (default: no limit)"),
+         arg("--engine", choices=["ledidi", "greedy"], default=None, help="ledidi (default) or greedy"),
+         arg("--iterations", type=int, default=None, help="ledidi's steps (default: design.iterations)"),
+         arg("--seed", type=int, default=None),
+         arg("--heldout", default=None, help="a second CNN bundle that judges the designs (heldout_<cell> columns)"),
+         arg("--out", type=OutputFile, required=True, help="the designs: .parquet, .tsv or .csv"),
+         arg("--fasta", type=OutputFile, default=None, help="the designs as FASTA too"))
+def design(args: argparse.Namespace) -> None:
+    from r3lm.config import validate_config
+    from r3lm.data.sequences import read_sequences, write_fasta
+    from r3lm.deploy.fast import load_fast
+    from r3lm.design import design as run_design
+    from r3lm.design import load_oracle
+    from r3lm.design.judge import oracle_columns
+    from r3lm.io import table_kind, write_table
+    from r3lm.steps.design_steps import engine_settings
+
+    table_kind(args.out)
+    if args.starts is not None and args.n is not None:
+        raise InputError("give --starts or --n, not both: natural starts get one design each")
+    given = {"objective": args.objective, "engine": args.engine, "iterations": args.iterations,
+             "seed": args.seed, "budget": args.budget, "n_designs": args.n}
+    settings = validate_config({"design": {key: value for key, value in given.items() if value is not None}},
+                               source="command line")["design"]
+    oracle = load_oracle(args.model)
+    starts = None
+    if args.starts is not None:
+        records = read_sequences(args.starts, allow_n=False)
+        starts = dict(zip(records["id"], records["sequence"], strict=True))
+    designs = run_design(oracle, args.target, objective=settings["objective"], engine=settings["engine"],
+                         seed=settings["seed"], budget=settings["budget"], settings=engine_settings(settings),
+                         starts=starts, n_designs=None if starts is not None else settings["n_designs"])
+    if args.heldout is not None:
+        designs = oracle_columns(designs, oracle.cell_types, {"heldout": load_fast(args.heldout, device="cpu")})
+    write_table(designs, args.out)
+    if args.fasta is not None:
+        write_fasta(designs["id"].tolist(), designs["sequence"].tolist(), args.fasta)
+    log.info("wrote %d designs for %s to %s", len(designs), "+".join(args.target), args.out)
+
+
 @command("explain", "one sequence's card, rationale and prediction, for a terminal",
          arg("--model", required=True, help=MODEL_HELP),
          arg("--cell-type", required=True, help=CELL_TYPE_HELP),

@@ -94,3 +94,19 @@ def motif_composition(design_hits: pd.DataFrame, design_ids: Sequence[str], natu
     chosen = table.sort_values(["enrichment", "designs"], ascending=False).head(top)
     return [{"motif": name, "designs": round(float(row.designs), 3), "natural": round(float(row.natural), 3)}
             for name, row in chosen.iterrows()]
+
+
+def oracle_columns(frame: pd.DataFrame, cell_types: Sequence[str], bundles: Mapping[str, Any],
+                   demo: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """`frame` (with a `sequence` column) with each fast bundle's activity per cell type as `<name>_<cell type>`,
+    and with the demo's simulation settings the truth's as `true_<cell type>`."""
+    sequences = frame["sequence"].tolist()
+    columns: dict[str, Any] = {}
+    for name, bundle in bundles.items():
+        order = [bundle.cell_types.index(cell) for cell in cell_types]
+        columns |= activity_columns(name, np.asarray(bundle.predict(sequences))[:, order], cell_types)
+    if demo is not None:
+        from r3lm.data.truth import true_activity
+
+        columns |= activity_columns("true", true_activity(sequences, demo)[list(cell_types)].to_numpy(), cell_types)
+    return frame.assign(**columns)

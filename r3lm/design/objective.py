@@ -84,14 +84,15 @@ def load_oracle(path: str | Path, *, device: str = "cpu") -> Oracle:
     Returns:
         The oracle; from a bundle, `length` is its training length when all training sequences had one.
     """
-    from r3lm.deploy.bundle import read_fast_manifest
+    from r3lm.deploy.bundle import FAST_FORMAT, manifest_format, read_fast_manifest
 
     root = Path(path)
     if root.is_file():
         return Oracle.from_trained(load_trained(root, device))
+    if manifest_format(root) != FAST_FORMAT or read_fast_manifest(root)["kind"] != "cnn":
+        raise InputError("this bundle cannot take gradients: design with the CNN bundle (models/cnn), and explain "
+                         "the designs with R3LM (r3lm explain, r3lm predict)", path=root)
     manifest = read_fast_manifest(root)
-    if manifest["kind"] != "cnn":
-        raise InputError(f"a {manifest['kind']} bundle cannot take gradients; design needs a CNN bundle", path=root)
     trained = load_trained(require_file(root / manifest["model_file"], "cnn model file"), device)
     lengths = manifest.get("training_data") or {}
     fixed = lengths.get("length_min") if lengths.get("length_min") == lengths.get("length_max") else None

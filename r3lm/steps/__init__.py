@@ -24,7 +24,7 @@ from r3lm.steps import (  # noqa: F401 (they register their steps)
 STEP_ORDER = ("download", "simulate", "prepare-data", "scan-shard", "gather-hits", "motif-table", "motif-file",
               "build-cards", "prepare-model", "evidence", "evidence-tags", "tag-cards", "teacher", "released",
               "dataset-info", "stage1-train", "self-rationales", "merge-rationales", "stage2", "baseline-ridge",
-              "baseline-cnn", "package-baseline", "heldout-oracle", "design", "explain-designs", "metrics", "citation-faithfulness", "disruption", "package-model",
+              "baseline-cnn", "package-baseline", "heldout-oracle", "designs", "explain-designs", "metrics", "citation-faithfulness", "disruption", "package-model",
               "transfer", "report")
 
 

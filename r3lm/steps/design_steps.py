@@ -53,7 +53,7 @@ def heldout_oracle(args: argparse.Namespace, config: dict[str, Any]) -> None:
     write_baseline_bundle(config, "cnn", out / "model", args.data_dir, out / "bundle")
 
 
-@step("design", "designs for each target cell type, judged by the held-out oracle (and on the demo the truth)",
+@step("designs", "designs for each target cell type, judged by the held-out oracle (and on the demo the truth)",
       arg("--oracle", required=True, help="the design oracle: the run's CNN bundle"),
       arg("--heldout", required=True, help="the held-out oracle's bundle (heldout-oracle)"),
       arg("--natural", required=True,
@@ -73,6 +73,7 @@ def write_designs(config: Mapping[str, Any], oracle_path: str | Path, heldout_pa
     from r3lm.data.sequences import write_fasta
     from r3lm.deploy.fast import load_fast
     from r3lm.design import design, load_oracle
+    from r3lm.design.judge import oracle_columns
 
     settings, started = config["design"], time.perf_counter()
     oracle = load_oracle(oracle_path)
@@ -81,11 +82,11 @@ def write_designs(config: Mapping[str, Any], oracle_path: str | Path, heldout_pa
     natural = natural_sequences(pd.read_parquet(natural_path), oracle.cell_types)
     designs = pd.concat([design(oracle, target, objective=settings["objective"], engine=settings["engine"],
                                 seed=settings["seed"] + index, budget=settings["budget"],
-                                **_starts(settings, natural, index))
+                                settings=engine_settings(settings), **_starts(settings, natural, index))
                          for index, target in enumerate(targets)], ignore_index=True)
     log.info("%d designs for %s in %.0f s", len(designs), ", ".join(targets), time.perf_counter() - started)
-    designs = _scored(designs, oracle.cell_types, {"heldout": bundles["heldout"]}, config["dataset"])
-    natural = _scored(natural, oracle.cell_types, bundles, config["dataset"])
+    designs = oracle_columns(designs, oracle.cell_types, {"heldout": bundles["heldout"]}, _truth(config))
+    natural = oracle_columns(natural, oracle.cell_types, bundles, _truth(config))
     designs = _with_scores(designs, oracle.cell_types, settings["objective"])
     summary = judgement(config, designs, natural, targets, oracle.cell_types)
     _add_motifs(config["motifs"], summary, designs, natural)
@@ -96,6 +97,18 @@ def write_designs(config: Mapping[str, Any], oracle_path: str | Path, heldout_pa
                 [f"target={row.target} edits={row.edits}" for row in designs.itertuples()])
     write_json(summary, out / "summary.json")
     return summary
+
+
+def _truth(config: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The demo's simulation settings, which the truth scores any sequence under; None for real data."""
+    return config["dataset"]["demo"] if config["dataset"]["source"] == "demo" else None
+
+
+def engine_settings(settings: Mapping[str, Any]) -> Any:
+    """The engine's knobs from the `design` section: ledidi's iterations (the rest are tuned defaults)."""
+    from r3lm.design import GreedySettings, LedidiSettings
+
+    return LedidiSettings(iterations=settings["iterations"]) if settings["engine"] == "ledidi" else GreedySettings()
 
 
 def natural_sequences(rows: pd.DataFrame, cell_types: Sequence[str]) -> pd.DataFrame:
@@ -121,27 +134,6 @@ def _starts(settings: Mapping[str, Any], natural: pd.DataFrame, index: int) -> d
                          "sequences to start from", path="config")
     drawn = natural.sample(settings["n_designs"], random_state=settings["seed"] + index)
     return {"starts": dict(zip(drawn["id"], drawn["sequence"], strict=True))}
-
-
-def _scored(frame: pd.DataFrame, cell_types: Sequence[str], bundles: Mapping[str, Any],
-            dataset: Mapping[str, Any]) -> pd.DataFrame:
-    """`frame` with each bundle's activity per cell type (`<name>_<cell type>`; designs carry the design
-    oracle's already) and on the demo the truth's (`true_<cell type>`)."""
-    import numpy as np
-
-    from r3lm.design.judge import activity_columns
-
-    sequences = frame["sequence"].tolist()
-    columns: dict[str, Any] = {}
-    for name, bundle in bundles.items():
-        order = [bundle.cell_types.index(cell) for cell in cell_types]
-        columns |= activity_columns(name, np.asarray(bundle.predict(sequences))[:, order], cell_types)
-    if dataset["source"] == "demo":
-        from r3lm.data.truth import true_activity
-
-        columns |= activity_columns("true", true_activity(sequences, dataset["demo"])[list(cell_types)].to_numpy(),
-                                    cell_types)
-    return frame.assign(**columns)
 
 
 def _with_scores(designs: pd.DataFrame, cell_types: Sequence[str], objective: str) -> pd.DataFrame:

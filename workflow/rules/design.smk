@@ -39,7 +39,7 @@ rule design:
         natural=f"{DESIGN_DIR}/natural.parquet",
         summary=f"{DESIGN_DIR}/summary.json",
     params:
-        settings=settings("design"),
+        settings=settings("designs"),
         out_dir=lambda wildcards, output: Path(output.summary).parent,
     log:
         f"{RUN_LOG_DIR}/design.log",
@@ -50,7 +50,7 @@ rule design:
     conda:
         ENV
     shell:
-        "python -m r3lm step design --config {params.settings:q} --oracle {input.oracle}"
+        "python -m r3lm step designs --config {params.settings:q} --oracle {input.oracle}"
         " --heldout {input.heldout}/bundle --natural {input.natural} --out-dir {params.out_dir} > {log} 2>&1"
 
 
