@@ -264,7 +264,8 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path
                    "frozen": {"epochs": 20}},
         "baselines": {"cnn": {"epochs": 1, "stem_channels": 8, "stage_channels": [8], "expansion": 2,
                               "batch_size": 64}},
-        "evaluation": {"bootstrap": {"n_boot": 200}, "disruption": {"max_sequences": 1}}}))
+        "evaluation": {"bootstrap": {"n_boot": 200}, "disruption": {"max_sequences": 1}},
+        "design": {"n_designs": 2, "iterations": 10, "explain_top": 1}}))
     result = snakemake("--cores", "2", "--directory", str(tmp_path), "--configfile", str(config), timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     data = tmp_path / "results/tiny/data"
@@ -336,8 +337,19 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path
     assert {"cell_type", "id", "motif", "claimed", "delta"} <= set(disruption.columns)
     summary = (run / "report/summary.md").read_text()
     assert "generated_cot" in summary and "motif_ridge" in summary
-    for figure in ("scatter_full", "scatter_paper", "pearson_full", "pearson_paper", "training_curves"):
+    for figure in ("scatter_full", "scatter_paper", "pearson_full", "pearson_paper", "training_curves",
+                   "design_objective"):
         assert (run / f"report/{figure}.png").read_bytes().startswith(b"\x89PNG")
+
+    # designs for every cell type, judged by the held-out oracle and the truth, the best explained three ways
+    designs = pd.read_parquet(run / "design/designs.parquet")
+    assert designs.groupby("target").size().to_dict() == {"HepG2": 2, "K562": 2, "SKNSH": 2}
+    assert {"heldout_HepG2", "true_SKNSH", "heldout_score", "true_score"} <= set(designs.columns)
+    judged = json.loads((run / "design/summary.json").read_text())
+    assert set(judged["targets"]) == {"HepG2", "K562", "SKNSH"} and "truth_vs_noiseless_pearson" in judged
+    explained = pd.read_parquet(run / "design/explained.parquet")
+    assert len(explained) == 3 and explained["rationale"].str.len().gt(0).all()
+    assert "## Design" in summary and "### The top designs explained" in summary
 
     # every deployable mode and both fast baselines are bundled; a bundle predicts from a FASTA on its own
     assert sorted(path.name for path in (run / "models").iterdir()) == ["cnn", "generated_cot", "motif_ridge",
