@@ -30,6 +30,10 @@ def design_section(design_dir: str | Path, figure_path: Path, summary_file: Path
     lines = ["## Design", "", _design_intro(summary), "", _design_table(summary), "",
              f"![Design objective by oracle]({figure_link(figure, summary_file)})", ""]
     lines += _agreement_lines(summary) + _motif_lines(summary)
+    logos = sorted((folder / "logos").glob("*.png"))
+    if logos:
+        lines += ["The top design of each target, as the design oracle reads it (saturation mutagenesis):", ""]
+        lines += [f"![{logo.stem} top design]({figure_link(logo, summary_file)})" for logo in logos] + [""]
     if (folder / "explained.parquet").is_file():
         lines += _explained_lines(pd.read_parquet(folder / "explained.parquet"))
     return lines, figure

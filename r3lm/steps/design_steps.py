@@ -59,7 +59,7 @@ def heldout_oracle(args: argparse.Namespace, config: dict[str, Any]) -> None:
       arg("--natural", required=True,
           help="the natural sequences: the demo's simulated.parquet, else the test split (and natural starts)"),
       arg("--out-dir", type=OutputFolder, required=True,
-          help="designs.parquet, designs.fa, natural.parquet, summary.json"),
+          help="designs.parquet, designs.fa, natural.parquet, summary.json, logos/<target>.png"),
       sections=("design", "dataset", "motifs"))
 def design_step(args: argparse.Namespace, config: dict[str, Any]) -> None:
     write_designs(config, args.oracle, args.heldout, args.natural, args.out_dir)
@@ -95,8 +95,21 @@ def write_designs(config: Mapping[str, Any], oracle_path: str | Path, heldout_pa
     write_parquet(natural, out / "natural.parquet")
     write_fasta(designs["id"].tolist(), designs["sequence"].tolist(), out / "designs.fa",
                 [f"target={row.target} edits={row.edits}" for row in designs.itertuples()])
+    _draw_logos(bundles["predicted"], designs, oracle.cell_types, out / "logos")
     write_json(summary, out / "summary.json")
     return summary
+
+
+def _draw_logos(bundle: Any, designs: pd.DataFrame, cell_types: Sequence[str], folder: Path) -> None:
+    """Each target's top design (by the held-out oracle) as a saturation-mutagenesis logo in every cell type:
+    which bases make it active in its target and silent elsewhere."""
+    from r3lm.deploy.mutagenesis import draw_logo, saturation_mutagenesis
+    from r3lm.design.explain import top_designs
+
+    for row in top_designs(designs, 1).itertuples(index=False):
+        table, _ = saturation_mutagenesis(bundle, row.sequence, list(cell_types))
+        draw_logo(table, list(cell_types), folder / f"{row.target}.png",
+                  title=f"{row.id}: the top {row.target} design (design oracle, effect of each substitution)")
 
 
 def _truth(config: Mapping[str, Any]) -> Mapping[str, Any] | None:

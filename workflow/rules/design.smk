@@ -38,6 +38,7 @@ rule design:
         fasta=f"{DESIGN_DIR}/designs.fa",
         natural=f"{DESIGN_DIR}/natural.parquet",
         summary=f"{DESIGN_DIR}/summary.json",
+        logos=directory(f"{DESIGN_DIR}/logos"),
     params:
         settings=settings("designs"),
         out_dir=lambda wildcards, output: Path(output.summary).parent,
