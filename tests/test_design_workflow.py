@@ -13,7 +13,12 @@ from test_fast_bundle import one_torch_thread, tiny_workflow
 from r3lm.cli import main
 from r3lm.design.explain import motif_name, named_overlap, true_drivers
 from r3lm.design.heldout import heldout_division, heldout_settings
-from r3lm.design.judge import judge_target, median_pairwise_hamming, motif_composition, objective_of
+from r3lm.design.judge import (
+    judge_target,
+    median_pairwise_hamming,
+    motif_composition,
+    objective_of,
+)
 
 
 def split_rows(ids: list[str], cells: tuple[str, ...] = ("A", "B")) -> pd.DataFrame:
@@ -73,6 +78,11 @@ def test_explanations_name_the_truths_drivers_by_jaspar_name_and_dimer_part() ->
     assert true_drivers(sites, "d1", "K562") == ["GATA1::TAL1", "KLF1"]  # positive contributions, strongest first
     assert named_overlap(["Gata1", "SP1"], ["GATA1::TAL1", "KLF1"]) == 0.5
     assert named_overlap(["SP1"], []) is None
+    families = {"GATA1::TAL1": "C4-GATA-related; Tal-related", "GATA2": "C4-GATA-related",
+                "PHOX2B": "Paired-related HD factors", "DUXA": "Paired-related HD factors", "SP1": "Kruppel-related"}
+    assert named_overlap(["GATA2"], ["GATA1::TAL1"]) == 0.0  # another TF by name ...
+    assert named_overlap(["GATA2"], ["GATA1::TAL1"], families) == 1.0  # ... of the same family
+    assert named_overlap(["DUXA", "SP1"], ["PHOX2B", "KLF1"], families) == 0.5
     assert motif_name("MA0114.5 HNF4A") == "HNF4A"
 
 

@@ -6,7 +6,7 @@ truth). Side by side they tell whether the reasoning model explains a design the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+
+from r3lm.rcc.hits import FAMILY_SEPARATOR, name_parts
 
 SEQLET_THRESHOLD = 0.01  # recursive_seqlets' p-value for a span of attribution to count
 TOMTOM_PVALUE = 0.01  # a seqlet is named after its nearest JASPAR motif only below this
@@ -69,17 +71,27 @@ def true_drivers(sites: pd.DataFrame, design_id: str, cell_type: str, *, top: in
     return [tf for tf, value in ranked.head(top).items() if value > 0]
 
 
-def named_overlap(claimed: Sequence[str], truth: Sequence[str]) -> float | None:
-    """The share of `truth`'s TFs that `claimed` names, matching JASPAR names case-insensitively and each part
-    of a dimer (GATA1::TAL1) on its own; None without truth."""
+def named_overlap(claimed: Sequence[str], truth: Sequence[str],
+                  families: Mapping[str, str] | None = None) -> float | None:
+    """The share of `truth`'s TFs that `claimed` names: by JASPAR name (each dimer half on its own, any case),
+    or with `families` (motif name -> JASPAR family) by family, since TFs of one family bind the same sites
+    and a seqlet or a card line can name any of them. None without truth."""
     if not truth:
         return None
-    said = {part.upper() for name in claimed for part in name.split("::")}
-    return float(np.mean([any(part.upper() in said for part in tf.split("::")) for tf in truth]))
+    if families is None:
+        said = frozenset().union(*(name_parts(name) for name in claimed))
+        return float(np.mean([bool(name_parts(tf) & said) for tf in truth]))
+    said = frozenset().union(*(family_set(families.get(name, "")) for name in claimed))
+    return float(np.mean([bool(family_set(families.get(tf, "")) & said) for tf in truth]))
+
+
+def family_set(family: str) -> frozenset[str]:
+    """A JASPAR family field as its families (a dimer lists both)."""
+    return frozenset(family.split(FAMILY_SEPARATOR)) if family else frozenset()
 
 
 def explanation_rows(designs: pd.DataFrame, rationales: pd.DataFrame, seqlets: pd.DataFrame,
-                     sites: pd.DataFrame | None) -> pd.DataFrame:
+                     sites: pd.DataFrame | None, families: Mapping[str, str]) -> pd.DataFrame:
     """One row per explained design: the rationale's drivers and level, the attributions' motifs, the truth's
     drivers and how many of them each explanation names."""
     rows: list[dict[str, Any]] = []
@@ -93,7 +105,9 @@ def explanation_rows(designs: pd.DataFrame, rationales: pd.DataFrame, seqlets: p
                      "rationale_level": scored["rationale_level"], "r3lm_predicted": scored["predicted"],
                      "rationale_drivers": drivers, "attribution_motifs": attributed, "true_drivers": truth,
                      "rationale_names_truth": named_overlap(drivers, truth),
-                     "attribution_names_truth": named_overlap(attributed, truth)})
+                     "attribution_names_truth": named_overlap(attributed, truth),
+                     "rationale_families_truth": named_overlap(drivers, truth, families),
+                     "attribution_families_truth": named_overlap(attributed, truth, families)})
     return pd.DataFrame(rows)
 
 

@@ -95,12 +95,16 @@ def _explained_lines(explained: pd.DataFrame) -> list[str]:
         lines += [(f"**{row.id}** (target {row.target}; R3LM predicts {row.r3lm_predicted:.2f}, "
                   f"its rationale states level {row.rationale_level})"), "",
                   f"- rationale cites as drivers: {', '.join(row.rationale_drivers) or 'none'}"
-                  + (f" (names {row.rationale_names_truth:.0%} of the truth's)" if truth else ""),
+                  + (_named(row.rationale_names_truth, row.rationale_families_truth) if truth else ""),
                   f"- attributions match: {', '.join(row.attribution_motifs) or 'none'}"
-                  + (f" (names {row.attribution_names_truth:.0%} of the truth's)" if truth else "")]
+                  + (_named(row.attribution_names_truth, row.attribution_families_truth) if truth else "")]
         lines += [f"- truly driven by: {', '.join(truth)}"] if truth else []
         lines += ["", "> " + str(row.rationale).replace("\n", "\n> "), ""]
     return lines
+
+
+def _named(by_name: float, by_family: float) -> str:
+    return f" (names {by_name:.0%} of the truth's TFs; {by_family:.0%} by JASPAR family)"
 
 
 def _distribution_figure(summary: dict[str, Any], designs: pd.DataFrame, natural: pd.DataFrame, path: Path) -> Path:

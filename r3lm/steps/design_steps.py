@@ -210,7 +210,7 @@ def judgement(config: Mapping[str, Any], designs: pd.DataFrame, natural: pd.Data
       arg("--oracle", required=True, help="the design oracle: the run's CNN bundle"),
       arg("--motif-file", required=True, help="the JASPAR release as a MEME file (motif-file), for TOMTOM"),
       arg("--out", type=OutputFile, required=True, help="explained.parquet"),
-      sections=("design", "dataset"))
+      sections=("design", "dataset", "motifs"))
 def explain_designs_step(args: argparse.Namespace, config: dict[str, Any]) -> None:
     explain_designs(config, args.designs, args.model, args.oracle, args.motif_file, args.out)
 
@@ -240,7 +240,10 @@ def explain_designs(config: Mapping[str, Any], designs_path: str | Path, model_p
         from r3lm.data.truth import true_sites
 
         sites = true_sites(top["sequence"].tolist(), config["dataset"]["demo"], top["id"].tolist())
-    explained = explanation_rows(top, rationales, pd.concat(seqlets, ignore_index=True), sites)
+    from r3lm.motifs.jaspar import motifs_by_name
+
+    families = {name: motif.family for name, motif in motifs_by_name(config["motifs"]["jaspar_release"]).items()}
+    explained = explanation_rows(top, rationales, pd.concat(seqlets, ignore_index=True), sites, families)
     write_parquet(explained, out)
     log.info("explained %d designs", len(explained))
     return explained
