@@ -10,6 +10,7 @@ range of the designs and of their starts, median edits) and a JSON line; the ora
 
     python benchmarks/design.py --model results/demo/runs/main/models/cnn [--target HepG2] [--n 100]
         [--iterations 200] [--samples 4] [--greedy-n 10] [--greedy-steps 30] [--threads 2] [--seed 0]
+        [--truth config/config.yaml]   (the demo: each engine's designs scored by the simulation's truth too)
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def main() -> None:
     parser.add_argument("--greedy-steps", type=int, default=30, help="greedy substitutions per design, at most")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--truth", default=None,
+                        help="a demo config (config/config.yaml): score every design by the simulation's truth too")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -56,10 +59,28 @@ def main() -> None:
                "ledidi_settings": vars(ledidi), "greedy_steps": args.greedy_steps}
     for name, run in runs.items():
         summary[name] = report(name, run, args.n)
+        if args.truth:
+            summary[name]["median_true_score"] = true_median(run["table"], args.truth, oracle.cell_types,
+                                                             args.target, args.objective)
+            print(f"{name}: median true {args.objective} {summary[name]['median_true_score']:.3f}")
     summary["ledidi"]["median_score_on_greedy_starts"] = round(float(same_starts["score"].median()), 3)
     print(f"ledidi on greedy's {len(same_starts)} starts: median {args.objective} "
           f"{summary['ledidi']['median_score_on_greedy_starts']:.3f}")
     print(json.dumps(summary))
+
+
+def true_median(table: pd.DataFrame, config_path: str, cell_types: list[str], target: str, objective: str) -> float:
+    """The designs' median objective under the demo simulation's noiseless truth."""
+    import yaml
+
+    from r3lm.config import validate_config
+    from r3lm.data.truth import true_activity
+    from r3lm.design.judge import activity_columns, objective_of
+
+    demo = validate_config(yaml.safe_load(open(config_path)))["dataset"]["demo"]
+    truth = true_activity(table["sequence"].tolist(), demo)[cell_types].to_numpy()
+    frame = pd.DataFrame(activity_columns("true", truth, cell_types))
+    return round(float(pd.Series(objective_of(frame, "true", [target], cell_types, objective)).median()), 3)
 
 
 def timed(run: Any) -> dict[str, Any]:
