@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -77,7 +78,7 @@ def true_median(table: pd.DataFrame, config_path: str, cell_types: list[str], ta
     from r3lm.data.truth import true_activity
     from r3lm.design.judge import activity_columns, objective_of
 
-    demo = validate_config(yaml.safe_load(open(config_path)))["dataset"]["demo"]
+    demo = validate_config(yaml.safe_load(Path(config_path).read_text()))["dataset"]["demo"]
     truth = true_activity(table["sequence"].tolist(), demo)[cell_types].to_numpy()
     frame = pd.DataFrame(activity_columns("true", truth, cell_types))
     return round(float(pd.Series(objective_of(frame, "true", [target], cell_types, objective)).median()), 3)
