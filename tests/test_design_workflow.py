@@ -11,7 +11,7 @@ import pytest
 from test_fast_bundle import one_torch_thread, tiny_workflow
 
 from r3lm.cli import main
-from r3lm.design.explain import motif_name, named_overlap, true_drivers
+from r3lm.design.explain import explanation_rows, motif_name, named_overlap, true_drivers
 from r3lm.design.heldout import heldout_division, heldout_settings
 from r3lm.design.judge import (
     judge_target,
@@ -84,6 +84,20 @@ def test_explanations_name_the_truths_drivers_by_jaspar_name_and_dimer_part() ->
     assert named_overlap(["GATA2"], ["GATA1::TAL1"], families) == 1.0  # ... of the same family
     assert named_overlap(["DUXA", "SP1"], ["PHOX2B", "KLF1"], families) == 0.5
     assert motif_name("MA0114.5 HNF4A") == "HNF4A"
+
+
+def test_each_design_gets_its_own_rationale_and_seqlets_whatever_the_order() -> None:
+    """Top designs come interleaved by target while rationales are written per target: rows join by id."""
+    designs = pd.DataFrame({"id": ["h1", "k1", "h2"], "target": ["HepG2", "K562", "HepG2"], "sequence": ["A"] * 3})
+    rationales = pd.DataFrame({"id": ["h1", "h2", "k1"], "predicted": [1.0, 2.0, 3.0], "rationale_level": [1, 2, 3],
+                               "drivers": ["HNF4A", "HNF1A", "GATA1::TAL1"], "card": ["c"] * 3,
+                               "rationale": ["rh1", "rh2", "rk1"]})
+    seqlets = pd.DataFrame({"id": ["k1", "h2"], "example_idx": [0, 1], "motif": ["GATA2", "HNF1B"],
+                            "attribution": [1.0, 1.0]})
+    rows = explanation_rows(designs, rationales, seqlets, None, {}).set_index("id")
+    assert rows.loc["k1", "rationale"] == "rk1" and rows.loc["k1", "rationale_drivers"] == ["GATA1::TAL1"]
+    assert rows.loc["h2", "attribution_motifs"] == ["HNF1B"] and rows.loc["h1", "attribution_motifs"] == []
+    assert rows.loc["h2", "r3lm_predicted"] == 2.0
 
 
 @pytest.fixture(scope="module")

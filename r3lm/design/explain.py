@@ -56,9 +56,9 @@ def motif_name(meme_name: str) -> str:
     return meme_name.split(" ", 1)[-1]
 
 
-def attributed_motifs(seqlets: pd.DataFrame, example: int) -> list[str]:
-    """The named seqlets of one design, strongest attribution first, each name once."""
-    mine = seqlets[(seqlets["example_idx"] == example) & (seqlets["motif"] != "")]
+def attributed_motifs(seqlets: pd.DataFrame, design_id: str) -> list[str]:
+    """The named seqlets of one design (`id`), strongest attribution first, each name once."""
+    mine = seqlets[(seqlets["id"] == design_id) & (seqlets["motif"] != "")]
     return list(dict.fromkeys(mine.sort_values("attribution", ascending=False)["motif"]))
 
 
@@ -93,11 +93,12 @@ def family_set(family: str) -> frozenset[str]:
 def explanation_rows(designs: pd.DataFrame, rationales: pd.DataFrame, seqlets: pd.DataFrame,
                      sites: pd.DataFrame | None, families: Mapping[str, str]) -> pd.DataFrame:
     """One row per explained design: the rationale's drivers and level, the attributions' motifs, the truth's
-    drivers and how many of them each explanation names."""
+    drivers and how many of them each explanation names. `rationales` and `seqlets` carry the design's `id`."""
     rows: list[dict[str, Any]] = []
-    for example, design in enumerate(designs.itertuples(index=False)):
-        scored = rationales.iloc[example]
-        attributed = attributed_motifs(seqlets, example)
+    by_id = rationales.set_index("id")
+    for design in designs.itertuples(index=False):
+        scored = by_id.loc[design.id]
+        attributed = attributed_motifs(seqlets, design.id)
         drivers = [name.strip() for name in (scored["drivers"] or "").split(",") if name.strip()]
         truth = true_drivers(sites, design.id, design.target) if sites is not None else []
         rows.append({"id": design.id, "target": design.target, "sequence": design.sequence,

@@ -234,7 +234,7 @@ def explain_designs(config: Mapping[str, Any], designs_path: str | Path, model_p
     for target, rows in top.groupby("target", sort=False):
         _, X = natural_starts(rows["sequence"].tolist(), None)
         found = attribution_seqlets(Objective(oracle, target.split("+"), config["design"]["objective"]), X, motif_file)
-        seqlets.append(found.assign(example_idx=found["example_idx"] + rows.index[0]))
+        seqlets.append(found.assign(id=rows["id"].to_numpy()[found["example_idx"].to_numpy(dtype=int)]))
     sites = None
     if config["dataset"]["source"] == "demo":
         from r3lm.data.truth import true_sites
