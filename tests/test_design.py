@@ -163,7 +163,7 @@ def test_a_ridge_bundle_is_refused_as_an_oracle(tmp_path):
     manifest = {"format": "r3lm-fast-bundle/1", "kind": "motif_ridge", "cell_types": ["A"], "model_file": "model.json",
                 "levels": {"edges": {"A": [0.0]}}, "training_data": {}}
     (tmp_path / "r3lm_bundle.json").write_text(json.dumps(manifest))
-    with pytest.raises(InputError, match="motif_ridge bundle cannot take gradients"):
+    with pytest.raises(InputError, match="this bundle cannot take gradients: design with the CNN bundle"):
         load_oracle(tmp_path)
 
 

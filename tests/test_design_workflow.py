@@ -11,7 +11,12 @@ import pytest
 from test_fast_bundle import one_torch_thread, tiny_workflow
 
 from r3lm.cli import main
-from r3lm.design.explain import explanation_rows, motif_name, named_overlap, true_drivers
+from r3lm.design.explain import (
+    explanation_rows,
+    motif_name,
+    named_overlap,
+    true_drivers,
+)
 from r3lm.design.heldout import heldout_division, heldout_settings
 from r3lm.design.judge import (
     judge_target,

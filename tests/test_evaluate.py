@@ -378,8 +378,8 @@ def test_report_writes_every_file_with_the_numbers(dataset: dict, tmp_path: Path
                          curves={"Stage I": loss, "cnn": curve}, ablations=("rcc_only",),
                          settings={"n_boot": 200, "seed": 0})
     names = sorted(path.name for path in files)
-    assert names == ["pearson_full.png", "pearson_paper.png", "scatter_full.png", "scatter_paper.png",
-                     "summary.md", "training_curves.png"]
+    assert names == ["design_objective.png", "pearson_full.png", "pearson_paper.png", "scatter_full.png",
+                     "scatter_paper.png", "summary.md", "training_curves.png"]  # no designs: an empty design figure
     for path in files:
         assert path.is_file() and not list(path.parent.glob(".*.tmp"))
         if path.suffix == ".png":

@@ -344,9 +344,12 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path
     # designs for every cell type, judged by the held-out oracle and the truth, the best explained three ways
     designs = pd.read_parquet(run / "design/designs.parquet")
     assert designs.groupby("target").size().to_dict() == {"HepG2": 2, "K562": 2, "SKNSH": 2}
-    assert {"heldout_HepG2", "true_SKNSH", "heldout_score", "true_score"} <= set(designs.columns)
+    assert {"heldout_HepG2", "heldout_score"} <= set(designs.columns)
     judged = json.loads((run / "design/summary.json").read_text())
-    assert set(judged["targets"]) == {"HepG2", "K562", "SKNSH"} and "truth_vs_noiseless_pearson" in judged
+    assert set(judged["targets"]) == {"HepG2", "K562", "SKNSH"}
+    assert judged["targets"]["K562"]["reference"] == "noiseless"  # the simulation's own noiseless activity
+    # the tiny demo plants sites without site_pvalue, so no scan can find them again: no truth to judge by
+    assert "truth_vs_noiseless_pearson" not in judged and "true_score" not in designs
     explained = pd.read_parquet(run / "design/explained.parquet")
     assert len(explained) == 3 and explained["rationale"].str.len().gt(0).all()
     assert "## Design" in summary and "### The top designs explained" in summary

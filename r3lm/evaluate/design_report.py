@@ -17,7 +17,8 @@ from r3lm.design.judge import NATURAL_PERCENTILE, objective_of
 from r3lm.errors import require_file
 from r3lm.evaluate.figures import figure_link, save_figure
 
-ORACLE_NAMES = {"predicted": "design oracle", "heldout": "held-out oracle", "true": "truth", "measured": "measured"}
+ORACLE_NAMES = {"predicted": "design oracle", "heldout": "held-out oracle", "true": "truth", "measured": "measured",
+                "noiseless": "noiseless (simulation)"}
 
 
 def design_section(design_dir: str | Path, figure_path: Path, summary_file: Path) -> tuple[list[str], Path]:
@@ -47,7 +48,7 @@ def _design_intro(summary: dict[str, Any]) -> str:
     return (f"Designs maximise {objective} under the run's CNN (the design oracle), with {summary['engine']} from "
             f"{start}{budget}. A second CNN, trained on another seed and division of the data, never seen by the "
             f"design (the held-out oracle), judges each one; the reference is the {NATURAL_PERCENTILE}th percentile "
-            "of the natural sequences' objective (by the truth on the demo, measured elsewhere). A design is "
+            "of the natural sequences' objective (their noiseless activity on the demo, measured elsewhere). A design is "
             "adversarial when only the design oracle places it above that reference.")
 
 

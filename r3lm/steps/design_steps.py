@@ -113,8 +113,16 @@ def _draw_logos(bundle: Any, designs: pd.DataFrame, cell_types: Sequence[str], f
 
 
 def _truth(config: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The demo's simulation settings, which the truth scores any sequence under; None for real data."""
-    return config["dataset"]["demo"] if config["dataset"]["source"] == "demo" else None
+    """The demo's simulation settings, which the truth scores any sequence under; None for real data, and for a
+    demo simulated without site_pvalue (its planted sites need not pass any scan, so none can find them)."""
+    dataset = config["dataset"]
+    if dataset["source"] != "demo":
+        return None
+    if dataset["demo"]["site_pvalue"] is None:
+        log.warning("dataset.demo.site_pvalue is not set, so the truth cannot score designs: they are judged by the "
+                    "held-out oracle against the simulation's noiseless activity")
+        return None
+    return dataset["demo"]
 
 
 def engine_settings(settings: Mapping[str, Any]) -> Any:
@@ -194,10 +202,10 @@ def judgement(config: Mapping[str, Any], designs: pd.DataFrame, natural: pd.Data
         "natural_sequences": len(natural),
         "oracle_agreement_natural_pearson": oracle_agreement_on_natural(natural, cell_types),
         "targets": {target: judge_target(designs[designs["target"] == target], natural, [target], cell_types,
-                                         settings["objective"], "true" if demo else "measured")
+                                         settings["objective"], "noiseless" if demo else "measured")
                     for target in targets},
     }
-    if demo:
+    if _truth(config) is not None:
         summary["truth_vs_noiseless_pearson"] = {
             cell: pearson(natural[f"noiseless_{cell}"].to_numpy(), natural[f"true_{cell}"].to_numpy())
             for cell in cell_types}
@@ -235,11 +243,11 @@ def explain_designs(config: Mapping[str, Any], designs_path: str | Path, model_p
         _, X = natural_starts(rows["sequence"].tolist(), None)
         found = attribution_seqlets(Objective(oracle, target.split("+"), config["design"]["objective"]), X, motif_file)
         seqlets.append(found.assign(id=rows["id"].to_numpy()[found["example_idx"].to_numpy(dtype=int)]))
-    sites = None
-    if config["dataset"]["source"] == "demo":
+    sites, truth = None, _truth(config)
+    if truth is not None:
         from r3lm.data.truth import true_sites
 
-        sites = true_sites(top["sequence"].tolist(), config["dataset"]["demo"], top["id"].tolist())
+        sites = true_sites(top["sequence"].tolist(), truth, top["id"].tolist())
     from r3lm.motifs.jaspar import motifs_by_name
 
     families = {name: motif.family for name, motif in motifs_by_name(config["motifs"]["jaspar_release"]).items()}

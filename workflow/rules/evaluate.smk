@@ -115,7 +115,7 @@ rule report:
         "python -m r3lm step report --config {params.settings:q} --metrics {input.metrics} --skipped {input.skipped}"
         " --predictions {params.predictions} --test {input.test} --test-subset {input.test_subset}"
         " --faithfulness {params.faithfulness} --curves {params.curves} --transfer {input.transfer}"
-        " {params.design} --out {output.summary} --figure-dir {params.figure_dir} > {log} 2>&1"
+        " --out {output.summary} --figure-dir {params.figure_dir} {params.design} > {log} 2>&1"
 
 
 # Every bundle of the run scored on another table (an evaluation.transfer entry); the LLM bundles write a
