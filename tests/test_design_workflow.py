@@ -105,6 +105,29 @@ def test_each_design_gets_its_own_rationale_and_seqlets_whatever_the_order() -> 
     assert rows.loc["h2", "r3lm_predicted"] == 2.0
 
 
+def test_attributions_become_seqlets_named_after_the_jaspar_motif_they_match(tmp_path: Path) -> None:
+    """Saturation mutagenesis of the objective, called into seqlets and matched by TOMTOM: an oracle that reads
+    AP-1 for cell type A shows the planted AP-1 site, named after the AP-1 matrix, and nothing where it reads
+    nothing (SP1 does not count for A)."""
+    from test_design import AP1, SP1, Planted
+
+    from r3lm.design.explain import attribution_seqlets
+    from r3lm.design.objective import Objective
+    from r3lm.design.starts import natural_starts
+
+    meme = "MEME version 4\n\nALPHABET= ACGT\n\nstrands: + -\n\n"
+    for name, site in (("MA0001.1 AP1", AP1), ("MA0002.1 SP1", SP1)):
+        rows = "".join(" ".join("0.97" if base == letter else "0.01" for base in "ACGT") + "\n" for letter in site)
+        meme += f"MOTIF {name}\nletter-probability matrix: alength= 4 w= {len(site)}\n{rows}\n"
+    (tmp_path / "two.meme").write_text(meme)
+    _, X = natural_starts(["A" * 10 + AP1 + "A" * 22, "C" * 5 + SP1 + "A" * 27], None)
+    with one_torch_thread():
+        seqlets = attribution_seqlets(Objective(Planted(), "A", "max"), X, tmp_path / "two.meme")
+    named = seqlets[seqlets["motif"] != ""]
+    assert named["motif"].tolist() == ["AP1"] and named["example_idx"].tolist() == [0]
+    assert named["start"].iloc[0] <= 10 and named["end"].iloc[0] >= 18  # the site, bases 10-17
+
+
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with one_torch_thread():

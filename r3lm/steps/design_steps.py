@@ -85,10 +85,11 @@ def write_designs(config: Mapping[str, Any], oracle_path: str | Path, heldout_pa
                                 settings=engine_settings(settings), **_starts(settings, natural, index))
                          for index, target in enumerate(targets)], ignore_index=True)
     log.info("%d designs for %s in %.0f s", len(designs), ", ".join(targets), time.perf_counter() - started)
-    designs = oracle_columns(designs, oracle.cell_types, {"heldout": bundles["heldout"]}, _truth(config))
-    natural = oracle_columns(natural, oracle.cell_types, bundles, _truth(config))
+    truth = _truth(config)
+    designs = oracle_columns(designs, oracle.cell_types, {"heldout": bundles["heldout"]}, truth)
+    natural = oracle_columns(natural, oracle.cell_types, bundles, truth)
     designs = _with_scores(designs, oracle.cell_types, settings["objective"])
-    summary = judgement(config, designs, natural, targets, oracle.cell_types)
+    summary = judgement(config, designs, natural, targets, oracle.cell_types, with_truth=truth is not None)
     _add_motifs(config["motifs"], summary, designs, natural)
     out = Path(out_dir)
     write_parquet(designs, out / "designs.parquet")
@@ -188,7 +189,7 @@ def _add_motifs(settings: Mapping[str, Any], summary: dict[str, Any], designs: p
 
 
 def judgement(config: Mapping[str, Any], designs: pd.DataFrame, natural: pd.DataFrame, targets: Sequence[str],
-              cell_types: Sequence[str]) -> dict[str, Any]:
+              cell_types: Sequence[str], *, with_truth: bool) -> dict[str, Any]:
     """The design summary: per target the judge's figures, the oracles' agreement on natural sequences and,
     on the demo, how well the truth function reproduces the simulation's noiseless activity."""
     from r3lm.design.judge import judge_target, oracle_agreement_on_natural
@@ -205,7 +206,7 @@ def judgement(config: Mapping[str, Any], designs: pd.DataFrame, natural: pd.Data
                                          settings["objective"], "noiseless" if demo else "measured")
                     for target in targets},
     }
-    if _truth(config) is not None:
+    if with_truth:
         summary["truth_vs_noiseless_pearson"] = {
             cell: pearson(natural[f"noiseless_{cell}"].to_numpy(), natural[f"true_{cell}"].to_numpy())
             for cell in cell_types}
