@@ -351,7 +351,7 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path: Path, smollm2_dir: Path
     # the tiny demo plants sites without site_pvalue, so no scan can find them again: no truth to judge by
     assert "truth_vs_noiseless_pearson" not in judged and "true_score" not in designs
     assert not (run / "design/explained.parquet").exists()  # explain_top 0 (its parts: test_design_workflow.py)
-    assert "## Design" in summary and sorted(path.name for path in (run / "design/logos").iterdir()) == [
+    assert "## Design" in summary and sorted(path.name for path in (run / "design/logos").glob("*.png")) == [
         "HepG2.png", "K562.png", "SKNSH.png"]
 
     # every deployable mode and both fast baselines are bundled; a bundle predicts from a FASTA on its own
