@@ -1,5 +1,0 @@
-import sys
-
-from r3lm.cli import main
-
-sys.exit(main())

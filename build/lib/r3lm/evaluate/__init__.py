@@ -1,1 +1,0 @@
-"""Evaluation: prediction metrics with bootstrap intervals, rationale faithfulness, and the report."""

@@ -1,1 +1,0 @@
-"""CRE-ReasonBench: the teacher's mechanistic rationales for cards, and their format checks."""
