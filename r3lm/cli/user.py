@@ -218,10 +218,9 @@ def design(args: argparse.Namespace) -> None:
     from r3lm.data.sequences import read_sequences, write_fasta
     from r3lm.deploy.fast import load_fast
     from r3lm.design import design as run_design
-    from r3lm.design import load_oracle
+    from r3lm.design import engine_settings, load_oracle
     from r3lm.design.judge import oracle_columns
     from r3lm.io import table_kind, write_table
-    from r3lm.steps.design_steps import engine_settings
 
     table_kind(args.out)
     if args.starts is not None and args.n is not None:

@@ -21,7 +21,7 @@ from r3lm.design.engines import (
            ledidi_design,
 )
 from r3lm.design.objective import OBJECTIVES, Objective, Oracle, load_oracle
-from r3lm.design.run import ENGINES, design
+from r3lm.design.run import ENGINES, design, engine_settings
 
 __all__ = ["ENGINES", "OBJECTIVES", "GreedySettings", "LedidiSettings", "Objective", "Oracle", "cap_edits",
-           "design", "greedy_design", "ledidi_design", "load_oracle"]
+           "design", "engine_settings", "greedy_design", "ledidi_design", "load_oracle"]

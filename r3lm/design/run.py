@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
@@ -67,6 +68,11 @@ def design(oracle: nn.Module, target: str | Sequence[str], *, objective: str = "
     else:
         designs = greedy_design(model, X, budget=budget, settings=settings or GreedySettings())
     return design_table(model, ids, X, designs, engine)
+
+
+def engine_settings(settings: Mapping[str, Any]) -> LedidiSettings | GreedySettings:
+    """The engine's knobs from the `design` section: ledidi's iterations (the rest are tuned defaults)."""
+    return LedidiSettings(iterations=settings["iterations"]) if settings["engine"] == "ledidi" else GreedySettings()
 
 
 def check_oracle(oracle: object) -> None:

@@ -72,7 +72,7 @@ def write_designs(config: Mapping[str, Any], oracle_path: str | Path, heldout_pa
 
     from r3lm.data.sequences import write_fasta
     from r3lm.deploy.fast import load_fast
-    from r3lm.design import design, load_oracle
+    from r3lm.design import design, engine_settings, load_oracle
     from r3lm.design.judge import oracle_columns
 
     settings, started = config["design"], time.perf_counter()
@@ -124,13 +124,6 @@ def _truth(config: Mapping[str, Any]) -> Mapping[str, Any] | None:
                     "held-out oracle against the simulation's noiseless activity")
         return None
     return dataset["demo"]
-
-
-def engine_settings(settings: Mapping[str, Any]) -> Any:
-    """The engine's knobs from the `design` section: ledidi's iterations (the rest are tuned defaults)."""
-    from r3lm.design import GreedySettings, LedidiSettings
-
-    return LedidiSettings(iterations=settings["iterations"]) if settings["engine"] == "ledidi" else GreedySettings()
 
 
 def natural_sequences(rows: pd.DataFrame, cell_types: Sequence[str]) -> pd.DataFrame:
