@@ -196,6 +196,19 @@ def test_cnn_cross_validation_predicts_every_row_out_of_fold(dataset: dict[str, 
     assert len(torch.load(tmp_path / "cv" / "model.pt")["folds"]) == 3
 
 
+def test_cross_validation_folds_keep_a_sequence_group_together() -> None:
+    """Random folds deal the data split's groups (an element and its reverse complement), not single ids,
+    into equal parts; the same seed deals the same folds."""
+    ids = [f"el{i}{suffix}" for i in range(30) for suffix in ("", "_Reversed")]
+    rows = pd.DataFrame({"id": [name for name in ids for _ in range(2)], "cell_type": ["A", "B"] * len(ids)})
+    folds, origin = cnn.assign_folds(rows, 3, 0, "(_Reversed)$")
+    element = rows["id"].str.replace("_Reversed", "")
+    assert origin == "random" and folds.groupby(element).nunique().max() == 1
+    assert folds.value_counts().tolist() == [40, 40, 40]
+    assert folds.equals(cnn.assign_folds(rows, 3, 0, "(_Reversed)$")[0])
+    assert cnn.assign_folds(rows, 3, 0)[0].groupby(element).nunique().max() == 2
+
+
 def test_cnn_cross_validation_follows_the_data_s_fold_column(dataset: dict[str, Path], tmp_path: Path) -> None:
     paths = {}
     for name in ("train", "val", "test"):

@@ -46,6 +46,20 @@ def test_the_heldout_oracle_divides_train_and_val_anew_by_sequence() -> None:
     assert heldout_settings(cnn, 7) == {"seed": 7, "cross_validation": {"folds": None, "seed": 0}, "epochs": 3}
 
 
+def test_the_heldout_division_keeps_an_element_and_its_reverse_complement_on_one_side() -> None:
+    """The lentiMPRA tables list each element forward and reversed: dealt as separate sequences, the held-out
+    CNN stopped on the reverse complements of what it trained on (validation Pearson 0.73 against the design
+    CNN's 0.51 on the HepG2 table). The data split's group_regex keeps each pair on one side."""
+    names = [f"el{i}{suffix}" for i in range(50) for suffix in ("", "_Reversed:")]
+    train, val = split_rows(names[:90]), split_rows(names[90:])
+    fit, stop = heldout_division(train, val, split_seed=1, val_fraction=0.2, group_regex="(_Reversed:?)$")
+    element = lambda ids: set(ids.str.replace("_Reversed:", "", regex=False))  # noqa: E731
+    assert element(fit["id"]).isdisjoint(element(stop["id"])) and stop["id"].nunique() == 20
+    assert len(element(stop["id"])) == 10
+    _, ungrouped = heldout_division(train, val, split_seed=1, val_fraction=0.2)
+    assert not element(fit["id"]).isdisjoint(element(ungrouped["id"]))  # without it, pairs straddle the sides
+
+
 def test_the_judge_counts_designs_above_the_natural_reference_and_adversarial_ones() -> None:
     cells = ["A", "B"]
     natural = pd.DataFrame({"true_A": np.linspace(0, 1, 101), "true_B": np.zeros(101)})

@@ -40,12 +40,13 @@ from r3lm.baselines.common import (
     check_sequences,
     finite_or_none,
     read_edges,
+    read_group_regex,
     resolve_settings,
     source,
     write_outputs,
 )
 from r3lm.data.checks import first_row
-from r3lm.data.splits import fold_key
+from r3lm.data.splits import deal_groups, fold_key
 from r3lm.dna import encode_sequences, one_hot, reverse_complement_codes
 from r3lm.errors import InputError
 from r3lm.io import atomic_path, write_table
@@ -433,19 +434,17 @@ def _rows_predicted(fit: CNNFit, rows: pd.DataFrame, data: SequenceSet) -> np.nd
     return activity[sequence_index, cell_index]
 
 
-def assign_folds(rows: pd.DataFrame, folds: int, seed: int) -> tuple[pd.Series, str]:
+def assign_folds(rows: pd.DataFrame, folds: int, seed: int, group_regex: str | None = None) -> tuple[pd.Series, str]:
     """A fold (0..k-1) per row, the same for every row of a sequence, and where it came from: the data's own
-    `fold` column where every row has one (the `table` source keeps it), else sequences dealt at random into
-    `folds` equal parts."""
+    `fold` column where every row has one (the `table` source keeps it), else sequence groups (`group_regex`,
+    the data split's) dealt at random into `folds` equal parts."""
     if "fold" in rows.columns and (rows["fold"].astype(str).str.strip() != "").all():
         labels = sorted(rows["fold"].map(fold_key).unique(), key=lambda label: (len(label), label))
         if len(labels) < MIN_FOLDS:
             raise InputError(f"cross-validation needs at least {MIN_FOLDS} folds (held out, validation, training); "
                              f"the data's fold column has {len(labels)}", path=source(rows), column="fold")
         return rows["fold"].map(fold_key).map({label: index for index, label in enumerate(labels)}), "data"
-    ids = rows["id"].unique()
-    order = np.random.default_rng(seed).permutation(len(ids))
-    return rows["id"].map(dict(zip(ids[order], np.arange(len(ids)) % folds, strict=True))), "random"
+    return deal_groups(rows["id"], group_regex, seed) % folds, "random"
 
 
 def cross_validate(settings: Mapping[str, Any], rows: pd.DataFrame, folds: pd.Series, *,
@@ -484,7 +483,8 @@ def run_cnn(settings: Mapping[str, Any], train_path: str | Path, val_path: str |
     edges = read_edges(summary_path, cell_types)
     out = Path(out_dir)
     if settings["cross_validation"]["folds"]:
-        predicted, curve, fits, extra = _cross_validated(settings, train, val, tests, out, progress=progress)
+        predicted, curve, fits, extra = _cross_validated(settings, train, val, tests, out,
+                                                         read_group_regex(summary_path), progress=progress)
     else:
         fit = fit_cnn(settings, train, val, progress=progress)
         predicted = [_rows_predicted(fit, test, data) for test, data in zip(tests, test_sets, strict=True)]
@@ -518,7 +518,7 @@ def run_cnn(settings: Mapping[str, Any], train_path: str | Path, val_path: str |
 
 
 def _cross_validated(settings: Mapping[str, Any], train: pd.DataFrame, val: pd.DataFrame,
-                     tests: Sequence[pd.DataFrame], out: Path, *, progress: bool
+                     tests: Sequence[pd.DataFrame], out: Path, group_regex: str | None, *, progress: bool
                      ) -> tuple[list[np.ndarray], pd.DataFrame, list[CNNFit], dict[str, Any]]:
     """Cross-validation over every row of the split tables (their split is ignored): the test rows get their
     out-of-fold predictions, and oof.parquet holds every row's, the figure MPRA-LegNet reports."""
@@ -526,7 +526,7 @@ def _cross_validated(settings: Mapping[str, Any], train: pd.DataFrame, val: pd.D
                                                                               ignore_index=True)
     rows.attrs["path"] = source(train)
     folds, fold_source = assign_folds(rows, settings["cross_validation"]["folds"],
-                                      settings["cross_validation"]["seed"])
+                                      settings["cross_validation"]["seed"], group_regex)
     predicted, curve, fits = cross_validate(settings, rows, folds, progress=progress)
     oof = rows[["id", "cell_type", "split", "activity"]].assign(fold=folds.to_numpy() + 1, predicted=predicted)
     write_table(oof, out / "oof.parquet")

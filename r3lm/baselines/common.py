@@ -5,6 +5,7 @@ Every check runs before any training, so bad input stops a step before it writes
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -73,6 +74,13 @@ def read_edges(summary_path: str | Path, cell_types: Sequence[str]) -> dict[str,
     if missing:
         raise InputError(f"no level edges for cell type(s) {missing}", path=path)
     return edges
+
+
+def read_group_regex(summary_path: str | Path) -> str | None:
+    """The data split's `group_regex` (data/summary.json): the sequences that must stay on one side of any
+    random division, such as an element and its reverse complement."""
+    path = require_file(summary_path, "data summary")
+    return (json.loads(Path(path).read_text()).get("split") or {}).get("group_regex")
 
 
 def finite_or_none(value: float) -> float | None:

@@ -94,16 +94,24 @@ def _at_random(units: pd.DataFrame, split: dict[str, Any]) -> pd.Series:
     """Seeded split of groups (ids minus `group_regex`), independent of row order."""
     if split["val_fraction"] + split["test_fraction"] >= 1:
         raise InputError("split: val_fraction + test_fraction must be below 1", path="config")
-    ids = units["id"].astype(str)
-    groups = ids.str.replace(_compile_group_regex(split["group_regex"]), "", regex=True) if split["group_regex"] else ids
+    rank = deal_groups(units["id"], split["group_regex"], split["seed"])
+    groups = int(rank.max()) + 1 if len(rank) else 0
+    n_test = round(split["test_fraction"] * groups)
+    n_val = round(split["val_fraction"] * groups)
+    return pd.Series(np.where(rank < n_test, "test", np.where(rank < n_test + n_val, "val", "train")),
+                     index=units.index, dtype=object)
+
+
+def deal_groups(ids: pd.Series, group_regex: str | None, seed: int) -> pd.Series:
+    """A seeded rank (0..groups-1) per id, shared by the ids of a group (the id minus `group_regex`: an element
+    and its reverse complement, say) and independent of row order. Every random division takes ranks, so a
+    group never sits on both sides of one."""
+    ids = ids.astype(str)
+    groups = ids.str.replace(_compile_group_regex(group_regex), "", regex=True) if group_regex else ids
     unique = np.sort(groups.unique())
-    order = np.random.default_rng(split["seed"]).permutation(len(unique))
-    n_test = round(split["test_fraction"] * len(unique))
-    n_val = round(split["val_fraction"] * len(unique))
-    labels = np.full(len(unique), "train", dtype=object)
-    labels[order[:n_test]] = "test"
-    labels[order[n_test:n_test + n_val]] = "val"
-    return pd.Series(groups.map(dict(zip(unique, labels))).to_numpy(), index=units.index, dtype=object)
+    rank = np.empty(len(unique), dtype=np.int64)
+    rank[np.random.default_rng(seed).permutation(len(unique))] = np.arange(len(unique))
+    return pd.Series(groups.map(dict(zip(unique, rank))).to_numpy(), index=ids.index)
 
 
 def _compile_group_regex(pattern: str) -> re.Pattern:

@@ -12,18 +12,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from r3lm.data.splits import deal_groups
 
-def heldout_division(train: pd.DataFrame, val: pd.DataFrame, *, split_seed: int, val_fraction: float
-                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The train and validation rows divided anew by sequence (every cell type of a sequence on one side):
-    `val_fraction` of the sequences, drawn with `split_seed`, to stop on, the rest to train on."""
+
+def heldout_division(train: pd.DataFrame, val: pd.DataFrame, *, split_seed: int, val_fraction: float,
+                     group_regex: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The train and validation rows divided anew by sequence group (every cell type of a sequence, and every
+    sequence of a group, on one side: the dataset's split `group_regex`, so that an element and its reverse
+    complement never train and stop the oracle at once): `val_fraction` of the groups, drawn with
+    `split_seed`, to stop on, the rest to train on."""
     rows = pd.concat([train, val], ignore_index=True)
-    ids = np.sort(rows["id"].unique())
-    stopping = set(np.random.default_rng(split_seed).permutation(ids)[:max(1, round(val_fraction * len(ids)))])
-    on_stopping = rows["id"].isin(stopping)
+    rank = deal_groups(rows["id"], group_regex, split_seed)
+    on_stopping = rank < max(1, round(val_fraction * (int(rank.max()) + 1)))
     return rows[~on_stopping].assign(split="train"), rows[on_stopping].assign(split="val")
 
 

@@ -33,13 +33,14 @@ def heldout_oracle(args: argparse.Namespace, config: dict[str, Any]) -> None:
     import pandas as pd
 
     from r3lm.baselines.cnn import run_cnn
-    from r3lm.baselines.common import resolve_settings
+    from r3lm.baselines.common import read_group_regex, resolve_settings
     from r3lm.deploy.bundle import write_baseline_bundle
     from r3lm.design.heldout import heldout_division, heldout_settings
 
     settings = config["design"]["heldout_oracle"]
     train, val = heldout_division(pd.read_parquet(args.train), pd.read_parquet(args.val),
-                                  split_seed=settings["split_seed"], val_fraction=settings["val_fraction"])
+                                  split_seed=settings["split_seed"], val_fraction=settings["val_fraction"],
+                                  group_regex=read_group_regex(Path(args.data_dir) / "summary.json"))
     log.info("held-out oracle: %d training and %d stopping sequences (split seed %d), training seed %d",
              train["id"].nunique(), val["id"].nunique(), settings["split_seed"], settings["seed"])
     out = Path(args.out_dir)
