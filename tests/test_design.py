@@ -129,6 +129,16 @@ def test_greedy_designs_de_novo_too(oracle):
     assert (table["edits"] <= 8).all() and (table["score"] > table["start_score"] + 2).all()
 
 
+def test_numba_loops_run_on_their_own_thread_pool_and_leave_torch_s_as_it_was(oracle):
+    """tangermeme's greedy tiling and memelite's TOMTOM are numba parallel loops: on numba's default OpenMP layer
+    they start the system libgomp beside torch's own, and every torch op after them ran slower (text generation
+    4x on 2 cores). r3lm.design selects numba's workqueue layer, which starts no OpenMP runtime."""
+    import numba
+
+    design(oracle, "A", n_designs=1, length=LENGTH, engine="greedy", seed=1, settings=GreedySettings(max_iter=2))
+    assert numba.threading_layer() == "workqueue" and torch.get_num_threads() == 1
+
+
 def test_max_raises_the_target_alone(oracle):
     table = design(oracle, ["B", "C"], objective="max", n_designs=2, length=LENGTH, seed=0, settings=FAST)
     assert (table["target"] == "B+C").all()

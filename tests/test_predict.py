@@ -93,11 +93,16 @@ def test_a_bundle_with_a_stage1_model_per_cell_type_writes_each_rationale_with_i
     for cell in reversed(CELLS):
         model.score(dict(zip(queries["id"][:1], queries["sequence"][:1])), cell)
     assert opened == [f"llm/{cell}" for cell in reversed(CELLS)]
-    # the Python API writes through transformers; `r3lm predict` takes vLLM where installed, given a GPU share
-    fasta = _fasta(tmp_path / "queries.fa", dict(zip(queries["id"][:1], queries["sequence"][:1])))
-    assert main(["predict", "--model", str(out), "--cell-type", CELLS[0], "--fasta", str(fasta), "--out",
-                 str(tmp_path / "out.tsv"), "--device", "cpu", "--no-progress"]) == 0
-    assert backends == [("hf", BUNDLE_VLLM_GPU_SHARE)] * len(CELLS) + [("auto", BUNDLE_VLLM_GPU_SHARE)]
+    # the Python API writes through transformers; `r3lm predict` takes vLLM where installed, given a GPU share,
+    # once there are enough sequences to pay for its start (two here), and transformers below that
+    from r3lm.llm import generate
+
+    monkeypatch.setattr(generate, "VLLM_PAYS_FROM", 2)
+    for count in (1, 2):
+        fasta = _fasta(tmp_path / "queries.fa", dict(zip(queries["id"][:count], queries["sequence"][:count])))
+        assert main(["predict", "--model", str(out), "--cell-type", CELLS[0], "--fasta", str(fasta), "--out",
+                     str(tmp_path / "out.tsv"), "--device", "cpu", "--no-progress"]) == 0
+    assert backends == [("hf", BUNDLE_VLLM_GPU_SHARE)] * (len(CELLS) + 1) + [("auto", BUNDLE_VLLM_GPU_SHARE)]
 
 
 def test_score_rebuilds_the_cards_and_predicts_with_the_stage2_model(model, queries, scored, bundle):

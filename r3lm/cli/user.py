@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 from typing import TYPE_CHECKING, Any
@@ -110,8 +111,8 @@ def _rank_target(value: str) -> str:
          arg("--batch-size", type=int, default=None, help="default: sized to the device"),
          arg("--device", default="auto", help="auto (a CUDA GPU when present), cpu, cuda, cuda:1, ..."),
          arg("--backend", choices=["auto", "hf", "vllm"], default="auto",
-             help="what writes the rationales: auto takes vLLM where it is installed for the device (~30 s to start "
-                  "on a CPU, then twice as fast as hf, transformers, on the margin)"),
+             help="what writes the rationales: auto takes vLLM where it is installed for the device and there are at "
+                  "least 32 sequences (it starts in ~30 s on a CPU, then writes ~2x as fast as hf, transformers)"),
          arg("--no-progress", action="store_true"))
 def predict(args: argparse.Namespace) -> None:
     from r3lm.data.sequences import read_sequences
@@ -119,6 +120,7 @@ def predict(args: argparse.Namespace) -> None:
     from r3lm.deploy.scorer import load
     from r3lm.deploy.specificity import rank_by_specificity
     from r3lm.io import table_kind, write_table
+    from r3lm.llm.generate import backend_for
 
     table_kind(args.out)  # an unknown output type fails before any work
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # its INFO lines run to thousands of characters
@@ -126,12 +128,14 @@ def predict(args: argparse.Namespace) -> None:
         raise InputError("--rank-by compares cell types: use it with --cell-type all")
     model = load(args.model, device=args.device, batch_size=args.batch_size, backend=args.backend)
     cells = model.check_cell_types(None if args.cell_type == "all" else args.cell_type)
+    fast = isinstance(model, FastModel)
     sequences = read_sequences(args.fasta or args.table or args.bed, id_column=args.id_column,
-                               sequence_column=args.sequence_column, genome=args.genome,
-                               allow_n=isinstance(model, FastModel))
+                               sequence_column=args.sequence_column, genome=args.genome, allow_n=fast)
     named = dict(zip(sequences["id"], sequences["sequence"]))
+    if not fast:  # nothing is loaded yet: the LLMs load on first use
+        model = dataclasses.replace(model, backend=backend_for(args.backend, len(named)))
     progress = not args.no_progress
-    if isinstance(model, FastModel):
+    if fast:
         table = model.score(named, cells, progress=progress)
     elif args.cell_type == "all":
         table = model.score_cell_types(named, cells, progress=progress)

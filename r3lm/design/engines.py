@@ -20,8 +20,7 @@ while the output moves less than a threshold; it does not stop at a count, so it
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import os
 from dataclasses import dataclass
 
 import numba
@@ -30,6 +29,13 @@ from ledidi import Ledidi
 from tangermeme.design import greedy_substitution
 from tangermeme.predict import predict
 from torch import nn
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    # numba's default OpenMP layer loads the system libgomp beside the one torch ships: once a numba parallel
+    # loop has run (tangermeme's greedy tiling, memelite's TOMTOM), two OpenMP runtimes hold the cores and
+    # every later torch op slows down (the explanations' generation ran 4x slower). Numba's own workqueue
+    # layer starts no second runtime. Set before the first parallel loop, which is when numba picks a layer.
+    numba.config.THREADING_LAYER = "workqueue"
 
 
 @dataclass(frozen=True)
@@ -198,21 +204,6 @@ def greedy_design(model: nn.Module, X: torch.Tensor, *, budget: int | None = Non
     steps = settings.max_iter if budget is None else min(budget, settings.max_iter)
     if steps == 0:
         return X.clone()
-    with numba_threads_as_torch():
-        return torch.cat([greedy_substitution(model, X[index:index + 1].float(), max_iter=steps, tol=settings.tol,
-                                              batch_size=settings.batch_size, device=X.device)
-                          for index in range(len(X))])
-
-
-@contextmanager
-def numba_threads_as_torch() -> Iterator[None]:
-    """greedy_substitution tiles its candidates with a parallel numba kernel; numba's OpenMP layer sets the
-    OpenMP thread count that torch shares, so torch would leave with numba's count (all cores) instead of the
-    caller's. Run numba with torch's count, and give both back as they were."""
-    torch_threads, numba_threads = torch.get_num_threads(), numba.get_num_threads()
-    numba.set_num_threads(min(torch_threads, numba.config.NUMBA_NUM_THREADS))
-    try:
-        yield
-    finally:
-        numba.set_num_threads(numba_threads)
-        torch.set_num_threads(torch_threads)
+    return torch.cat([greedy_substitution(model, X[index:index + 1].float(), max_iter=steps, tol=settings.tol,
+                                          batch_size=settings.batch_size, device=X.device)
+                      for index in range(len(X))])
