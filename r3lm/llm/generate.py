@@ -66,6 +66,9 @@ class ChatGenerator:
     generate: Callable[..., list[Generation]]  # (conversations, *, progress, grammar) -> one Generation each
     chunk_size: int  # conversations per call, and so per checkpoint of `generate_to_table`
     run_info: dict[str, Any]  # what decides the outputs: model, backend, settings
+    # stops what the backend runs beside this process (vLLM's engine core; an idle one still takes ~10% of a
+    # CPU core until the process ends); a transformers model goes with the object
+    close: Callable[[], None] = lambda: None
 
 
 def generate_chats(model: Any, tokenizer: Any, conversations: Sequence[Conversation], settings: Mapping[str, Any],
@@ -230,14 +233,15 @@ def open_generator(model_path: str | Path, settings: Mapping[str, Any], *, dtype
     run_info = {"model": str(model_path), "model_files": model_fingerprint(model_path), "backend": backend,
                 "dtype": dtype, "settings": dict(settings)}
     if backend == "vllm":
-        return ChatGenerator("vllm", _vllm_generate(model_path, settings, dtype, gpu_share), VLLM_CHUNK, run_info)
+        generate, close = _vllm_generate(model_path, settings, dtype, gpu_share)
+        return ChatGenerator("vllm", generate, VLLM_CHUNK, run_info, close)
     model, tokenizer = load_causal_lm(model_path, dtype=dtype, device=device)
     return ChatGenerator("hf", partial(generate_chats, model, tokenizer, settings=settings), settings["batch_size"],
                          run_info)
 
 
 def _vllm_generate(model_path: str | Path, settings: Mapping[str, Any], dtype: str,
-                   gpu_share: float | None = None) -> Callable[..., list[Generation]]:
+                   gpu_share: float | None = None) -> tuple[Callable[..., list[Generation]], Callable[[], None]]:
     on_cpu = vllm_platform() == "cpu"
     if on_cpu:
         _prepare_vllm_cpu()
@@ -272,7 +276,7 @@ def _vllm_generate(model_path: str | Path, settings: Mapping[str, Any], dtype: s
                            truncated=output.outputs[0].finish_reason == "length", guided=grammar is not None)
                 for output in outputs]
 
-    return generate
+    return generate, llm.llm_engine.engine_core.shutdown
 
 
 def _prepare_vllm_cpu() -> None:

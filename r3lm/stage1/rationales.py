@@ -95,7 +95,7 @@ def _generate(config: Mapping[str, Any], models: Stage1Models, items: pd.DataFra
     for number, (model, cells) in enumerate(models.cells_by_model(items["cell_type"]).items()):
         chosen = items[items["cell_type"].isin(cells)]
         log.info("model %s writes %d rationales for %s", model, len(chosen), ", ".join(cells))
-        writer = RationaleWriter.from_config(config, model)
+        writer = RationaleWriter.from_config(config, model, prompts=len(chosen))
         partial = first.out.parent / f"rationales.{number}.partial.jsonl"
         written = writer.write_table(chosen, partial.with_suffix(".parquet"), keys=("set", *KEYS),
                                      source=first.teacher_set, progress=progress, write=False, partial_path=partial)

@@ -23,6 +23,7 @@ from r3lm.hub import local_copy
 from r3lm.llm.generate import (
     ChatGenerator,
     Generation,
+    backend_for,
     generate_to_table,
     open_generator,
 )
@@ -35,7 +36,7 @@ class RationaleWriter:
     def __init__(self, chat: ChatGenerator, rationale_format: RationaleFormat, guidance: str) -> None:
         self.format, self.guidance, self._chat = rationale_format, guidance, chat
         run_info = {**chat.run_info, "format": vars(rationale_format), "guidance": guidance}
-        self.generator = ChatGenerator(chat.backend, self._generate, chat.chunk_size, run_info)
+        self.generator = ChatGenerator(chat.backend, self._generate, chat.chunk_size, run_info, chat.close)
 
     @classmethod
     def open(cls, model_path: str | Path, generation: Mapping[str, Any], rationale_format: RationaleFormat, *,
@@ -45,10 +46,14 @@ class RationaleWriter:
                    rationale_format, generation["guidance"])
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], model: str | Path, *, device: str = "auto") -> RationaleWriter:
+    def from_config(cls, config: Mapping[str, Any], model: str | Path, *, device: str = "auto",
+                    prompts: int | None = None) -> RationaleWriter:
         """The workflow's writer for a Stage-I model (a folder, or a hub id fetched once): `generation`
-        settings, dtype falling back to `llm.dtype`."""
+        settings, dtype falling back to `llm.dtype`; with the number of `prompts` to write, `auto` takes
+        vLLM only where its start pays (`backend_for`)."""
         generation = config["generation"]
+        if prompts is not None:
+            generation = {**generation, "backend": backend_for(generation["backend"], prompts)}
         return cls.open(local_copy(model, what="the Stage-I model"), generation, RationaleFormat.from_config(config),
                         dtype=generation["dtype"] or config["llm"]["dtype"], device=device)
 
