@@ -58,7 +58,8 @@ class RationaleStage:
             written = writer.write([cards[row] for row in rows], progress=progress)
             for row, generation in zip(rows, written, strict=True):
                 texts[row] = generation.text
-            del writer
+            if not self.keep_loaded:
+                writer.close()
         return texts
 
 

@@ -101,7 +101,7 @@ def _generate(config: Mapping[str, Any], models: Stage1Models, items: pd.DataFra
                                      source=first.teacher_set, progress=progress, write=False, partial_path=partial)
         parts.append(written.set_axis(chosen.index))
         backend = writer.backend
-        del writer
+        writer.close()
     return pd.concat(parts).loc[items.index].reset_index(drop=True), backend
 
 

@@ -61,6 +61,11 @@ class RationaleWriter:
     def backend(self) -> str:
         return self._chat.backend
 
+    def close(self) -> None:
+        """Stop the backend's engine now (vLLM's engine core), not whenever the writer is collected: the next
+        Stage-I model's engine needs the memory."""
+        self._chat.close()
+
     def messages(self, card_text: str) -> list[dict[str, str]]:
         return self.format.messages(card_text)
 
