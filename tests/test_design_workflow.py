@@ -53,7 +53,7 @@ def test_the_heldout_division_keeps_an_element_and_its_reverse_complement_on_one
     names = [f"el{i}{suffix}" for i in range(50) for suffix in ("", "_Reversed:")]
     train, val = split_rows(names[:90]), split_rows(names[90:])
     fit, stop = heldout_division(train, val, split_seed=1, val_fraction=0.2, group_regex="(_Reversed:?)$")
-    element = lambda ids: set(ids.str.replace("_Reversed:", "", regex=False))  # noqa: E731
+    element = lambda ids: set(ids.str.replace("_Reversed:", "", regex=False))
     assert element(fit["id"]).isdisjoint(element(stop["id"])) and stop["id"].nunique() == 20
     assert len(element(stop["id"])) == 10
     _, ungrouped = heldout_division(train, val, split_seed=1, val_fraction=0.2)

