@@ -29,7 +29,7 @@ SITE = ["seq_id", "tf", "start", "strand"]
 
 @pytest.fixture(scope="module")
 def settings() -> dict[str, Any]:
-    """The demo's own simulation settings (6,000 sequences of 200 bp, sites at p < 1e-5)."""
+    """The demo's own simulation settings (12,000 sequences of 200 bp, sites at p < 1e-5)."""
     return validate_config(yaml.safe_load(CONFIG.read_text()))["dataset"]["demo"]
 
 
