@@ -33,6 +33,7 @@ def test_text_that_does_not_fit_is_still_an_error_naming_the_key(override: dict,
         validate_config(override)
 
 
+@pytest.mark.usefixtures("shared")  # the tables they read lie in ../shared, beside the checkout
 @pytest.mark.parametrize("name", ["lentimpra", "lentimpra_wtc11"])
 def test_the_shipped_real_data_configs_validate_and_differ_only_in_their_data(name: str) -> None:
     """config/lentimpra*.yaml: valid against the schema, reading the shared lentiMPRA tables; the WTC11 file has
